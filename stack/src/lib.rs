@@ -1,3 +1,4 @@
-//! `stack`: the TCP/IP layer, sans-I/O, over frames of the `umem` pool. Built in the stack
-//! issue; the crate exists now so the workspace has its final shape.
+//! `stack`: the TCP/IP layer, sans-I/O, over frames of the `umem` pool.
 #![forbid(unsafe_code)]
+
+pub mod wire;
