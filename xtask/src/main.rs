@@ -1,1 +1,214 @@
-fn main() {}
+//! `cargo xtask`: the project's one entry point for setting up a machine, building the
+//! network namespaces, running the demo, the tests and the benchmarks.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod client;
+mod netns;
+mod nstest;
+mod setup;
+mod util;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+use crate::util::{root, run};
+
+/// Build, test and benchmark the zero-copy stack. Commands that need a prepared machine
+/// run `setup` first when something is missing.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Install what a fresh machine lacks: LLVM 22 dev packages, nightly rust-src,
+    /// bpf-linker, iproute2/ping/curl/wget/tcpdump/ethtool, and reserved hugepages.
+    /// Idempotent: each step checks first.
+    Setup,
+    /// Create or remove the two test namespaces joined by a veth pair.
+    Netns {
+        #[command(subcommand)]
+        cmd: NetnsCmd,
+    },
+    /// Run the main demo end to end in fresh namespaces, then tear them down.
+    Demo,
+    /// Run every test: unit tests (no root needed) and namespace tests (root).
+    Test {
+        /// Only namespace tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        /// Skip the unit tests (cargo test --workspace).
+        #[arg(long)]
+        no_unit: bool,
+    },
+    /// Benchmarks, each side by side with the kernel's own path in the same run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+    /// Programs run inside namespaces by the tests and benchmarks.
+    #[command(hide = true)]
+    Internal {
+        #[command(subcommand)]
+        cmd: Internal,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NetnsCmd {
+    /// Create a server and a client namespace joined by veth (10.77.0.1 <-> 10.77.0.2,
+    /// fd77::1 <-> fd77::2) and leave them for manual use.
+    Up {
+        /// MTU of the veth pair.
+        #[arg(long, default_value_t = 1500)]
+        mtu: u32,
+    },
+    /// Remove every namespace this tool created (names starting with `zc-`).
+    Down,
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// AF_XDP UDP echo vs a kernel UDP echo server: datagrams per second and the ratio.
+    Echo {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum Internal {
+    UdpCheck {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        count: u32,
+        #[arg(long)]
+        max_size: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    UdpFlood {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        seconds: f64,
+        #[arg(long, default_value_t = 64)]
+        window: u32,
+    },
+    UdpKernelEcho {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    TcpRefused {
+        #[arg(long)]
+        server: SocketAddr,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = dispatch(cli.cmd) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Setup => setup::run_all(),
+        Cmd::Netns { cmd: NetnsCmd::Up { mtu } } => {
+            setup::require_root("creating namespaces")?;
+            let ns = netns::Netns::up("m", mtu)?;
+            println!("server namespace {} ({} = 10.77.0.1, fd77::1)", ns.server, ns.srv_if);
+            println!("client namespace {} ({} = 10.77.0.2, fd77::2)", ns.client, ns.cli_if);
+            println!("run inside with `ip netns exec {} ...`; remove with `cargo xtask netns down`", ns.server);
+            ns.keep();
+            Ok(())
+        }
+        Cmd::Netns { cmd: NetnsCmd::Down } => {
+            let names = netns::ours();
+            netns::remove(&names);
+            println!("removed {} namespace(s){}", names.len(), if names.is_empty() { String::new() } else { format!(": {}", names.join(" ")) });
+            Ok(())
+        }
+        Cmd::Demo => demo(),
+        Cmd::Test { filter, no_unit } => test(filter, no_unit),
+        Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
+            let bins = prepare()?;
+            bench::echo(&bins, seconds)
+        }
+        Cmd::Internal { cmd } => match cmd {
+            Internal::UdpCheck { server, count, max_size, seed } => client::udp_check(server, count, max_size, seed),
+            Internal::UdpFlood { server, size, seconds, window } => client::udp_flood(server, size, seconds, window),
+            Internal::UdpKernelEcho { port, seconds } => client::udp_kernel_echo(port, seconds),
+            Internal::TcpRefused { server } => client::tcp_refused(server),
+        },
+    }
+}
+
+/// Setup if needed, then the release binaries the namespace runs drive.
+fn prepare() -> Result<nstest::Bins> {
+    setup::require_root("namespace tests, the demo and benchmarks (they create namespaces and attach XDP)")?;
+    setup::ensure()?;
+    netns::install_cleanup();
+    println!("building release binaries ...");
+    run(Command::new(env!("CARGO")).current_dir(root()).args(["build", "--release", "--quiet", "-p", "udp-echo"]))?;
+    Ok(nstest::Bins {
+        echo: nstest::release_bin(&root(), "udp-echo")?,
+        xtask: std::env::current_exe()?,
+    })
+}
+
+fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
+    setup::ensure()?;
+    let mut failed = false;
+    if !no_unit && filter.is_none() {
+        println!("unit tests: cargo test --workspace");
+        if run(Command::new(env!("CARGO")).current_dir(root()).args(["test", "--workspace"])).is_err() {
+            failed = true;
+            println!("unit tests: FAILED");
+        }
+    }
+    let bins = prepare()?;
+    let mut suite = nstest::Suite::new(filter);
+    nstest::run(&mut suite, &bins);
+    let ns = suite.finish("namespace tests");
+    if failed {
+        bail!("unit tests failed");
+    }
+    ns
+}
+
+fn demo() -> Result<()> {
+    let bins = prepare()?;
+    let ns = netns::Netns::up("d", 1500)?;
+    println!("demo: namespaces {} (server, {}) and {} (client, {})", ns.server, netns::SRV_ADDR, ns.client, netns::CLI_ADDR);
+    println!("demo: the file server comes with the stack; this demo runs the AF_XDP UDP echo end to end");
+    let mut cmd = ns.in_server(&bins.echo);
+    cmd.args(["--iface", &ns.srv_if, "--addr", netns::SRV_ADDR, "--port", "7777"]);
+    let mut d = util::Daemon::spawn("udp-echo", &mut cmd)?;
+    d.wait_line("ready", std::time::Duration::from_secs(20))?;
+    let mut c = ns.in_client(&bins.xtask);
+    c.args(["internal", "udp-check", "--server", &format!("{}:7777", netns::SRV_ADDR), "--count", "5000", "--max-size", "1472"]);
+    run(&mut c)?;
+    let (ok, text) = d.terminate(std::time::Duration::from_secs(10))?;
+    println!("{text}");
+    if !ok {
+        bail!("udp-echo did not exit cleanly");
+    }
+    println!("demo: done; namespaces removed");
+    Ok(())
+}

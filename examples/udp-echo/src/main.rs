@@ -36,9 +36,13 @@ struct Args {
     /// Packet frames in the pool (4 KiB each).
     #[arg(long, default_value_t = 8192)]
     frames: u32,
-    /// Use 4 KiB pages instead of 2 MiB hugepages.
+    /// 2 MiB hugepages for the pool: `prefer` falls back to 4 KiB pages with a warning,
+    /// `require` fails if none are reserved, `off` uses 4 KiB pages.
+    #[arg(long, default_value = "prefer", value_parser = ["prefer", "require", "off"])]
+    hugepages: String,
+    /// Do not ask for multi-buffer (XDP_USE_SG): every packet must fit one frame.
     #[arg(long)]
-    no_hugepages: bool,
+    no_multi_buffer: bool,
     /// Bind mode: `auto` tries zero-copy and falls back to copy; `zero-copy` or `copy` force one.
     #[arg(long, default_value = "auto", value_parser = ["auto", "zero-copy", "copy"])]
     bind: String,
@@ -66,12 +70,14 @@ fn run(args: Args) -> Result<()> {
     let iface = Interface::by_name(&args.iface)?;
     let pool = Pool::new(&PoolConfig {
         frames: args.frames,
-        hugepages: if args.no_hugepages { HugePages::Off } else { HugePages::Prefer },
+        hugepages: match args.hugepages.as_str() {
+            "require" => HugePages::Require,
+            "off" => HugePages::Off,
+            _ => HugePages::Prefer,
+        },
         ..PoolConfig::default()
     })
     .context("creating the frame pool")?;
-    let policy = if args.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver };
-    let mut program = SteerProgram::attach(&iface, policy)?;
     let cfg = XskConfig {
         queue: args.queue,
         bind: match args.bind.as_str() {
@@ -80,9 +86,14 @@ fn run(args: Args) -> Result<()> {
             _ => BindPolicy::PreferZeroCopy,
         },
         busy_poll: args.busy.then_some(BusyPoll { usecs: 20, budget: 64 }),
+        multi_buffer: !args.no_multi_buffer,
         ..XskConfig::default()
     };
+    // The socket first: a queue that is already taken is reported as such, before the
+    // attach would find the other owner's program.
     let mut sock = XskSocket::open(&pool, &iface, &cfg)?;
+    let policy = if args.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver };
+    let mut program = SteerProgram::attach(&iface, policy)?;
     program.register(args.queue, &sock)?;
     program.steer(Proto::Udp, args.addr, args.port)?;
     let shutdown = Shutdown::install()?;
