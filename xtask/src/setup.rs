@@ -120,7 +120,7 @@ fn bpf_linker() -> Result<String> {
     let llvm = PathBuf::from("/usr/lib/llvm-22");
     let path = format!("{}/bin:{}", llvm.display(), std::env::var("PATH").unwrap_or_default());
     run(Command::new("cargo")
-        .args(["install", "bpf-linker", "--locked", "--no-default-features", "--features", "llvm-22"])
+        .args(["install", "bpf-linker", "--no-default-features", "--features", "llvm-22"])
         .env("PATH", path)
         .env("LLVM_SYS_221_PREFIX", &llvm))
     .context("cargo install bpf-linker (needs llvm-22-dev and libpolly-22-dev)")?;

@@ -96,7 +96,7 @@ fn try_steer(ctx: &XdpContext) -> Result<u32, Pass> {
     }
     // Both UDP and TCP carry the destination port at offset 2.
     key.port = read(ctx, l4 + 2)?;
-    if FLOWS.get_ptr(&key).is_none() && FLOWS.get_ptr(key.any_addr()).is_none() {
+    if FLOWS.get_ptr(key).is_none() && FLOWS.get_ptr(key.any_addr()).is_none() {
         return Err(Pass::NotOurs);
     }
     // SAFETY: ctx.ctx points to the kernel's xdp_md for this invocation.
