@@ -1,6 +1,7 @@
 //! Errors of the pool, each naming the failing call and what the user can do about it.
 
 use std::io;
+use std::path::PathBuf;
 
 /// What can go wrong while building or using a [`Pool`](crate::Pool).
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +39,85 @@ pub enum Error {
         bytes: usize,
         /// The soft `RLIMIT_MEMLOCK`, as text (`unlimited` or bytes).
         limit: String,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+
+    /// `io_uring_setup` failed: no ring, so no block reads.
+    #[error(
+        "io_uring_setup({entries} entries) failed: {source}; io_uring may be disabled \
+         (sysctl kernel.io_uring_disabled must be 0, or 1 with the user in \
+         kernel.io_uring_group) or, on kernels before 5.12, limited by RLIMIT_MEMLOCK"
+    )]
+    UringSetup {
+        /// Submission queue entries asked for.
+        entries: u32,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+
+    /// `IORING_REGISTER_BUFFERS` refused the pool.
+    #[error(
+        "io_uring register_buffers ({iovecs} iovecs, {bytes} bytes) failed: {source}; \
+         registering pins the pool and needs CAP_IPC_LOCK or an RLIMIT_MEMLOCK of at \
+         least that size (now {limit}): run as root or `ulimit -l unlimited`"
+    )]
+    Register {
+        /// Bytes registered.
+        bytes: u64,
+        /// Iovecs passed (one per <= 1 GiB slice).
+        iovecs: usize,
+        /// The soft `RLIMIT_MEMLOCK`, as text.
+        limit: String,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+
+    /// Every payload block is held: by reads in flight, the block cache, or send queues.
+    #[error(
+        "pool exhausted: {free} of {total} {what} free ({reading} held by reads in flight); \
+         {hint}"
+    )]
+    PoolExhausted {
+        /// What ran out (`payload blocks`).
+        what: &'static str,
+        /// Free slots of that kind (0, or too few for the request).
+        free: u32,
+        /// Slots of that kind in the pool.
+        total: u32,
+        /// Slots held by reads not yet completed.
+        reading: u32,
+        /// What the caller can do.
+        hint: &'static str,
+    },
+
+    /// Opening a file for block reads failed.
+    #[error("open {path:?} for block reads failed: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// The error from the kernel.
+        source: io::Error,
+    },
+
+    /// The path names something other than a regular file.
+    #[error("{path:?} is not a regular file; only regular files can be read into blocks")]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+    },
+
+    /// A read request the reader cannot serve as asked.
+    #[error("block read request refused: {0}")]
+    Request(&'static str),
+
+    /// A read failed in the kernel (reported in its completion).
+    #[error("{call} at file offset {offset} failed: {source}")]
+    Read {
+        /// The operation, e.g. `io_uring READ_FIXED`.
+        call: &'static str,
+        /// The requested file offset.
+        offset: u64,
         /// The error from the kernel.
         source: io::Error,
     },

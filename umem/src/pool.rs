@@ -214,6 +214,16 @@ impl Pool {
         self.inner.layout.len
     }
 
+    /// The first byte of the mapping: UMEM address `a` is at `base_ptr() + a`.
+    pub fn base_ptr(&self) -> NonNull<u8> {
+        self.inner.region.as_ptr()
+    }
+
+    /// The UMEM address of the first payload block (frames come first, blocks after them).
+    pub fn blocks_base(&self) -> u64 {
+        self.inner.layout.blocks_base
+    }
+
     /// The frame (chunk) size.
     pub fn frame_size(&self) -> u32 {
         self.inner.layout.frame_size
@@ -354,6 +364,11 @@ impl Buf {
     /// Whether this is a packet frame (as opposed to a payload block).
     pub fn is_frame(&self) -> bool {
         self.slot < self.pool.layout.frames
+    }
+
+    /// References to the slot now: handles, slices and leases together.
+    pub fn refs(&self) -> u32 {
+        self.pool.slots[self.slot as usize].refs.get()
     }
 
     /// Whether this handle is the slot's only reference.

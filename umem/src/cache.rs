@@ -1,0 +1,444 @@
+//! The block cache: file blocks that stay in the pool and are shared, by reference count,
+//! among every connection that sends them.
+//!
+//! ```text
+//!   open(path) ── statx ──► FileKey (dev, ino, size, mtime, ctime) ── changed? drop old blocks
+//!   get(file, i) ─► hit:  BufSlice (one more reference to the cached block)
+//!                └► miss: one read per block, however many ask (later askers join it)
+//!   poll/wait   ──► BlockDone { ticket, .. } for every asker; small files' blocks stay cached
+//! ```
+//!
+//! * **Never stale.** Call [`BlockCache::open`] for every request: it costs one `statx`,
+//!   and blocks are keyed by the file's [`FileKey`], so a file whose inode, size, mtime or
+//!   ctime changed is read afresh (and its old blocks are dropped).
+//! * **Shared, never freed under a sender.** A cached block is a [`BufSlice`]; a hit hands
+//!   out another reference. Eviction (CLOCK) only drops the cache's reference: a block a
+//!   send queue still holds stays alive until the send queue lets go, and the hand passes
+//!   over such blocks when it needs memory, since evicting them would free none.
+//! * **Large files stream.** Files above [`CacheConfig::max_file_size`] are read block by
+//!   block and never cached (nginx's `directio` threshold), so one big download does not
+//!   push out every small hot file.
+//! * **Memory first.** When the pool has no free block for a read, the cache evicts an
+//!   unshared block and retries; if every block is held elsewhere, the read fails with
+//!   [`Error::PoolExhausted`].
+
+use std::collections::HashMap;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use crate::clock::Clock;
+use crate::dio::{self, FileKey};
+use crate::error::Error;
+use crate::pool::BufSlice;
+use crate::reader::{BlockReader, Completion, FileId, ReqId};
+
+/// How a [`BlockCache`] behaves.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Blocks the cache may keep.
+    pub capacity: u32,
+    /// Files larger than this many bytes are streamed, never cached.
+    pub max_file_size: u64,
+    /// Open files kept (least recently used idle ones are closed beyond this).
+    pub max_open_files: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { capacity: 64, max_file_size: 4 << 20, max_open_files: 256 }
+    }
+}
+
+/// One version of a file, as seen by one [`BlockCache::open`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedFile {
+    /// The version.
+    pub key: FileKey,
+    /// Bytes per block (the last block may be shorter).
+    pub block_len: u32,
+    /// Whether its blocks are cached (size at most [`CacheConfig::max_file_size`]).
+    pub cacheable: bool,
+}
+
+impl CachedFile {
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.key.size
+    }
+
+    /// Number of blocks (0 for an empty file).
+    pub fn blocks(&self) -> u64 {
+        self.key.size.div_ceil(u64::from(self.block_len))
+    }
+
+    /// The file bytes block `index` holds, or `None` past the end.
+    pub fn block_range(&self, index: u64) -> Option<Range<u64>> {
+        let start = index.checked_mul(u64::from(self.block_len))?;
+        (start < self.key.size).then(|| start..(start + u64::from(self.block_len)).min(self.key.size))
+    }
+}
+
+/// Names one asker's pending block in [`BlockDone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ticket(pub u64);
+
+/// The answer to [`BlockCache::get`].
+#[derive(Debug)]
+pub enum Lookup {
+    /// The block was cached: here it is (one more reference).
+    Hit(BufSlice),
+    /// It is being read; a [`BlockDone`] with this ticket will follow.
+    Pending(Ticket),
+}
+
+/// A block that was asked for and has been read (or failed).
+#[derive(Debug)]
+pub struct BlockDone {
+    /// The asker's ticket.
+    pub ticket: Ticket,
+    /// The file version.
+    pub key: FileKey,
+    /// The block index.
+    pub block: u64,
+    /// The block's bytes (exactly the file's bytes, shorter for the last block).
+    pub result: Result<BufSlice, Error>,
+}
+
+/// Cache counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Blocks served from the cache.
+    pub hits: u64,
+    /// Cacheable blocks not in the cache (a read started or was joined).
+    pub misses: u64,
+    /// Misses that joined a read already in flight for the same block.
+    pub joined: u64,
+    /// Blocks read for files above the size threshold (never cached).
+    pub streamed: u64,
+    /// Blocks the cache let go of to make room (for its capacity or for a read).
+    pub evictions: u64,
+    /// Blocks dropped because their file changed.
+    pub invalidations: u64,
+    /// Blocks in the cache now.
+    pub cached: u32,
+    /// Of those, blocks also held by someone else now (send queues, completions).
+    pub cached_shared: u32,
+}
+
+/// Who holds the pool's payload blocks now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlockUsage {
+    /// Payload blocks in the pool.
+    pub total: u32,
+    /// Free.
+    pub free: u32,
+    /// Leased to reads in flight or queued.
+    pub reading: u32,
+    /// Held by the cache (some also by send queues: [`CacheStats::cached_shared`]).
+    pub cached: u32,
+    /// Held only by the application: send queues, completions not yet consumed.
+    pub elsewhere: u32,
+}
+
+#[derive(Debug)]
+struct Loading {
+    key: FileKey,
+    block: u64,
+    waiters: Vec<Ticket>,
+    /// Whether the block goes into the cache when it lands.
+    insert: bool,
+}
+
+#[derive(Debug)]
+struct OpenEntry {
+    file: FileId,
+    last_use: u64,
+}
+
+/// A block cache over a [`BlockReader`]. See the module docs.
+#[derive(Debug)]
+pub struct BlockCache {
+    reader: BlockReader,
+    cfg: CacheConfig,
+    blocks: Clock<(FileKey, u64), BufSlice>,
+    /// Reads in flight, and which of them load a cacheable block.
+    loading: HashMap<ReqId, Loading>,
+    by_block: HashMap<(FileKey, u64), ReqId>,
+    open: HashMap<FileKey, OpenEntry>,
+    by_path: HashMap<PathBuf, FileKey>,
+    uses: u64,
+    next_ticket: u64,
+    scratch: Vec<Completion>,
+    stats: CacheStats,
+}
+
+impl BlockCache {
+    /// A cache that reads through `reader`.
+    pub fn new(reader: BlockReader, cfg: &CacheConfig) -> BlockCache {
+        BlockCache {
+            reader,
+            cfg: cfg.clone(),
+            blocks: Clock::new(),
+            loading: HashMap::new(),
+            by_block: HashMap::new(),
+            open: HashMap::new(),
+            by_path: HashMap::new(),
+            uses: 0,
+            next_ticket: 0,
+            scratch: Vec::new(),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// The reader underneath (for its counters and pool).
+    pub fn reader(&self) -> &BlockReader {
+        &self.reader
+    }
+
+    /// Looks `path` up afresh (one `statx`; an `open` the first time a version is seen).
+    /// Call it for every request: this is what keeps a changed file from being served
+    /// stale.
+    pub fn open(&mut self, path: &Path) -> Result<CachedFile, Error> {
+        let meta = dio::statx_path(path)?;
+        if !meta.regular {
+            return Err(Error::NotRegular { path: path.to_owned() });
+        }
+        let mut key = meta.key;
+        self.uses += 1;
+        if let Some(e) = self.open.get_mut(&key) {
+            e.last_use = self.uses;
+        } else {
+            let file = self.reader.open(path)?;
+            // What was opened is what will be read: trust its statx over the path's.
+            key = self.reader.info(file).map_or(key, |i| i.key);
+            match self.open.get_mut(&key) {
+                Some(e) => {
+                    // The file changed between the two statx calls, back to a known version.
+                    self.reader.close(file);
+                    e.last_use = self.uses;
+                }
+                None => {
+                    self.open.insert(key, OpenEntry { file, last_use: self.uses });
+                }
+            }
+        }
+        match self.by_path.get(path) {
+            Some(old) if *old == key => {}
+            Some(&old) => {
+                self.invalidate(old);
+                self.by_path.insert(path.to_owned(), key);
+            }
+            None => {
+                self.by_path.insert(path.to_owned(), key);
+            }
+        }
+        self.trim_open_files();
+        let entry = &self.open[&key];
+        let block_len = self.reader.info(entry.file).map_or(0, |i| i.block_len);
+        Ok(CachedFile { key, block_len, cacheable: key.size <= self.cfg.max_file_size })
+    }
+
+    /// Drops everything known about one version of a file.
+    fn invalidate(&mut self, old: FileKey) {
+        let n = self.blocks.remove_where(|(k, _)| *k == old);
+        self.stats.invalidations += n as u64;
+        for l in self.loading.values_mut().filter(|l| l.key == old) {
+            l.insert = false;
+        }
+        self.by_block.retain(|(k, _), _| *k != old);
+        if let Some(e) = self.open.remove(&old) {
+            self.reader.close(e.file);
+        }
+    }
+
+    fn trim_open_files(&mut self) {
+        while self.open.len() > self.cfg.max_open_files.max(1) {
+            let Some((&key, _)) = self.open.iter().min_by_key(|(_, e)| e.last_use) else {
+                return;
+            };
+            if let Some(e) = self.open.remove(&key) {
+                // Reads in flight finish first (the reader defers the close).
+                self.reader.close(e.file);
+            }
+        }
+    }
+
+    /// Block `index` of `file`: from the cache, or read (once, however many ask).
+    pub fn get(&mut self, file: &CachedFile, index: u64) -> Result<Lookup, Error> {
+        let range = file.block_range(index).ok_or(Error::Request("block index past end of file"))?;
+        let id = (file.key, index);
+        if file.cacheable {
+            if let Some(b) = self.blocks.get(&id) {
+                self.stats.hits += 1;
+                return Ok(Lookup::Hit(b.clone()));
+            }
+            self.stats.misses += 1;
+            if let Some(&req) = self.by_block.get(&id) {
+                let ticket = self.ticket();
+                if let Some(l) = self.loading.get_mut(&req) {
+                    l.waiters.push(ticket);
+                    self.stats.joined += 1;
+                    return Ok(Lookup::Pending(ticket));
+                }
+            }
+        } else {
+            self.stats.streamed += 1;
+        }
+        let entry = self.open.get_mut(&file.key).ok_or(Error::Request(
+            "the file was closed (changed, or beyond max_open_files): call BlockCache::open again",
+        ))?;
+        self.uses += 1;
+        entry.last_use = self.uses;
+        let fid = entry.file;
+        let len = (range.end - range.start) as u32;
+        let req = self.submit_evicting(fid, range.start, len)?;
+        let ticket = self.ticket();
+        let l = Loading { key: file.key, block: index, waiters: vec![ticket], insert: file.cacheable };
+        self.loading.insert(req, l);
+        if file.cacheable {
+            self.by_block.insert(id, req);
+        }
+        Ok(Lookup::Pending(ticket))
+    }
+
+    fn ticket(&mut self) -> Ticket {
+        self.next_ticket += 1;
+        Ticket(self.next_ticket)
+    }
+
+    /// Submits a read; when the pool is out of blocks, evicts unshared cached blocks (which
+    /// frees them) until the read fits or nothing more can be freed.
+    fn submit_evicting(&mut self, file: FileId, offset: u64, len: u32) -> Result<ReqId, Error> {
+        loop {
+            match self.reader.submit(file, offset, len) {
+                Err(Error::PoolExhausted { .. }) if self.evict_unshared() => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn evict_unshared(&mut self) -> bool {
+        let shared = |b: &BufSlice| b.buf().refs() > 1;
+        let evicted = self.blocks.evict(shared, false).is_some();
+        if evicted {
+            self.stats.evictions += 1;
+        }
+        evicted
+    }
+
+    /// Submits what is queued and appends every block that landed to `out`, without
+    /// blocking; returns how many were appended.
+    pub fn poll(&mut self, out: &mut Vec<BlockDone>) -> Result<usize, Error> {
+        let mut done = std::mem::take(&mut self.scratch);
+        let r = self.reader.poll(&mut done);
+        let n = self.deliver(&mut done, out);
+        self.scratch = done;
+        r.map(|_| n)
+    }
+
+    /// Like [`poll`](Self::poll), but blocks until at least one block lands, unless no
+    /// read is in flight (then returns 0 at once).
+    pub fn wait(&mut self, out: &mut Vec<BlockDone>) -> Result<usize, Error> {
+        let mut done = std::mem::take(&mut self.scratch);
+        let mut n = 0;
+        let mut r = Ok(0);
+        while n == 0 && r.is_ok() && !self.reader.is_idle() {
+            r = self.reader.wait(&mut done);
+            n += self.deliver(&mut done, out);
+        }
+        self.scratch = done;
+        r.map(|_| n)
+    }
+
+    fn deliver(&mut self, done: &mut Vec<Completion>, out: &mut Vec<BlockDone>) -> usize {
+        let before = out.len();
+        for c in done.drain(..) {
+            let Some(l) = self.loading.remove(&c.req) else {
+                debug_assert!(false, "a completion the cache did not ask for");
+                continue;
+            };
+            if l.insert {
+                self.by_block.remove(&(l.key, l.block));
+            }
+            match c.result {
+                Ok(data) => {
+                    for &ticket in &l.waiters {
+                        let result = Ok(data.clone());
+                        out.push(BlockDone { ticket, key: l.key, block: l.block, result });
+                    }
+                    if l.insert {
+                        self.insert((l.key, l.block), data);
+                    }
+                }
+                Err(e) => {
+                    for &ticket in &l.waiters[1..] {
+                        let result = Err(dup(&e));
+                        out.push(BlockDone { ticket, key: l.key, block: l.block, result });
+                    }
+                    let ticket = l.waiters[0];
+                    out.push(BlockDone { ticket, key: l.key, block: l.block, result: Err(e) });
+                }
+            }
+        }
+        out.len() - before
+    }
+
+    fn insert(&mut self, id: (FileKey, u64), data: BufSlice) {
+        if self.cfg.capacity == 0 {
+            return;
+        }
+        while self.blocks.len() >= self.cfg.capacity as usize {
+            let shared = |b: &BufSlice| b.buf().refs() > 1;
+            if self.blocks.evict(shared, true).is_none() {
+                break;
+            }
+            self.stats.evictions += 1;
+        }
+        self.blocks.insert(id, data);
+    }
+
+    /// Drops every cached block (blocks held by send queues live on in them).
+    pub fn clear(&mut self) {
+        let n = self.blocks.remove_where(|_| true);
+        self.stats.evictions += n as u64;
+    }
+
+    /// Counters, with the cached and shared counts as of now.
+    pub fn stats(&self) -> CacheStats {
+        let mut s = self.stats;
+        s.cached = self.blocks.len() as u32;
+        s.cached_shared = self.blocks.values().filter(|b| b.buf().refs() > 1).count() as u32;
+        s
+    }
+
+    /// Who holds the pool's payload blocks now.
+    pub fn usage(&self) -> BlockUsage {
+        let p = self.reader.pool().stats();
+        let reading = self.reader.stats().blocks_held();
+        let cached = self.blocks.len() as u32;
+        BlockUsage {
+            total: p.blocks,
+            free: p.blocks_free,
+            reading,
+            cached,
+            elsewhere: p.blocks.saturating_sub(p.blocks_free + reading + cached),
+        }
+    }
+}
+
+/// A copy of a read error for the second and later askers of the same block.
+fn dup(e: &Error) -> Error {
+    match e {
+        Error::Read { call, offset, source } => Error::Read {
+            call,
+            offset: *offset,
+            source: match source.raw_os_error() {
+                Some(errno) => io::Error::from_raw_os_error(errno),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        Error::Request(what) => Error::Request(what),
+        _ => Error::Request("the read of this block failed (see the first asker's error)"),
+    }
+}
