@@ -1,0 +1,152 @@
+//! Counters: every dropped frame has a reason, and every reason a counter. Hot-path
+//! outcomes are counted, never returned as errors (house rule).
+
+use crate::wire::WireError;
+
+/// What the stack saw and did. All fields count events since creation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Frames handed to [`crate::Stack::handle_frame`].
+    pub rx_frames: u64,
+    /// Frames addressed to another MAC or IP.
+    pub rx_not_for_us: u64,
+    /// Truncated Ethernet header.
+    pub rx_bad_ethernet: u64,
+    /// Ethertype other than ARP, IPv4, IPv6.
+    pub rx_unknown_ethertype: u64,
+    /// Malformed ARP.
+    pub rx_bad_arp: u64,
+    /// Malformed IPv4 header.
+    pub rx_bad_ipv4: u64,
+    /// Bad IPv4 header checksum.
+    pub rx_bad_ipv4_checksum: u64,
+    /// IPv4 fragments (not reassembled).
+    pub rx_ipv4_fragments: u64,
+    /// Malformed IPv6 header.
+    pub rx_bad_ipv6: u64,
+    /// IPv6 extension headers (not supported).
+    pub rx_ipv6_extension: u64,
+    /// IP protocols with no handler.
+    pub rx_unknown_protocol: u64,
+    /// Malformed UDP.
+    pub rx_bad_udp: u64,
+    /// Malformed ICMP.
+    pub rx_bad_icmp: u64,
+    /// UDP datagrams for an unbound port.
+    pub udp_no_socket: u64,
+    /// UDP datagrams dropped because the socket's queue was full.
+    pub udp_queue_full: u64,
+
+    /// TCP segments with a bad checksum.
+    pub tcp_bad_checksum: u64,
+    /// TCP segments with a bad data offset or too short for a header.
+    pub tcp_bad_offset: u64,
+    /// TCP segments with truncated or malformed options.
+    pub tcp_bad_options: u64,
+    /// TCP segments with port 0.
+    pub tcp_bad_port: u64,
+    /// TCP segments with impossible flags (SYN+FIN, SYN+RST).
+    pub tcp_bad_flags: u64,
+    /// Well-formed TCP segments received.
+    pub tcp_rx_segments: u64,
+    /// TCP segments sent.
+    pub tcp_tx_segments: u64,
+    /// Segments for no connection and no listener (answered with RST).
+    pub tcp_no_socket: u64,
+    /// RSTs whose sequence number was outside the window (dropped).
+    pub tcp_rst_bad_seq: u64,
+    /// RSTs in the window but not at `rcv_nxt` (answered with a challenge ACK, RFC 5961).
+    pub tcp_rst_challenged: u64,
+    /// SYNs on a synchronized connection (challenge ACK, RFC 5961).
+    pub tcp_syn_challenged: u64,
+    /// Segments outside the receive window.
+    pub tcp_out_of_window: u64,
+    /// Segments rejected by PAWS (old timestamp).
+    pub tcp_paws_rejected: u64,
+    /// Segments acknowledging data never sent.
+    pub tcp_ack_unsent: u64,
+    /// Segments without ACK in a synchronized state.
+    pub tcp_no_ack: u64,
+    /// Out-of-order segments kept.
+    pub tcp_ooo_kept: u64,
+    /// Out-of-order segments dropped for the budget.
+    pub tcp_ooo_dropped: u64,
+    /// Duplicate payload received.
+    pub tcp_dup_data: u64,
+    /// Retransmitted segments (all causes).
+    pub tcp_retransmits: u64,
+    /// Fast-recovery episodes entered.
+    pub tcp_fast_recoveries: u64,
+    /// Retransmission timer expiries.
+    pub tcp_rto_expired: u64,
+    /// Zero-window probes sent.
+    pub tcp_window_probes: u64,
+    /// Connections established.
+    pub tcp_established: u64,
+    /// Connections reset by the peer.
+    pub tcp_resets_received: u64,
+    /// Connections that timed out.
+    pub tcp_timeouts: u64,
+    /// SYNs received on a listening port.
+    pub tcp_syn_received: u64,
+    /// SYNs answered with a SYN cookie (half-open queue full).
+    pub tcp_syn_cookies_sent: u64,
+    /// Connections created from a valid SYN cookie.
+    pub tcp_syn_cookies_accepted: u64,
+    /// ACKs to a listener carrying no valid cookie.
+    pub tcp_syn_cookies_invalid: u64,
+    /// SYNs dropped because the connection table is full.
+    pub tcp_conn_table_full: u64,
+    /// Connections refused because the accept queue was full.
+    pub tcp_accept_queue_full: u64,
+
+    /// Payload bytes copied behind a header because multi-buffer TX is unavailable.
+    pub payload_bytes_copied: u64,
+    /// TCP payload bytes transmitted (first transmissions and retransmissions).
+    pub tx_payload_bytes: u64,
+    /// Frames transmitted.
+    pub tx_frames: u64,
+    /// Frames the link refused (ring full); TCP recovers them as losses.
+    pub tx_link_full: u64,
+    /// Transmissions skipped because no header frame could be allocated.
+    pub tx_no_frame: u64,
+    /// Control replies (RST, ARP, ICMP) dropped because their queue was full.
+    pub tx_control_dropped: u64,
+    /// Segments held back because the next hop's MAC is unknown.
+    pub tx_neighbor_missing: u64,
+    /// ARP requests for us answered.
+    pub arp_replies_sent: u64,
+    /// ARP requests sent.
+    pub arp_requests_sent: u64,
+    /// ICMP / ICMPv6 echo requests answered.
+    pub icmp_echo_replies: u64,
+    /// Neighbour advertisements sent.
+    pub ndp_adverts_sent: u64,
+    /// Neighbour solicitations sent.
+    pub ndp_solicits_sent: u64,
+}
+
+impl Counters {
+    /// Counts a wire-level drop.
+    pub fn wire(&mut self, e: WireError) {
+        let c = match e {
+            WireError::Ethernet => &mut self.rx_bad_ethernet,
+            WireError::Ethertype => &mut self.rx_unknown_ethertype,
+            WireError::Arp => &mut self.rx_bad_arp,
+            WireError::Ipv4 => &mut self.rx_bad_ipv4,
+            WireError::Ipv4Checksum => &mut self.rx_bad_ipv4_checksum,
+            WireError::Ipv4Fragment => &mut self.rx_ipv4_fragments,
+            WireError::Ipv6 => &mut self.rx_bad_ipv6,
+            WireError::Ipv6Extension => &mut self.rx_ipv6_extension,
+            WireError::TcpChecksum => &mut self.tcp_bad_checksum,
+            WireError::TcpDataOffset => &mut self.tcp_bad_offset,
+            WireError::TcpOptions => &mut self.tcp_bad_options,
+            WireError::TcpPort => &mut self.tcp_bad_port,
+            WireError::TcpFlags => &mut self.tcp_bad_flags,
+            WireError::Udp => &mut self.rx_bad_udp,
+            WireError::Icmp => &mut self.rx_bad_icmp,
+        };
+        *c += 1;
+    }
+}

@@ -1,0 +1,62 @@
+//! TCP tunables.
+
+use smoltcp::time::Duration;
+
+use super::cc::CcAlgorithm;
+
+/// Per-connection TCP settings. Defaults follow Linux where RFCs leave a choice.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Receive buffer: the most bytes (ready plus out of order) advertised as window.
+    pub recv_buffer: usize,
+    /// Send buffer: the most unacknowledged bytes [`crate::Stack::write_frames`] accepts.
+    pub send_buffer: usize,
+    /// Out-of-order segments kept per connection (each pins one received frame).
+    pub max_ooo_segments: usize,
+    /// Offer and use timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Offer and use SACK (RFC 2018).
+    pub sack: bool,
+    /// Offer and use window scaling (RFC 7323).
+    pub window_scaling: bool,
+    /// Delayed-ACK timeout; `None` acknowledges every segment at once.
+    pub delayed_ack: Option<Duration>,
+    /// RTO before the first RTT sample (RFC 6298: 1 s).
+    pub initial_rto: Duration,
+    /// Lower RTO bound (Linux: 200 ms).
+    pub min_rto: Duration,
+    /// Upper RTO bound.
+    pub max_rto: Duration,
+    /// Retransmissions of one segment before the connection is dropped.
+    pub max_retries: u32,
+    /// SYN / SYN-ACK retransmissions before giving up.
+    pub syn_retries: u32,
+    /// TIME-WAIT duration (2 MSL).
+    pub time_wait: Duration,
+    /// Congestion control for new connections.
+    pub congestion: CcAlgorithm,
+    /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
+    pub max_payload_frags: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            recv_buffer: 1 << 20,
+            send_buffer: 4 << 20,
+            max_ooo_segments: 512,
+            timestamps: true,
+            sack: true,
+            window_scaling: true,
+            delayed_ack: Some(Duration::from_millis(40)),
+            initial_rto: Duration::from_secs(1),
+            min_rto: Duration::from_millis(200),
+            max_rto: Duration::from_secs(60),
+            max_retries: 15,
+            syn_retries: 6,
+            time_wait: Duration::from_secs(60),
+            congestion: CcAlgorithm::NewReno,
+            max_payload_frags: 8,
+        }
+    }
+}

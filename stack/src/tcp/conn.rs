@@ -1,0 +1,493 @@
+//! One TCP connection (RFC 9293): its state, its queues, and the application-facing calls.
+//! Segment input is in `input.rs`, output in `output.rs`, timers in `timer.rs`.
+
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpEndpoint;
+use umem::BufSlice;
+
+use super::cc::CongestionControl;
+use super::recv_queue::RecvQueue;
+use super::rtt::RttEstimator;
+use super::scoreboard::Scoreboard;
+use super::send_queue::SendQueue;
+use super::TcpConfig;
+use crate::wire::{Seq, TcpHeader};
+
+/// Connection states (RFC 9293 section 3.3.2; LISTEN lives in the listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// SYN sent, waiting for SYN-ACK.
+    SynSent,
+    /// SYN received and answered.
+    SynReceived,
+    /// Open both ways.
+    Established,
+    /// We closed; FIN queued or sent.
+    FinWait1,
+    /// Our FIN acknowledged; waiting for the peer's.
+    FinWait2,
+    /// Peer closed; we may still send.
+    CloseWait,
+    /// Both closed simultaneously; waiting for our FIN's ACK.
+    Closing,
+    /// Peer closed first, then we did; waiting for our FIN's ACK.
+    LastAck,
+    /// Waiting 2 MSL for stray segments.
+    TimeWait,
+    /// Gone (see [`Conn::error`] for why, if not a clean close).
+    Closed,
+}
+
+impl State {
+    /// Whether sequence numbers are synchronized (past the handshake).
+    pub fn synchronized(self) -> bool {
+        !matches!(self, State::SynSent | State::SynReceived | State::Closed)
+    }
+}
+
+/// Why a connection ended abnormally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnError {
+    /// The peer sent RST.
+    #[error("connection reset by peer")]
+    Reset,
+    /// Retransmissions exhausted.
+    #[error("connection timed out")]
+    TimedOut,
+    /// The peer refused the connection (RST to our SYN).
+    #[error("connection refused")]
+    Refused,
+    /// Aborted locally.
+    #[error("connection aborted")]
+    Aborted,
+}
+
+/// Local and remote endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FourTuple {
+    /// Our address and port.
+    pub local: IpEndpoint,
+    /// The peer's address and port.
+    pub remote: IpEndpoint,
+}
+
+/// A segment to send: header plus payload by reference.
+#[derive(Debug, Default)]
+pub struct OutSegment {
+    /// The TCP header (checksum filled in by the frame builder).
+    pub hdr: TcpHeader,
+    /// Payload ranges, in order.
+    pub payload: Vec<BufSlice>,
+    /// Whether any of this segment was sent before.
+    pub retransmit: bool,
+}
+
+impl OutSegment {
+    /// Payload length.
+    pub fn payload_len(&self) -> usize {
+        self.payload.iter().map(BufSlice::len).sum()
+    }
+}
+
+/// A TCP connection: the transmission control block and its queues.
+#[derive(Debug)]
+pub struct Conn {
+    pub(super) cfg: TcpConfig,
+    pub(super) tuple: FourTuple,
+    pub(super) state: State,
+    pub(super) error: Option<ConnError>,
+
+    // Send sequence space.
+    pub(super) iss: Seq,
+    pub(super) snd_una: Seq,
+    pub(super) snd_nxt: Seq,
+    pub(super) snd_max: Seq,
+    pub(super) snd_wnd: u32,
+    pub(super) max_snd_wnd: u32,
+    pub(super) snd_wl1: Seq,
+    pub(super) snd_wl2: Seq,
+    pub(super) sendq: SendQueue,
+    pub(super) fin_queued: bool,
+
+    // Receive sequence space.
+    pub(super) irs: Seq,
+    pub(super) rcv_nxt: Seq,
+    pub(super) rcv_adv: Seq,
+    pub(super) recvq: RecvQueue,
+    pub(super) fin_received: bool,
+    /// Sequence number of a FIN that arrived ahead of missing data.
+    pub(super) rcv_fin: Option<Seq>,
+
+    // Negotiated options.
+    /// Payload bytes per full segment (options excluded).
+    pub(super) mss: usize,
+    /// The MSS we advertise.
+    pub(super) local_mss: u16,
+    pub(super) snd_wscale: u8,
+    pub(super) rcv_wscale: u8,
+    pub(super) sack_ok: bool,
+    pub(super) ts_ok: bool,
+    pub(super) ts_recent: u32,
+    pub(super) ts_offset: u32,
+    pub(super) last_ack_sent: Seq,
+
+    // Loss recovery and congestion control.
+    pub(super) rtt: RttEstimator,
+    pub(super) rtt_probe: Option<(Seq, Instant)>,
+    pub(super) cc: Box<dyn CongestionControl>,
+    pub(super) dupacks: u32,
+    pub(super) in_recovery: bool,
+    pub(super) recover: Seq,
+    pub(super) rexmit_pending: bool,
+    pub(super) rexmit_nxt: Seq,
+    pub(super) inflation: usize,
+    pub(super) scoreboard: Scoreboard,
+    pub(super) retries: u32,
+
+    // Timers (deadlines).
+    pub(super) rto_at: Option<Instant>,
+    pub(super) ack_at: Option<Instant>,
+    pub(super) persist_at: Option<Instant>,
+    pub(super) persist_backoff: u32,
+    pub(super) time_wait_at: Option<Instant>,
+
+    // Output flags.
+    pub(super) ack_now: bool,
+    pub(super) probe_pending: bool,
+    pub(super) rst_pending: bool,
+    pub(super) unacked_segs: u32,
+}
+
+impl Conn {
+    fn new(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
+        let mut rcv_wscale = 0;
+        if cfg.window_scaling {
+            while (cfg.recv_buffer >> rcv_wscale) > 65535 && rcv_wscale < 14 {
+                rcv_wscale += 1;
+            }
+        }
+        let mss = usize::from(local_mss);
+        Conn {
+            cfg: cfg.clone(),
+            tuple,
+            state,
+            error: None,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            max_snd_wnd: 0,
+            snd_wl1: Seq(0),
+            snd_wl2: iss,
+            sendq: SendQueue::new(),
+            fin_queued: false,
+            irs: Seq(0),
+            rcv_nxt: Seq(0),
+            rcv_adv: Seq(0),
+            recvq: RecvQueue::new(cfg.max_ooo_segments),
+            fin_received: false,
+            rcv_fin: None,
+            mss,
+            local_mss,
+            snd_wscale: 0,
+            rcv_wscale,
+            sack_ok: false,
+            ts_ok: false,
+            ts_recent: 0,
+            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS.
+            ts_offset: iss.0.rotate_left(13),
+            last_ack_sent: Seq(0),
+            rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
+            rtt_probe: None,
+            cc: cfg.congestion.build(mss),
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            rexmit_pending: false,
+            rexmit_nxt: iss,
+            inflation: 0,
+            scoreboard: Scoreboard::default(),
+            retries: 0,
+            rto_at: None,
+            ack_at: None,
+            persist_at: None,
+            persist_backoff: 0,
+            time_wait_at: None,
+            ack_now: false,
+            probe_pending: false,
+            rst_pending: false,
+            unacked_segs: 0,
+        }
+    }
+
+    /// An active open: the SYN goes out on the next poll.
+    pub fn connect(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
+        Conn::new(cfg, tuple, iss, local_mss, State::SynSent)
+    }
+
+    /// A passive open from a received SYN: the SYN-ACK goes out on the next poll.
+    pub fn accept_syn(
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        iss: Seq,
+        local_mss: u16,
+        syn: &TcpHeader,
+    ) -> Conn {
+        let mut c = Conn::new(cfg, tuple, iss, local_mss, State::SynReceived);
+        c.take_syn_options(syn);
+        c.irs = syn.seq;
+        c.rcv_nxt = syn.seq.add(1);
+        c.rcv_adv = c.rcv_nxt;
+        c.snd_wnd = u32::from(syn.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = syn.seq;
+        c
+    }
+
+    /// A connection completed from a SYN cookie: the handshake's options are not known
+    /// except the MSS the cookie carries, so no scaling, SACK or timestamps.
+    pub fn from_cookie(
+        cfg: &TcpConfig,
+        tuple: FourTuple,
+        iss: Seq,
+        local_mss: u16,
+        peer_mss: u16,
+        ack: &TcpHeader,
+    ) -> Conn {
+        let mut c = Conn::new(cfg, tuple, iss, local_mss, State::Established);
+        c.rcv_wscale = 0;
+        c.mss = usize::from(peer_mss.min(local_mss));
+        c.cc = cfg.congestion.build(c.mss);
+        c.irs = ack.seq.sub(1);
+        c.rcv_nxt = ack.seq;
+        c.rcv_adv = ack.seq;
+        c.snd_una = iss.add(1);
+        c.snd_nxt = iss.add(1);
+        c.snd_max = iss.add(1);
+        c.snd_wnd = u32::from(ack.window);
+        c.max_snd_wnd = c.snd_wnd;
+        c.snd_wl1 = ack.seq;
+        c.snd_wl2 = ack.ack;
+        c
+    }
+
+    /// Applies the options of the peer's SYN (or SYN-ACK).
+    pub(super) fn take_syn_options(&mut self, syn: &TcpHeader) {
+        let o = &syn.options;
+        let peer_mss = o.mss.unwrap_or(536);
+        if let (true, Some(ws)) = (self.cfg.window_scaling, o.window_scale) {
+            self.snd_wscale = ws;
+        } else {
+            self.snd_wscale = 0;
+            self.rcv_wscale = 0;
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        self.ts_ok = self.cfg.timestamps && o.timestamp.is_some();
+        if let Some((tsval, _)) = o.timestamp {
+            self.ts_recent = tsval;
+        }
+        let mut mss = usize::from(peer_mss.min(self.local_mss));
+        if self.ts_ok {
+            mss = mss.saturating_sub(12);
+        }
+        self.mss = mss.max(64);
+        self.cc = self.cfg.congestion.build(self.mss);
+    }
+
+    /// The connection's endpoints.
+    pub fn tuple(&self) -> FourTuple {
+        self.tuple
+    }
+
+    /// Current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Why the connection failed, if it did.
+    pub fn error(&self) -> Option<ConnError> {
+        self.error
+    }
+
+    /// Effective send MSS (payload bytes per full segment).
+    pub fn mss(&self) -> usize {
+        self.mss
+    }
+
+    /// Congestion window in bytes.
+    pub fn cwnd(&self) -> usize {
+        self.cc.cwnd()
+    }
+
+    /// Smoothed RTT, once measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.rtt.srtt()
+    }
+
+    /// Whether SACK, timestamps and window scaling were negotiated: `(sack, ts, wscale)`.
+    pub fn negotiated(&self) -> (bool, bool, Option<(u8, u8)>) {
+        let ws = (self.snd_wscale != 0 || self.rcv_wscale != 0)
+            .then_some((self.snd_wscale, self.rcv_wscale));
+        (self.sack_ok, self.ts_ok, ws)
+    }
+
+    /// Whether the application may still queue data.
+    pub fn may_send(&self) -> bool {
+        matches!(self.state, State::Established | State::CloseWait | State::SynReceived | State::SynSent)
+            && !self.fin_queued
+    }
+
+    /// Bytes the application may queue now.
+    pub fn send_space(&self) -> usize {
+        if !self.may_send() {
+            return 0;
+        }
+        self.cfg.send_buffer.saturating_sub(self.sendq.len())
+    }
+
+    /// Bytes queued and not yet acknowledged.
+    pub fn send_queued(&self) -> usize {
+        self.sendq.len()
+    }
+
+    /// Queues payload by reference; takes as much of `slices` as fits the send buffer
+    /// (splitting the last one) and returns the bytes taken.
+    pub fn send(&mut self, slices: &[BufSlice]) -> usize {
+        let mut space = self.send_space();
+        let mut taken = 0;
+        for s in slices {
+            if space == 0 {
+                break;
+            }
+            let part = if s.len() <= space { Some(s.clone()) } else { s.slice(0..space) };
+            if let Some(part) = part {
+                space -= part.len();
+                taken += part.len();
+                self.sendq.push(part);
+            }
+        }
+        taken
+    }
+
+    /// Bytes ready to read.
+    pub fn recv_ready(&self) -> usize {
+        self.recvq.ready_len()
+    }
+
+    /// Whether the peer has closed its side and every byte has been read.
+    pub fn recv_finished(&self) -> bool {
+        self.fin_received && self.recvq.ready_len() == 0
+    }
+
+    /// Takes the next in-order payload slice (a range of a received frame).
+    pub fn recv(&mut self, max: usize) -> Option<BufSlice> {
+        let before = self.rcv_window_avail();
+        let s = self.recvq.pop_max(max)?;
+        self.maybe_window_update(before);
+        Some(s)
+    }
+
+    /// Window bytes free in the receive buffer.
+    pub(super) fn rcv_window_avail(&self) -> usize {
+        self.cfg
+            .recv_buffer
+            .saturating_sub(self.recvq.ready_len() + self.recvq.ooo_len())
+    }
+
+    /// Sends a window update when reading opened the window enough (RFC 9293 3.8.6.2.2).
+    fn maybe_window_update(&mut self, before: usize) {
+        if !self.state.synchronized() {
+            return;
+        }
+        let advertised = if self.rcv_adv.gt(self.rcv_nxt) {
+            self.rcv_adv.since(self.rcv_nxt) as usize
+        } else {
+            0
+        };
+        let now_avail = self.rcv_window_avail();
+        let step = (self.cfg.recv_buffer / 2).min(2 * self.mss);
+        if now_avail > before && now_avail >= advertised + step {
+            self.ack_now = true;
+        }
+    }
+
+    /// Closes our side: a FIN follows the queued data.
+    pub fn close(&mut self) {
+        match self.state {
+            State::SynSent => self.state = State::Closed,
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            _ => {}
+        }
+    }
+
+    /// Aborts: a RST goes out (if synchronized) and the connection is closed.
+    pub fn abort(&mut self) {
+        if self.state.synchronized() || self.state == State::SynReceived {
+            self.rst_pending = true;
+        }
+        self.fail(ConnError::Aborted);
+    }
+
+    /// Ends the connection with `err`, releasing every queued frame.
+    pub(super) fn fail(&mut self, err: ConnError) {
+        self.state = State::Closed;
+        self.error.get_or_insert(err);
+        self.sendq = SendQueue::new();
+        self.recvq = RecvQueue::new(self.cfg.max_ooo_segments);
+        self.scoreboard.clear();
+        self.rto_at = None;
+        self.ack_at = None;
+        self.persist_at = None;
+        self.time_wait_at = None;
+    }
+
+    /// Sequence number of stream byte `off`.
+    pub(super) fn data_seq(&self, off: u64) -> Seq {
+        self.iss.add(1).add(off as u32)
+    }
+
+    /// Stream offset of sequence number `seq` (which must not be below the first unacked
+    /// data byte).
+    pub(super) fn data_off(&self, seq: Seq) -> u64 {
+        let head = self.sendq.head();
+        head + u64::from(seq.since(self.data_seq(head)))
+    }
+
+    /// Sequence number of our FIN, once the application has closed.
+    pub(super) fn fin_seq(&self) -> Option<Seq> {
+        self.fin_queued.then(|| self.data_seq(self.sendq.tail()))
+    }
+
+    /// Whether our FIN has been sent (and so occupies `snd_max - 1`).
+    pub(super) fn fin_sent(&self) -> bool {
+        self.fin_seq().is_some_and(|f| self.snd_max.gt(f))
+    }
+
+    pub(super) fn now_ms(&self, now: Instant) -> u32 {
+        (now.total_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Bytes in flight as RFC 6675's `pipe` during SACK recovery, else `snd_nxt - snd_una`.
+    pub(super) fn flight(&self) -> usize {
+        if self.in_recovery && self.sack_ok {
+            let out = self.snd_max.since(self.snd_una) as usize;
+            let lost = self.scoreboard.hole_bytes_from(self.rexmit_nxt.max(self.snd_una));
+            out.saturating_sub(self.scoreboard.sacked() + lost)
+        } else {
+            self.snd_nxt.since(self.snd_una) as usize
+        }
+    }
+
+    /// Whether the connection may be freed (closed, nothing left to send).
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Closed && !self.rst_pending
+    }
+}

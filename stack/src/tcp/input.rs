@@ -1,0 +1,446 @@
+//! Segment arrival (RFC 9293 section 3.10.7), with RFC 5961 RST/SYN handling, PAWS
+//! (RFC 7323), SACK scoreboard updates, and loss detection by duplicate ACKs.
+
+use smoltcp::time::{Duration, Instant};
+use umem::BufSlice;
+
+use super::conn::{Conn, ConnError, State};
+use super::recv_queue::Insert;
+use crate::counters::Counters;
+use crate::wire::{Seq, TcpFlags, TcpHeader};
+
+/// A reply the connection asks the stack to send outside its own output (a RST for a
+/// segment that does not belong to it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing.
+    None,
+    /// `<SEQ=seq><CTL=RST>` (RFC 9293 reset generation, ACK-bearing case).
+    Rst {
+        /// Sequence number of the RST.
+        seq: Seq,
+    },
+}
+
+impl Conn {
+    /// Processes one received segment. `payload` is the segment's data as a slice of the
+    /// received frame (kept by reference when accepted).
+    pub fn handle_segment(
+        &mut self,
+        now: Instant,
+        hdr: &TcpHeader,
+        payload: Option<BufSlice>,
+        ctr: &mut Counters,
+    ) -> Reply {
+        let plen = payload.as_ref().map_or(0, BufSlice::len);
+        match self.state {
+            State::Closed => Reply::None,
+            State::SynSent => self.handle_syn_sent(now, hdr, ctr),
+            _ => self.handle_synchronized(now, hdr, payload, plen, ctr),
+        }
+    }
+
+    fn handle_syn_sent(&mut self, now: Instant, hdr: &TcpHeader, ctr: &mut Counters) -> Reply {
+        let f = hdr.flags;
+        if f.has(TcpFlags::ACK) && (hdr.ack.le(self.iss) || hdr.ack.gt(self.snd_max)) {
+            if f.has(TcpFlags::RST) {
+                ctr.tcp_rst_bad_seq += 1;
+                return Reply::None;
+            }
+            ctr.tcp_ack_unsent += 1;
+            return Reply::Rst { seq: hdr.ack };
+        }
+        if f.has(TcpFlags::RST) {
+            if f.has(TcpFlags::ACK) {
+                ctr.tcp_resets_received += 1;
+                self.fail(ConnError::Refused);
+            } else {
+                ctr.tcp_rst_bad_seq += 1;
+            }
+            return Reply::None;
+        }
+        if !f.has(TcpFlags::SYN) {
+            return Reply::None;
+        }
+        self.take_syn_options(hdr);
+        self.irs = hdr.seq;
+        self.rcv_nxt = hdr.seq.add(1);
+        self.rcv_adv = self.rcv_nxt;
+        self.snd_wl1 = hdr.seq;
+        if f.has(TcpFlags::ACK) {
+            self.snd_una = hdr.ack;
+            self.snd_wl2 = hdr.ack;
+            // The window of a SYN is never scaled.
+            self.snd_wnd = u32::from(hdr.window);
+            self.max_snd_wnd = self.snd_wnd;
+            self.rtt_sample_on_handshake(now, hdr);
+            self.state = State::Established;
+            ctr.tcp_established += 1;
+            self.rto_at = None;
+            self.retries = 0;
+            self.ack_now = true;
+        } else {
+            // Simultaneous open: answer with SYN-ACK.
+            self.snd_wnd = u32::from(hdr.window);
+            self.state = State::SynReceived;
+            self.snd_nxt = self.iss;
+        }
+        Reply::None
+    }
+
+    fn rtt_sample_on_handshake(&mut self, now: Instant, hdr: &TcpHeader) {
+        if let (true, Some((_, tsecr))) = (self.ts_ok, hdr.options.timestamp) {
+            self.ts_rtt_sample(now, tsecr);
+        } else if let Some((seq, sent)) = self.rtt_probe.take() {
+            if hdr.ack.ge(seq) {
+                self.rtt.sample(now - sent);
+            }
+        }
+    }
+
+    fn ts_rtt_sample(&mut self, now: Instant, tsecr: u32) {
+        if tsecr == 0 {
+            return;
+        }
+        let ms = self.now_ms(now).wrapping_sub(tsecr);
+        if ms < 1 << 30 {
+            self.rtt.sample(Duration::from_millis(u64::from(ms)));
+        }
+    }
+
+    /// The receive window for acceptability: what we advertised, or more if there is room.
+    fn rcv_wnd(&self) -> u32 {
+        let adv = if self.rcv_adv.gt(self.rcv_nxt) { self.rcv_adv.since(self.rcv_nxt) } else { 0 };
+        adv.max(self.rcv_window_avail().min(u32::MAX as usize / 2) as u32)
+    }
+
+    fn acceptable(&self, seq: Seq, seg_len: usize) -> bool {
+        let wnd = self.rcv_wnd();
+        let nxt = self.rcv_nxt;
+        match (seg_len, wnd) {
+            (0, 0) => seq == nxt,
+            (0, w) => seq.in_range(nxt, nxt.add(w)),
+            (_, 0) => false,
+            (l, w) => {
+                let last = seq.add_len(l - 1);
+                seq.in_range(nxt, nxt.add(w)) || last.in_range(nxt, nxt.add(w))
+            }
+        }
+    }
+
+    fn handle_synchronized(
+        &mut self,
+        now: Instant,
+        hdr: &TcpHeader,
+        payload: Option<BufSlice>,
+        plen: usize,
+        ctr: &mut Counters,
+    ) -> Reply {
+        let f = hdr.flags;
+        let seg_len = hdr.seq_len(plen);
+
+        // PAWS (RFC 7323 section 5).
+        if self.ts_ok && !f.has(TcpFlags::RST) {
+            if let Some((tsval, _)) = hdr.options.timestamp {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    ctr.tcp_paws_rejected += 1;
+                    self.ack_now = true;
+                    return Reply::None;
+                }
+            }
+        }
+
+        // Sequence acceptability.
+        if !self.acceptable(hdr.seq, seg_len) {
+            if f.has(TcpFlags::RST) {
+                ctr.tcp_rst_bad_seq += 1;
+                return Reply::None;
+            }
+            ctr.tcp_out_of_window += 1;
+            if self.state == State::SynReceived {
+                // A retransmitted SYN: say SYN-ACK again.
+                if f.has(TcpFlags::SYN) && hdr.seq == self.irs {
+                    self.snd_nxt = self.iss;
+                }
+                return Reply::None;
+            }
+            if self.state == State::TimeWait && f.has(TcpFlags::FIN) {
+                self.time_wait_at = Some(now + self.cfg.time_wait);
+            }
+            self.ack_now = true;
+            return Reply::None;
+        }
+
+        // RST (RFC 5961 section 3.2).
+        if f.has(TcpFlags::RST) {
+            if hdr.seq == self.rcv_nxt {
+                ctr.tcp_resets_received += 1;
+                self.fail(ConnError::Reset);
+            } else {
+                ctr.tcp_rst_challenged += 1;
+                self.ack_now = true;
+            }
+            return Reply::None;
+        }
+
+        // SYN in a synchronized state (RFC 5961 section 4).
+        if f.has(TcpFlags::SYN) {
+            ctr.tcp_syn_challenged += 1;
+            self.ack_now = true;
+            return Reply::None;
+        }
+
+        if !f.has(TcpFlags::ACK) {
+            ctr.tcp_no_ack += 1;
+            return Reply::None;
+        }
+
+        if self.state == State::SynReceived {
+            if hdr.ack.gt(self.snd_una) && hdr.ack.le(self.snd_max) {
+                self.state = State::Established;
+                ctr.tcp_established += 1;
+                self.retries = 0;
+                self.snd_wnd = u32::from(hdr.window) << self.snd_wscale;
+                self.max_snd_wnd = self.max_snd_wnd.max(self.snd_wnd);
+                self.snd_wl1 = hdr.seq;
+                self.snd_wl2 = hdr.ack;
+                self.rtt_sample_on_handshake(now, hdr);
+                self.snd_una = hdr.ack;
+                self.snd_nxt = self.snd_nxt.max(hdr.ack);
+                self.rto_at = None;
+            } else {
+                ctr.tcp_ack_unsent += 1;
+                return Reply::Rst { seq: hdr.ack };
+            }
+        }
+
+        // Timestamp to echo (RFC 7323 section 4.3).
+        if let (true, Some((tsval, _))) = (self.ts_ok, hdr.options.timestamp) {
+            if hdr.seq.le(self.last_ack_sent) {
+                self.ts_recent = tsval;
+            }
+        }
+
+        if !self.process_ack(now, hdr, plen, ctr) {
+            return Reply::None;
+        }
+        if self.state == State::Closed {
+            return Reply::None;
+        }
+
+        // Payload.
+        if let Some(p) = payload.filter(|p| !p.is_empty()) {
+            if matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {
+                self.take_payload(now, hdr.seq, p, ctr);
+            }
+        }
+
+        // FIN, once everything before it has arrived (an early FIN is remembered).
+        if f.has(TcpFlags::FIN) && !self.fin_received {
+            let fin_at = hdr.seq.add_len(plen);
+            if fin_at.ge(self.rcv_nxt) {
+                self.rcv_fin = Some(fin_at);
+            }
+        }
+        if !self.fin_received && self.rcv_fin == Some(self.rcv_nxt) {
+            self.fin_received = true;
+            self.rcv_nxt = self.rcv_nxt.add(1);
+            self.ack_now = true;
+            match self.state {
+                State::Established => self.state = State::CloseWait,
+                State::FinWait1 => self.state = State::Closing,
+                State::FinWait2 => self.enter_time_wait(now),
+                _ => {}
+            }
+        } else if f.has(TcpFlags::FIN) && self.state == State::TimeWait {
+            self.ack_now = true;
+            self.time_wait_at = Some(now + self.cfg.time_wait);
+        }
+        Reply::None
+    }
+
+    pub(super) fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.time_wait_at = Some(now + self.cfg.time_wait);
+        self.rto_at = None;
+        self.persist_at = None;
+        self.sendq.ack_to(self.sendq.tail());
+    }
+
+    /// ACK processing; false when the segment is to be dropped.
+    fn process_ack(&mut self, now: Instant, hdr: &TcpHeader, plen: usize, ctr: &mut Counters) -> bool {
+        let ack = hdr.ack;
+        if ack.gt(self.snd_max) {
+            ctr.tcp_ack_unsent += 1;
+            self.ack_now = true;
+            return false;
+        }
+        let wnd = u32::from(hdr.window) << self.snd_wscale;
+
+        // SACK blocks (ignore D-SACK below the cumulative ACK).
+        if self.sack_ok {
+            for &(l, r) in hdr.options.sack.as_slice() {
+                self.scoreboard.add(ack.max(self.snd_una), self.snd_max, l, r);
+            }
+        }
+
+        let old_wnd = self.snd_wnd;
+        // Window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
+        if self.snd_wl1.lt(hdr.seq) || (self.snd_wl1 == hdr.seq && self.snd_wl2.le(ack)) {
+            self.snd_wnd = wnd;
+            self.max_snd_wnd = self.max_snd_wnd.max(wnd);
+            self.snd_wl1 = hdr.seq;
+            self.snd_wl2 = ack;
+            if wnd > 0 {
+                self.persist_at = None;
+                self.persist_backoff = 0;
+            }
+        }
+
+        if ack.gt(self.snd_una) {
+            self.on_new_ack(now, hdr);
+        } else if ack == self.snd_una
+            && plen == 0
+            && !hdr.flags.has(TcpFlags::FIN)
+            && wnd == old_wnd
+            && self.snd_max.gt(self.snd_una)
+        {
+            self.on_dup_ack(now, ctr);
+        }
+        true
+    }
+
+    fn on_new_ack(&mut self, now: Instant, hdr: &TcpHeader) {
+        let ack = hdr.ack;
+        let acked = ack.since(self.snd_una) as usize;
+        let flight_before = self.snd_max.since(self.snd_una) as usize;
+
+        // RTT.
+        if let (true, Some((_, tsecr))) = (self.ts_ok, hdr.options.timestamp) {
+            self.ts_rtt_sample(now, tsecr);
+        } else if let Some((seq, sent)) = self.rtt_probe {
+            if ack.ge(seq) {
+                self.rtt.sample(now - sent);
+                self.rtt_probe = None;
+            }
+        }
+        self.rtt.reset_backoff();
+        self.retries = 0;
+
+        // Release acknowledged data (and the frames it pinned).
+        let fin_acked = self.fin_seq().is_some_and(|f| ack.gt(f));
+        let upto = if fin_acked { self.sendq.tail() } else { self.data_off(ack).min(self.sendq.tail()) };
+        self.sendq.ack_to(upto);
+        self.snd_una = ack;
+        if self.snd_nxt.lt(ack) {
+            self.snd_nxt = ack;
+        }
+        self.scoreboard.ack(ack);
+        if self.rexmit_nxt.lt(ack) {
+            self.rexmit_nxt = ack;
+        }
+
+        // Congestion control and recovery.
+        if self.in_recovery {
+            if ack.ge(self.recover) {
+                self.in_recovery = false;
+                self.inflation = 0;
+                self.cc.on_recovery_end(now, self.mss);
+            } else if self.sack_ok {
+                // Partial ACK: RFC 6675 keeps going through the holes.
+                if self.scoreboard.is_empty() {
+                    self.rexmit_pending = true;
+                }
+            } else {
+                // NewReno partial ACK (RFC 6582 3.2 step 3).
+                self.rexmit_pending = true;
+                self.inflation = self.inflation.saturating_sub(acked) + self.mss;
+            }
+        } else {
+            self.cc.on_ack(now, acked, flight_before, self.mss, self.rtt.srtt());
+        }
+        self.dupacks = 0;
+
+        // Timers.
+        if self.snd_una == self.snd_max {
+            self.rto_at = None;
+        } else {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+
+        // Our FIN acknowledged.
+        if fin_acked {
+            match self.state {
+                State::FinWait1 => self.state = State::FinWait2,
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => {
+                    self.state = State::Closed;
+                    self.rto_at = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_dup_ack(&mut self, now: Instant, ctr: &mut Counters) {
+        self.dupacks += 1;
+        if self.in_recovery {
+            if !self.sack_ok {
+                self.inflation += self.mss;
+            }
+            return;
+        }
+        let sack_lost = self.sack_ok && self.scoreboard.sacked_above(self.snd_una) >= 3 * self.mss;
+        // RFC 6582: no new recovery until everything sent before the last one is acked.
+        if (self.dupacks >= 3 || sack_lost) && self.snd_una.ge(self.recover) {
+            self.enter_recovery(now, ctr);
+        }
+    }
+
+    pub(super) fn enter_recovery(&mut self, now: Instant, ctr: &mut Counters) {
+        ctr.tcp_fast_recoveries += 1;
+        let flight = self.snd_max.since(self.snd_una) as usize;
+        self.cc.on_congestion(now, flight, self.mss);
+        self.in_recovery = true;
+        self.recover = self.snd_max;
+        self.rexmit_nxt = self.snd_una;
+        self.rexmit_pending = true;
+        self.rtt_probe = None;
+        if !self.sack_ok {
+            self.inflation = 3 * self.mss;
+        }
+    }
+
+    fn take_payload(&mut self, now: Instant, seq: Seq, mut p: BufSlice, ctr: &mut Counters) {
+        // Trim to the window's right edge.
+        let right = self.rcv_nxt.add(self.rcv_wnd());
+        let end = seq.add_len(p.len());
+        if end.gt(right) {
+            let keep = if right.gt(seq) { right.since(seq) as usize } else { 0 };
+            p.truncate(keep);
+        }
+        match self.recvq.insert(self.rcv_nxt, seq, p) {
+            Insert::InOrder { advanced, filled } => {
+                self.rcv_nxt = self.rcv_nxt.add_len(advanced);
+                self.unacked_segs += 1;
+                if filled || self.recvq.has_ooo() || self.cfg.delayed_ack.is_none() || self.unacked_segs >= 2 {
+                    self.ack_now = true;
+                } else if self.ack_at.is_none() {
+                    self.ack_at = self.cfg.delayed_ack.map(|d| now + d);
+                }
+            }
+            Insert::OutOfOrder => {
+                ctr.tcp_ooo_kept += 1;
+                self.ack_now = true;
+            }
+            Insert::Duplicate => {
+                ctr.tcp_dup_data += 1;
+                self.ack_now = true;
+            }
+            Insert::OverBudget => {
+                ctr.tcp_ooo_dropped += 1;
+                self.ack_now = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The zero-copy TCP engine (RFC 9293): a sans-I/O connection state machine whose send
+//! queue holds references to pool frames and file blocks, and whose receive queue hands
+//! the application slices of the frames that arrived.
+
+mod cc;
+mod config;
+mod conn;
+mod input;
+mod output;
+mod recv_queue;
+mod rtt;
+mod scoreboard;
+mod send_queue;
+pub mod syn_cookie;
+mod timer;
+
+pub use cc::{CcAlgorithm, CongestionControl, Cubic, NewReno};
+pub use config::TcpConfig;
+pub use conn::{Conn, ConnError, FourTuple, OutSegment, State};
+pub use input::Reply;
+pub use recv_queue::{Insert, RecvQueue};
+pub use rtt::RttEstimator;
+pub use scoreboard::Scoreboard;
+pub use send_queue::SendQueue;

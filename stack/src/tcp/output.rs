@@ -1,0 +1,299 @@
+//! Segment generation: SYN / SYN-ACK, retransmissions (fast recovery, SACK holes, after a
+//! timeout), new data within the send and congestion windows, FIN, window probes and ACKs.
+//! Payload goes out as slices of the send queue; nothing is copied here.
+
+use smoltcp::time::Instant;
+
+use super::conn::{Conn, OutSegment, State};
+use crate::counters::Counters;
+use crate::wire::{Seq, TcpFlags, TcpHeader, TcpOptions};
+
+impl Conn {
+    /// Produces the next segment to send, if any. Call until it returns false.
+    pub fn poll_segment(&mut self, now: Instant, out: &mut OutSegment, ctr: &mut Counters) -> bool {
+        out.payload.clear();
+        out.retransmit = false;
+        if self.rst_pending {
+            self.rst_pending = false;
+            out.hdr = self.base_header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK);
+            out.hdr.ack = self.rcv_nxt;
+            out.hdr.window = 0;
+            return true;
+        }
+        let sent = match self.state {
+            State::Closed => false,
+            State::SynSent | State::SynReceived => self.poll_handshake(now, out),
+            _ => self.poll_data(now, out, ctr),
+        };
+        if sent {
+            return true;
+        }
+        self.arm_persist(now);
+        if self.state.synchronized() && (self.ack_now || self.probe_pending) {
+            let probe = std::mem::take(&mut self.probe_pending);
+            // A window probe is an ACK one byte left of the window: it elicits an ACK that
+            // carries the current window without consuming sequence space.
+            let seq = if probe { self.snd_una.sub(1) } else { self.snd_nxt };
+            if probe {
+                ctr.tcp_window_probes += 1;
+            }
+            self.fill_header(now, out, seq, TcpFlags::ACK);
+            return true;
+        }
+        false
+    }
+
+    fn base_header(&self, seq: Seq, flags: TcpFlags) -> TcpHeader {
+        TcpHeader {
+            src_port: self.tuple.local.port,
+            dst_port: self.tuple.remote.port,
+            seq,
+            ack: Seq(0),
+            flags,
+            window: 0,
+            options: TcpOptions::default(),
+        }
+    }
+
+    /// The window to advertise (scaled), never moving the right edge left.
+    fn window_to_advertise(&mut self) -> u16 {
+        let avail = self.rcv_window_avail() as u32;
+        let cur = if self.rcv_adv.gt(self.rcv_nxt) { self.rcv_adv.since(self.rcv_nxt) } else { 0 };
+        // Receiver-side silly window avoidance (RFC 9293 3.8.6.2.2).
+        let step = ((self.cfg.recv_buffer / 2).min(self.mss)) as u32;
+        let mut wnd = if avail > cur && avail - cur < step { cur } else { avail.max(cur) };
+        wnd = wnd.min(65535 << self.rcv_wscale);
+        let field = (wnd >> self.rcv_wscale) as u16;
+        let right = self.rcv_nxt.add(u32::from(field) << self.rcv_wscale);
+        if right.gt(self.rcv_adv) {
+            self.rcv_adv = right;
+        }
+        field
+    }
+
+    /// Fills `out.hdr` for a segment at `seq` with `flags` plus ACK, window, timestamps
+    /// and SACK blocks, and records that an ACK went out.
+    fn fill_header(&mut self, now: Instant, out: &mut OutSegment, seq: Seq, flags: TcpFlags) {
+        let mut h = self.base_header(seq, flags | TcpFlags::ACK);
+        h.ack = self.rcv_nxt;
+        h.window = self.window_to_advertise();
+        if self.ts_ok {
+            h.options.timestamp = Some((self.now_ms(now), self.ts_recent));
+        }
+        if self.sack_ok && self.recvq.has_ooo() {
+            h.options.sack = self.recvq.sack_blocks(if self.ts_ok { 3 } else { 4 });
+        }
+        out.hdr = h;
+        self.ack_now = false;
+        self.ack_at = None;
+        self.unacked_segs = 0;
+        self.last_ack_sent = self.rcv_nxt;
+    }
+
+    fn poll_handshake(&mut self, now: Instant, out: &mut OutSegment) -> bool {
+        if self.snd_nxt != self.iss {
+            return false;
+        }
+        let passive = self.state == State::SynReceived;
+        let mut h = self.base_header(self.iss, TcpFlags::SYN);
+        h.window = self.cfg.recv_buffer.min(65535) as u16;
+        h.options.mss = Some(self.local_mss);
+        let offer = !passive;
+        if self.cfg.window_scaling && (offer || self.snd_wscale != 0 || self.rcv_wscale != 0) {
+            h.options.window_scale = Some(self.rcv_wscale);
+        }
+        if self.cfg.sack && (offer || self.sack_ok) {
+            h.options.sack_permitted = true;
+        }
+        if self.cfg.timestamps && (offer || self.ts_ok) {
+            h.options.timestamp = Some((self.now_ms(now), if passive { self.ts_recent } else { 0 }));
+        }
+        if passive {
+            h.flags |= TcpFlags::ACK;
+            h.ack = self.rcv_nxt;
+            self.last_ack_sent = self.rcv_nxt;
+            self.rcv_adv = self.rcv_nxt.add(u32::from(h.window));
+        }
+        out.hdr = h;
+        out.retransmit = self.snd_max != self.iss;
+        self.snd_nxt = self.iss.add(1);
+        self.snd_max = self.snd_max.max(self.snd_nxt);
+        if !out.retransmit {
+            self.rtt_probe = Some((self.snd_nxt, now));
+        } else {
+            self.rtt_probe = None;
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+        true
+    }
+
+    /// Emits `[seq, seq + len)` of the send queue (plus FIN when it ends there, if `fin`).
+    fn emit_range(&mut self, now: Instant, out: &mut OutSegment, seq: Seq, len: usize, fin: bool) -> usize {
+        let off = self.data_off(seq);
+        let got = if len > 0 {
+            self.sendq.gather(off, len, self.cfg.max_payload_frags, &mut out.payload)
+        } else {
+            0
+        };
+        let end = seq.add_len(got);
+        let mut flags = TcpFlags::PSH;
+        let mut seg_end = end;
+        if fin && self.fin_seq() == Some(end) {
+            flags |= TcpFlags::FIN;
+            seg_end = end.add(1);
+        }
+        if got == 0 && !flags.has(TcpFlags::FIN) {
+            return 0;
+        }
+        if !flags.has(TcpFlags::FIN) && off + (got as u64) < self.sendq.tail() {
+            flags = TcpFlags(0);
+        }
+        self.fill_header(now, out, seq, flags);
+        out.retransmit = seq.lt(self.snd_max);
+        if out.retransmit {
+            // Karn: no RTT from retransmitted data.
+            if self.rtt_probe.is_some_and(|(s, _)| s.gt(seq)) {
+                self.rtt_probe = None;
+            }
+        } else if self.rtt_probe.is_none() && !self.ts_ok {
+            self.rtt_probe = Some((seg_end, now));
+        }
+        if seg_end.gt(self.snd_max) {
+            self.snd_max = seg_end;
+        }
+        if self.rto_at.is_none() {
+            self.rto_at = Some(now + self.rtt.rto());
+        }
+        seg_end.since(seq) as usize
+    }
+
+    fn poll_data(&mut self, now: Instant, out: &mut OutSegment, ctr: &mut Counters) -> bool {
+        if matches!(self.state, State::TimeWait) {
+            return false;
+        }
+        let mss = self.mss;
+        let cwnd = self.cc.cwnd() + self.inflation;
+
+        // Retransmission of the first unacknowledged segment (fast retransmit, NewReno
+        // partial ACK).
+        if self.rexmit_pending {
+            self.rexmit_pending = false;
+            let outstanding = self.snd_max.since(self.snd_una) as usize;
+            let fin_out = self.fin_sent();
+            let data_out = outstanding.saturating_sub(usize::from(fin_out));
+            let len = data_out.min(mss);
+            if len > 0 || fin_out {
+                let n = self.emit_range(now, out, self.snd_una, len, true);
+                if n > 0 {
+                    ctr.tcp_retransmits += 1;
+                    self.rexmit_nxt = self.rexmit_nxt.max(self.snd_una.add_len(n));
+                    return true;
+                }
+            }
+        }
+
+        // SACK-driven hole retransmission (RFC 6675 NextSeg rule 1).
+        if self.in_recovery && self.sack_ok && self.flight() < cwnd {
+            let from = self.rexmit_nxt.max(self.snd_una);
+            if let Some((a, b)) = self.scoreboard.next_hole(from) {
+                let len = (b.since(a) as usize).min(mss);
+                let n = self.emit_range(now, out, a, len, true);
+                if n > 0 {
+                    ctr.tcp_retransmits += 1;
+                    self.rexmit_nxt = a.add_len(n);
+                    return true;
+                }
+            }
+        }
+
+        // New data (or go-back-N after a timeout, skipping SACKed ranges).
+        if self.sack_ok && self.snd_nxt.lt(self.snd_max) {
+            if let Some(e) = self.scoreboard.covering(self.snd_nxt) {
+                self.snd_nxt = e;
+            }
+        }
+        let fin_seq = self.fin_seq();
+        if fin_seq.is_some_and(|f| self.snd_nxt.gt(f)) {
+            return false;
+        }
+        let off = self.data_off(self.snd_nxt);
+        let unsent = (self.sendq.tail().saturating_sub(off)) as usize;
+        let fin_pending = fin_seq.is_some();
+        if unsent == 0 && !fin_pending {
+            return false;
+        }
+        let wnd_end = self.snd_una.add(self.snd_wnd);
+        let wnd_room = if wnd_end.gt(self.snd_nxt) { wnd_end.since(self.snd_nxt) as usize } else { 0 };
+        let flight = self.flight();
+        let cwnd_room = cwnd.saturating_sub(flight);
+        let mut len = unsent.min(mss).min(wnd_room).min(cwnd_room);
+        if self.sack_ok && self.snd_nxt.lt(self.snd_max) {
+            if let Some(l) = self.scoreboard.next_sacked_after(self.snd_nxt) {
+                len = len.min(l.since(self.snd_nxt) as usize);
+            }
+        }
+        if len == 0 {
+            if unsent == 0 && cwnd_room > 0 {
+                // A bare FIN.
+                let seq = self.snd_nxt;
+                let n = self.emit_range(now, out, seq, 0, true);
+                if n > 0 {
+                    self.snd_nxt = seq.add_len(n);
+                    return true;
+                }
+            }
+            return false;
+        }
+        // Sender-side silly window avoidance: wait for a full segment while data are in
+        // flight (their ACKs will open the window).
+        if len < mss && len < unsent && flight > 0 {
+            return false;
+        }
+        let seq = self.snd_nxt;
+        let n = self.emit_range(now, out, seq, len, true);
+        if n == 0 {
+            return false;
+        }
+        if out.retransmit {
+            ctr.tcp_retransmits += 1;
+        }
+        self.snd_nxt = seq.add_len(n);
+        true
+    }
+
+    /// Whether [`Conn::poll_segment`] may produce something (cheap; may say yes spuriously).
+    pub fn wants_output(&self) -> bool {
+        if self.rst_pending || self.ack_now || self.probe_pending || self.rexmit_pending {
+            return true;
+        }
+        match self.state {
+            State::Closed | State::TimeWait => false,
+            State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
+            _ => {
+                self.in_recovery
+                    || self.snd_nxt.lt(self.snd_max)
+                    || self.sendq.tail() > self.data_off(self.snd_nxt.max(self.snd_una))
+                    || (self.fin_queued && !self.fin_sent())
+            }
+        }
+    }
+
+    /// Starts the persist timer when a zero window blocks queued data and nothing is in
+    /// flight to bring a window update.
+    fn arm_persist(&mut self, now: Instant) {
+        if !self.state.synchronized() || self.snd_wnd != 0 || self.persist_at.is_some() {
+            return;
+        }
+        if self.snd_una != self.snd_max {
+            return;
+        }
+        let unsent = self.sendq.tail() > self.data_off(self.snd_nxt.max(self.snd_una));
+        if unsent {
+            let d = self.rtt.rto().total_micros() << self.persist_backoff.min(10);
+            let d = smoltcp::time::Duration::from_micros(d).min(self.cfg.max_rto);
+            self.persist_at = Some(now + d);
+        }
+    }
+}
