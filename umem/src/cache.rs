@@ -69,13 +69,16 @@ impl CachedFile {
 
     /// Number of blocks (0 for an empty file).
     pub fn blocks(&self) -> u64 {
-        self.key.size.div_ceil(u64::from(self.block_len))
+        match self.block_len {
+            0 => 0,
+            n => self.key.size.div_ceil(u64::from(n)),
+        }
     }
 
     /// The file bytes block `index` holds, or `None` past the end.
     pub fn block_range(&self, index: u64) -> Option<Range<u64>> {
         let start = index.checked_mul(u64::from(self.block_len))?;
-        (start < self.key.size).then(|| start..(start + u64::from(self.block_len)).min(self.key.size))
+        (self.block_len > 0 && start < self.key.size).then(|| start..(start + u64::from(self.block_len)).min(self.key.size))
     }
 }
 

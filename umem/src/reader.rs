@@ -207,6 +207,9 @@ impl BlockReader {
         if cfg.queue_depth == 0 || cfg.queue_depth > 4096 {
             return Err(Error::Config("queue_depth must be 1..=4096"));
         }
+        if cfg.headroom > pool.block_size() / 2 {
+            return Err(Error::Config("headroom must be at most half a payload block"));
+        }
         let ring = Ring::new(pool, cfg.queue_depth)?;
         let first = pool.base_ptr().as_ptr() as u64 + pool.blocks_base();
         let zeros = first.trailing_zeros().min(pool.block_size().trailing_zeros()).min(63);
@@ -618,6 +621,7 @@ impl Drop for BlockReader {
 mod tests {
     use super::*;
     use crate::{HugePages, PoolConfig};
+    use std::os::fd::AsRawFd;
 
     fn pool() -> Pool {
         Pool::new(&PoolConfig {
@@ -640,6 +644,97 @@ mod tests {
         assert_eq!(r.block_len(DioAlign::BUFFERED), (1 << 20) - 66);
         let r0 = BlockReader::new(&p, &ReaderConfig::default()).unwrap();
         assert_eq!(r0.block_len(a512), 1 << 20);
+        let huge = ReaderConfig { headroom: 1 << 20, ..Default::default() };
+        assert!(matches!(BlockReader::new(&p, &huge), Err(Error::Config(_))));
+    }
+
+    /// A file on the disk (O_DIRECT works) with `size` bytes of a simple pattern.
+    fn disk_file(size: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>) {
+        let dir = tempfile::Builder::new().prefix("umem-unit-").tempdir_in("/var/tmp").unwrap();
+        let path = dir.path().join("f");
+        let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        (dir, path, bytes)
+    }
+
+    /// Takes the next real completion out of the ring, leaving its request unfinished,
+    /// so a test can hand `complete_op` a result the kernel would rarely give.
+    fn intercept(r: &mut BlockReader) -> Request {
+        loop {
+            r.flush().unwrap();
+            let cqe = r.ring.io_uring().completion().next();
+            if let Some(c) = cqe {
+                let slot = c.user_data() as usize;
+                let req = r.inflight[slot].take().unwrap();
+                r.free_inflight.push(slot);
+                r.n_inflight -= 1;
+                return req;
+            }
+            r.ring.io_uring().submit_and_wait(1).unwrap();
+        }
+    }
+
+    fn finish_all(r: &mut BlockReader) -> Vec<Completion> {
+        let mut out = Vec::new();
+        while !r.is_idle() {
+            r.wait(&mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn einval_on_a_direct_read_falls_back_to_buffered() {
+        let (_dir, path, bytes) = disk_file(3 << 20);
+        let p = pool();
+        let mut r = BlockReader::new(&p, &ReaderConfig::default()).unwrap();
+        let f = r.open(&path).unwrap();
+        assert!(r.info(f).unwrap().is_direct());
+        r.submit(f, 1 << 20, 1 << 20).unwrap();
+        let req = intercept(&mut r);
+        let mut out = Vec::new();
+        r.complete_op(req, -libc::EINVAL, &mut out);
+        assert!(out.is_empty(), "retried, not failed");
+        out = finish_all(&mut r);
+        let got = out.pop().unwrap().result.unwrap();
+        assert!(got.as_bytes() == &bytes[1 << 20..2 << 20]);
+        let info = *r.info(f).unwrap();
+        assert_eq!(info.access, Access::Buffered(BufferedWhy::ReadRefused));
+        let fd = r.files[0].as_ref().unwrap().file.as_raw_fd();
+        // SAFETY: F_GETFL on an fd the reader owns; reads flags only.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        assert_eq!(flags & libc::O_DIRECT, 0, "O_DIRECT cleared on the open file");
+        let s = r.stats();
+        assert_eq!((s.fallbacks, s.retries, s.errors), (1, 1, 0));
+        assert_eq!(s.bytes_buffered, 1 << 20);
+    }
+
+    #[test]
+    fn short_reads_before_eof_are_continued() {
+        let (_dir, path, bytes) = disk_file((2 << 20) + 100);
+        let p = pool();
+        let mut r = BlockReader::new(&p, &ReaderConfig::default()).unwrap();
+        let f = r.open(&path).unwrap();
+        // An aligned short read, and an unaligned one (continued from the aligned byte).
+        for short in [4096, 1000] {
+            r.submit(f, 1 << 20, 1 << 20).unwrap();
+            let req = intercept(&mut r);
+            let mut out = Vec::new();
+            r.complete_op(req, short, &mut out);
+            assert!(out.is_empty(), "continued, not finished");
+            out = finish_all(&mut r);
+            let got = out.pop().unwrap().result.unwrap();
+            assert!(got.as_bytes() == &bytes[1 << 20..2 << 20], "short read of {short}");
+        }
+        assert_eq!(r.stats().retries, 2);
+        // Other errors reach the caller, and the block goes back to the pool.
+        let start = p.stats();
+        r.submit(f, 0, 4096).unwrap();
+        let req = intercept(&mut r);
+        let mut out = Vec::new();
+        r.complete_op(req, -libc::EIO, &mut out);
+        let err = out.pop().unwrap().result.unwrap_err();
+        assert!(err.to_string().contains("READ_FIXED"), "{err}");
+        assert_eq!(p.stats(), start);
     }
 
     #[test]
