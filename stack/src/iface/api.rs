@@ -152,7 +152,7 @@ impl Stack {
         let iss = self.isn(now, &tuple);
         let mss = self.local_mss(&remote.addr);
         let conn = Conn::connect(&self.cfg.tcp, tuple, iss, mss);
-        Ok(self.insert_conn(conn, None, false))
+        Ok(self.insert_conn(conn, None, false, None))
     }
 
     /// Queues payload by reference (no copy): takes as much of `slices` as the send buffer

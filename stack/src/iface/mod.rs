@@ -104,6 +104,8 @@ pub(crate) struct Entry {
     pub(crate) owned: bool,
     /// The application has given the handle up.
     pub(crate) released: bool,
+    /// The MAC a passive open's SYN came from: replies go there without resolution.
+    pub(crate) peer_mac: Option<EthernetAddress>,
 }
 
 #[derive(Debug, Default)]
@@ -375,8 +377,12 @@ impl Stack {
                     break;
                 }
                 let tuple = e.conn.tuple();
-                let Some(route) = self.route_to(now, tuple.local.addr, tuple.remote.addr) else {
-                    break;
+                let route = match e.peer_mac {
+                    Some(mac) => Route { src_mac: self.cfg.mac, dst_mac: mac, src_ip: tuple.local.addr, dst_ip: tuple.remote.addr },
+                    None => match self.route_to(now, tuple.local.addr, tuple.remote.addr) {
+                        Some(r) => r,
+                        None => break,
+                    },
                 };
                 let Some(frame) = link.alloc_frame() else {
                     self.counters.tx_no_frame += 1;
@@ -506,7 +512,13 @@ impl Stack {
         }
     }
 
-    pub(crate) fn insert_conn(&mut self, conn: Conn, listener: Option<u16>, half_open: bool) -> ConnHandle {
+    pub(crate) fn insert_conn(
+        &mut self,
+        conn: Conn,
+        listener: Option<u16>,
+        half_open: bool,
+        peer_mac: Option<EthernetAddress>,
+    ) -> ConnHandle {
         let tuple = conn.tuple();
         let idx = match self.free.pop() {
             Some(i) => i,
@@ -516,7 +528,15 @@ impl Stack {
             }
         };
         let slot = &mut self.slots[idx as usize];
-        slot.entry = Some(Entry { conn, listener, half_open, queued: false, owned: listener.is_none(), released: false });
+        slot.entry = Some(Entry {
+            conn,
+            listener,
+            half_open,
+            queued: false,
+            owned: listener.is_none(),
+            released: false,
+            peer_mac,
+        });
         if half_open {
             self.half_open += 1;
         }

@@ -85,7 +85,7 @@ impl Stack {
         }
         let iss = self.isn(now, &tuple);
         let conn = Conn::accept_syn(&self.cfg.tcp, tuple, iss, local_mss, syn);
-        self.insert_conn(conn, Some(port), true);
+        self.insert_conn(conn, Some(port), true, Some(route.dst_mac));
     }
 
     fn on_cookie_ack(
@@ -115,7 +115,7 @@ impl Stack {
         self.counters.tcp_established += 1;
         let local_mss = self.local_mss(&tuple.remote.addr);
         let conn = Conn::from_cookie(&self.cfg.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
-        let h = self.insert_conn(conn, Some(port), false);
+        let h = self.insert_conn(conn, Some(port), false, Some(route.dst_mac));
         if let Some(e) = self.slots[h.idx as usize].entry.as_mut() {
             e.conn.handle_segment(now, hdr, payload, &mut self.counters);
         }

@@ -310,6 +310,21 @@ impl Conn {
         self.error
     }
 
+    /// Next sequence number expected from the peer.
+    pub fn rcv_nxt(&self) -> Seq {
+        self.rcv_nxt
+    }
+
+    /// Next sequence number to send.
+    pub fn snd_nxt(&self) -> Seq {
+        self.snd_nxt
+    }
+
+    /// Oldest unacknowledged sequence number.
+    pub fn snd_una(&self) -> Seq {
+        self.snd_una
+    }
+
     /// Effective send MSS (payload bytes per full segment).
     pub fn mss(&self) -> usize {
         self.mss

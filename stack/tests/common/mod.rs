@@ -351,35 +351,48 @@ impl Wire {
 /// when `limit` of virtual time passes.
 pub fn run(a: &mut dyn Host, b: &mut dyn Host, wire: &mut Wire, limit: Duration) -> Instant {
     let mut now = Instant::ZERO;
+    run_until(a, b, wire, &mut now, limit, &mut |a, b| a.done() && b.done());
+    now
+}
+
+/// Drives both hosts from `*now` until `cond` holds (checked after each round).
+pub fn run_until(
+    a: &mut dyn Host,
+    b: &mut dyn Host,
+    wire: &mut Wire,
+    now: &mut Instant,
+    limit: Duration,
+    cond: &mut dyn FnMut(&dyn Host, &dyn Host) -> bool,
+) {
     let mut out = Vec::new();
-    let end = Instant::ZERO + limit;
+    let end = *now + limit;
     loop {
-        while let Some(f) = wire.ab.recv(now) {
-            b.receive(now, &f);
+        while let Some(f) = wire.ab.recv(*now) {
+            b.receive(*now, &f);
         }
-        while let Some(f) = wire.ba.recv(now) {
-            a.receive(now, &f);
+        while let Some(f) = wire.ba.recv(*now) {
+            a.receive(*now, &f);
         }
-        a.poll(now, &mut out);
+        a.poll(*now, &mut out);
         for f in out.drain(..) {
-            wire.ab.send(now, f);
+            wire.ab.send(*now, f);
         }
-        b.poll(now, &mut out);
+        b.poll(*now, &mut out);
         for f in out.drain(..) {
-            wire.ba.send(now, f);
+            wire.ba.send(*now, f);
         }
-        if a.done() && b.done() {
-            return now;
+        if cond(&*a, &*b) {
+            return;
         }
-        let next = [a.poll_at(now), b.poll_at(now), wire.ab.next_at(), wire.ba.next_at()]
+        let next = [a.poll_at(*now), b.poll_at(*now), wire.ab.next_at(), wire.ba.next_at()]
             .into_iter()
             .flatten()
             .min();
         let Some(next) = next else {
             panic!("stalled at {now}: a: {}, b: {}", a.describe(), b.describe());
         };
-        now = next.max(now + Duration::from_micros(1));
-        assert!(now < end, "not done after {limit}: progress a={} b={}", a.progress(), b.progress());
+        *now = next.max(*now + Duration::from_micros(1));
+        assert!(*now < end, "not done after {limit}: a: {}, b: {}", a.describe(), b.describe());
     }
 }
 
