@@ -76,6 +76,8 @@ pub struct Counters {
     pub tcp_dup_data: u64,
     /// Retransmitted segments (all causes).
     pub tcp_retransmits: u64,
+    /// Retransmissions detected lost (and sent again) during SACK recovery.
+    pub tcp_lost_retransmits: u64,
     /// Fast-recovery episodes entered.
     pub tcp_fast_recoveries: u64,
     /// Retransmission timer expiries.

@@ -142,6 +142,9 @@ pub struct Conn {
     pub(super) rexmit_nxt: Seq,
     pub(super) inflation: usize,
     pub(super) scoreboard: Scoreboard,
+    /// Retransmissions in this recovery: `(first byte, snd_max when sent)`, to detect a
+    /// lost retransmission when data sent after it is SACKed (as RACK would).
+    pub(super) rexmit_marks: std::collections::VecDeque<(Seq, Seq)>,
     pub(super) retries: u32,
 
     // Timers (deadlines).
@@ -208,6 +211,7 @@ impl Conn {
             rexmit_nxt: iss,
             inflation: 0,
             scoreboard: Scoreboard::default(),
+            rexmit_marks: std::collections::VecDeque::new(),
             retries: 0,
             rto_at: None,
             ack_at: None,

@@ -299,6 +299,7 @@ impl Conn {
 
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, hdr);
+            self.detect_lost_retransmit(ctr);
         } else if ack == self.snd_una
             && plen == 0
             && !hdr.flags.has(TcpFlags::FIN)
@@ -306,8 +307,32 @@ impl Conn {
             && self.snd_max.gt(self.snd_una)
         {
             self.on_dup_ack(now, ctr);
+            self.detect_lost_retransmit(ctr);
         }
         true
+    }
+
+    /// A retransmission of the first hole is lost when three segments' worth of data sent
+    /// after it have been SACKed while the hole is still open: send it again instead of
+    /// waiting for the retransmission timer.
+    fn detect_lost_retransmit(&mut self, ctr: &mut Counters) {
+        if !(self.in_recovery && self.sack_ok) {
+            self.rexmit_marks.clear();
+            return;
+        }
+        while self.rexmit_marks.front().is_some_and(|(s, _)| s.lt(self.snd_una)) {
+            self.rexmit_marks.pop_front();
+        }
+        if let Some(&(start, mark)) = self.rexmit_marks.front() {
+            if start == self.snd_una
+                && self.scoreboard.covering(start).is_none()
+                && self.scoreboard.sacked_above(mark) >= 3 * self.mss
+            {
+                self.rexmit_marks.pop_front();
+                self.rexmit_pending = true;
+                ctr.tcp_lost_retransmits += 1;
+            }
+        }
     }
 
     fn on_new_ack(&mut self, now: Instant, hdr: &TcpHeader) {
@@ -357,6 +382,7 @@ impl Conn {
                 self.inflation = self.inflation.saturating_sub(acked) + self.mss;
             }
         } else {
+            self.inflation = 0;
             self.cc.on_ack(now, acked, flight_before, self.mss, self.rtt.srtt());
         }
         self.dupacks = 0;
@@ -394,6 +420,10 @@ impl Conn {
         // RFC 6582: no new recovery until everything sent before the last one is acked.
         if (self.dupacks >= 3 || sack_lost) && self.snd_una.ge(self.recover) {
             self.enter_recovery(now, ctr);
+        } else if self.dupacks <= 2 {
+            // Limited transmit (RFC 3042): a new segment for each of the first two
+            // duplicate ACKs keeps the ACK clock going in small windows.
+            self.inflation = self.dupacks as usize * self.mss;
         }
     }
 
@@ -406,9 +436,7 @@ impl Conn {
         self.rexmit_nxt = self.snd_una;
         self.rexmit_pending = true;
         self.rtt_probe = None;
-        if !self.sack_ok {
-            self.inflation = 3 * self.mss;
-        }
+        self.inflation = if self.sack_ok { 0 } else { 3 * self.mss };
     }
 
     fn take_payload(&mut self, now: Instant, seq: Seq, mut p: BufSlice, ctr: &mut Counters) {

@@ -188,6 +188,9 @@ impl Conn {
                 let n = self.emit_range(now, out, self.snd_una, len, true);
                 if n > 0 {
                     ctr.tcp_retransmits += 1;
+                    if self.in_recovery && self.sack_ok {
+                        self.rexmit_marks.push_back((self.snd_una, self.snd_max));
+                    }
                     self.rexmit_nxt = self.rexmit_nxt.max(self.snd_una.add_len(n));
                     return true;
                 }
@@ -202,6 +205,9 @@ impl Conn {
                 let n = self.emit_range(now, out, a, len, true);
                 if n > 0 {
                     ctr.tcp_retransmits += 1;
+                    if self.rexmit_marks.len() < 1024 {
+                        self.rexmit_marks.push_back((a, self.snd_max));
+                    }
                     self.rexmit_nxt = a.add_len(n);
                     return true;
                 }

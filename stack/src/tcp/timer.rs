@@ -72,6 +72,7 @@ impl Conn {
                 self.recover = self.snd_max;
                 self.rexmit_pending = false;
                 self.rexmit_nxt = self.snd_una;
+                self.rexmit_marks.clear();
                 self.snd_nxt = self.snd_una;
             }
         }
