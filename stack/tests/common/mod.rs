@@ -18,6 +18,10 @@ pub fn ip(n: u8) -> Ipv4Address {
     Ipv4Address::new(10, 0, 0, n)
 }
 
+pub fn ip6(n: u8) -> smoltcp::wire::Ipv6Address {
+    smoltcp::wire::Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(n))
+}
+
 pub fn mac(n: u8) -> EthernetAddress {
     EthernetAddress([0x02, 0, 0, 0, 0, n])
 }
@@ -71,6 +75,7 @@ impl OurHost {
     pub fn new(n: u8, tcp: TcpConfig, multi_buffer: bool, role: Role, stream: Stream) -> Self {
         let mut cfg = StackConfig::new(mac(n));
         cfg.ipv4 = Some(Ipv4Cidr::new(ip(n), 24));
+        cfg.ipv6 = Some(smoltcp::wire::Ipv6Cidr::new(ip6(n), 64));
         cfg.tcp = tcp;
         cfg.secret = 0x1234 + u64::from(n);
         let blocks = (cfg.tcp.send_buffer / BLOCK + 4) as u32;
@@ -96,6 +101,11 @@ impl OurHost {
 
     pub fn client(mut self, peer: u8) -> Self {
         self.connect_to = Some(IpEndpoint::new(IpAddress::Ipv4(ip(peer)), PORT));
+        self
+    }
+
+    pub fn client_v6(mut self, peer: u8) -> Self {
+        self.connect_to = Some(IpEndpoint::new(IpAddress::Ipv6(ip6(peer)), PORT));
         self
     }
 
