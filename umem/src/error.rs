@@ -15,7 +15,7 @@ pub enum Error {
     #[error(
         "hugepages: {needed} x 2 MiB needed, {free} free ({total} reserved); \
          run `cargo xtask setup`, or `echo {suggest} > /proc/sys/vm/nr_hugepages`, \
-         or pass --no-hugepages"
+         or use 4 KiB pages (--hugepages off)"
     )]
     NoHugepages {
         /// 2 MiB pages the pool needs.

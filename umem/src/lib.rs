@@ -53,6 +53,7 @@ pub mod cache;
 mod clock;
 pub mod dio;
 pub mod error;
+pub mod filemap;
 pub mod pool;
 pub mod reader;
 pub mod region;
@@ -63,6 +64,7 @@ pub use cache::{
 };
 pub use dio::{Access, BufferedWhy, DioAlign, DioSupport, FileKey, FileMeta};
 pub use error::Error;
+pub use filemap::FileMap;
 pub use pool::{BadAddr, Buf, BufSlice, Pool, PoolConfig, PoolStats};
 pub use reader::{
     BlockReader, Completion, DirectIo, FileId, FileInfo, ReaderConfig, ReaderStats, ReqId,

@@ -68,7 +68,7 @@ impl PoolConfig {
             return Err(Error::Config("a pool needs at least one frame"));
         }
         if self.blocks > 0
-            && (self.block_size == 0 || self.block_size % self.frame_size != 0)
+            && (self.block_size == 0 || !self.block_size.is_multiple_of(self.frame_size))
         {
             return Err(Error::Config("block_size must be a non-zero multiple of frame_size"));
         }

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bench_blocks;
 mod client;
 mod netns;
 mod nstest;
@@ -82,6 +83,13 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// File blocks into memory: io_uring O_DIRECT into the pool vs buffered read vs mmap,
+    /// cold and warm; throughput, CPU seconds per GiB and ratios.
+    Blocks {
+        /// Size of the test file in MiB.
+        #[arg(long, default_value_t = 2048)]
+        size_mib: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -149,6 +157,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
+        }
+        Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
+            setup::ensure()?;
+            bench_blocks::run(size_mib)
         }
         Cmd::Internal { cmd } => match cmd {
             Internal::UdpCheck { server, count, max_size, seed } => client::udp_check(server, count, max_size, seed),
