@@ -24,6 +24,7 @@ pub mod caps;
 pub mod csum;
 mod error;
 mod iface;
+pub mod msg;
 mod program;
 pub mod ring;
 mod signals;

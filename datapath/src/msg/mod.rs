@@ -1,0 +1,166 @@
+//! Messaging for HPC layers: an embeddable, zero-copy message endpoint over AF_XDP.
+//!
+//! ```text
+//!  app ── alloc(len) ─► MsgBuf (pool frames, header room) ── fill in place ── send(peer)
+//!                                                                              │ headers written
+//!                                                                              ▼ in front, no copy
+//!  NIC/veth ◄── TX ring ◄── one descriptor per datagram (several with multi-buffer) ──┘
+//!     │                      reliable: the peer's window keeps a reference until acked
+//!     └──► XDP steer (UDP to local addr:port) ─► RX ring ─► datagrams ─► [reorder window]
+//!                                                  ─► reassembly ─► Msg (the same frames)
+//! ```
+//!
+//! An [`Endpoint`] binds one interface queue and one IPv4 address/UDP port. A message of up
+//! to [`EndpointConfig::max_msg`] bytes travels as datagrams of at most
+//! [`Endpoint::datagram_payload`] bytes (MTU 1500: 1448 B; MTU 9000 with multi-buffer:
+//! 8948 B), each carrying a 24-byte header ([`wire`]). Sending fills frames obtained from
+//! the pool; receiving hands out the frames the kernel wrote, as slices ([`Msg::chunks`],
+//! [`Msg::slices`]). Dropping a [`Msg`] returns its frames; [`Endpoint::reply_buf`] turns it
+//! into a reply in the same frames. The one copy on offer, [`Endpoint::copy_to_vec`], is
+//! explicit and counted.
+//!
+//! **Polling.** [`Endpoint::recv`] never waits. [`Endpoint::recv_wait`] waits as
+//! [`PollMode`] says: `Busy` spins (one core), `Adaptive` spins then sleeps in `poll(2)`,
+//! `Blocking` sleeps at once. There are no threads: the caller's loop drives everything,
+//! and an endpoint (like its pool) stays on one thread.
+//!
+//! **Peers** are IPv4 address/port pairs. [`Endpoint::add_peer`] resolves the MAC once,
+//! from the kernel's neighbour table (the steering program passes ARP to the kernel),
+//! prodding the kernel to resolve it when absent ([`neigh`]); it fails clearly for an
+//! unreachable or silent peer. Senders that were never added are learned from their first
+//! datagram (their frame's source MAC) unless [`EndpointConfig::accept_unknown_peers`] is
+//! off. Nothing on the fast path asks the kernel.
+//!
+//! **Reliability** ([`EndpointConfig::reliable`]) is selective acknowledgement and
+//! retransmission over UDP, as eRPC does ([`reliable`]): per-peer datagram sequence
+//! numbers, one acknowledgement (cumulative + 1024-bit SACK bitmap) per receive batch,
+//! retransmission on timeout (RTT-estimated, backed off) or after three later datagrams
+//! were acknowledged, a window that bounds datagrams in flight, and in-order delivery per
+//! peer. Unacknowledged datagrams are held as references to their frames and released on
+//! acknowledgement: a retransmission re-posts the same descriptors, it copies nothing.
+//! Why not carry messages over the zero-copy TCP engine: messages keep their boundaries
+//! without framing a byte stream, a lost datagram holds up only delivery to that peer (not
+//! the sender's other peers), the receiver gets the frames the datagrams arrived in, there
+//! is no handshake before the first message, and the latency path (one datagram each way
+//! for a small message) is the same as unreliable mode plus one acknowledgement.
+//!
+//! **Back-pressure, never silent loss.** `alloc` refuses a message over the maximum
+//! ([`AllocError::TooLarge`]) and says when the pool is short ([`AllocError::PoolEmpty`]);
+//! `send` gives the message back when the TX ring or the peer's window cannot take all of
+//! it ([`SendError::Full`]) or the peer is unknown ([`SendError::UnknownPeer`]). Whatever
+//! the endpoint drops on receive (malformed, unknown peer, partial unreliable messages that
+//! expire) is counted in [`MsgStats`].
+//!
+//! **Checksums.** UDP checksums are computed in software (a read of the payload; there is
+//! no TX checksum offload through xdpilone); [`EndpointConfig::udp_checksum`] off sends 0.
+//! Received checksums are not verified: a veth peer on the same host hands over partial
+//! checksums it leaves to the device, which cannot be told from corrupt ones; a physical
+//! NIC verifies them in hardware.
+//!
+//! Limits: IPv4 only; no session handshake (a restarted peer needs a fresh endpoint on the
+//! other side when reliability is on); both ends must use the same window.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use datapath::msg::{Endpoint, EndpointConfig, PollMode};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut cfg = EndpointConfig::new("veth0", "10.77.0.2:7001".parse()?);
+//! cfg.reliable = true;
+//! cfg.poll = PollMode::Adaptive { spin: Duration::from_micros(50) };
+//! let mut ep = Endpoint::bind(&cfg)?;
+//! let server = ep.add_peer("10.77.0.1:7000".parse()?)?; // ARP once, here
+//!
+//! let mut m = ep.alloc(5)?; // frames of the pool, header room reserved
+//! m.write_at(0, b"hello"); // or fill `m.chunks_mut()` in place
+//! ep.send(server, m).map_err(|e| e.to_string())?; // full ring or window: the message comes back
+//! ep.flush();
+//!
+//! let mut got = Vec::new();
+//! ep.recv_wait(&mut got, Duration::from_secs(1));
+//! for msg in got.drain(..) {
+//!     let bytes: usize = msg.chunks().map(<[u8]>::len).sum(); // no copy
+//!     println!("{} bytes from {:?}", bytes, ep.peer_addr(msg.peer()));
+//!     // dropping `msg` gives its frames back to the pool
+//! }
+//! # Ok(()) }
+//! ```
+#![deny(unsafe_code)]
+
+mod buf;
+mod endpoint;
+mod error;
+pub mod neigh;
+pub mod pattern;
+mod reasm;
+pub mod reliable;
+#[allow(unsafe_code)]
+mod sockopt;
+pub mod wire;
+
+pub use buf::{Msg, MsgBuf};
+pub use endpoint::{Endpoint, EndpointConfig, PollMode};
+pub use error::{AllocError, MsgError, SendError};
+pub use pattern::{Mismatch, Pattern};
+pub use sockopt::set_busy_poll;
+
+/// A peer of an endpoint (an index into its table; meaningless to other endpoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerId(pub(crate) u32);
+
+/// What an endpoint did, counted. Hot-path outcomes are counts, not errors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MsgStats {
+    /// Messages sent.
+    pub msgs_sent: u64,
+    /// Messages received (complete, delivered).
+    pub msgs_recv: u64,
+    /// Payload bytes sent.
+    pub bytes_sent: u64,
+    /// Payload bytes received.
+    pub bytes_recv: u64,
+    /// Data datagrams sent (first transmissions).
+    pub dgrams_sent: u64,
+    /// Datagrams received for this endpoint (data and acknowledgements).
+    pub dgrams_recv: u64,
+    /// Datagrams sent again (timeouts and fast retransmits).
+    pub retransmits: u64,
+    /// Retransmissions triggered by selective acknowledgements.
+    pub fast_retransmits: u64,
+    /// Retransmission timers that expired.
+    pub timeouts: u64,
+    /// Acknowledgements sent.
+    pub acks_sent: u64,
+    /// Acknowledgements received.
+    pub acks_recv: u64,
+    /// Acknowledgements postponed (no frame or no TX room; sent on the next poll).
+    pub acks_deferred: u64,
+    /// Datagrams received twice (dropped; acknowledged again).
+    pub dup_dgrams: u64,
+    /// Reliable datagrams beyond the window (dropped; the sender retransmits).
+    pub out_of_window: u64,
+    /// `send` calls refused for a full TX ring or window (the message went back).
+    pub send_full: u64,
+    /// Padding datagrams sent to make the TX ring report its free room (see `Endpoint`).
+    pub tx_pads: u64,
+    /// Padding datagrams received (ignored).
+    pub pads_recv: u64,
+    /// `alloc` calls refused for want of free frames.
+    pub alloc_empty: u64,
+    /// `send` calls naming no peer.
+    pub unknown_peer_sends: u64,
+    /// Datagrams from senders not in the table, dropped (table full or learning off).
+    pub unknown_peer_drops: u64,
+    /// Frames steered to us that were not UDP/IPv4 to our address and port.
+    pub not_ours: u64,
+    /// IP fragments (dropped: we never send them).
+    pub ip_fragments: u64,
+    /// Datagrams with a bad or inconsistent message header.
+    pub bad_header: u64,
+    /// Unreliable partial messages that expired (a datagram was lost).
+    pub reasm_expired: u64,
+    /// Partial messages evicted from a full reassembly table, or of inconsistent length.
+    pub reasm_evicted: u64,
+    /// Bytes copied by [`Endpoint::copy_to_vec`].
+    pub copied_bytes: u64,
+}
