@@ -22,6 +22,7 @@ use clap::Parser;
 use common::{kernel_frame, kernel_recv, kernel_socket, print_stats, EpArgs, KernelMode};
 use datapath::msg::wire::{MsgHdr, MSG_HDR_LEN};
 use datapath::msg::{AllocError, Msg, SendError};
+use datapath::Shutdown;
 
 /// One-way message rate: AF_XDP message endpoint or kernel UDP sockets.
 #[derive(Parser, Debug)]
@@ -183,6 +184,7 @@ fn report(what: &str, size: usize, s: &Seqs, el: f64) {
         s.reordered
     );
     println!("RESULT msgs={} rate={:.0} lost={} reordered={} seconds={el:.3}", s.got, s.got as f64 / el, s.lost, s.reordered);
+    println!("done");
 }
 
 fn seq_of(m: &Msg) -> u64 {
@@ -199,6 +201,7 @@ fn seq_of(m: &Msg) -> u64 {
 
 fn xdp_recv(cli: &Cli) -> Result<()> {
     let mut ep = cli.ep.bind("msgrate receiver")?;
+    let shutdown = Shutdown::install()?;
     println!("ready");
     let mut got = Vec::new();
     if ep.recv_wait(&mut got, Duration::from_secs_f64(cli.first_timeout)) == 0 {
@@ -213,7 +216,7 @@ fn xdp_recv(cli: &Cli) -> Result<()> {
             s.saw(seq_of(&m));
         }
         let now = Instant::now();
-        if s.got >= limit(cli) || now >= end || now.duration_since(last) > Duration::from_secs(2) {
+        if s.got >= limit(cli) || now >= end || now.duration_since(last) > Duration::from_secs(2) || shutdown.requested() {
             break;
         }
         if ep.recv_wait(&mut got, Duration::from_millis(100)) > 0 {

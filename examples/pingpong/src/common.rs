@@ -158,7 +158,7 @@ pub fn kernel_recv(sock: &UdpSocket, mode: KernelMode, buf: &mut [u8], timeout: 
         sock.set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
         return match sock.recv_from(buf) {
             Ok(r) => Ok(Some(r)),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => Ok(None),
             Err(e) => Err(e).context("recv_from"),
         };
     }

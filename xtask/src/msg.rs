@@ -1,0 +1,423 @@
+//! Namespace tests and the benchmark of the message endpoint (`datapath::msg`), driving
+//! the `pingpong` and `msgrate` examples. Their kernel-socket peers are modes of the same
+//! binaries (`--kernel block|busy-poll|spin`), so this file adds no `xtask internal`
+//! programs.
+//!
+//! The lossy test needs a middle namespace: AF_XDP transmits in copy mode with
+//! `__dev_direct_xmit`, which skips the qdisc, so `tc netem` on an endpoint's own veth
+//! would never see its datagrams. Both endpoints therefore talk through a bridge in a
+//! third namespace whose two veth ends lose 1% of frames (each direction loses 1%):
+//! `tc netem loss 1%` on their egress, or, on kernels built without `sch_netem` (this
+//! project's machine), an nftables netdev-ingress rule `numgen random mod 100 < 1 drop`.
+//!
+//! ```text
+//!  server ns            middle ns (bridge, 1% loss on both ends)           client ns
+//!  10.77.0.1 [AF_XDP] ── veth ── [loss] br0 [loss] ── veth ── [AF_XDP] 10.77.0.2
+//! ```
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::netns::{Netns, CLI_ADDR, SRV_ADDR};
+use crate::util::{output, run, Daemon};
+
+/// The release binaries the messaging tests and benchmark drive.
+#[derive(Debug, Clone)]
+pub struct MsgBins {
+    /// `examples/pingpong`.
+    pub pingpong: PathBuf,
+    /// `examples/msgrate`.
+    pub msgrate: PathBuf,
+    /// This xtask (unused today: the kernel peers are modes of the examples).
+    #[allow(dead_code)]
+    pub xtask: PathBuf,
+}
+
+/// Registers the messaging namespace tests.
+pub fn tests(suite: &mut crate::nstest::Suite, bins: &MsgBins) {
+    suite.case("msg_reliable_100k_both_ways_netem_1pct_loss", || reliable_lossy(bins));
+    suite.case("msg_kernel_udp_peer", || kernel_peer(bins));
+    suite.case("msg_jumbo_multi_buffer", || jumbo(bins));
+    suite.case("msg_error_too_large", || too_large(bins));
+    suite.case("msg_error_unknown_peer", || unknown_peer(bins));
+    suite.case("msg_tx_ring_full_is_back_pressure", || back_pressure(bins));
+}
+
+/// `key=value` from the last `RESULT` line of `text`.
+fn result(text: &str, key: &str) -> Option<f64> {
+    let line = text.lines().rev().find(|l| l.starts_with("RESULT"))?;
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')).and_then(|v| v.parse().ok())
+}
+
+/// A counter from an endpoint's printed block, e.g. `("datagrams", "retransmitted")`.
+fn counter(text: &str, line: &str, word: &str) -> Option<u64> {
+    let l = text.lines().rev().find(|l| l.trim_start().starts_with(line))?;
+    let mut it = l.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == word {
+            return it.next()?.parse().ok();
+        }
+    }
+    None
+}
+
+fn pingpong_server(cmd: &mut Command, bins: &MsgBins, args: &[&str]) -> Result<Daemon> {
+    cmd.arg(&bins.pingpong).arg("--server").args(args).env("RUST_LOG", "warn");
+    let mut d = Daemon::spawn("pingpong server", cmd)?;
+    d.wait_line("ready", Duration::from_secs(20))?;
+    Ok(d)
+}
+
+fn checked(cmd: &mut Command, what: &str) -> Result<String> {
+    let (ok, text) = output(cmd.env("RUST_LOG", "warn"))?;
+    if !ok {
+        bail!("{what} failed:\n{text}");
+    }
+    Ok(text)
+}
+
+/// Three namespaces: the first pair's server end, a bridge in the middle (the first
+/// pair's client namespace, holding both middle veth ends), the second pair's client end.
+struct Bridged {
+    a: Netns,
+    b: Netns,
+    nft: bool,
+}
+
+impl Bridged {
+    fn up() -> Result<Bridged> {
+        let a = Netns::up("la", 1500)?;
+        let b = Netns::up("lb", 1500)?;
+        let mid = a.client.clone();
+        let ipn = |args: &[&str]| run(Command::new("ip").args(args)).with_context(|| format!("ip {}", args.join(" ")));
+        ipn(&["-n", &b.server, "link", "set", &b.srv_if, "netns", &mid])?;
+        ipn(&["-n", &mid, "addr", "flush", "dev", &a.cli_if])?;
+        ipn(&["-n", &mid, "addr", "flush", "dev", &b.srv_if])?;
+        ipn(&["-n", &mid, "link", "add", "br0", "type", "bridge"])?;
+        for dev in [&a.cli_if, &b.srv_if] {
+            ipn(&["-n", &mid, "link", "set", dev, "master", "br0"])?;
+            ipn(&["-n", &mid, "link", "set", dev, "up"])?;
+        }
+        ipn(&["-n", &mid, "link", "set", "br0", "up"])?;
+        Ok(Bridged { a, b, nft: false })
+    }
+
+    fn middle(&self) -> &str {
+        &self.a.client
+    }
+
+    /// Loses `pct`% of the frames crossing the middle, each way: `tc netem` on both middle
+    /// ends' egress, or, where the kernel has no `sch_netem` (CONFIG_NET_SCH_NETEM off),
+    /// an nftables netdev-ingress rule `numgen random mod 100 < pct drop` on both.
+    fn lose(&mut self, pct: u32) -> Result<()> {
+        let mid = self.middle().to_owned();
+        let netem = |dev: &str| {
+            output(Command::new("ip").args(["netns", "exec", &mid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", &format!("{pct}%")]))
+        };
+        let (ok, text) = netem(&self.a.cli_if)?;
+        if ok {
+            let (ok2, text2) = netem(&self.b.srv_if)?;
+            ensure!(ok2, "tc netem on {}: {text2}", self.b.srv_if);
+            self.nft = false;
+            return Ok(());
+        }
+        println!("  tc netem unavailable ({}); dropping with nftables instead", text.trim());
+        let rules = format!(
+            "table netdev zcloss {{\n chain a {{ type filter hook ingress device \"{a}\" priority 0; numgen random mod 100 < {pct} counter drop; }}\n chain b {{ type filter hook ingress device \"{b}\" priority 0; numgen random mod 100 < {pct} counter drop; }}\n}}\n",
+            a = self.b.srv_if,
+            b = self.a.cli_if,
+        );
+        let file = std::env::temp_dir().join(format!("zc-{}-loss.nft", std::process::id()));
+        std::fs::write(&file, rules)?;
+        let r = run(Command::new("ip").args(["netns", "exec", &mid, "nft", "-f"]).arg(&file))
+            .context("nft -f (the kernel has no sch_netem; install nftables: `apt-get install nftables`)");
+        let _ = std::fs::remove_file(&file);
+        r?;
+        self.nft = true;
+        Ok(())
+    }
+
+    /// Frames dropped towards the server and towards the client.
+    fn drops(&self) -> Result<(u64, u64)> {
+        let number_after = |text: &str, key: &str| -> Option<u64> {
+            text.split(key).nth(1)?.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
+        };
+        if self.nft {
+            let chain = |c: &str| -> Result<u64> {
+                let (_, text) = output(Command::new("ip").args(["netns", "exec", self.middle(), "nft", "list", "chain", "netdev", "zcloss", c]))?;
+                number_after(&text, "counter packets").with_context(|| format!("no counter in `nft list chain`:\n{text}"))
+            };
+            return Ok((chain("a")?, chain("b")?));
+        }
+        let qdisc = |dev: &str| -> Result<u64> {
+            let (_, text) = output(Command::new("ip").args(["netns", "exec", self.middle(), "tc", "-s", "qdisc", "show", "dev", dev]))?;
+            number_after(&text, "dropped").with_context(|| format!("no drop count in `tc -s qdisc`:\n{text}"))
+        };
+        Ok((qdisc(&self.a.cli_if)?, qdisc(&self.b.srv_if)?))
+    }
+}
+
+/// 100,000 messages of 1 B .. 64 KiB from an AF_XDP client to an AF_XDP server and back,
+/// through 1% loss each way; the server verifies each (sequence, content hash) and sends
+/// it back in its own frames, the client verifies each reply.
+fn reliable_lossy(bins: &MsgBins) -> Result<()> {
+    let mut net = Bridged::up()?;
+    net.lose(1)?;
+    let mut srv = pingpong_server(&mut net.a.in_server("taskset").args(["-c", "0"]), bins, &[
+        "--iface", &net.a.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
+    ])?;
+    let mut cli = net.b.in_client("taskset");
+    cli.args(["-c", "1"]).arg(&bins.pingpong).args([
+        "--iface", &net.b.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"),
+        "--reliable", "--check", "100000", "--depth", "16", "--reply-timeout", "10",
+    ]);
+    let text = checked(&mut cli, "pingpong --check 100000 through 1% loss")?;
+    let (ok, stext) = srv.terminate(Duration::from_secs(10))?;
+    ensure!(ok, "server did not exit cleanly:\n{stext}");
+    ensure!(result(&text, "verified") == Some(100_000.0), "client did not verify 100000 replies:\n{text}");
+    ensure!(stext.contains("verified        100000 messages, 0 mismatches"), "server did not verify 100000 messages:\n{stext}");
+    let (to_srv, to_cli) = net.drops()?;
+    let retx_c = counter(&text, "datagrams", "retransmitted").unwrap_or(0);
+    let retx_s = counter(&stext, "datagrams", "retransmitted").unwrap_or(0);
+    ensure!(to_srv > 0 && to_cli > 0, "the lossy link dropped nothing ({to_srv}/{to_cli}): the loss was not exercised");
+    ensure!(retx_c > 0 && retx_s > 0, "no retransmissions (client {retx_c}, server {retx_s}) despite loss");
+    println!(
+        "  100000 messages ({} bytes) each way verified in {:.1} s; the link dropped {to_srv} frames to the server and {to_cli} to the client; retransmitted: client {retx_c}, server {retx_s}",
+        result(&text, "bytes").unwrap_or(0.0),
+        result(&text, "seconds").unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// The AF_XDP endpoint against kernel UDP sockets: a kernel echo server returns 10,000
+/// mixed-size messages (multi-datagram ones too) datagram by datagram, verified; then a
+/// kernel sender's messages arrive at an AF_XDP receiver and an AF_XDP sender's at a
+/// kernel receiver.
+fn kernel_peer(bins: &MsgBins) -> Result<()> {
+    let ns = Netns::up("k", 1500)?;
+    let srv_addr = format!("{SRV_ADDR}:7100");
+    let mut srv = pingpong_server(&mut ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
+    let text = checked(
+        ns.in_client(&bins.pingpong).args(["--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7101"), "--peer", &srv_addr, "--check", "10000", "--depth", "1"]),
+        "AF_XDP pingpong --check against a kernel echo",
+    )?;
+    ensure!(result(&text, "verified") == Some(10_000.0), "not all replies verified:\n{text}");
+    drop(srv.terminate(Duration::from_secs(5)));
+    println!("  AF_XDP client <-> kernel UDP echo: 10000 messages of 1 B..64 KiB verified");
+
+    // Kernel sender -> AF_XDP receiver (1000 messages, paced by the count; veth loses none).
+    let mut rx = Daemon::spawn(
+        "msgrate receiver",
+        ns.in_server(&bins.msgrate).args(["--recv", "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7200"), "--count", "1000", "--seconds", "10"]).env("RUST_LOG", "warn"),
+    )?;
+    rx.wait_line("ready", Duration::from_secs(20))?;
+    checked(
+        ns.in_client(&bins.msgrate).args(["--send", "--kernel", "block", "--local", &format!("{CLI_ADDR}:7201"), "--peer", &format!("{SRV_ADDR}:7200"), "--count", "1000", "--size", "256"]),
+        "kernel msgrate sender",
+    )?;
+    rx.wait_line("done", Duration::from_secs(15))?;
+    let (ok, rtext) = rx.terminate(Duration::from_secs(15))?;
+    ensure!(ok, "AF_XDP receiver failed:\n{rtext}");
+    ensure!(result(&rtext, "msgs").unwrap_or(0.0) > 0.0, "AF_XDP receiver got nothing from the kernel sender:\n{rtext}");
+    println!("  kernel sender -> AF_XDP receiver: {} of 1000 messages", result(&rtext, "msgs").unwrap_or(0.0));
+
+    // AF_XDP sender -> kernel receiver.
+    let mut rx = Daemon::spawn(
+        "kernel receiver",
+        ns.in_server(&bins.msgrate).args(["--recv", "--kernel", "block", "--local", &format!("{SRV_ADDR}:7300"), "--count", "1000", "--seconds", "10"]),
+    )?;
+    rx.wait_line("ready", Duration::from_secs(10))?;
+    checked(
+        ns.in_client(&bins.msgrate).args(["--send", "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7301"), "--peer", &format!("{SRV_ADDR}:7300"), "--count", "1000", "--size", "256", "--batch", "1"]),
+        "AF_XDP msgrate sender",
+    )?;
+    rx.wait_line("done", Duration::from_secs(15))?;
+    let (_, rtext) = rx.terminate(Duration::from_secs(15))?;
+    ensure!(result(&rtext, "msgs").unwrap_or(0.0) > 0.0, "kernel receiver got nothing from the AF_XDP sender:\n{rtext}");
+    println!("  AF_XDP sender -> kernel receiver: {} of 1000 messages", result(&rtext, "msgs").unwrap_or(0.0));
+    Ok(())
+}
+
+/// MTU 9000 with multi-buffer: a datagram spans three frames (header frame + two more).
+fn jumbo(bins: &MsgBins) -> Result<()> {
+    let ns = Netns::up("mj", 9000)?;
+    let mut srv = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &[
+        "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
+    ])?;
+    let text = checked(
+        ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
+            "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"), "--reliable", "--check", "5000",
+        ]),
+        "pingpong --check at MTU 9000",
+    )?;
+    let (_, stext) = srv.terminate(Duration::from_secs(10))?;
+    ensure!(text.contains("multi-buffer    yes") && text.contains("8948 B of message per datagram"), "expected multi-buffer datagrams of 8948 B:\n{text}");
+    ensure!(result(&text, "verified") == Some(5000.0), "not all replies verified:\n{text}");
+    ensure!(stext.contains("verified        5000 messages, 0 mismatches"), "server verification:\n{stext}");
+    println!("  5000 messages of 1 B..64 KiB in 8948-byte multi-buffer datagrams, verified both ways");
+    Ok(())
+}
+
+fn expect_error(cmd: &mut Command, expect: &str) -> Result<()> {
+    let (ok, text) = output(cmd.env("RUST_LOG", "warn"))?;
+    ensure!(!ok, "expected failure, but it succeeded:\n{text}");
+    ensure!(!text.contains("panicked"), "it panicked:\n{text}");
+    ensure!(text.contains(expect), "error does not say {expect:?}:\n{text}");
+    println!("  {}", text.lines().find(|l| l.contains("error")).unwrap_or("").trim());
+    Ok(())
+}
+
+fn too_large(bins: &MsgBins) -> Result<()> {
+    let ns = Netns::up("mt", 1500)?;
+    expect_error(
+        ns.in_client(&bins.pingpong).args([
+            "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"), "--max-msg", "65536", "--size", "65537", "--count", "1",
+        ]),
+        "a message of 65537 bytes is larger than this endpoint's maximum of 65536",
+    )
+}
+
+fn unknown_peer(bins: &MsgBins) -> Result<()> {
+    let ns = Netns::up("mu", 1500)?;
+    let base = ["--iface", &ns.cli_if, "--local", "10.77.0.2:7001", "--count", "1"];
+    expect_error(ns.in_client(&bins.pingpong).args(base).args(["--peer", "192.0.2.1:7000"]), "is not reachable through")?;
+    // The kernel releases the previous process's AF_XDP socket asynchronously.
+    std::thread::sleep(Duration::from_millis(500));
+    expect_error(ns.in_client(&bins.pingpong).args(base).args(["--peer", "10.77.0.99:7000"]), "no ARP answer from 10.77.0.99")
+}
+
+/// A 64-entry TX ring and 60,000-byte messages (42 datagrams each): the sender is refused
+/// again and again (the message comes back) and every message still arrives.
+fn back_pressure(bins: &MsgBins) -> Result<()> {
+    let ns = Netns::up("mp", 1500)?;
+    let mut rx = Daemon::spawn(
+        "msgrate receiver",
+        ns.in_server(&bins.msgrate).args(["--recv", "--reliable", "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--count", "2000", "--seconds", "30", "--size", "60000"]).env("RUST_LOG", "warn"),
+    )?;
+    rx.wait_line("ready", Duration::from_secs(20))?;
+    let text = checked(
+        ns.in_client(&bins.msgrate).args([
+            "--send", "--reliable", "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"),
+            "--count", "2000", "--size", "60000", "--ring", "64", "--seconds", "30",
+        ]),
+        "msgrate sender with a 64-entry ring",
+    )?;
+    rx.wait_line("done", Duration::from_secs(40))?;
+    let (_, rtext) = rx.terminate(Duration::from_secs(40))?;
+    let waits = result(&text, "waits").unwrap_or(0.0);
+    ensure!(result(&text, "sent") == Some(2000.0), "sender did not send 2000:\n{text}");
+    ensure!(waits > 0.0, "the sender never met a full ring:\n{text}");
+    ensure!(result(&rtext, "msgs") == Some(2000.0) && result(&rtext, "lost") == Some(0.0), "receiver did not get all 2000 in order:\n{rtext}");
+    println!("  2000 messages of 60000 B through a 64-entry TX ring: {waits} back-pressure waits, 0 lost");
+    Ok(())
+}
+
+/// One latency measurement.
+struct Rtt {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    lost: f64,
+}
+
+fn rtt_of(text: &str) -> Result<Rtt> {
+    let us = |k: &str| result(text, k).map(|v| v / 1000.0).with_context(|| format!("no {k} in:\n{text}"));
+    Ok(Rtt { p50: us("p50_ns")?, p99: us("p99_ns")?, p999: us("p999_ns")?, max: us("max_ns")?, lost: result(text, "lost").unwrap_or(0.0) })
+}
+
+/// `cargo xtask bench msg`: round-trip percentiles and one-way rates for 64 B and 1 KiB
+/// messages; AF_XDP endpoints vs kernel UDP sockets (blocking, SO_BUSY_POLL, spinning), on
+/// one veth pair, in one run. Servers/receivers on CPU 0, clients/senders on CPU 1.
+pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
+    let ns = Netns::up("mx", 1500)?;
+    let srv = |port: u16| format!("{SRV_ADDR}:{port}");
+    let cli = |port: u16| format!("{CLI_ADDR}:{port}");
+    let secs_s = format!("{secs}");
+    let kernel_modes = ["block", "busy-poll", "spin"];
+    let mut rtt_rows: Vec<(usize, String, Rtt)> = Vec::new();
+    let mut rate_rows: Vec<(usize, String, f64, f64)> = Vec::new();
+    for size in [64usize, 1024] {
+        let sz = size.to_string();
+        for (i, mode) in kernel_modes.iter().enumerate() {
+            let port = 7100 + i as u16 * 2;
+            let mut d = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", mode, "--local", &srv(port)])?;
+            let text = checked(
+                ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
+                    "--kernel", mode, "--local", &cli(port + 1), "--peer", &srv(port), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
+                ]),
+                "kernel pingpong",
+            )?;
+            drop(d.terminate(Duration::from_secs(5)));
+            rtt_rows.push((size, format!("kernel UDP, {mode}"), rtt_of(&text)?));
+        }
+        // AF_XDP both ends, busy-polling.
+        let mut d = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &["--iface", &ns.srv_if, "--local", &srv(7000)])?;
+        let text = checked(
+            ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
+                "--iface", &ns.cli_if, "--local", &cli(7001), "--peer", &srv(7000), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
+            ]),
+            "AF_XDP pingpong",
+        )?;
+        drop(d.terminate(Duration::from_secs(5)));
+        rtt_rows.push((size, "AF_XDP endpoint, busy".into(), rtt_of(&text)?));
+        // AF_XDP client against the kernel's best server mode.
+        let mut d = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", "spin", "--local", &srv(7150)])?;
+        let text = checked(
+            ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
+                "--iface", &ns.cli_if, "--local", &cli(7151), "--peer", &srv(7150), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
+            ]),
+            "AF_XDP pingpong against a kernel spin echo",
+        )?;
+        drop(d.terminate(Duration::from_secs(5)));
+        rtt_rows.push((size, "AF_XDP client, kernel spin echo".into(), rtt_of(&text)?));
+
+        // One-way rate: receiver on CPU 0, sender on CPU 1.
+        for (i, mode) in kernel_modes.iter().enumerate() {
+            let port = 7200 + i as u16 * 2;
+            let (rate, lost) = rate(&ns, bins, &["--kernel", mode, "--local", &srv(port)], &["--kernel", "block", "--local", &cli(port + 1), "--peer", &srv(port)], &sz, secs)?;
+            rate_rows.push((size, format!("kernel UDP, receiver {mode}"), rate, lost));
+        }
+        let (rate, lost) = rate(&ns, bins, &["--iface", &ns.srv_if, "--local", &srv(7250)], &["--iface", &ns.cli_if, "--local", &cli(7251), "--peer", &srv(7250)], &sz, secs)?;
+        rate_rows.push((size, "AF_XDP endpoint, busy".into(), rate, lost));
+    }
+
+    println!();
+    println!("bench msg: veth {} (copy mode), servers/receivers on CPU 0, clients/senders on CPU 1, up to 100000 round trips or {secs} s per row", ns.srv_if);
+    println!();
+    println!("Round-trip time (us); ratio = kernel spin / this (above 1: faster than the kernel's best mode)");
+    println!("| size (B) | path | p50 | p99 | p99.9 | max | lost | p50 ratio | p99 ratio |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (size, name, r) in &rtt_rows {
+        let best = rtt_rows.iter().find(|(s, n, _)| s == size && n == "kernel UDP, spin").map(|(_, _, r)| r);
+        let (a, b) = best.map_or((0.0, 0.0), |k| (k.p50 / r.p50.max(1e-9), k.p99 / r.p99.max(1e-9)));
+        println!("| {size} | {name} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {a:.2} | {b:.2} |", r.p50, r.p99, r.p999, r.max, r.lost);
+    }
+    println!();
+    println!("One-way message rate (messages/s received); ratio = this / best kernel mode");
+    println!("| size (B) | path | msg/s | missing | ratio |");
+    println!("|---:|---|---:|---:|---:|");
+    for (size, name, rate, lost) in &rate_rows {
+        let best = rate_rows.iter().filter(|(s, n, _, _)| s == size && n.starts_with("kernel")).map(|r| r.2).fold(0.0, f64::max);
+        println!("| {size} | {name} | {rate:.0} | {lost} | {:.2} |", rate / best.max(1.0));
+    }
+    Ok(())
+}
+
+/// Runs a msgrate receiver (CPU 0) and sender (CPU 1); returns (received msg/s, missing).
+fn rate(ns: &Netns, bins: &MsgBins, rx_args: &[&str], tx_args: &[&str], size: &str, secs: f64) -> Result<(f64, f64)> {
+    let mut rx_cmd = ns.in_server("taskset");
+    rx_cmd.args(["-c", "0"]).arg(&bins.msgrate).arg("--recv").args(rx_args).args(["--size", size, "--seconds", &secs.to_string()]).env("RUST_LOG", "warn");
+    let mut rx = Daemon::spawn("msgrate receiver", &mut rx_cmd)?;
+    rx.wait_line("ready", Duration::from_secs(20))?;
+    checked(
+        ns.in_client("taskset").args(["-c", "1"]).arg(&bins.msgrate).arg("--send").args(tx_args).args(["--size", size, "--seconds", &(secs + 1.0).to_string()]),
+        "msgrate sender",
+    )?;
+    rx.wait_line("done", Duration::from_secs_f64(secs + 10.0))?;
+    let (_, text) = rx.terminate(Duration::from_secs_f64(secs + 10.0))?;
+    Ok((result(&text, "rate").with_context(|| format!("no rate from the receiver:\n{text}"))?, result(&text, "lost").unwrap_or(0.0)))
+}
