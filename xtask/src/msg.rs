@@ -166,7 +166,7 @@ impl Bridged {
 fn reliable_lossy(bins: &MsgBins) -> Result<()> {
     let mut net = Bridged::up()?;
     net.lose(1)?;
-    let mut srv = pingpong_server(&mut net.a.in_server("taskset").args(["-c", "0"]), bins, &[
+    let mut srv = pingpong_server(net.a.in_server("taskset").args(["-c", "0"]), bins, &[
         "--iface", &net.a.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
     ])?;
     let mut cli = net.b.in_client("taskset");
@@ -199,7 +199,7 @@ fn reliable_lossy(bins: &MsgBins) -> Result<()> {
 fn kernel_peer(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("k", 1500)?;
     let srv_addr = format!("{SRV_ADDR}:7100");
-    let mut srv = pingpong_server(&mut ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
+    let mut srv = pingpong_server(ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
     let text = checked(
         ns.in_client(&bins.pingpong).args(["--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7101"), "--peer", &srv_addr, "--check", "10000", "--depth", "1"]),
         "AF_XDP pingpong --check against a kernel echo",
@@ -244,7 +244,7 @@ fn kernel_peer(bins: &MsgBins) -> Result<()> {
 /// MTU 9000 with multi-buffer: a datagram spans three frames (header frame + two more).
 fn jumbo(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("mj", 9000)?;
-    let mut srv = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &[
+    let mut srv = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &[
         "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
     ])?;
     let text = checked(
@@ -344,7 +344,7 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
         let sz = size.to_string();
         for (i, mode) in kernel_modes.iter().enumerate() {
             let port = 7100 + i as u16 * 2;
-            let mut d = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", mode, "--local", &srv(port)])?;
+            let mut d = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", mode, "--local", &srv(port)])?;
             let text = checked(
                 ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
                     "--kernel", mode, "--local", &cli(port + 1), "--peer", &srv(port), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
@@ -355,7 +355,7 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
             rtt_rows.push((size, format!("kernel UDP, {mode}"), rtt_of(&text)?));
         }
         // AF_XDP both ends, busy-polling.
-        let mut d = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &["--iface", &ns.srv_if, "--local", &srv(7000)])?;
+        let mut d = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &["--iface", &ns.srv_if, "--local", &srv(7000)])?;
         let text = checked(
             ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
                 "--iface", &ns.cli_if, "--local", &cli(7001), "--peer", &srv(7000), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
@@ -365,7 +365,7 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
         drop(d.terminate(Duration::from_secs(5)));
         rtt_rows.push((size, "AF_XDP endpoint, busy".into(), rtt_of(&text)?));
         // AF_XDP client against the kernel's best server mode.
-        let mut d = pingpong_server(&mut ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", "spin", "--local", &srv(7150)])?;
+        let mut d = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", "spin", "--local", &srv(7150)])?;
         let text = checked(
             ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
                 "--iface", &ns.cli_if, "--local", &cli(7151), "--peer", &srv(7150), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
