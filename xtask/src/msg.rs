@@ -199,7 +199,7 @@ fn reliable_lossy(bins: &MsgBins) -> Result<()> {
 fn kernel_peer(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("k", 1500)?;
     let srv_addr = format!("{SRV_ADDR}:7100");
-    let mut srv = pingpong_server(ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
+    let mut srv = pingpong_server(&mut ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
     let text = checked(
         ns.in_client(&bins.pingpong).args(["--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7101"), "--peer", &srv_addr, "--check", "10000", "--depth", "1"]),
         "AF_XDP pingpong --check against a kernel echo",
