@@ -28,6 +28,7 @@ pub mod msg;
 mod program;
 pub mod ring;
 mod signals;
+mod txring;
 mod xsk;
 
 pub use error::Error;

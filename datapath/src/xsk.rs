@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use umem::{BufSlice, Pool};
 use xdpilone::xdp::XdpDesc;
-use xdpilone::{DeviceQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User};
+use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
+
+use crate::txring::TxRing;
 
 use crate::caps::{self, Cap};
 use crate::ring::Cursor;
@@ -166,7 +168,7 @@ pub struct XskSocket {
     // Declaration order is drop order: rings, then the socket and UMEM, then the pool the
     // kernel was pointed at.
     rx: RingRx,
-    tx: RingTx,
+    tx: TxRing,
     fq: DeviceQueue,
     user: User,
     _umem: Umem,
@@ -176,6 +178,7 @@ pub struct XskSocket {
     mode: BindMode,
     multi_buffer: bool,
     tx_inflight: Cursor,
+    tx_size: u32,
     stats: XskStats,
     scratch: Vec<u64>,
     pool: Pool,
@@ -194,7 +197,7 @@ impl std::fmt::Debug for XskSocket {
 
 struct Parts {
     rx: RingRx,
-    tx: RingTx,
+    tx: TxRing,
     fq: DeviceQueue,
     user: User,
     umem: Umem,
@@ -297,7 +300,11 @@ impl XskSocket {
         };
         let user = umem.rx_tx(&sock, &scfg).map_err(fail("setsockopt(XDP_RX_RING)"))?;
         let rx = user.map_rx().map_err(fail("mmap(rx ring)"))?;
-        let tx = user.map_tx().map_err(fail("mmap(tx ring)"))?;
+        // SAFETY: the socket's TX ring was just created with `cfg.tx_size` entries (a power
+        // of two, or setsockopt would have failed), the fd lives in `user`, which the
+        // socket keeps and drops after the ring, and nothing else produces on it.
+        let tx = unsafe { TxRing::map(user.as_raw_fd(), cfg.tx_size) }
+            .map_err(|e| Failed { call: "mmap(tx ring)", errno: e.raw_os_error().unwrap_or(libc::EINVAL) })?;
         umem.bind(&user).map_err(fail("bind(AF_XDP)"))?;
         Ok(Parts { rx, tx, fq, user, umem })
     }
@@ -357,6 +364,7 @@ impl XskSocket {
             mode,
             multi_buffer,
             tx_inflight: Cursor::new(cfg.tx_size.next_power_of_two().max(cfg.comp_size) * 2, 0),
+            tx_size: cfg.tx_size,
             stats: XskStats::default(),
             scratch: vec![0; cfg.fill_size as usize],
             pool: pool.clone(),
@@ -388,6 +396,11 @@ impl XskSocket {
     /// The pool this socket's frames come from.
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// TX ring slots free now (a hint: the kernel may free more at any moment).
+    pub fn tx_free(&mut self) -> u32 {
+        self.tx.free(self.tx_size)
     }
 
     /// Transmit descriptors handed to the kernel and not yet completed.
@@ -453,10 +466,10 @@ impl XskSocket {
 
     /// Starts a transmit batch of at most `max` descriptors.
     pub fn tx_batch(&mut self, max: u32) -> TxBatch<'_> {
-        let writer = self.tx.transmit(max);
-        let capacity = writer.capacity();
+        let (start, capacity) = self.tx.reserve(max);
         TxBatch {
-            writer,
+            ring: &mut self.tx,
+            start,
             pool: &self.pool,
             stats: &mut self.stats,
             inflight: &mut self.tx_inflight,
@@ -552,7 +565,8 @@ impl AsRawFd for XskSocket {
 /// committing takes back every descriptor and lease it made.
 #[must_use = "nothing is sent until the batch is committed"]
 pub struct TxBatch<'a> {
-    writer: xdpilone::WriteTx<'a>,
+    ring: &'a mut TxRing,
+    start: u32,
     pool: &'a Pool,
     stats: &'a mut XskStats,
     inflight: &'a mut Cursor,
@@ -611,8 +625,7 @@ impl TxBatch<'_> {
                 len: f.len() as u32,
                 options: if i < last { XDP_PKT_CONTD } else { 0 },
             };
-            let ok = self.writer.insert_once(desc);
-            debug_assert!(ok, "reserved slot refused");
+            self.ring.write(self.start.wrapping_add(self.used + i as u32), desc);
             f.buf().lease_read();
             self.leased.push(f.addr());
             self.stats.tx_bytes += f.len() as u64;
@@ -624,7 +637,8 @@ impl TxBatch<'_> {
     /// Hands the queued descriptors to the kernel. (Call `XskSocket::kick` or `poll` to
     /// make a copy-mode socket send them.)
     pub fn commit(mut self) -> u32 {
-        self.writer.commit();
+        self.ring.cancel(self.capacity - self.used);
+        self.ring.commit();
         self.committed = true;
         self.inflight.produce(self.used);
         self.stats.tx_descs += u64::from(self.used);
@@ -636,7 +650,8 @@ impl Drop for TxBatch<'_> {
     fn drop(&mut self) {
         self.stats.tx_ring_full += self.refused;
         if !self.committed {
-            // The writer's own Drop takes the ring slots back; give the leases back too.
+            // Take the ring slots back, and the leases with them.
+            self.ring.cancel(self.capacity);
             for &addr in &self.leased {
                 let _ = self.pool.release(addr);
             }

@@ -25,6 +25,11 @@ pub trait Link {
     fn max_frags(&self) -> usize {
         17
     }
+    /// Descriptors the device can take now. The stack builds no segment it could not
+    /// hand over: a refused segment would count as lost and wait for a retransmission.
+    fn tx_room(&mut self) -> usize {
+        usize::MAX
+    }
     /// A free frame for headers or a control packet.
     fn alloc_frame(&mut self) -> Option<Buf>;
     /// Queues one packet.

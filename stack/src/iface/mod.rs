@@ -384,6 +384,10 @@ impl Stack {
                         None => break,
                     },
                 };
+                // Back-pressure: stop before polling a segment the ring could not take.
+                if link.tx_room() < 1 + self.cfg.tcp.max_payload_frags {
+                    return sent;
+                }
                 let Some(frame) = link.alloc_frame() else {
                     self.counters.tx_no_frame += 1;
                     return sent;
