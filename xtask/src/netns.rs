@@ -67,6 +67,11 @@ impl Netns {
         for args in steps {
             run(Command::new("ip").args(&args)).with_context(|| format!("ip {}", args.join(" ")))?;
         }
+        // A veth peer hands the other end partial checksums (CHECKSUM_PARTIAL) that the
+        // kernel would finish in a real NIC; AF_XDP sees them unfinished. Turning TX
+        // checksum offload off on the client makes it send full checksums, as a wire would.
+        run(Command::new("ip").args(["netns", "exec", &ns.client, "ethtool", "-K", &ns.cli_if, "tx", "off"]).stdout(std::process::Stdio::null()))
+            .context("ethtool -K (client veth) tx off")?;
         Ok(ns)
     }
 

@@ -23,8 +23,8 @@ const APT: &[(&str, &str)] = &[
     ("util-linux", "/usr/bin/setpriv"),
 ];
 
-/// 2 MiB hugepages reserved for pools (256 MiB).
-pub const HUGEPAGES: u64 = 128;
+/// 2 MiB hugepages reserved for pools (1 GiB: the file server's default pool is 320 MiB).
+pub const HUGEPAGES: u64 = 512;
 
 /// What is missing, as step names (empty when the machine is ready).
 pub fn missing() -> Vec<&'static str> {

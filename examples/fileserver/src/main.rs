@@ -11,6 +11,7 @@ mod kernel;
 mod metrics;
 mod privdrop;
 mod root;
+mod xdp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -36,15 +37,54 @@ struct Args {
     /// TCP port to serve on.
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// `kernel`: ordinary sockets with --method; `xdp`: AF_XDP and the user-space stack.
-    #[arg(long, value_enum, default_value_t = Backend::Kernel)]
+    /// `xdp`: AF_XDP and the user-space zero-copy stack (needs --iface and root);
+    /// `kernel`: ordinary sockets with --method (works anywhere).
+    #[arg(long, value_enum, default_value_t = Backend::Xdp)]
     backend: Backend,
     /// How the kernel backend moves file bytes to the socket (one rung of the copy ladder).
     #[arg(long, value_enum, default_value_t = kernel::Method::Sendfile)]
     method: kernel::Method,
-    /// Interface (xdp backend).
+    /// Interface to attach to (xdp backend).
     #[arg(long)]
     iface: Option<String>,
+    /// Prefix length of --addr on the interface (xdp backend).
+    #[arg(long, default_value_t = 24)]
+    prefix: u8,
+    /// Rx queue to bind (xdp backend). Steer the served flows to it on a multi-queue NIC.
+    #[arg(long, default_value_t = 0)]
+    queue: u32,
+    /// Packet frames (4 KiB each) in the pool: RX, TX headers, control packets.
+    #[arg(long, default_value_t = 16384)]
+    frames: u32,
+    /// Size of a payload block (a file read lands in one), KiB.
+    #[arg(long, default_value_t = 256)]
+    block_kib: u32,
+    /// Payload blocks in the pool (cache plus reads in flight plus blocks in send queues).
+    #[arg(long, default_value_t = 1024)]
+    blocks: u32,
+    /// 2 MiB hugepages for the pool: prefer (fall back to 4 KiB with a warning), require, off.
+    #[arg(long, default_value = "prefer", value_parser = ["prefer", "require", "off"])]
+    hugepages: String,
+    /// Blocks the cache keeps for small/hot files.
+    #[arg(long, default_value_t = 512)]
+    cache_blocks: u32,
+    /// Files larger than this (bytes) stream through without entering the cache (nginx
+    /// `directio`).
+    #[arg(long, default_value_t = 4 << 20)]
+    direct_threshold: u64,
+    /// Read files with buffered io_uring reads instead of O_DIRECT.
+    #[arg(long)]
+    no_direct_io: bool,
+    /// Copy payload behind the headers even when multi-buffer is available (for
+    /// comparison; the copies are counted).
+    #[arg(long)]
+    force_copy: bool,
+    /// Attach XDP in generic (skb) mode.
+    #[arg(long)]
+    skb: bool,
+    /// Never sleep when idle (lowest latency, one core busy).
+    #[arg(long)]
+    busy: bool,
     /// Control port on the kernel stack: any GET on it returns the counters as text.
     #[arg(long)]
     metrics_port: Option<u16>,
@@ -97,10 +137,38 @@ fn run(args: Args) -> Result<()> {
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone()).context("installing SIGUSR1")?;
 
     match args.backend {
-        Backend::Xdp => bail!(
-            "the xdp backend needs the user-space TCP stack, which is not wired in yet; \
-             run with --backend kernel (the default) meanwhile"
-        ),
+        Backend::Xdp => {
+            let Some(iface) = args.iface.clone() else {
+                bail!("--backend xdp needs --iface (the interface to attach to); for a server without XDP use --backend kernel")
+            };
+            let opts = xdp::XdpOpts {
+                iface,
+                addr: args.addr,
+                prefix: args.prefix,
+                port: args.port,
+                queue: args.queue,
+                frames: args.frames,
+                block_kib: args.block_kib,
+                blocks: args.blocks,
+                hugepages: match args.hugepages.as_str() {
+                    "require" => umem::HugePages::Require,
+                    "off" => umem::HugePages::Off,
+                    _ => umem::HugePages::Prefer,
+                },
+                cache_blocks: args.cache_blocks,
+                direct_threshold: args.direct_threshold,
+                direct_io: !args.no_direct_io,
+                force_copy: args.force_copy,
+                skb: args.skb,
+                busy: args.busy,
+                metrics_port: args.metrics_port,
+                user: args.user.clone(),
+                limits,
+            };
+            xdp::run(opts, root, args.root.clone(), &stop, &dump).map_err(|e| {
+                e.context("the AF_XDP backend could not start; without XDP (no root, a NIC or container without it) run with --backend kernel")
+            })?;
+        }
         Backend::Kernel => {
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_port.map(|p| SocketAddr::new(args.addr, p));
