@@ -5,6 +5,8 @@
 mod bench;
 mod bench_blocks;
 mod client;
+mod fstest;
+mod msg;
 mod netns;
 mod nstest;
 mod setup;
@@ -83,6 +85,13 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
+    /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
+    Msg {
+        /// Seconds per measurement (each row is also capped at 100,000 round trips).
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
     /// File blocks into memory: io_uring O_DIRECT into the pool vs buffered read vs mmap,
     /// cold and warm; throughput, CPU seconds per GiB and ratios.
     Blocks {
@@ -158,6 +167,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
+        Cmd::Bench { what: BenchCmd::Msg { seconds } } => {
+            let bins = prepare()?;
+            msg::bench(&bins.msg, seconds)
+        }
         Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
             setup::ensure()?;
             bench_blocks::run(size_mib)
@@ -177,10 +190,19 @@ fn prepare() -> Result<nstest::Bins> {
     setup::ensure()?;
     netns::install_cleanup();
     println!("building release binaries ...");
-    run(Command::new(env!("CARGO")).current_dir(root()).args(["build", "--release", "--quiet", "-p", "udp-echo"]))?;
+    run(Command::new(env!("CARGO")).current_dir(root()).args([
+        "build", "--release", "--quiet", "-p", "udp-echo", "-p", "fileserver", "-p", "pingpong", "-p", "msgrate",
+    ]))?;
+    let xtask = std::env::current_exe()?;
     Ok(nstest::Bins {
         echo: nstest::release_bin(&root(), "udp-echo")?,
-        xtask: std::env::current_exe()?,
+        fileserver: nstest::release_bin(&root(), "fileserver")?,
+        msg: msg::MsgBins {
+            pingpong: nstest::release_bin(&root(), "pingpong")?,
+            msgrate: nstest::release_bin(&root(), "msgrate")?,
+            xtask: xtask.clone(),
+        },
+        xtask,
     })
 }
 
@@ -197,6 +219,8 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let bins = prepare()?;
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
+    fstest::tests(&mut suite, &bins);
+    msg::tests(&mut suite, &bins.msg);
     let ns = suite.finish("namespace tests");
     if failed {
         bail!("unit tests failed");

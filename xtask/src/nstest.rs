@@ -60,6 +60,8 @@ impl Suite {
 /// Paths of the release binaries the tests drive.
 pub struct Bins {
     pub echo: PathBuf,
+    pub fileserver: PathBuf,
+    pub msg: crate::msg::MsgBins,
     pub xtask: PathBuf,
 }
 

@@ -21,6 +21,7 @@ const APT: &[(&str, &str)] = &[
     ("tcpdump", "/usr/bin/tcpdump"),
     ("ethtool", "/usr/sbin/ethtool"),
     ("util-linux", "/usr/bin/setpriv"),
+    ("nftables", "/usr/sbin/nft"),
 ];
 
 /// 2 MiB hugepages reserved for pools (1 GiB: the file server's default pool is 320 MiB).

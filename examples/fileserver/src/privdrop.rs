@@ -39,5 +39,9 @@ pub fn drop_to(user: &str) -> Result<String> {
     if rustix::process::geteuid().is_root() {
         bail!("still root after setresuid");
     }
+    // Changing credentials made the process non-dumpable, which hands /proc/self/fd to
+    // root; the block cache reopens files through it, so take it back.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::Dumpable)
+        .context("prctl(PR_SET_DUMPABLE)")?;
     Ok(format!("dropped privileges: now uid {uid} gid {gid} ({user}), no capabilities, no_new_privs"))
 }
