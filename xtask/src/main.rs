@@ -5,6 +5,7 @@
 mod bench;
 mod bench_blocks;
 mod client;
+mod demo;
 mod fstest;
 mod msg;
 mod netns;
@@ -230,21 +231,5 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
 
 fn demo() -> Result<()> {
     let bins = prepare()?;
-    let ns = netns::Netns::up("d", 1500)?;
-    println!("demo: namespaces {} (server, {}) and {} (client, {})", ns.server, netns::SRV_ADDR, ns.client, netns::CLI_ADDR);
-    println!("demo: the file server comes with the stack; this demo runs the AF_XDP UDP echo end to end");
-    let mut cmd = ns.in_server(&bins.echo);
-    cmd.args(["--iface", &ns.srv_if, "--addr", netns::SRV_ADDR, "--port", "7777"]);
-    let mut d = util::Daemon::spawn("udp-echo", &mut cmd)?;
-    d.wait_line("ready", std::time::Duration::from_secs(20))?;
-    let mut c = ns.in_client(&bins.xtask);
-    c.args(["internal", "udp-check", "--server", &format!("{}:7777", netns::SRV_ADDR), "--count", "5000", "--max-size", "1472"]);
-    run(&mut c)?;
-    let (ok, text) = d.terminate(std::time::Duration::from_secs(10))?;
-    println!("{text}");
-    if !ok {
-        bail!("udp-echo did not exit cleanly");
-    }
-    println!("demo: done; namespaces removed");
-    Ok(())
+    demo::run(&bins)
 }

@@ -95,6 +95,11 @@ impl Daemon {
         }
     }
 
+    /// Lines printed so far (after `wait_line`).
+    pub fn lines_so_far(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit; returns its stdout since the start
     /// and whether it exited successfully.
     pub fn terminate(&mut self, timeout: Duration) -> Result<(bool, String)> {
