@@ -127,7 +127,7 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         let mut cmd = ns.in_server(&bins.fileserver);
         cmd.args(["--iface", &ns.srv_if, "--addr", SRV_ADDR, "--port", "80", "--root"])
             .arg(&data.www)
-            .args(["--block-kib", &BLOCK_KIB.to_string(), "--user", "nobody"])
+            .args(["--block-kib", &BLOCK_KIB.to_string(), "--user", "nobody", "--head-timeout", "2"])
             .env("RUST_LOG", "warn");
         let mut d = Daemon::spawn("fileserver", &mut cmd)?;
         d.wait_line("ready", Duration::from_secs(30))?;
@@ -262,6 +262,26 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         Ok(())
     });
 
+    suite.case("fileserver_xdp_slow_client_timed_out_others_served", || {
+        // A client that sends half a request head and stalls (slowloris).
+        let slow = ns
+            .in_client("bash")
+            .args(["-c", "exec 3<>/dev/tcp/10.77.0.1/80; printf 'GET /s4096 HTTP/1.1\\r\\n' >&3; sleep 5; printf 'Host: x\\r\\n\\r\\n' >&3 2>/dev/null; timeout 2 cat <&3"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(300));
+        let start = std::time::Instant::now();
+        let got = sha256_download(&ns, &format!("curl -sf --max-time 10 {base}/s1m1"))?;
+        ensure!(got == sha256_file(&data.www.join("s1m1"))?, "download during the slow client differs");
+        let served_in = start.elapsed();
+        let out = slow.wait_with_output()?;
+        let answer = String::from_utf8_lossy(&out.stdout);
+        ensure!(!answer.contains("200 OK"), "the stalled request was answered after the head timeout:\n{answer}");
+        println!("  another client served in {served_in:.1?} while one stalled; the stalled one was cut off");
+        Ok(())
+    });
+
     suite.case("fileserver_xdp_no_payload_copied_and_clean_exit", || {
         let (ok, text) = server.terminate(Duration::from_secs(20))?;
         ensure!(ok, "fileserver did not exit cleanly:\n{text}");
@@ -274,6 +294,8 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         ensure!(copied == 0, "{copied} payload bytes copied by the CPU");
         ensure!(sent > 2 << 30, "only {sent} payload bytes sent");
         ensure!(text.contains("dropped privileges"), "the server did not drop privileges:\n{text}");
+        let head_timeouts = text.lines().find_map(|l| l.strip_prefix("fileserver_timeouts_total{phase=\"head\"} ").and_then(|v| v.trim().parse::<u64>().ok()));
+        ensure!(head_timeouts.unwrap_or(0) >= 1, "no head timeout counted for the slow client");
         ensure!(!ns.server_link().contains("prog/xdp"), "XDP program left attached");
         println!("  {sent} payload bytes sent, 0 copied; privileges dropped; XDP detached");
         Ok(())
