@@ -82,7 +82,7 @@ impl Root {
 
 fn opened(file: File, st: rustix::fs::Stat, path: String) -> Opened {
     let secs = st.st_mtime.max(0) as u64;
-    let nsec = st.st_mtime_nsec.max(0) as u64;
+    let nsec = st.st_mtime_nsec;
     let mtime = SystemTime::UNIX_EPOCH + Duration::new(secs, nsec as u32);
     Opened {
         file,

@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context, Result};
 use datapath::{AttachPolicy, BindPolicy, Interface, Proto, SteerProgram, XskConfig, XskSocket};
 use rustix::fs::OFlags;
-use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stack::{ListenHandle, Stack, StackConfig};
 use umem::{BlockCache, BlockDone, BufSlice, CacheConfig, DirectIo, HugePages, Lookup, Pool, PoolConfig, ReaderConfig};
 
@@ -108,7 +108,7 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
         &CacheConfig { capacity: opts.cache_blocks, max_file_size: opts.direct_threshold, max_open_files: 256 },
     );
     let mut cfg = StackConfig::new(EthernetAddress(mac));
-    cfg.ipv4 = Some(Ipv4Cidr::new(Ipv4Address::from(addr4), opts.prefix));
+    cfg.ipv4 = Some(Ipv4Cidr::new(addr4, opts.prefix));
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = seed();
@@ -430,7 +430,7 @@ impl Server {
 
     /// Asks for blocks ahead and moves arrived ones, in order, into `out`.
     fn feed(&mut self, idx: usize, r: &mut Resp) -> Result<(), umem::Error> {
-        let Some(f) = r.file.clone() else { return Ok(()) };
+        let Some(f) = r.file else { return Ok(()) };
         let last = end_block(&f, r.end);
         while r.wanted.len() < AHEAD && r.next_block < last {
             match self.cache.get(&f, r.next_block) {
