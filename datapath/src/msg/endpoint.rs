@@ -402,12 +402,8 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Moves queued datagrams onto the TX ring, whole, in order, as far as they fit.
-    ///
-    /// The ring's free count is refreshed from the kernel only once our cached view of it
-    /// reaches zero (xdpilone reserves `1..=n`), so a datagram of several descriptors that
-    /// does not fit the cached rest would wait forever: the rest is then filled with
-    /// one-descriptor padding datagrams (`KIND_PAD`, ignored by the peer, counted).
+    /// Moves queued datagrams onto the TX ring, whole, in order, as far as they fit (the
+    /// socket's reservation re-reads the kernel's consumer, so the room it reports is real).
     fn push_tx(&mut self) {
         if self.txq.is_empty() {
             return;
@@ -423,15 +419,6 @@ impl Endpoint {
                 self.stats.bad_header += 1;
             }
             self.txq.pop_front();
-        }
-        if let Some(&(i, _)) = self.txq.front() {
-            while batch.remaining() > 0 {
-                let Some(pad) = pad_frame(&self.pool, &self.peers[i].link, &mut self.ip_id) else { break };
-                if batch.push(std::slice::from_ref(&pad)).is_err() {
-                    break;
-                }
-                self.stats.tx_pads += 1;
-            }
         }
         batch.commit();
     }
@@ -684,15 +671,6 @@ fn feed(reasm: &mut Reassembler, ready: &mut VecDeque<Msg>, stats: &mut MsgStats
         Err(Reject::Malformed) => stats.bad_header += 1,
         Err(Reject::Duplicate) => stats.dup_dgrams += 1,
     }
-}
-
-/// A one-descriptor datagram of kind `KIND_PAD` to `link`'s peer, which ignores it.
-fn pad_frame(pool: &Pool, link: &Link, ip_id: &mut u16) -> Option<BufSlice> {
-    let mut seg = BufSlice::new(pool.alloc_frame()?, 0..HDR_LEN)?;
-    *ip_id = ip_id.wrapping_add(1);
-    let hdr = MsgHdr { kind: wire::KIND_PAD, ..MsgHdr::default() };
-    write_headers(std::slice::from_mut(&mut seg), link, &hdr, 0, *ip_id, true);
-    Some(seg)
 }
 
 /// Writes Ethernet/IPv4/UDP and message headers into the header room of a datagram's first

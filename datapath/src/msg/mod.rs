@@ -141,9 +141,7 @@ pub struct MsgStats {
     pub out_of_window: u64,
     /// `send` calls refused for a full TX ring or window (the message went back).
     pub send_full: u64,
-    /// Padding datagrams sent to make the TX ring report its free room (see `Endpoint`).
-    pub tx_pads: u64,
-    /// Padding datagrams received (ignored).
+    /// Padding datagrams received (ignored; older senders used them).
     pub pads_recv: u64,
     /// `alloc` calls refused for want of free frames.
     pub alloc_empty: u64,
