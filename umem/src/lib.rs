@@ -58,6 +58,7 @@ pub mod pool;
 pub mod reader;
 pub mod region;
 pub mod uring;
+pub mod zerocopy;
 
 pub use cache::{
     BlockCache, BlockDone, BlockUsage, CacheConfig, CacheStats, CachedFile, Lookup, Ticket,

@@ -15,7 +15,7 @@
 //! `CAP_IPC_LOCK`.
 
 use std::ops::Range;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -129,6 +129,14 @@ impl std::fmt::Debug for Ring {
             .field("entries", &self.ring.params().sq_entries())
             .field("fixed", &self.fixed)
             .finish_non_exhaustive()
+    }
+}
+
+impl AsRawFd for Ring {
+    /// The ring's descriptor, to wait for completions in an event loop (epoll reports it
+    /// readable when completions are posted).
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
     }
 }
 
