@@ -228,8 +228,11 @@ pub struct SimLink {
     pub tx_limit: usize,
     /// Packets that arrived with more than one fragment.
     pub multi_frag_packets: u64,
-    /// Packets with more fragments than the link allows (a stack bug).
+    /// Packets with more fragments than the link allows, or a fragment longer than a
+    /// frame (an AF_XDP descriptor may not exceed the chunk size): a stack bug.
     pub frag_violations: u64,
+    /// Bytes of the largest packet sent.
+    pub largest_packet: usize,
 }
 
 impl SimLink {
@@ -243,13 +246,15 @@ impl SimLink {
             tx_limit: 4096,
             multi_frag_packets: 0,
             frag_violations: 0,
+            largest_packet: 0,
         }
     }
 
-    /// A received frame, as the NIC would write it into a pool frame; `None` if the pool
-    /// is exhausted (the NIC drops it).
+    /// A received frame, as the NIC would write it into a pool frame (a jumbo frame into a
+    /// payload block, standing for a multi-buffer receive); `None` if the pool is exhausted
+    /// (the NIC drops it).
     pub fn rx_frame(&self, bytes: &[u8]) -> Option<BufSlice> {
-        let mut b = self.pool.alloc_frame()?;
+        let mut b = if bytes.len() > self.pool.frame_size() as usize { self.pool.alloc_block()? } else { self.pool.alloc_frame()? };
         b.get_mut()?.get_mut(..bytes.len())?.copy_from_slice(bytes);
         BufSlice::new(b, 0..bytes.len())
     }
@@ -278,7 +283,11 @@ impl Link for SimLink {
                 self.frag_violations += 1;
             }
         }
+        if frags.iter().any(|f| f.len() > self.pool.frame_size() as usize) {
+            self.frag_violations += 1;
+        }
         let len = frags.iter().map(BufSlice::len).sum();
+        self.largest_packet = self.largest_packet.max(len);
         let mut v = Vec::with_capacity(len);
         for f in frags {
             v.extend_from_slice(f.as_bytes());

@@ -384,19 +384,22 @@ impl Stack {
                         None => break,
                     },
                 };
-                // Back-pressure: stop before polling a segment the ring could not take.
-                if link.tx_room() < 1 + self.cfg.tcp.max_payload_frags {
-                    return sent;
-                }
                 let Some(frame) = link.alloc_frame() else {
                     self.counters.tx_no_frame += 1;
                     return sent;
                 };
+                // Back-pressure: stop before polling a segment the ring could not take. A
+                // segment is a header frame plus its payload slices, each cut at the frame
+                // size (or, copied, as many frames as the payload fills).
+                let cap = frame.capacity().max(1);
+                if link.tx_room() < 2 + self.cfg.tcp.max_payload_frags + link.mtu() / cap {
+                    return sent;
+                }
                 let Some(e) = self.slots[i].entry.as_mut() else { break };
                 if !e.conn.poll_segment(now, &mut self.out, &mut self.counters) {
                     break;
                 }
-                match emit_segment(&route, &self.out, frame, copy, link.max_frags(), &mut self.frags) {
+                match emit_segment(&route, &self.out, frame, copy, link, &mut self.frags) {
                     Some(copied) => {
                         self.counters.payload_bytes_copied += copied as u64;
                     }
@@ -576,32 +579,58 @@ impl Stack {
 }
 
 /// Writes the headers of `seg` into `frame` and fills `frags` with what to transmit: the
-/// header frame, then the payload slices (or, in copy mode, the payload copied behind the
-/// header). Returns the bytes copied, or `None` if the frame is too small.
-fn emit_segment(
+/// header frame, then the payload slices, each cut at the frame size (an AF_XDP descriptor
+/// may not be longer than a UMEM chunk, so a 9000-byte segment is a header frame and three
+/// payload descriptors). In copy mode (forced, no multi-buffer, or more pieces than the
+/// link takes) the payload is copied behind the header, continuing into further frames
+/// from the link when it does not fit one (multi-buffer only). Returns the bytes copied, or
+/// `None` if the frames are too small or none are left.
+fn emit_segment<L: Link>(
     route: &Route,
     seg: &OutSegment,
     mut frame: Buf,
     copy: bool,
-    max_frags: usize,
+    link: &mut L,
     frags: &mut Vec<BufSlice>,
 ) -> Option<usize> {
-    let copy = copy || seg.payload.len() + 1 > max_frags;
-    let buf = frame.get_mut()?;
-    let hl = route.emit_tcp(buf, &seg.hdr, seg.payload.iter().map(BufSlice::as_bytes));
+    let cap = frame.capacity().max(1);
+    let multi = link.multi_buffer();
+    let pieces: usize = seg.payload.iter().map(|p| p.len().div_ceil(cap)).sum();
+    let copy = copy || !multi || 1 + pieces > link.max_frags();
+    let hl = route.emit_tcp(frame.get_mut()?, &seg.hdr, seg.payload.iter().map(BufSlice::as_bytes));
+    if !copy {
+        frags.push(BufSlice::new(frame, 0..hl)?);
+        for p in &seg.payload {
+            let mut off = 0;
+            while off < p.len() {
+                let n = (p.len() - off).min(cap);
+                frags.push(p.slice(off..off + n)?);
+                off += n;
+            }
+        }
+        return Some(0);
+    }
     let mut len = hl;
     let mut copied = 0;
-    if copy {
-        for p in &seg.payload {
-            let dst = buf.get_mut(len..len + p.len())?;
-            dst.copy_from_slice(p.as_bytes());
-            len += p.len();
-            copied += p.len();
+    for p in &seg.payload {
+        let mut src = p.as_bytes();
+        while !src.is_empty() {
+            if len == frame.capacity() {
+                if !multi {
+                    return None;
+                }
+                let next = link.alloc_frame()?;
+                frags.push(BufSlice::new(std::mem::replace(&mut frame, next), 0..len)?);
+                len = 0;
+            }
+            let buf = frame.get_mut()?;
+            let n = src.len().min(buf.len() - len);
+            buf[len..len + n].copy_from_slice(&src[..n]);
+            len += n;
+            copied += n;
+            src = &src[n..];
         }
     }
     frags.push(BufSlice::new(frame, 0..len)?);
-    if !copy {
-        frags.extend(seg.payload.iter().cloned());
-    }
     Some(copied)
 }

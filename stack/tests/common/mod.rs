@@ -73,13 +73,23 @@ pub struct OurHost {
 
 impl OurHost {
     pub fn new(n: u8, tcp: TcpConfig, multi_buffer: bool, role: Role, stream: Stream) -> Self {
+        Self::with_mtu(n, tcp, multi_buffer, role, stream, 1500)
+    }
+
+    /// A host whose stack and link have IP MTU `mtu` (jumbo frames beyond one 4 KiB frame
+    /// are sent as several fragments, and received into a payload block).
+    pub fn with_mtu(n: u8, tcp: TcpConfig, multi_buffer: bool, role: Role, stream: Stream, mtu: usize) -> Self {
         let mut cfg = StackConfig::new(mac(n));
+        cfg.mtu = mtu;
         cfg.ipv4 = Some(Ipv4Cidr::new(ip(n), 24));
         cfg.ipv6 = Some(smoltcp::wire::Ipv6Cidr::new(ip6(n), 64));
         cfg.tcp = tcp;
         cfg.secret = 0x1234 + u64::from(n);
         let blocks = (cfg.tcp.send_buffer / BLOCK + 4) as u32;
-        let link = SimLink::new(pool(8192, blocks), multi_buffer);
+        // Jumbo frames are received into blocks: room for the receive and out-of-order queues.
+        let rx_blocks = if mtu + 14 > 4096 { 1024 } else { 0 };
+        let mut link = SimLink::new(pool(8192, blocks + rx_blocks), multi_buffer);
+        link.mtu = mtu;
         OurHost {
             stack: Stack::new(cfg),
             link,
