@@ -1,6 +1,7 @@
 //! One HTTP connection over the user-space stack: requests in, responses out as references
 //! to file blocks in the pool. Responses go strictly in order (pipelining); the front one
-//! keeps a bounded number of blocks requested ahead of what the stack has taken.
+//! keeps blocks requested ahead of what the stack has taken: as many as its congestion
+//! window and send room cover, within fixed bounds.
 
 use std::collections::VecDeque;
 

@@ -59,8 +59,10 @@ pub struct XdpOpts {
 const INBUF: usize = 16 * 1024;
 /// Pipelined responses queued per connection.
 const MAX_QUEUED: usize = 16;
-/// Blocks asked ahead of the stack per connection (bounds per-connection pool use).
-const AHEAD: usize = 4;
+/// Blocks asked ahead of the stack per connection: at least this many ...
+const AHEAD_MIN: usize = 2;
+/// ... and at most this many (bounds per-connection pool use).
+const AHEAD_MAX: usize = 16;
 
 struct Server {
     stack: Stack,
@@ -318,8 +320,11 @@ impl Server {
             c.closing = true;
         }
         // The front response moves; the ones behind it wait their turn.
+        // Read ahead by what the connection can send soon: its congestion window plus
+        // what its send queue still has room for, in blocks.
+        let window = self.stack.conn(c.h).map_or(0, |k| k.cwnd() + k.send_space());
         while let Some(r) = c.resps.front_mut() {
-            if let Err(e) = self.feed(idx, r) {
+            if let Err(e) = self.feed(idx, r, window) {
                 log::debug!("response aborted: {e}");
                 return false;
             }
@@ -429,10 +434,11 @@ impl Server {
     }
 
     /// Asks for blocks ahead and moves arrived ones, in order, into `out`.
-    fn feed(&mut self, idx: usize, r: &mut Resp) -> Result<(), umem::Error> {
+    fn feed(&mut self, idx: usize, r: &mut Resp, window: usize) -> Result<(), umem::Error> {
         let Some(f) = r.file else { return Ok(()) };
         let last = end_block(&f, r.end);
-        while r.wanted.len() < AHEAD && r.next_block < last {
+        let ahead = (window / f.block_len.max(1) as usize + 1).clamp(AHEAD_MIN, AHEAD_MAX);
+        while r.wanted.len() < ahead && r.next_block < last {
             match self.cache.get(&f, r.next_block) {
                 Ok(Lookup::Hit(data)) => r.wanted.push_back(Wanted { block: r.next_block, data: Some(data) }),
                 Ok(Lookup::Pending(t)) => {
