@@ -1,7 +1,8 @@
 //! `fileserver`: a static HTTP/1.1 file server. Two backends share one HTTP layer:
 //!
 //! * `kernel`: ordinary TCP sockets, with the file bytes moved by one chosen method
-//!   (`read-write`, `mmap`, `sendfile`, `splice`): the rungs of the copy ladder, to measure.
+//!   (`read-write`, `mmap`, `sendfile`, `splice`, `msg-zerocopy`, `direct-uring`): the
+//!   rungs of the copy ladder, to measure.
 //! * `xdp`: AF_XDP over the pinned pool with the user-space TCP stack: file blocks read by
 //!   io_uring `O_DIRECT` into the pool and sent from there without a CPU copy.
 #![forbid(unsafe_code)]
@@ -42,6 +43,8 @@ struct Args {
     #[arg(long, value_enum, default_value_t = Backend::Xdp)]
     backend: Backend,
     /// How the kernel backend moves file bytes to the socket (one rung of the copy ladder).
+    /// `direct-uring` uses the pool options below (--block-kib, --blocks, --hugepages,
+    /// --cache-blocks, --direct-threshold, --no-direct-io) as the xdp backend does.
     #[arg(long, value_enum, default_value_t = kernel::Method::Sendfile)]
     method: kernel::Method,
     /// Interface to attach to (xdp backend).
@@ -172,10 +175,25 @@ fn run(args: Args) -> Result<()> {
         Backend::Kernel => {
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_port.map(|p| SocketAddr::new(args.addr, p));
-            let mut server = kernel::Server::bind(addr, metrics, args.method, root, limits)?;
+            let direct = kernel::DirectOpts {
+                block_kib: args.block_kib,
+                blocks: args.blocks,
+                hugepages: match args.hugepages.as_str() {
+                    "require" => umem::HugePages::Require,
+                    "off" => umem::HugePages::Off,
+                    _ => umem::HugePages::Prefer,
+                },
+                cache_blocks: args.cache_blocks,
+                direct_threshold: args.direct_threshold,
+                direct_io: !args.no_direct_io,
+            };
+            let mut server = kernel::Server::bind(addr, metrics, args.method, &direct, root, limits)?;
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
             println!("  method          {}", args.method.name());
+            for line in server.describe() {
+                println!("{line}");
+            }
             if let Some(m) = metrics {
                 println!("  control port    http://{m}/metrics");
             }
@@ -185,7 +203,7 @@ fn run(args: Args) -> Result<()> {
             println!("ready");
             server.run(&stop, &dump)?;
             println!("fileserver: stopping");
-            print!("{}", server.metrics.render(args.method.name()));
+            print!("{}", server.render());
         }
     }
     Ok(())

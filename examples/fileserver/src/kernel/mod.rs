@@ -8,55 +8,43 @@
 //! | `mmap` | map the file, `write` from the mapping | 1 (mapping->socket) |
 //! | `sendfile` | `sendfile(2)` from the page cache | 0 |
 //! | `splice` | file -> pipe -> socket with `splice(2)` | 0 |
+//! | `msg-zerocopy` | `send(MSG_ZEROCOPY)` from a mapping, completions from the error queue | 0 (the kernel reports when it copied after all) |
+//! | `direct-uring` | io_uring `O_DIRECT` `READ_FIXED` into a pinned pool, `write` from it | 1 (pool->socket), no page cache |
 //!
 //! The per-connection state is bounded: a 16 KiB request buffer, at most 16 pipelined
-//! responses queued, one 64 KiB staging buffer for `read-write`, one pipe for `splice`.
-//! Slow or idle clients are closed on timers (head, idle, write) without holding others up.
+//! responses queued, one 64 KiB staging buffer for `read-write`, one pipe for `splice`,
+//! at most 8 pool blocks ahead for `direct-uring`. Slow or idle clients are closed on
+//! timers (head, idle, write) without holding others up.
+
+mod body;
+mod direct;
+mod method;
+mod zerocopy;
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::FileExt;
+use std::os::fd::AsFd;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use rustix::fs::OFlags;
-use rustix::pipe::{PipeFlags, SpliceFlags};
 use umem::FileMap;
 
-use crate::http::{self, Parsed};
+use crate::http::{self, Parsed, Status};
 use crate::metrics::Metrics;
-use crate::root::Root;
-
-/// How file bytes reach the socket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Method {
-    /// pread into a user buffer, then write (2 CPU copies).
-    ReadWrite,
-    /// mmap the file, write from the mapping (1 CPU copy).
-    Mmap,
-    /// sendfile(2) from the page cache (no CPU copy in user space).
-    Sendfile,
-    /// splice(2) file -> pipe -> socket (no CPU copy in user space).
-    Splice,
-}
-
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Method::ReadWrite => "read-write",
-            Method::Mmap => "mmap",
-            Method::Sendfile => "sendfile",
-            Method::Splice => "splice",
-        }
-    }
-}
+use crate::root::{Opened, Root};
+use body::{Body, Pipe, Source};
+use direct::Direct;
+pub use direct::DirectOpts;
+pub use method::Method;
+use zerocopy::{ZcConn, ZcStats};
 
 /// Limits and timers.
 #[derive(Clone, Debug)]
@@ -72,18 +60,13 @@ pub struct Limits {
 
 const INBUF: usize = 16 * 1024;
 const MAX_QUEUED: usize = 16;
-const STAGE: usize = 64 * 1024;
 const LISTENER: Token = Token(0);
 const METRICS: Token = Token(1);
-
-struct Body {
-    file: File,
-    pos: u64,
-    end: u64,
-    stage: Vec<u8>,
-    stage_off: usize,
-    map: Option<FileMap>,
-}
+const RING: Token = Token(2);
+/// Tokens of connections start here.
+const CONN0: usize = 3;
+/// Rounds of "reap completions, drive the connections they wake" per loop turn.
+const PUMP_ROUNDS: usize = 64;
 
 struct Pending {
     head: Vec<u8>,
@@ -97,7 +80,8 @@ struct Conn {
     metrics_port: bool,
     inbuf: Vec<u8>,
     queue: VecDeque<Pending>,
-    pipe: Option<(OwnedFd, OwnedFd, usize)>,
+    pipe: Option<Pipe>,
+    zc: Option<ZcConn>,
     closing: bool,
     last_progress: Instant,
     head_started: Option<Instant>,
@@ -113,12 +97,15 @@ pub struct Server {
     metrics_listener: Option<TcpListener>,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
+    direct: Option<Direct>,
+    zc: ZcStats,
     pub metrics: Metrics,
 }
 
 impl Server {
-    /// Binds the listeners; nothing is served until `run`.
-    pub fn bind(addr: SocketAddr, metrics: Option<SocketAddr>, method: Method, root: Root, limits: Limits) -> Result<Server> {
+    /// Binds the listeners and sets up what the method needs (the pinned pool and the
+    /// io_uring for `direct-uring`); nothing is served until `run`.
+    pub fn bind(addr: SocketAddr, metrics: Option<SocketAddr>, method: Method, direct: &DirectOpts, root: Root, limits: Limits) -> Result<Server> {
         let poll = Poll::new().context("epoll_create")?;
         let mut listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -130,14 +117,49 @@ impl Server {
             }
             None => None,
         };
-        Ok(Server { method, root, limits, poll, listener, metrics_listener, conns: Vec::new(), free: Vec::new(), metrics: Metrics::default() })
+        let direct = match method {
+            Method::DirectUring => {
+                let d = Direct::new(direct)?;
+                poll.registry().register(&mut SourceFd(&d.ring_fd()), RING, Interest::READABLE).context("adding the io_uring to epoll")?;
+                Some(d)
+            }
+            _ => None,
+        };
+        Ok(Server {
+            method,
+            root,
+            limits,
+            poll,
+            listener,
+            metrics_listener,
+            conns: Vec::new(),
+            free: Vec::new(),
+            direct,
+            zc: ZcStats::default(),
+            metrics: Metrics::default(),
+        })
+    }
+
+    /// Lines for the startup block, beyond the method's name.
+    pub fn describe(&self) -> Vec<String> {
+        let mut v = vec![format!("  moves bytes by  {}", self.method.describe())];
+        if let Some(d) = &self.direct {
+            v.push(format!("  pool            {}", d.describe()));
+        }
+        v
     }
 
     /// Serves until `stop` is set; prints the counters whenever `dump` is set.
     pub fn run(&mut self, stop: &Arc<AtomicBool>, dump: &Arc<AtomicBool>) -> Result<()> {
         let mut events = Events::with_capacity(256);
         while !stop.load(Ordering::Relaxed) {
-            match self.poll.poll(&mut events, Some(Duration::from_millis(200))) {
+            let timeout = match &self.direct {
+                Some(d) if !d.starved.is_empty() => Duration::from_millis(2),
+                // The ring's descriptor wakes the loop; this is only a safety net.
+                Some(d) if d.reading() => Duration::from_millis(20),
+                _ => Duration::from_millis(200),
+            };
+            match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("epoll_wait"),
@@ -146,15 +168,45 @@ impl Server {
                 match ev.token() {
                     LISTENER => self.accept(false),
                     METRICS => self.accept(true),
-                    Token(t) => self.drive(t - 2),
+                    RING => {}
+                    Token(t) => self.drive(t - CONN0),
                 }
             }
+            self.pump();
             self.timers();
             if dump.swap(false, Ordering::Relaxed) {
-                print!("{}", self.metrics.render(self.method.name()));
+                print!("{}", self.render());
             }
         }
         Ok(())
+    }
+
+    /// `direct-uring`: submits reads, hands finished blocks to their bodies and drives the
+    /// connections that can move again, until no read completes in a round.
+    fn pump(&mut self) {
+        let mut retry = self.direct.as_mut().map(|d| std::mem::take(&mut d.starved)).unwrap_or_default();
+        for _ in 0..PUMP_ROUNDS {
+            let Server { direct, conns, .. } = self;
+            let Some(d) = direct.as_mut() else { return };
+            let mut woken = d.poll(|idx, ticket, want| {
+                let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else { return };
+                let mut want = Some(want);
+                for p in c.queue.iter_mut() {
+                    if let Some(Body { src: Source::Blocks(s), .. }) = p.body.as_mut() {
+                        s.deliver(ticket, &mut want);
+                    }
+                }
+            });
+            woken.append(&mut retry);
+            if woken.is_empty() {
+                return;
+            }
+            woken.sort_unstable();
+            woken.dedup();
+            for idx in woken {
+                self.drive(idx);
+            }
+        }
     }
 
     fn accept(&mut self, metrics_port: bool) {
@@ -178,12 +230,13 @@ impl Server {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            if let Err(e) = self.poll.registry().register(&mut sock, Token(idx + 2), Interest::READABLE | Interest::WRITABLE) {
+            if let Err(e) = self.poll.registry().register(&mut sock, Token(idx + CONN0), Interest::READABLE | Interest::WRITABLE) {
                 log::warn!("epoll_ctl: {e}");
                 self.free.push(idx);
                 continue;
             }
             let _ = sock.set_nodelay(true);
+            let zc = (self.method == Method::MsgZerocopy && !metrics_port).then(|| ZcConn::new(sock.as_fd()));
             self.metrics.connections += 1;
             self.metrics.connections_open += 1;
             self.conns[idx] = Some(Conn {
@@ -192,6 +245,7 @@ impl Server {
                 inbuf: Vec::with_capacity(INBUF),
                 queue: VecDeque::new(),
                 pipe: None,
+                zc,
                 closing: false,
                 last_progress: Instant::now(),
                 head_started: None,
@@ -203,10 +257,13 @@ impl Server {
     /// Reads what there is, answers complete requests, writes what it can.
     fn drive(&mut self, idx: usize) {
         let Some(mut c) = self.conns.get_mut(idx).and_then(Option::take) else { return };
+        if let Some(zc) = c.zc.as_mut() {
+            zc.reap(c.sock.as_fd(), &mut self.zc);
+        }
         let alive = loop {
             let read_more = self.read(&mut c);
             self.answer(&mut c);
-            let wrote = match self.flush(&mut c) {
+            let wrote = match self.flush(idx, &mut c) {
                 Ok(progress) => progress,
                 Err(()) => break false,
             };
@@ -227,6 +284,10 @@ impl Server {
 
     fn close(&mut self, idx: usize, mut c: Conn) {
         let _ = self.poll.registry().deregister(&mut c.sock);
+        if let Some(zc) = c.zc.as_mut() {
+            zc.reap(c.sock.as_fd(), &mut self.zc);
+            zc.close(&mut self.zc);
+        }
         self.metrics.connections_open -= 1;
         self.free.push(idx);
     }
@@ -286,13 +347,23 @@ impl Server {
                     (http::answer_error(status, http11, close, false, now), consumed, None)
                 }
                 Parsed::Request(req, consumed) if c.metrics_port => {
-                    let text = self.metrics.render(self.method.name());
+                    let text = self.render();
                     (http::answer_text(&req, &text, now), consumed, None)
                 }
                 Parsed::Request(req, consumed) => match self.root.resolve(&req.path, OFlags::empty()) {
                     Ok(o) => {
                         let head = http::answer_file(&req, &o.path, &o.v, now);
-                        let body = head.body.map(|r| self.body(o, r));
+                        let body = match head.body {
+                            Some(r) => match self.body(o, r) {
+                                Ok(b) => Some(b),
+                                Err(()) => {
+                                    let h = http::answer_error(Status::InternalError, req.http11, true, req.head_only, now);
+                                    self.push(c, h, consumed, None);
+                                    continue;
+                                }
+                            },
+                            None => None,
+                        };
                         (head, consumed, body)
                     }
                     Err(status) => {
@@ -300,27 +371,35 @@ impl Server {
                     }
                 },
             };
-            self.metrics.count(head.status);
-            c.inbuf.drain(..consumed.min(c.inbuf.len()));
-            c.head_started = (!c.inbuf.is_empty()).then(Instant::now);
-            if head.close {
-                c.closing = true;
-            }
-            c.queue.push_back(Pending { head: head.bytes, head_off: 0, body, close: head.close });
+            self.push(c, head, consumed, body);
         }
     }
 
-    fn body(&self, o: crate::root::Opened, r: http::ByteRange) -> Body {
-        let map = if self.method == Method::Mmap {
-            FileMap::new(&o.file, r.end as usize).map_err(|e| log::warn!("{}: {e}", o.path)).ok()
+    fn push(&mut self, c: &mut Conn, head: http::Head, consumed: usize, body: Option<Body>) {
+        self.metrics.count(head.status);
+        c.inbuf.drain(..consumed.min(c.inbuf.len()));
+        c.head_started = (!c.inbuf.is_empty()).then(Instant::now);
+        if head.close {
+            c.closing = true;
+        }
+        c.queue.push_back(Pending { head: head.bytes, head_off: 0, body, close: head.close });
+    }
+
+    /// Prepares the body of a response as the method wants it; Err (logged) means 500.
+    fn body(&mut self, o: Opened, r: http::ByteRange) -> Result<Body, ()> {
+        let src = if self.method.maps() {
+            let map = FileMap::new(&o.file, r.end as usize).map_err(|e| log::warn!("{}: {e}", o.path))?;
+            Source::Map(Rc::new(map))
+        } else if let Some(d) = self.direct.as_mut() {
+            Source::Blocks(d.open(&o.file, r.start, r.end).map_err(|e| log::warn!("{}: {e}", o.path))?)
         } else {
-            None
+            Source::File(o.file)
         };
-        Body { file: o.file, pos: r.start, end: r.end, stage: Vec::new(), stage_off: 0, map }
+        Ok(Body::new(src, r.start, r.end))
     }
 
     /// Writes queued responses. Ok(true) if a response finished; Err on a dead socket.
-    fn flush(&mut self, c: &mut Conn) -> Result<bool, ()> {
+    fn flush(&mut self, idx: usize, c: &mut Conn) -> Result<bool, ()> {
         let mut finished = false;
         while let Some(p) = c.queue.front_mut() {
             while p.head_off < p.head.len() {
@@ -334,9 +413,18 @@ impl Server {
                     Err(_) => return Err(()),
                 }
             }
-            if let Some(body) = p.body.as_mut() {
-                match send_body(self.method, &mut c.sock, body, &mut c.pipe, &mut self.metrics) {
-                    Ok(true) => c.last_progress = Instant::now(),
+            if let Some(b) = p.body.as_mut() {
+                let before = b.pos;
+                let sent = match (self.method, self.direct.as_mut(), c.zc.as_mut()) {
+                    (Method::DirectUring, Some(d), _) => direct::send(d, idx, &mut c.sock, b, &mut self.metrics),
+                    (Method::MsgZerocopy, _, Some(zc)) => zerocopy::send(&mut c.sock, b, zc, &mut self.zc, &mut self.metrics),
+                    (m, _, _) => body::send(m, &mut c.sock, b, &mut c.pipe, &mut self.metrics),
+                };
+                if b.pos != before {
+                    c.last_progress = Instant::now();
+                }
+                match sent {
+                    Ok(true) => {}
                     Ok(false) => return Ok(finished),
                     Err(e) => {
                         log::debug!("sending body: {e}");
@@ -375,107 +463,33 @@ impl Server {
             }
         }
     }
-}
 
-/// Moves body bytes with the chosen method. Ok(true): the body is complete; Ok(false):
-/// the socket is full (try again when writable).
-fn send_body(
-    method: Method,
-    sock: &mut TcpStream,
-    b: &mut Body,
-    pipe: &mut Option<(OwnedFd, OwnedFd, usize)>,
-    m: &mut Metrics,
-) -> std::io::Result<bool> {
-    loop {
-        let done = match method {
-            Method::ReadWrite => {
-                if b.stage_off == b.stage.len() {
-                    if b.pos == b.end {
-                        return Ok(true);
-                    }
-                    let n = STAGE.min((b.end - b.pos) as usize);
-                    b.stage.resize(n, 0);
-                    b.stage_off = 0;
-                    let got = b.file.read_at(&mut b.stage[..n], b.pos)?;
-                    if got == 0 {
-                        return Err(ErrorKind::UnexpectedEof.into());
-                    }
-                    b.stage.truncate(got);
-                    b.pos += got as u64;
-                    m.bytes_copied += got as u64;
-                }
-                match sock.write(&b.stage[b.stage_off..]) {
-                    Ok(n) => {
-                        b.stage_off += n;
-                        m.bytes_copied += n as u64;
-                        m.bytes_sent += n as u64;
-                        false
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
+    /// The counters as text, with the method's own (what the kernel reported, what the
+    /// reader did).
+    pub fn render(&self) -> String {
+        let mut m = self.metrics.clone();
+        match self.method {
+            Method::MsgZerocopy => {
+                let z = &self.zc;
+                let busy = self.conns.iter().flatten().filter_map(|c| c.zc.as_ref()).filter(|z| z.busy()).count();
+                m.extra = vec![
+                    ("zerocopy_sends_total".into(), z.sends),
+                    ("zerocopy_completed_total".into(), z.completed),
+                    ("zerocopy_kernel_copied_sends_total".into(), z.copied_calls),
+                    ("zerocopy_kernel_copied_bytes_total".into(), z.copied_bytes),
+                    ("zerocopy_plain_fallback_bytes_total".into(), z.plain_bytes),
+                    ("zerocopy_unconfirmed_at_close_total".into(), z.unconfirmed_at_close),
+                    ("zerocopy_errqueue_errors_total".into(), z.reap_errors),
+                    ("zerocopy_connections_awaiting_completions".into(), busy as u64),
+                ];
+            }
+            Method::DirectUring => {
+                if let Some(d) = &self.direct {
+                    d.counters(&mut m.extra);
                 }
             }
-            Method::Mmap => {
-                if b.pos == b.end {
-                    return Ok(true);
-                }
-                let Some(map) = b.map.as_ref() else { return Err(ErrorKind::Other.into()) };
-                match sock.write(&map.as_slice()[b.pos as usize..b.end as usize]) {
-                    Ok(n) => {
-                        b.pos += n as u64;
-                        m.bytes_copied += n as u64;
-                        m.bytes_sent += n as u64;
-                        false
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
-                    Err(e) => return Err(e),
-                }
-            }
-            Method::Sendfile => {
-                if b.pos == b.end {
-                    return Ok(true);
-                }
-                let want = (b.end - b.pos).min(1 << 30) as usize;
-                match rustix::fs::sendfile(&*sock, &b.file, Some(&mut b.pos), want) {
-                    Ok(0) => return Err(ErrorKind::UnexpectedEof.into()),
-                    Ok(n) => {
-                        m.bytes_sent += n as u64;
-                        false
-                    }
-                    Err(rustix::io::Errno::AGAIN) => return Ok(false),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Method::Splice => {
-                if pipe.is_none() {
-                    let (r, w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?;
-                    *pipe = Some((r, w, 0));
-                }
-                let Some((r, w, inpipe)) = pipe.as_mut() else { unreachable!() };
-                if *inpipe == 0 {
-                    if b.pos == b.end {
-                        return Ok(true);
-                    }
-                    let want = (b.end - b.pos).min(STAGE as u64) as usize;
-                    let n = rustix::pipe::splice(&b.file, Some(&mut b.pos), &*w, None, want, SpliceFlags::MOVE | SpliceFlags::NONBLOCK)?;
-                    if n == 0 {
-                        return Err(ErrorKind::UnexpectedEof.into());
-                    }
-                    *inpipe = n;
-                }
-                match rustix::pipe::splice(&*r, None, &*sock, None, *inpipe, SpliceFlags::MOVE | SpliceFlags::NONBLOCK | SpliceFlags::MORE) {
-                    Ok(n) => {
-                        *inpipe -= n;
-                        m.bytes_sent += n as u64;
-                        false
-                    }
-                    Err(rustix::io::Errno::AGAIN) => return Ok(false),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        if done {
-            return Ok(true);
+            _ => {}
         }
+        m.render(self.method.name())
     }
 }
