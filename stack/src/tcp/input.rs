@@ -278,11 +278,16 @@ impl Conn {
         let wnd = u32::from(hdr.window) << self.snd_wscale;
 
         // SACK blocks (ignore D-SACK below the cumulative ACK).
+        let sacked_before = self.scoreboard.sacked();
         if self.sack_ok {
             for &(l, r) in hdr.options.sack.as_slice() {
                 self.scoreboard.add(ack.max(self.snd_una), self.snd_max, l, r);
             }
         }
+        // RFC 6675 `DupAck`: an ACK whose SACK blocks report bytes not SACKed before. Its
+        // window does not matter: a Linux receiver advertises a new one in nearly every
+        // ACK while out-of-order data waits (its buffer autotunes).
+        let sacked_new = self.scoreboard.sacked() > sacked_before;
 
         let old_wnd = self.snd_wnd;
         // Window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
@@ -299,11 +304,16 @@ impl Conn {
 
         if ack.gt(self.snd_una) {
             self.on_new_ack(now, hdr);
+            // A cumulative ACK that still leaves a hole below three segments' worth of
+            // SACKed data: the hole is lost (RFC 6675 IsLost), no need for more dupacks.
+            if self.sack_ok && !self.in_recovery && self.snd_una.ge(self.recover) && self.snd_max.gt(self.snd_una) && self.scoreboard.sacked_above(self.snd_una) >= 3 * self.mss {
+                self.enter_recovery(now, ctr);
+            }
             self.detect_lost_retransmit(ctr);
         } else if ack == self.snd_una
             && plen == 0
             && !hdr.flags.has(TcpFlags::FIN)
-            && wnd == old_wnd
+            && (wnd == old_wnd || sacked_new)
             && self.snd_max.gt(self.snd_una)
         {
             self.on_dup_ack(now, ctr);
