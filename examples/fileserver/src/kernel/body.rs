@@ -130,7 +130,10 @@ pub(super) fn send(method: Method, sock: &mut TcpStream, b: &mut Body, pipe: &mu
                     }
                     *inpipe = n;
                 }
-                match rustix::pipe::splice(&*r, None, &*sock, None, *inpipe, SpliceFlags::MOVE | SpliceFlags::NONBLOCK | SpliceFlags::MORE) {
+                // SPLICE_F_MORE corks the socket like MSG_MORE: only while more of the body
+                // follows, or the response's last partial segment waits for the cork timer.
+                let more = if b.pos < b.end { SpliceFlags::MORE } else { SpliceFlags::empty() };
+                match rustix::pipe::splice(&*r, None, &*sock, None, *inpipe, SpliceFlags::MOVE | SpliceFlags::NONBLOCK | more) {
                     Ok(n) => {
                         *inpipe -= n;
                         m.bytes_sent += n as u64;
