@@ -22,6 +22,8 @@ const APT: &[(&str, &str)] = &[
     ("ethtool", "/usr/sbin/ethtool"),
     ("util-linux", "/usr/bin/setpriv"),
     ("nftables", "/usr/sbin/nft"),
+    ("nginx", "/usr/sbin/nginx"),
+    ("wrk", "/usr/bin/wrk"),
 ];
 
 /// 2 MiB hugepages reserved for pools (1 GiB: the file server's default pool is 320 MiB).

@@ -1,0 +1,412 @@
+//! `cargo xtask bench ladder`: every rung of the copy ladder (the kernel backend's
+//! methods), the AF_XDP backend and nginx, one after another on the same veth pair, with
+//! the same clients and the same files, measured in the same run:
+//!
+//! * a large file (1 GiB) downloaded with curl warm (after a warm-up download) and cold
+//!   (after `drop_caches`);
+//! * wrk over 64 files of 1 MiB and over 256 files of 16 KiB (one connection per
+//!   `--connections`, keep-alive, a Lua script cycling through the set).
+//!
+//! The server runs pinned to CPU 1 and the clients to CPU 0. For each run it records
+//! throughput, the server namespace's CPU seconds per GiB sent and its context switches per
+//! request (both from /proc), and each rung's throughput as a ratio to `read-write`.
+//! Figures are printed and written to `target/bench/ladder.md` and `ladder.svg`; nothing
+//! is asserted about speed.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use super::procstat::{clk_tck, Usage};
+use super::report::{self, Meta};
+use super::METHODS;
+use crate::client::Prng;
+use crate::netns::{Netns, SRV_ADDR};
+use crate::nginx::{Nginx, NginxMode};
+use crate::nstest::Bins;
+use crate::util::{cmd_ok, root, which, Daemon};
+
+/// Options of `cargo xtask bench ladder` (flatten into the subcommand).
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchOpts {
+    /// Seconds of each wrk run (the 1 MiB set and the 16 KiB set), after a 1 s warm-up.
+    #[arg(long, default_value_t = 8)]
+    pub seconds: u64,
+    /// Size of the large file in MiB (downloaded warm and cold).
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// A short run: 2 s per wrk run and a large file of at most 256 MiB.
+    #[arg(long)]
+    pub quick: bool,
+    /// Only rungs whose name contains this (e.g. `sendfile`, `nginx`, `xdp`); the
+    /// read-write baseline always runs, for the ratios.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// wrk connections (one wrk thread, on CPU 0).
+    #[arg(long, default_value_t = 4)]
+    pub connections: u32,
+}
+
+const PORT: u16 = 8080;
+const SERVER_CPU: usize = 1;
+const CLIENT_CPU: &str = "0";
+/// Files in the 1 MiB set and in the 16 KiB set.
+const SET_1M: usize = 64;
+const SET_16K: usize = 256;
+
+/// A server under test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rung {
+    Kernel(&'static str),
+    Xdp,
+    Nginx(NginxMode),
+}
+
+impl Rung {
+    pub fn label(self) -> String {
+        match self {
+            Rung::Kernel(m) => m.to_owned(),
+            Rung::Xdp => "AF_XDP (ours)".to_owned(),
+            Rung::Nginx(m) => m.label().to_owned(),
+        }
+    }
+}
+
+/// What is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Workload {
+    Warm,
+    Cold,
+    Set1M,
+    Set16K,
+}
+
+pub(super) const WORKLOADS: [Workload; 4] = [Workload::Warm, Workload::Cold, Workload::Set1M, Workload::Set16K];
+
+/// One measurement.
+#[derive(Clone, Debug)]
+pub(super) struct Cell {
+    pub bytes: u64,
+    pub requests: u64,
+    pub secs: f64,
+    pub cpu_secs: f64,
+    pub ctxt: u64,
+    /// Failed requests (wrk: socket errors and non-2xx answers).
+    pub errors: u64,
+}
+
+impl Cell {
+    pub fn mb_s(&self) -> f64 {
+        self.bytes as f64 / 1e6 / self.secs.max(1e-9)
+    }
+    pub fn req_s(&self) -> f64 {
+        self.requests as f64 / self.secs.max(1e-9)
+    }
+    pub fn cpu_per_gib(&self) -> f64 {
+        self.cpu_secs / (self.bytes as f64 / (1u64 << 30) as f64).max(1e-12)
+    }
+    pub fn ctxt_per_req(&self) -> f64 {
+        self.ctxt as f64 / self.requests.max(1) as f64
+    }
+}
+
+/// A rung's results.
+pub(super) struct Row {
+    pub rung: Rung,
+    pub cells: Vec<Result<Cell, String>>,
+    /// What the server's own counters said (copies, O_DIRECT bytes, ...).
+    pub note: String,
+}
+
+/// Runs the benchmark.
+pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
+    ensure!(which("wrk").is_some(), "wrk is not installed: run `cargo xtask setup` (Debian package wrk)");
+    let secs = if opts.quick { 2 } else { opts.seconds.max(1) };
+    let size_mib = if opts.quick { opts.size_mib.min(256) } else { opts.size_mib }.max(1);
+    let started = Instant::now();
+    println!("bench ladder: writing the data set ({size_mib} MiB file, {SET_1M} x 1 MiB, {SET_16K} x 16 KiB) ...");
+    let data = Data::create(size_mib)?;
+    let ns = Netns::up("L", 1500)?;
+    let clk = clk_tck();
+    let mut rungs: Vec<Rung> = METHODS.iter().map(|m| Rung::Kernel(m)).collect();
+    rungs.extend([Rung::Nginx(NginxMode::Sendfile), Rung::Nginx(NginxMode::DirectAio), Rung::Xdp]);
+    if let Some(f) = &opts.only {
+        rungs.retain(|r| *r == Rung::Kernel("read-write") || r.label().contains(f.as_str()));
+    }
+    let mut rows = Vec::new();
+    for rung in rungs {
+        println!("bench ladder: {} ...", rung.label());
+        let row = run_rung(bins, &ns, &data, rung, secs, opts.connections, clk);
+        for (w, c) in WORKLOADS.iter().zip(&row.cells) {
+            match c {
+                Ok(c) => println!(
+                    "  {:<22} {:>9.1} MB/s {:>9.0} req/s  {:.3} CPU s/GiB  {:.1} ctxt/req{}",
+                    report::workload_title(*w),
+                    c.mb_s(),
+                    c.req_s(),
+                    c.cpu_per_gib(),
+                    c.ctxt_per_req(),
+                    if c.errors > 0 { format!("  ({} errors)", c.errors) } else { String::new() }
+                ),
+                Err(e) => println!("  {:<22} failed: {e}", report::workload_title(*w)),
+            }
+        }
+        rows.push(row);
+    }
+    drop(ns);
+    drop(data);
+    let meta = Meta {
+        kernel: cmd_ok(Command::new("uname").arg("-r")).unwrap_or_default().trim().to_owned(),
+        cpu: cpu_model(),
+        nginx: Nginx::version().unwrap_or_else(|| "not installed".into()),
+        secs,
+        size_mib,
+        connections: opts.connections,
+        elapsed: started.elapsed().as_secs_f64(),
+        args: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
+    };
+    let md = report::markdown(&rows, &meta);
+    let svg = report::svg(&rows, &meta);
+    let out = target_dir().join("bench");
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("ladder.md"), &md)?;
+    std::fs::write(out.join("ladder.svg"), &svg)?;
+    println!();
+    print!("{md}");
+    println!();
+    println!("written: {} and {}", out.join("ladder.md").display(), out.join("ladder.svg").display());
+    Ok(())
+}
+
+fn run_rung(bins: &Bins, ns: &Netns, data: &Data, rung: Rung, secs: u64, conns: u32, clk: u64) -> Row {
+    let mut row = Row { rung, cells: vec![Err("not run".into()); WORKLOADS.len()], note: String::new() };
+    let server = match Server::start(bins, ns, data, rung) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("could not start: {e:#}");
+            println!("  {msg}");
+            row.cells = vec![Err(msg); WORKLOADS.len()];
+            return row;
+        }
+    };
+    let big = format!("http://{SRV_ADDR}:{PORT}/big");
+    let text = |r: Result<Cell>| r.map_err(|e| format!("{e:#}"));
+    let _ = download(ns, &big, data.size, clk);
+    row.cells[0] = text(download(ns, &big, data.size, clk));
+    row.cells[1] = text(drop_caches().and_then(|()| download(ns, &big, data.size, clk)));
+    let _ = wrk(ns, &data.lua_1m, 1, conns, clk);
+    row.cells[2] = text(wrk(ns, &data.lua_1m, secs, conns, clk));
+    let _ = wrk(ns, &data.lua_16k, 1, conns, clk);
+    row.cells[3] = text(wrk(ns, &data.lua_16k, secs, conns, clk));
+    row.note = server.stop();
+    row
+}
+
+/// The server of one rung, stopped on drop.
+enum Server {
+    Fs(Daemon, Rung),
+    Nginx(Nginx),
+}
+
+impl Server {
+    fn start(bins: &Bins, ns: &Netns, data: &Data, rung: Rung) -> Result<Server> {
+        let mut cmd = ns.in_server("taskset");
+        cmd.args(["-c", &SERVER_CPU.to_string()]).arg(&bins.fileserver).arg("--root").arg(&data.www);
+        cmd.args(["--addr", SRV_ADDR, "--port", &PORT.to_string()]).env("RUST_LOG", "warn");
+        match rung {
+            Rung::Kernel(m) => {
+                cmd.args(["--backend", "kernel", "--method", m]);
+            }
+            Rung::Xdp => {
+                cmd.args(["--backend", "xdp", "--iface", &ns.srv_if]);
+            }
+            Rung::Nginx(mode) => return Ok(Server::Nginx(Nginx::start(ns, &data.www, PORT, mode, Some(SERVER_CPU))?)),
+        }
+        let mut d = Daemon::spawn("fileserver", &mut cmd)?;
+        d.wait_line("ready", Duration::from_secs(30))?;
+        Ok(Server::Fs(d, rung))
+    }
+
+    /// Stops the server; a note from its exit counters.
+    fn stop(self) -> String {
+        match self {
+            Server::Nginx(n) => {
+                drop(n);
+                format!("nginx {}", Nginx::version().unwrap_or_default())
+            }
+            Server::Fs(mut d, rung) => match d.terminate(Duration::from_secs(20)) {
+                Ok((_, text)) => counters_note(&text, rung),
+                Err(e) => format!("exit: {e:#}"),
+            },
+        }
+    }
+}
+
+/// The interesting exit counters of a file server run, as one line.
+fn counters_note(text: &str, rung: Rung) -> String {
+    let c = |name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok())).unwrap_or(0)
+    };
+    let sent = c("fileserver_body_bytes_sent_total ");
+    let copied = c("fileserver_payload_bytes_copied_total ");
+    let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let mut note = format!("{:.1} GiB sent, {:.0}% of it copied by the server's CPU in user-space calls", gib(sent), pct(copied, sent));
+    match rung {
+        Rung::Kernel("read-write") => note = format!("{:.1} GiB sent; every byte copied twice (pread + write)", gib(sent)),
+        Rung::Kernel("msg-zerocopy") => {
+            let zc = c("fileserver_zerocopy_sends_total ");
+            let kc = c("fileserver_zerocopy_kernel_copied_bytes_total ");
+            let kcs = c("fileserver_zerocopy_kernel_copied_sends_total ");
+            note += &format!("; {zc} MSG_ZEROCOPY sends, kernel reported {kcs} of them copied ({:.0}% of bytes)", pct(kc, sent));
+        }
+        Rung::Kernel("direct-uring") | Rung::Xdp => {
+            note += &format!(
+                "; {:.1} GiB read with O_DIRECT, {:.1} GiB buffered",
+                gib(c("fileserver_read_bytes_direct_total ")),
+                gib(c("fileserver_read_bytes_buffered_total "))
+            );
+        }
+        _ => {}
+    }
+    if text.contains("multi-buffer    yes") {
+        note += "; multi-buffer TX";
+    }
+    note
+}
+
+/// Downloads `url` once from the client namespace with curl; the server namespace's CPU
+/// and context switches around it.
+fn download(ns: &Netns, url: &str, size: u64, clk: u64) -> Result<Cell> {
+    let before = Usage::of_netns(&ns.server);
+    let out = ns
+        .in_client("taskset")
+        .args(["-c", CLIENT_CPU, "curl", "-s", "-o", "/dev/null", "--max-time", "300", "-w", "%{size_download} %{time_total} %{http_code}", url])
+        .output()?;
+    let used = Usage::of_netns(&ns.server).since(before);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let f: Vec<&str> = text.split_whitespace().collect();
+    ensure!(f.len() == 3, "curl printed {text:?}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    let bytes: u64 = f[0].parse()?;
+    let secs: f64 = f[1].parse()?;
+    ensure!(f[2] == "200" && bytes == size, "curl got status {} and {bytes} of {size} bytes", f[2]);
+    Ok(Cell { bytes, requests: 1, secs, cpu_secs: used.cpu_secs(clk), ctxt: used.ctxt, errors: 0 })
+}
+
+/// One wrk run of `secs` seconds with `script`.
+fn wrk(ns: &Netns, script: &Path, secs: u64, conns: u32, clk: u64) -> Result<Cell> {
+    let before = Usage::of_netns(&ns.server);
+    let out = ns
+        .in_client("taskset")
+        .args(["-c", CLIENT_CPU, "wrk", "-t1", &format!("-c{conns}"), &format!("-d{secs}s"), "--timeout", "5s", "-s"])
+        .arg(script)
+        .arg(format!("http://{SRV_ADDR}:{PORT}/"))
+        .output()?;
+    let used = Usage::of_netns(&ns.server).since(before);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some(line) = text.lines().find(|l| l.starts_with("RESULT ")) else {
+        bail!("wrk printed no RESULT line: {}{}", text.trim(), String::from_utf8_lossy(&out.stderr).trim())
+    };
+    let field = |k: &str| -> u64 { line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let requests = field("requests=");
+    ensure!(requests > 0, "wrk completed no request: {line}");
+    Ok(Cell {
+        bytes: field("bytes="),
+        requests,
+        secs: field("duration_us=") as f64 / 1e6,
+        cpu_secs: used.cpu_secs(clk),
+        ctxt: used.ctxt,
+        errors: field("errors=") + field("non2xx="),
+    })
+}
+
+fn drop_caches() -> Result<()> {
+    let _ = Command::new("sync").status();
+    std::fs::write("/proc/sys/vm/drop_caches", "3").context("echo 3 > /proc/sys/vm/drop_caches (needs root)")
+}
+
+fn cpu_model() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info.lines().find_map(|l| l.strip_prefix("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown CPU");
+    format!("{} ({} CPUs)", model.trim(), info.lines().filter(|l| l.starts_with("processor")).count())
+}
+
+/// The target directory (CARGO_TARGET_DIR, or `target/` in the workspace).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// The benchmark's files under /var/tmp (ext4: O_DIRECT works), removed on drop.
+struct Data {
+    dir: PathBuf,
+    www: PathBuf,
+    size: u64,
+    lua_1m: PathBuf,
+    lua_16k: PathBuf,
+}
+
+impl Data {
+    fn create(size_mib: u64) -> Result<Data> {
+        let dir = PathBuf::from(format!("/var/tmp/zc-ladder-bench-{}", std::process::id()));
+        let www = dir.join("www");
+        let size = size_mib << 20;
+        let data = Data { lua_1m: dir.join("set1m.lua"), lua_16k: dir.join("set16k.lua"), dir, www, size };
+        std::fs::create_dir_all(data.www.join("m1"))?;
+        std::fs::create_dir_all(data.www.join("k16"))?;
+        let mut rng = Prng::new(0x001a_dde7);
+        write_random(&data.www.join("big"), size, &mut rng)?;
+        for i in 0..SET_1M {
+            write_random(&data.www.join(format!("m1/f{i:03}")), 1 << 20, &mut rng)?;
+        }
+        for i in 0..SET_16K {
+            write_random(&data.www.join(format!("k16/f{i:03}")), 16 << 10, &mut rng)?;
+        }
+        std::fs::write(&data.lua_1m, lua("/m1/f", SET_1M))?;
+        std::fs::write(&data.lua_16k, lua("/k16/f", SET_16K))?;
+        Ok(data)
+    }
+}
+
+impl Drop for Data {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn write_random(path: &Path, size: u64, rng: &mut Prng) -> Result<()> {
+    let mut f = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill(&mut buf[..n]);
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// A wrk script that cycles through `count` files named `prefix` + 3 digits, and prints
+/// one machine-readable line at the end.
+fn lua(prefix: &str, count: usize) -> String {
+    format!(
+        r#"-- generated by cargo xtask bench ladder
+local i = 0
+request = function()
+  local path = string.format("{prefix}%03d", i)
+  i = (i + 1) % {count}
+  return wrk.format("GET", path)
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d bytes=%d duration_us=%d errors=%d non2xx=%d\n",
+    summary.requests, summary.bytes, summary.duration, e.connect + e.read + e.write + e.timeout, e.status))
+end
+"#
+    )
+}

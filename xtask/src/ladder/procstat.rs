@@ -1,0 +1,88 @@
+//! What the server side cost, from /proc: CPU time (utime + stime) and context switches
+//! (voluntary + involuntary, every thread) of every process in the server namespace, so
+//! the file server, nginx's master and worker, and nginx's aio threads are all counted.
+//! Softirq work the kernel does on the server's behalf on another CPU is not in these.
+
+use std::process::Command;
+
+use crate::util::cmd_ok;
+
+/// A sample of the server namespace's processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// utime + stime, clock ticks.
+    pub ticks: u64,
+    /// Context switches, voluntary + involuntary.
+    pub ctxt: u64,
+}
+
+impl Usage {
+    /// Now, for every process in namespace `ns`.
+    pub fn of_netns(ns: &str) -> Usage {
+        let pids = cmd_ok(Command::new("ip").args(["netns", "pids", ns])).unwrap_or_default();
+        pids.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).map(of_pid).fold(Usage::default(), |a, b| Usage {
+            ticks: a.ticks + b.ticks,
+            ctxt: a.ctxt + b.ctxt,
+        })
+    }
+
+    /// `self - before`, saturating (a process that exited in between loses its share).
+    pub fn since(self, before: Usage) -> Usage {
+        Usage { ticks: self.ticks.saturating_sub(before.ticks), ctxt: self.ctxt.saturating_sub(before.ctxt) }
+    }
+
+    /// CPU seconds.
+    pub fn cpu_secs(&self, clk_tck: u64) -> f64 {
+        self.ticks as f64 / clk_tck.max(1) as f64
+    }
+}
+
+fn of_pid(pid: u32) -> Usage {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map_or(0, |s| stat_ticks(&s));
+    let mut ctxt = 0;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
+                ctxt += status_ctxt(&s);
+            }
+        }
+    }
+    Usage { ticks, ctxt }
+}
+
+/// utime + stime from a /proc/PID/stat line (fields 14 and 15; the command name, field 2,
+/// may contain spaces and parentheses, so count from the last `)`).
+fn stat_ticks(stat: &str) -> u64 {
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14 -> index 11, stime index 12.
+    let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(11) + get(12)
+}
+
+fn status_ctxt(status: &str) -> u64 {
+    status
+        .lines()
+        .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+        .sum()
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when that fails).
+pub fn clk_tck() -> u64 {
+    cmd_ok(Command::new("getconf").arg("CLK_TCK")).and_then(|s| s.trim().parse().ok()).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_and_status() {
+        let stat = "1234 (file server) S 1 1234 1234 0 -1 4194560 500 0 0 0 37 12 0 0 20 0 1 0 100 0 0";
+        assert_eq!(stat_ticks(stat), 49);
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(status_ctxt(status), 13);
+        assert!(of_pid(std::process::id()).ctxt > 0, "this process has been switched out before");
+    }
+}
