@@ -84,6 +84,8 @@ pub struct Counters {
     pub tcp_rto_expired: u64,
     /// Zero-window probes sent.
     pub tcp_window_probes: u64,
+    /// Tail loss probes sent (RFC 8985 section 7): no ACK came for about two round trips.
+    pub tcp_loss_probes: u64,
     /// Connections established.
     pub tcp_established: u64,
     /// Connections reset by the peer.

@@ -86,3 +86,32 @@ fn losses_are_repaired_by_fast_recovery_when_ack_windows_change() {
         c.tcp_fast_recoveries
     );
 }
+
+/// Lost ACKs at the tail of a small flight leave nothing to clock the sender: without a
+/// tail loss probe (RFC 8985 section 7) each such loss waits for the retransmission timer
+/// (200 ms at least); a probe after about two round trips repairs it. The same seeded run
+/// with and without probes.
+fn small_flights(tlp: bool) -> (stack::Counters, Instant) {
+    let stream = Stream::new(42);
+    let cfg = stack::tcp::TcpConfig { tail_loss_probe: tlp, ..tcp_config() };
+    let mut a = OurHost::new(1, cfg, true, Role::Send { total: TOTAL / 2 }, stream).client(2);
+    // A small receive window keeps the flight at a few segments, as a small congestion
+    // window would: the last ACK of a flight is then often the only one.
+    let small = stack::tcp::TcpConfig { recv_buffer: 6 * 1460, ..tcp_config() };
+    let b = OurHost::new(2, small, true, Role::Recv { total: TOTAL / 2 }, stream).server();
+    let mut b = WindowJitter { inner: b, turn: 0 };
+    let mut wire = Wire { ab: stack::sim::Channel::new(faults(0.02), 42), ba: stack::sim::Channel::new(faults(0.2), 43) };
+    let took = run(&mut a, &mut b, &mut wire, Duration::from_secs(600));
+    (a.stack.counters().clone(), took)
+}
+
+#[test]
+fn lost_tail_acks_are_repaired_by_loss_probes_not_timeouts() {
+    let (without, t0) = small_flights(false);
+    let (with, t1) = small_flights(true);
+    eprintln!("without probes: {} RTOs in {t0}; with: {} RTOs, {} probes in {t1}", without.tcp_rto_expired, with.tcp_rto_expired, with.tcp_loss_probes);
+    assert_eq!(without.tcp_loss_probes, 0);
+    assert!(with.tcp_loss_probes > 0, "no loss probe sent");
+    assert!(with.tcp_rto_expired * 2 < without.tcp_rto_expired, "{} RTOs with probes, {} without", with.tcp_rto_expired, without.tcp_rto_expired);
+    assert!(t1 < t0, "not faster with probes: {t1} vs {t0}");
+}

@@ -37,6 +37,10 @@ pub struct TcpConfig {
     pub congestion: CcAlgorithm,
     /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
     pub max_payload_frags: usize,
+    /// Tail loss probes (RFC 8985 section 7; Linux `tcp_early_retrans`): when no ACK comes
+    /// for about two round trips, send one segment to draw one, instead of waiting for the
+    /// retransmission timeout. Needs SACK.
+    pub tail_loss_probe: bool,
 }
 
 impl Default for TcpConfig {
@@ -57,6 +61,7 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(60),
             congestion: CcAlgorithm::NewReno,
             max_payload_frags: 8,
+            tail_loss_probe: true,
         }
     }
 }

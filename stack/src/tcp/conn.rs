@@ -146,9 +146,13 @@ pub struct Conn {
     /// lost retransmission when data sent after it is SACKed (as RACK would).
     pub(super) rexmit_marks: std::collections::VecDeque<(Seq, Seq)>,
     pub(super) retries: u32,
+    /// A tail loss probe was sent since the last ACK that advanced `snd_una`.
+    pub(super) tlp_fired: bool,
 
     // Timers (deadlines).
     pub(super) rto_at: Option<Instant>,
+    /// Probe timeout (RFC 8985 section 7.2).
+    pub(super) tlp_at: Option<Instant>,
     pub(super) ack_at: Option<Instant>,
     pub(super) persist_at: Option<Instant>,
     pub(super) persist_backoff: u32,
@@ -157,6 +161,7 @@ pub struct Conn {
     // Output flags.
     pub(super) ack_now: bool,
     pub(super) probe_pending: bool,
+    pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
     pub(super) unacked_segs: u32,
 }
@@ -213,13 +218,16 @@ impl Conn {
             scoreboard: Scoreboard::default(),
             rexmit_marks: std::collections::VecDeque::new(),
             retries: 0,
+            tlp_fired: false,
             rto_at: None,
+            tlp_at: None,
             ack_at: None,
             persist_at: None,
             persist_backoff: 0,
             time_wait_at: None,
             ack_now: false,
             probe_pending: false,
+            tlp_pending: false,
             rst_pending: false,
             unacked_segs: 0,
         }
@@ -463,6 +471,8 @@ impl Conn {
         self.recvq = RecvQueue::new(self.cfg.max_ooo_segments);
         self.scoreboard.clear();
         self.rto_at = None;
+        self.tlp_at = None;
+        self.tlp_pending = false;
         self.ack_at = None;
         self.persist_at = None;
         self.time_wait_at = None;

@@ -398,10 +398,13 @@ impl Conn {
         self.dupacks = 0;
 
         // Timers.
+        self.tlp_fired = false;
         if self.snd_una == self.snd_max {
             self.rto_at = None;
+            self.tlp_at = None;
         } else {
             self.rto_at = Some(now + self.rtt.rto());
+            self.arm_tlp(now);
         }
 
         // Our FIN acknowledged.
@@ -442,6 +445,8 @@ impl Conn {
         let flight = self.snd_max.since(self.snd_una) as usize;
         self.cc.on_congestion(now, flight, self.mss);
         self.in_recovery = true;
+        self.tlp_at = None;
+        self.tlp_pending = false;
         self.recover = self.snd_max;
         self.rexmit_nxt = self.snd_una;
         self.rexmit_pending = true;

@@ -214,6 +214,33 @@ impl Conn {
             }
         }
 
+        // Tail loss probe (RFC 8985 section 7.3): one new segment past the congestion
+        // window if the receive window has room, else the last segment again; its ACK
+        // (with SACK) starts fast recovery or shows that only ACKs were lost.
+        if std::mem::take(&mut self.tlp_pending) && self.snd_max.gt(self.snd_una) && !self.in_recovery {
+            ctr.tcp_loss_probes += 1;
+            let off = self.data_off(self.snd_nxt);
+            let unsent = (self.sendq.tail().saturating_sub(off)) as usize;
+            let wnd_end = self.snd_una.add(self.snd_wnd);
+            let wnd_room = if wnd_end.gt(self.snd_nxt) { wnd_end.since(self.snd_nxt) as usize } else { 0 };
+            if unsent > 0 && wnd_room > 0 && self.snd_nxt == self.snd_max && self.fin_seq().is_none_or(|f| self.snd_nxt.lt(f)) {
+                let seq = self.snd_nxt;
+                let n = self.emit_range(now, out, seq, unsent.min(mss).min(wnd_room), true);
+                if n > 0 {
+                    self.snd_nxt = seq.add_len(n);
+                    return true;
+                }
+            }
+            let data_end = if self.fin_sent() { self.snd_max.sub(1) } else { self.snd_max };
+            let len = (data_end.since(self.snd_una) as usize).min(mss);
+            let seq = data_end.sub(len as u32);
+            let n = self.emit_range(now, out, seq, len, true);
+            if n > 0 {
+                ctr.tcp_retransmits += 1;
+                return true;
+            }
+        }
+
         // New data (or go-back-N after a timeout, skipping SACKed ranges).
         if self.sack_ok && self.snd_nxt.lt(self.snd_max) {
             if let Some(e) = self.scoreboard.covering(self.snd_nxt) {
@@ -266,12 +293,15 @@ impl Conn {
             ctr.tcp_retransmits += 1;
         }
         self.snd_nxt = seq.add_len(n);
+        if !out.retransmit {
+            self.arm_tlp(now);
+        }
         true
     }
 
     /// Whether [`Conn::poll_segment`] may produce something (cheap; may say yes spuriously).
     pub fn wants_output(&self) -> bool {
-        if self.rst_pending || self.ack_now || self.probe_pending || self.rexmit_pending {
+        if self.rst_pending || self.ack_now || self.probe_pending || self.rexmit_pending || self.tlp_pending {
             return true;
         }
         match self.state {
