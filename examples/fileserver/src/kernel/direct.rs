@@ -11,6 +11,7 @@
 //! through it. The ring's descriptor is in the epoll set, so completions wake the loop.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ use crate::metrics::Metrics;
 
 /// Blocks asked ahead per response (bounds one connection's share of the pool).
 const AHEAD: usize = 8;
+/// Files held open for their stable `/proc/self/fd` path (see [`Direct::open`]).
+const MAX_HELD_FILES: usize = 256;
 
 /// How the pool and the cache of `direct-uring` are set up (the same options as the
 /// AF_XDP backend's).
@@ -62,6 +65,9 @@ pub(super) struct Direct {
     done: Vec<BlockDone>,
     /// Connections that found every block in use; retried on the next loop turn.
     pub starved: Vec<usize>,
+    /// Served files by (device, inode), each with the turn it was last used.
+    held: HashMap<(u64, u64), (File, u64)>,
+    turn: u64,
     opts: DirectOpts,
 }
 
@@ -83,7 +89,16 @@ impl Direct {
             reader,
             &CacheConfig { capacity: opts.cache_blocks.min(opts.blocks / 2), max_file_size: opts.direct_threshold, max_open_files: 256 },
         );
-        Ok(Direct { cache, pool, waiting: HashMap::new(), done: Vec::new(), starved: Vec::new(), opts: opts.clone() })
+        Ok(Direct {
+            cache,
+            pool,
+            waiting: HashMap::new(),
+            done: Vec::new(),
+            starved: Vec::new(),
+            held: HashMap::new(),
+            turn: 0,
+            opts: opts.clone(),
+        })
     }
 
     /// The ring's descriptor (readable when reads completed).
@@ -110,10 +125,27 @@ impl Direct {
         )
     }
 
-    /// Starts a body: the file (already opened beneath the root as `file`) through the
-    /// cache, reopened via this process's descriptor so no path is looked up again.
-    pub fn open(&mut self, file: &std::fs::File, start: u64, end: u64) -> Result<Stream, umem::Error> {
-        let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    /// Starts a body: the file (already opened beneath the root) through the cache,
+    /// reopened via this process's descriptor so no path is looked up again.
+    ///
+    /// The cache knows files by path and takes a path whose file changed as a sign to drop
+    /// the old blocks. Descriptor numbers are reused for other files from one request to
+    /// the next, so each inode keeps one descriptor (the first one that served it, up to
+    /// 256 files, least recently used closed first) and thereby one stable path, like
+    /// nginx's `open_file_cache`. An inode rewritten in place is still seen afresh (the
+    /// cache's key has size, mtime and ctime).
+    pub fn open(&mut self, file: File, start: u64, end: u64) -> Result<Stream, umem::Error> {
+        let st = rustix::fs::fstat(&file).map_err(|e| umem::Error::Syscall { call: "fstat", source: e.into() })?;
+        let key = (st.st_dev, st.st_ino);
+        self.turn += 1;
+        if !self.held.contains_key(&key) && self.held.len() >= MAX_HELD_FILES {
+            if let Some(old) = self.held.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
+                self.held.remove(&old);
+            }
+        }
+        let held = self.held.entry(key).or_insert((file, 0));
+        held.1 = self.turn;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", held.0.as_raw_fd()));
         let f = self.cache.open(&path)?;
         if f.block_len == 0 {
             return Err(umem::Error::Request("the file has no block size (empty?)"));

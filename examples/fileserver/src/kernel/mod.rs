@@ -391,7 +391,7 @@ impl Server {
             let map = FileMap::new(&o.file, r.end as usize).map_err(|e| log::warn!("{}: {e}", o.path))?;
             Source::Map(Rc::new(map))
         } else if let Some(d) = self.direct.as_mut() {
-            Source::Blocks(d.open(&o.file, r.start, r.end).map_err(|e| log::warn!("{}: {e}", o.path))?)
+            Source::Blocks(d.open(o.file, r.start, r.end).map_err(|e| log::warn!("{}: {}", o.path, e))?)
         } else {
             Source::File(o.file)
         };
