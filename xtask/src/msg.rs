@@ -9,6 +9,7 @@
 //! third namespace whose two veth ends lose 1% of frames (each direction loses 1%):
 //! `tc netem loss 1%` on their egress, or, on kernels built without `sch_netem` (this
 //! project's machine), an nftables netdev-ingress rule `numgen random mod 100 < 1 drop`.
+//! The three namespaces are a `netns::Impaired`.
 //!
 //! ```text
 //!  server ns            middle ns (bridge, 1% loss on both ends)           client ns
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::netns::{Netns, CLI_ADDR, SRV_ADDR};
-use crate::util::{output, run, Daemon};
+use crate::netns::{Impaired, Netns, CLI_ADDR, SRV_ADDR};
+use crate::util::{output, Daemon};
 
 /// The release binaries the messaging tests and benchmark drive.
 #[derive(Debug, Clone)]
@@ -79,99 +80,19 @@ fn checked(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(text)
 }
 
-/// Three namespaces: the first pair's server end, a bridge in the middle (the first
-/// pair's client namespace, holding both middle veth ends), the second pair's client end.
-struct Bridged {
-    a: Netns,
-    b: Netns,
-    nft: bool,
-}
-
-impl Bridged {
-    fn up() -> Result<Bridged> {
-        let a = Netns::up("la", 1500)?;
-        let b = Netns::up("lb", 1500)?;
-        let mid = a.client.clone();
-        let ipn = |args: &[&str]| run(Command::new("ip").args(args)).with_context(|| format!("ip {}", args.join(" ")));
-        ipn(&["-n", &b.server, "link", "set", &b.srv_if, "netns", &mid])?;
-        ipn(&["-n", &mid, "addr", "flush", "dev", &a.cli_if])?;
-        ipn(&["-n", &mid, "addr", "flush", "dev", &b.srv_if])?;
-        ipn(&["-n", &mid, "link", "add", "br0", "type", "bridge"])?;
-        for dev in [&a.cli_if, &b.srv_if] {
-            ipn(&["-n", &mid, "link", "set", dev, "master", "br0"])?;
-            ipn(&["-n", &mid, "link", "set", dev, "up"])?;
-        }
-        ipn(&["-n", &mid, "link", "set", "br0", "up"])?;
-        Ok(Bridged { a, b, nft: false })
-    }
-
-    fn middle(&self) -> &str {
-        &self.a.client
-    }
-
-    /// Loses `pct`% of the frames crossing the middle, each way: `tc netem` on both middle
-    /// ends' egress, or, where the kernel has no `sch_netem` (CONFIG_NET_SCH_NETEM off),
-    /// an nftables netdev-ingress rule `numgen random mod 100 < pct drop` on both.
-    fn lose(&mut self, pct: u32) -> Result<()> {
-        let mid = self.middle().to_owned();
-        let netem = |dev: &str| {
-            output(Command::new("ip").args(["netns", "exec", &mid, "tc", "qdisc", "add", "dev", dev, "root", "netem", "loss", &format!("{pct}%")]))
-        };
-        let (ok, text) = netem(&self.a.cli_if)?;
-        if ok {
-            let (ok2, text2) = netem(&self.b.srv_if)?;
-            ensure!(ok2, "tc netem on {}: {text2}", self.b.srv_if);
-            self.nft = false;
-            return Ok(());
-        }
-        println!("  tc netem unavailable ({}); dropping with nftables instead", text.trim());
-        let rules = format!(
-            "table netdev zcloss {{\n chain a {{ type filter hook ingress device \"{a}\" priority 0; numgen random mod 100 < {pct} counter drop; }}\n chain b {{ type filter hook ingress device \"{b}\" priority 0; numgen random mod 100 < {pct} counter drop; }}\n}}\n",
-            a = self.b.srv_if,
-            b = self.a.cli_if,
-        );
-        let file = std::env::temp_dir().join(format!("zc-{}-loss.nft", std::process::id()));
-        std::fs::write(&file, rules)?;
-        let r = run(Command::new("ip").args(["netns", "exec", &mid, "nft", "-f"]).arg(&file))
-            .context("nft -f (the kernel has no sch_netem; install nftables: `apt-get install nftables`)");
-        let _ = std::fs::remove_file(&file);
-        r?;
-        self.nft = true;
-        Ok(())
-    }
-
-    /// Frames dropped towards the server and towards the client.
-    fn drops(&self) -> Result<(u64, u64)> {
-        let number_after = |text: &str, key: &str| -> Option<u64> {
-            text.split(key).nth(1)?.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
-        };
-        if self.nft {
-            let chain = |c: &str| -> Result<u64> {
-                let (_, text) = output(Command::new("ip").args(["netns", "exec", self.middle(), "nft", "list", "chain", "netdev", "zcloss", c]))?;
-                number_after(&text, "counter packets").with_context(|| format!("no counter in `nft list chain`:\n{text}"))
-            };
-            return Ok((chain("a")?, chain("b")?));
-        }
-        let qdisc = |dev: &str| -> Result<u64> {
-            let (_, text) = output(Command::new("ip").args(["netns", "exec", self.middle(), "tc", "-s", "qdisc", "show", "dev", dev]))?;
-            number_after(&text, "dropped").with_context(|| format!("no drop count in `tc -s qdisc`:\n{text}"))
-        };
-        Ok((qdisc(&self.a.cli_if)?, qdisc(&self.b.srv_if)?))
-    }
-}
-
 /// 100,000 messages of 1 B .. 64 KiB from an AF_XDP client to an AF_XDP server and back,
 /// through 1% loss each way; the server verifies each (sequence, content hash) and sends
 /// it back in its own frames, the client verifies each reply.
 fn reliable_lossy(bins: &MsgBins) -> Result<()> {
-    let mut net = Bridged::up()?;
+    let mut net = Impaired::up("l", 1500)?;
+    net.bridge()?;
     net.lose(1)?;
-    let mut srv = pingpong_server(net.a.in_server("taskset").args(["-c", "0"]), bins, &[
-        "--iface", &net.a.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
+    let mut srv = pingpong_server(net.in_server("taskset").args(["-c", "0"]), bins, &[
+        "--iface", &net.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
     ])?;
-    let mut cli = net.b.in_client("taskset");
+    let mut cli = net.in_client("taskset");
     cli.args(["-c", "1"]).arg(&bins.pingpong).args([
-        "--iface", &net.b.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"),
+        "--iface", &net.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"),
         "--reliable", "--check", "100000", "--depth", "16", "--reply-timeout", "10",
     ]);
     let text = checked(&mut cli, "pingpong --check 100000 through 1% loss")?;

@@ -6,9 +6,9 @@
 use std::process::Command;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 
-use crate::util::{cmd_ok, run};
+use crate::util::{cmd_ok, output, run};
 
 /// Prefix of every namespace this tool creates.
 pub const PREFIX: &str = "zc-";
@@ -150,5 +150,175 @@ pub fn ours() -> Vec<String> {
 pub fn remove(names: &[String]) {
     for n in names {
         delete(n);
+    }
+}
+
+/// Three namespaces in a line, for tests that need an impaired link: the server and the
+/// client each hold one end of a veth pair whose other end is in a middle namespace.
+///
+/// ```text
+///  server ns                     middle ns                          client ns
+///  10.77.0.1 srv_if ── veth ── mid_srv_if   mid_cli_if ── veth ── cli_if 10.77.0.2
+/// ```
+///
+/// The middle forwards nothing by itself: either [`Impaired::bridge`] joins its two ends
+/// with a kernel bridge (and [`Impaired::lose`] drops a share of the frames with `tc netem`
+/// or nftables), or a user-space forwarder (`xtask internal impair`) runs in it. Impairing
+/// in the middle is the only place that works for AF_XDP: copy-mode transmit skips the
+/// qdisc of the sending veth, so `tc netem` on an endpoint's own veth never sees its frames.
+/// The middle has no addresses and IPv6 off, so its kernel sends nothing of its own.
+#[derive(Debug)]
+pub struct Impaired {
+    /// Server namespace.
+    pub server: String,
+    /// Middle namespace.
+    pub middle: String,
+    /// Client namespace.
+    pub client: String,
+    /// The veth end in the server namespace (10.77.0.1).
+    pub srv_if: String,
+    /// The veth end in the client namespace (10.77.0.2).
+    pub cli_if: String,
+    /// The middle's end towards the server.
+    pub mid_srv_if: String,
+    /// The middle's end towards the client.
+    pub mid_cli_if: String,
+    nft: bool,
+}
+
+impl Impaired {
+    /// Creates the three namespaces and both veth pairs, up, with addresses on the ends.
+    pub fn up(tag: &str, mtu: u32) -> Result<Impaired> {
+        let pid = std::process::id();
+        let net = Impaired {
+            server: format!("{PREFIX}{pid}-{tag}s"),
+            middle: format!("{PREFIX}{pid}-{tag}m"),
+            client: format!("{PREFIX}{pid}-{tag}c"),
+            srv_if: format!("zc{pid}{tag}s"),
+            cli_if: format!("zc{pid}{tag}c"),
+            mid_srv_if: format!("zc{pid}{tag}ms"),
+            mid_cli_if: format!("zc{pid}{tag}mc"),
+            nft: false,
+        };
+        for n in [&net.server, &net.middle, &net.client] {
+            run(Command::new("ip").args(["netns", "add", n])).with_context(|| format!("creating namespace {n}"))?;
+            LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(n.clone());
+        }
+        // Before any link exists in it, so no interface of the middle ever sends IPv6
+        // router or neighbour solicitations of its own.
+        for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
+            run(Command::new("ip").args(["netns", "exec", &net.middle, "sysctl", "-qw", key])).with_context(|| format!("sysctl {key} in the middle"))?;
+        }
+        let mtu = mtu.to_string();
+        let steps: Vec<Vec<&str>> = vec![
+            vec!["link", "add", &net.srv_if, "netns", &net.server, "mtu", &mtu, "type", "veth", "peer", "name", &net.mid_srv_if, "netns", &net.middle, "mtu", &mtu],
+            vec!["link", "add", &net.cli_if, "netns", &net.client, "mtu", &mtu, "type", "veth", "peer", "name", &net.mid_cli_if, "netns", &net.middle, "mtu", &mtu],
+            vec!["-n", &net.server, "addr", "add", "10.77.0.1/24", "dev", &net.srv_if],
+            vec!["-n", &net.client, "addr", "add", "10.77.0.2/24", "dev", &net.cli_if],
+            vec!["-n", &net.server, "link", "set", "lo", "up"],
+            vec!["-n", &net.client, "link", "set", "lo", "up"],
+            vec!["-n", &net.server, "link", "set", &net.srv_if, "up"],
+            vec!["-n", &net.client, "link", "set", &net.cli_if, "up"],
+            vec!["-n", &net.middle, "link", "set", &net.mid_srv_if, "up"],
+            vec!["-n", &net.middle, "link", "set", &net.mid_cli_if, "up"],
+        ];
+        for args in steps {
+            run(Command::new("ip").args(&args)).with_context(|| format!("ip {}", args.join(" ")))?;
+        }
+        // Full checksums from the client's kernel, as a wire would carry (see `Netns::up`).
+        run(Command::new("ip").args(["netns", "exec", &net.client, "ethtool", "-K", &net.cli_if, "tx", "off"]).stdout(std::process::Stdio::null()))
+            .context("ethtool -K (client veth) tx off")?;
+        Ok(net)
+    }
+
+    /// A command run inside the server namespace.
+    pub fn in_server(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.server]).arg(prog);
+        c
+    }
+
+    /// A command run inside the middle namespace.
+    pub fn in_middle(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.middle]).arg(prog);
+        c
+    }
+
+    /// A command run inside the client namespace.
+    pub fn in_client(&self, prog: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.client]).arg(prog);
+        c
+    }
+
+    /// Joins the middle's two ends with a kernel bridge (a lossless wire until [`Impaired::lose`]).
+    pub fn bridge(&self) -> Result<()> {
+        let ipn = |args: &[&str]| run(Command::new("ip").args(args)).with_context(|| format!("ip {}", args.join(" ")));
+        ipn(&["-n", &self.middle, "link", "add", "br0", "type", "bridge"])?;
+        for dev in [&self.mid_srv_if, &self.mid_cli_if] {
+            ipn(&["-n", &self.middle, "link", "set", dev, "master", "br0"])?;
+        }
+        ipn(&["-n", &self.middle, "link", "set", "br0", "up"])
+    }
+
+    /// Loses `pct`% of the frames crossing the bridge, each way: `tc netem` on both middle
+    /// ends' egress, or, where the kernel has no `sch_netem` (CONFIG_NET_SCH_NETEM off),
+    /// an nftables netdev-ingress rule `numgen random mod 100 < pct drop` on both.
+    pub fn lose(&mut self, pct: u32) -> Result<()> {
+        let netem = |dev: &str| {
+            output(self.in_middle("tc").args(["qdisc", "add", "dev", dev, "root", "netem", "loss", &format!("{pct}%")]))
+        };
+        let (ok, text) = netem(&self.mid_srv_if)?;
+        if ok {
+            let (ok2, text2) = netem(&self.mid_cli_if)?;
+            ensure!(ok2, "tc netem on {}: {text2}", self.mid_cli_if);
+            self.nft = false;
+            return Ok(());
+        }
+        println!("  tc netem unavailable ({}); dropping with nftables instead", text.trim());
+        // Chain `a` drops towards the server (frames entering from the client side),
+        // chain `b` towards the client.
+        let rules = format!(
+            "table netdev zcloss {{\n chain a {{ type filter hook ingress device \"{a}\" priority 0; numgen random mod 100 < {pct} counter drop; }}\n chain b {{ type filter hook ingress device \"{b}\" priority 0; numgen random mod 100 < {pct} counter drop; }}\n}}\n",
+            a = self.mid_cli_if,
+            b = self.mid_srv_if,
+        );
+        let file = std::env::temp_dir().join(format!("zc-{}-{}-loss.nft", std::process::id(), self.middle));
+        std::fs::write(&file, rules)?;
+        let r = run(self.in_middle("nft").arg("-f").arg(&file))
+            .context("nft -f (the kernel has no sch_netem; install nftables: `apt-get install nftables`)");
+        let _ = std::fs::remove_file(&file);
+        r?;
+        self.nft = true;
+        Ok(())
+    }
+
+    /// Frames [`Impaired::lose`] dropped towards the server and towards the client.
+    pub fn drops(&self) -> Result<(u64, u64)> {
+        let number_after = |text: &str, key: &str| -> Option<u64> {
+            text.split(key).nth(1)?.split(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty())?.parse().ok()
+        };
+        if self.nft {
+            let chain = |c: &str| -> Result<u64> {
+                let (_, text) = output(self.in_middle("nft").args(["list", "chain", "netdev", "zcloss", c]))?;
+                number_after(&text, "counter packets").with_context(|| format!("no counter in `nft list chain`:\n{text}"))
+            };
+            return Ok((chain("a")?, chain("b")?));
+        }
+        let qdisc = |dev: &str| -> Result<u64> {
+            let (_, text) = output(self.in_middle("tc").args(["-s", "qdisc", "show", "dev", dev]))?;
+            number_after(&text, "dropped").with_context(|| format!("no drop count in `tc -s qdisc`:\n{text}"))
+        };
+        // netem on the end towards the server drops what goes to the server.
+        Ok((qdisc(&self.mid_srv_if)?, qdisc(&self.mid_cli_if)?))
+    }
+}
+
+impl Drop for Impaired {
+    fn drop(&mut self) {
+        for n in [&self.server, &self.middle, &self.client] {
+            delete(n);
+        }
     }
 }
