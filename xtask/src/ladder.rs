@@ -9,7 +9,7 @@
 //! 400/404/405/416, and traversal attempts that must never return anything from outside.
 
 mod bench;
-mod procstat;
+pub mod procstat;
 mod report;
 
 use std::path::Path;
@@ -58,7 +58,9 @@ fn start(bins: &Bins, e: &Env, method: &str) -> Result<Daemon> {
     let mut cmd = e.ns.in_server(&bins.fileserver);
     cmd.args(["--backend", "kernel", "--method", method, "--addr", "0.0.0.0", "--port", &PORT.to_string(), "--root"])
         .arg(&e.data.www)
-        .args(["--user", "nobody", "--blocks", "64", "--cache-blocks", "16", "--block-kib", "256"])
+        // A pool of 6 blocks: eight parallel clients of a 5-block file run it dry, so
+        // direct-uring's wait-for-a-free-block path is exercised too.
+        .args(["--user", "nobody", "--blocks", "6", "--cache-blocks", "2", "--block-kib", "256"])
         .env("RUST_LOG", "warn");
     let mut d = Daemon::spawn("fileserver", &mut cmd)?;
     d.wait_line("ready", Duration::from_secs(20))?;

@@ -263,6 +263,10 @@ fn counters_note(text: &str, rung: Rung) -> String {
             let kc = c("fileserver_zerocopy_kernel_copied_bytes_total ");
             let kcs = c("fileserver_zerocopy_kernel_copied_sends_total ");
             note += &format!("; {zc} MSG_ZEROCOPY sends, kernel reported {kcs} of them copied ({:.0}% of bytes)", pct(kc, sent));
+            let plain = c("fileserver_zerocopy_plain_fallback_bytes_total ");
+            if plain > 0 {
+                note += &format!("; {:.0}% sent plainly after ENOBUFS", pct(plain, sent));
+            }
         }
         Rung::Kernel("direct-uring") | Rung::Xdp => {
             note += &format!(

@@ -143,7 +143,7 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
     const BAR_MAX: f64 = 470.0;
     const ROW_H: f64 = 22.0;
     let panel_h = 34.0 + ROW_H * rows.len() as f64;
-    let top = 64.0;
+    let top = 78.0;
     let h = top + panel_h * WORKLOADS.len() as f64 + 24.0;
     let mut o = String::new();
     let _ = writeln!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="13">"#);
@@ -153,9 +153,13 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
         o,
         r##"<text x="10" y="44" fill="#444">{}</text>"##,
         esc(&format!(
-            "Linux {}, veth, server on CPU 1, client on CPU 0. Label: throughput · server CPU s/GiB · ratio to read-write. Large file {} MiB; wrk {} s, {} connections.",
+            "Linux {}, veth pair, server on CPU 1, client on CPU 0; large file {} MiB (curl); wrk {} s, {} connections.",
             m.kernel, m.size_mib, m.secs, m.connections
         ))
+    );
+    let _ = writeln!(
+        o,
+        r##"<text x="10" y="62" fill="#444">Label: throughput · server CPU seconds per GiB sent · throughput as a ratio to read-write in the same panel.</text>"##
     );
     for (i, w) in WORKLOADS.iter().enumerate() {
         let y0 = top + panel_h * i as f64;
