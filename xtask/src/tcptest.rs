@@ -44,6 +44,7 @@ impl Data {
         std::fs::create_dir_all(&www).with_context(|| format!("creating {}", www.display()))?;
         let mut data = Data { dir, www, size, sha: String::new() };
         write_random(&data.www.join("big"), size, 0x7c9)?;
+        write_random(&data.www.join("small"), 64 << 10, 0x5a1)?;
         data.sha = sha256_file(&data.www.join("big"))?;
         Ok(data)
     }
@@ -121,6 +122,7 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
     suite.case("tcp_kernel_client_1gib_1pct_loss_and_reordering", || lossy(bins, get()?, "1", "1"));
     suite.case("tcp_payload_copied_zero_or_all_mtu1500", || copied(bins, get()?, 1500));
     suite.case("tcp_payload_copied_zero_or_all_mtu9000", || copied(bins, get()?, 9000));
+    suite.case("tcp_malformed_segments_rst_and_100k_syn_flood_then_serving", || malformed(bins, get()?));
     drop(data);
 }
 
@@ -177,7 +179,7 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
     let (dropped_c, dropped_s, reord_c, reord_s) = (r("to_client_dropped"), r("to_server_dropped"), r("to_client_reordered"), r("to_server_reordered"));
     let retx = counter(&stext, "fileserver_tcp_retransmits_total").unwrap_or(0);
     let line = ss.split_whitespace().collect::<Vec<_>>().join(" ");
-    let (_, nstat) = output(net.in_client("nstat").args(["-saz", "TcpExtTCPOFOQueue", "TcpExtTCPSACKReorder", "TcpExtTCPDSACKRecv"]))?;
+    let (_, nstat) = output(net.in_client("nstat").args(["-saz", "TcpExtTCPOFOQueue", "TcpExtTCPDSACKOldSent", "TcpExtTCPDSACKOfoSent"]))?;
     let nstat: Vec<String> = nstat.lines().filter(|l| l.starts_with("TcpExt")).map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("=")).collect();
     println!("  {} MiB byte-exact in {secs:.1} s ({:.0} MB/s) through {loss}% loss + {reorder}% reordering each way", data.size >> 20, data.size as f64 / secs / 1e6);
     println!(
@@ -186,9 +188,10 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
         r("to_server_frames")
     );
     println!(
-        "  server: {retx} retransmissions, {} RTO expiries, {} fast recoveries; client kernel: {}",
+        "  server: {retx} retransmissions, {} RTO expiries, {} fast recoveries, {} loss probes; client kernel: {}",
         counter(&stext, "fileserver_tcp_rto_expired_total").unwrap_or(0),
-        counter(&stext, "fileserver_tcp_fast_recoveries_total").map_or("?".into(), |v| v.to_string()),
+        counter(&stext, "fileserver_tcp_fast_recoveries_total").map_or("(not reported)".into(), |v| v.to_string()),
+        counter(&stext, "fileserver_tcp_loss_probes_total").map_or("(not reported)".into(), |v| v.to_string()),
         nstat.join(" ")
     );
     let opts: Vec<&str> = line.split(' ').filter(|w| *w == "ts" || *w == "sack" || w.starts_with("wscale:") || w.starts_with("mss:")).collect();
@@ -241,6 +244,58 @@ fn copied(bins: &Bins, data: &Data, mtu: u32) -> Result<()> {
         // The kernel releases the AF_XDP socket of the exited process asynchronously.
         std::thread::sleep(Duration::from_millis(500));
     }
+    Ok(())
+}
+
+/// Hostile input from the client namespace (`xtask internal tcp-craft`): 1000 each of
+/// bad checksums, data offsets too small and too large, truncated options; RSTs with wrong
+/// sequence numbers on a live connection (which must answer a challenge ACK and keep
+/// serving); 100,000 SYNs from spoofed sources. Then a normal 1 GiB download is
+/// byte-exact, and the server's report counts the drops.
+fn malformed(bins: &Bins, data: &Data) -> Result<()> {
+    let ns = Netns::up("tm", 1500)?;
+    let mut srv = xdp_server(ns.in_server("env"), bins, &ns.srv_if, &data.www, 80, &[])?;
+    let (ok, mac) = output(ns.in_server("cat").arg(format!("/sys/class/net/{}/address", ns.srv_if)))?;
+    ensure!(ok, "reading the server's MAC: {mac}");
+    let start = Instant::now();
+    let (ok, text) = output(ns.in_client(&bins.xtask).args([
+        "internal", "tcp-craft", "--iface", &ns.cli_if, "--server", &format!("{SRV_ADDR}:80"), "--server-mac", mac.trim(), "--count", "1000", "--syns", "100000",
+    ]))?;
+    ensure!(ok, "tcp-craft failed:\n{text}");
+    let crafted = start.elapsed().as_secs_f64();
+    let got = sha_download(ns.in_client("bash"), &format!("http://{SRV_ADDR}/big"), 300)?;
+    ensure!(got == data.sha, "the download after the hostile input differs: {got} != {}", data.sha);
+    let (ok, stext) = srv.terminate(Duration::from_secs(20))?;
+    ensure!(ok, "fileserver did not exit cleanly:\n{stext}");
+    let bad_sum = counter(&stext, "fileserver_tcp_bad_checksum_total").context("no tcp_bad_checksum_total in the report")?;
+    ensure!(bad_sum >= 1000, "only {bad_sum} bad checksums counted, 1000 sent");
+    // Counters the report may carry (the server prints the stack's counters it knows). A
+    // SYN the AF_XDP ring dropped never reached the stack.
+    let rx_dropped = counter(&stext, "fileserver_xsk_rx_dropped_total").unwrap_or(0);
+    let mut seen = vec![format!("bad checksum {bad_sum}")];
+    for (name, at_least) in [
+        ("fileserver_tcp_bad_offset_total", 2000),
+        ("fileserver_tcp_bad_options_total", 1000),
+        ("fileserver_tcp_rst_bad_seq_total", 1),
+        ("fileserver_tcp_rst_challenged_total", 1),
+        ("fileserver_tcp_syn_received_total", 100_000u64.saturating_sub(rx_dropped)),
+        ("fileserver_tcp_syn_cookies_sent_total", 1),
+    ] {
+        if let Some(v) = counter(&stext, name) {
+            ensure!(v >= at_least, "{name} is {v}, expected at least {at_least}");
+            seen.push(format!("{} {v}", name.trim_start_matches("fileserver_tcp_").trim_end_matches("_total").replace('_', " ")));
+        } else {
+            seen.push(format!("{name}: not in the server's report"));
+        }
+    }
+    println!("  {} (sent in {crafted:.1} s)", text.lines().find(|l| l.starts_with("RESULT")).unwrap_or("").trim());
+    println!("  then 1 GiB byte-exact; server counted: {}", seen.join(", "));
+    println!(
+        "  server received {} frames in all; AF_XDP RX dropped {} (ring full {})",
+        counter(&stext, "fileserver_stack_rx_frames_total").unwrap_or(0),
+        counter(&stext, "fileserver_xsk_rx_dropped_total").unwrap_or(0),
+        counter(&stext, "fileserver_xsk_rx_ring_full_total").unwrap_or(0)
+    );
     Ok(())
 }
 
