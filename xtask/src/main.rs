@@ -7,10 +7,13 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod fstest;
+mod impair;
 mod msg;
 mod netns;
 mod nstest;
 mod setup;
+mod tcpcraft;
+mod tcptest;
 mod util;
 
 use std::net::SocketAddr;
@@ -100,6 +103,17 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2048)]
         size_mib: u64,
     },
+    /// One TCP connection: our stack over AF_XDP vs the kernel's sendfile, the same file
+    /// to curl on the same veth pair, MTU 1500 and 9000; throughput and server CPU s/GiB,
+    /// printed as ratios.
+    Tcp {
+        /// Size of the file in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Timed downloads per path and MTU (the median is printed), after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +147,34 @@ enum Internal {
     TcpRefused {
         #[arg(long)]
         server: SocketAddr,
+    },
+    /// Lossy, reordering AF_PACKET forwarder between two interfaces (middle namespace).
+    Impair {
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        #[arg(long, default_value_t = 1.0)]
+        loss_pct: f64,
+        #[arg(long, default_value_t = 1.0)]
+        reorder_pct: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 600.0)]
+        seconds: f64,
+    },
+    /// Malformed segments, bad RSTs and a SYN flood against a TCP server.
+    TcpCraft {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        #[arg(long)]
+        server_mac: String,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        #[arg(long, default_value_t = 100_000)]
+        syns: u32,
     },
 }
 
@@ -176,11 +218,17 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             setup::ensure()?;
             bench_blocks::run(size_mib)
         }
+        Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
+            let bins = prepare()?;
+            tcptest::bench(&bins, size_mib, runs)
+        }
         Cmd::Internal { cmd } => match cmd {
             Internal::UdpCheck { server, count, max_size, seed } => client::udp_check(server, count, max_size, seed),
             Internal::UdpFlood { server, size, seconds, window } => client::udp_flood(server, size, seconds, window),
             Internal::UdpKernelEcho { port, seconds } => client::udp_kernel_echo(port, seconds),
             Internal::TcpRefused { server } => client::tcp_refused(server),
+            Internal::Impair { a, b, loss_pct, reorder_pct, seed, seconds } => impair::impair(&a, &b, loss_pct, reorder_pct, seed, seconds),
+            Internal::TcpCraft { iface, server, server_mac, count, syns } => tcpcraft::craft(&iface, server, &server_mac, count, syns),
         },
     }
 }
@@ -222,6 +270,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
+    tcptest::tests(&mut suite, &bins);
     let ns = suite.finish("namespace tests");
     if failed {
         bail!("unit tests failed");

@@ -497,6 +497,14 @@ impl Server {
         let ps = pool.stats();
         m.extra = vec![
             ("tcp_retransmits_total".into(), s.tcp_retransmits),
+            ("tcp_fast_recoveries_total".into(), s.tcp_fast_recoveries),
+            ("tcp_loss_probes_total".into(), s.tcp_loss_probes),
+            ("tcp_bad_offset_total".into(), s.tcp_bad_offset),
+            ("tcp_bad_options_total".into(), s.tcp_bad_options),
+            ("tcp_rst_bad_seq_total".into(), s.tcp_rst_bad_seq),
+            ("tcp_rst_challenged_total".into(), s.tcp_rst_challenged),
+            ("tcp_syn_received_total".into(), s.tcp_syn_received),
+            ("tcp_syn_cookies_sent_total".into(), s.tcp_syn_cookies_sent),
             ("tcp_rto_expired_total".into(), s.tcp_rto_expired),
             ("tcp_established_total".into(), s.tcp_established),
             ("tx_payload_bytes_total".into(), s.tx_payload_bytes),
