@@ -3,6 +3,7 @@
 //! the file server, nginx's master and worker, and nginx's aio threads are all counted.
 //! Softirq work the kernel does on the server's behalf on another CPU is not in these.
 
+use std::collections::{HashMap, HashSet};
 use std::process::Command;
 
 use crate::util::cmd_ok;
@@ -66,6 +67,54 @@ fn status_ctxt(status: &str) -> u64 {
         .filter(|l| l.starts_with("voluntary_ctxt_switches:") || l.starts_with("nonvoluntary_ctxt_switches:"))
         .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .sum()
+}
+
+/// Everything else the machine did: CPU time of user processes outside the benchmark's
+/// namespaces (other work on a shared machine) plus time the hypervisor stole. A run with
+/// much of it is measured again.
+#[derive(Debug, Default)]
+pub struct Background {
+    ticks: HashMap<u32, u64>,
+    steal: u64,
+}
+
+impl Background {
+    /// Now; processes in the namespaces `ours` and this process are left out.
+    pub fn sample(ours: &[&str]) -> Background {
+        let mut skip: HashSet<u32> = HashSet::from([std::process::id()]);
+        for ns in ours {
+            let pids = cmd_ok(Command::new("ip").args(["netns", "pids", ns])).unwrap_or_default();
+            skip.extend(pids.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+        }
+        let mut ticks = HashMap::new();
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if skip.contains(&pid) {
+                continue;
+            }
+            // Kernel threads have an empty command line; softirq work for our own traffic
+            // runs in some of them, so they are not "someone else".
+            let user = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
+            if !user {
+                continue;
+            }
+            if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                ticks.insert(pid, stat_ticks(&s));
+            }
+        }
+        let steal = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().and_then(|l| l.split_whitespace().nth(8)).and_then(|v| v.parse().ok()))
+            .unwrap_or(0);
+        Background { ticks, steal }
+    }
+
+    /// Ticks used by others between `before` and `self` (processes started in between
+    /// count from zero; processes that ended in between are lost).
+    pub fn since(&self, before: &Background) -> u64 {
+        let procs: u64 = self.ticks.iter().map(|(pid, t)| t.saturating_sub(before.ticks.get(pid).copied().unwrap_or(0))).sum();
+        procs + self.steal.saturating_sub(before.steal)
+    }
 }
 
 /// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux when that fails).

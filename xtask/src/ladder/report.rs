@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use super::bench::{Cell, Row, Rung, Workload, WORKLOADS};
+use super::bench::{Cell, Row, Rung, Workload, QUIET, WORKLOADS};
 use crate::nginx::NginxMode;
 
 /// How the run was made, for the captions.
@@ -13,10 +13,14 @@ pub(super) struct Meta {
     pub cpu: String,
     pub nginx: String,
     pub secs: u64,
+    /// Attempts per download and per wrk run (the fastest is shown).
+    pub large_tries: u32,
+    pub wrk_tries: u32,
     pub size_mib: u64,
     pub connections: u32,
     pub elapsed: f64,
-    pub args: String,
+    /// The command line that produced the figures.
+    pub command: String,
 }
 
 pub(super) fn workload_title(w: Workload) -> &'static str {
@@ -61,14 +65,14 @@ fn num(v: f64) -> String {
 
 pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "## The copy ladder, measured (`cargo xtask bench ladder {}`)", m.args.trim_start_matches("bench ladder").trim());
+    let _ = writeln!(o, "## The copy ladder, measured (`{}`)", m.command.trim());
     let _ = writeln!(o);
     let _ = writeln!(
         o,
         "Linux {}, {}; veth pair between two namespaces; server pinned to CPU 1, clients to CPU 0; \
-         large file {} MiB (curl, one download warm after a warm-up, one cold after `drop_caches`); \
-         wrk -t1 -c{} for {} s over 64 x 1 MiB and 256 x 16 KiB files; nginx {}. Run took {:.0} s.",
-        m.kernel, m.cpu, m.size_mib, m.connections, m.secs, m.nginx, m.elapsed
+         large file {} MiB with curl, warm (after a warm-up download) and cold (after `drop_caches`), fastest of {}; \
+         wrk -t1 -c{} for {} s over 64 x 1 MiB and over 256 x 16 KiB files, fastest of {}; nginx {}. Run took {:.0} s.",
+        m.kernel, m.cpu, m.size_mib, m.large_tries, m.connections, m.secs, m.wrk_tries, m.nginx, m.elapsed
     );
     let _ = writeln!(o);
     let _ = writeln!(
@@ -77,6 +81,7 @@ pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
     );
     let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
     let mut failures = Vec::new();
+    let mut disturbed = false;
     for r in rows {
         let mut line = format!("| {} |", r.rung.label());
         for (i, w) in WORKLOADS.iter().enumerate() {
@@ -84,7 +89,11 @@ pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
                 Ok(c) => {
                     let v = headline(*w, c);
                     let ratio = baseline(rows, i).map(|b| format!(" ({:.2}x)", v / b)).unwrap_or_default();
-                    let warn = if c.errors > 0 { format!(" ({} errors)", c.errors) } else { String::new() };
+                    let mut warn = if c.errors > 0 { format!(" ({} errors)", c.errors) } else { String::new() };
+                    if c.background > QUIET {
+                        warn.push_str(" †");
+                        disturbed = true;
+                    }
                     let _ = write!(line, " {}{ratio}{warn} |", num(v));
                 }
                 Err(e) => {
@@ -106,6 +115,14 @@ pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
          process in the server namespace (softirq work done on the client's CPU is not in it) per GiB of response bytes. \
          Context switches: voluntary + involuntary, all server threads, per request (a large-file download is one request)."
     );
+    if disturbed {
+        let _ = writeln!(
+            o,
+            "† Other processes or the hypervisor took more than {:.0}% of a CPU during the attempt shown \
+             (and no quiet attempt was faster); the figure is less trustworthy. Run again on a quiet machine.",
+            QUIET * 100.0
+        );
+    }
     let _ = writeln!(o);
     for r in rows.iter().filter(|r| !r.note.is_empty()) {
         let _ = writeln!(o, "- **{}**: {}", r.rung.label(), r.note);
@@ -193,7 +210,7 @@ mod tests {
     use super::*;
 
     fn cell(mb: f64) -> Cell {
-        Cell { bytes: (mb * 1e6) as u64, requests: 10, secs: 1.0, cpu_secs: 0.5, ctxt: 20, errors: 0 }
+        Cell { bytes: (mb * 1e6) as u64, requests: 10, secs: 1.0, cpu_secs: 0.5, ctxt: 20, errors: 0, background: 0.0 }
     }
 
     #[test]
@@ -203,7 +220,7 @@ mod tests {
             Row { rung: Rung::Kernel("sendfile"), cells: WORKLOADS.iter().map(|_| Ok(cell(250.0))).collect(), note: String::new() },
             Row { rung: Rung::Xdp, cells: WORKLOADS.iter().map(|_| Err("no XDP".to_string())).collect(), note: String::new() },
         ];
-        let m = Meta { kernel: "6.18".into(), cpu: "x".into(), nginx: "1.22".into(), secs: 2, size_mib: 256, connections: 4, elapsed: 1.0, args: "bench ladder --quick".into() };
+        let m = Meta { kernel: "6.18".into(), cpu: "x".into(), nginx: "1.22".into(), secs: 2, large_tries: 2, wrk_tries: 1, size_mib: 256, connections: 4, elapsed: 1.0, command: "cargo xtask bench ladder --quick".into() };
         let md = markdown(&rows, &m);
         assert!(md.contains("| sendfile | 250 (2.50x) |"), "{md}");
         assert!(md.contains("| AF_XDP (ours) | failed |"), "{md}");
