@@ -7,9 +7,11 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod fstest;
+mod ladder;
 mod impair;
 mod msg;
 mod netns;
+mod nginx;
 mod nstest;
 mod setup;
 mod tcpcraft;
@@ -89,6 +91,9 @@ enum BenchCmd {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// The copy ladder: every kernel-backend method, the AF_XDP backend and nginx on the
+    /// same veth pair and files; one table (target/bench/ladder.md) and chart (ladder.svg).
+    Ladder(ladder::BenchOpts),
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
     Msg {
@@ -210,6 +215,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
+        Cmd::Bench { what: BenchCmd::Ladder(opts) } => {
+            let bins = prepare()?;
+            ladder::bench(&bins, &opts)
+        }
         Cmd::Bench { what: BenchCmd::Msg { seconds } } => {
             let bins = prepare()?;
             msg::bench(&bins.msg, seconds)
@@ -269,6 +278,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    ladder::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
     let ns = suite.finish("namespace tests");

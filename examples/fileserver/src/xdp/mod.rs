@@ -77,7 +77,15 @@ struct Server {
     metrics: Metrics,
     done: Vec<BlockDone>,
     epoch: std::time::Instant,
+    /// Files held open, by (dev, inode), so each keeps one stable `/proc/self/fd` path: the
+    /// cache knows files by path, and a reused descriptor number would look like a changed
+    /// file and throw its blocks away. Least recently used goes first past the limit.
+    held: HashMap<(u64, u64), (std::fs::File, u64)>,
+    turn: u64,
 }
+
+/// Files held open for their stable `/proc/self/fd` path.
+const MAX_HELD_FILES: usize = 256;
 
 pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>, dump: &Arc<AtomicBool>) -> Result<()> {
     datapath::caps::require_datapath()?;
@@ -165,6 +173,8 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
         metrics: Metrics::default(),
         done: Vec::new(),
         epoch: std::time::Instant::now(),
+        held: HashMap::new(),
+        turn: 0,
     };
     let mut rx = Vec::with_capacity(64);
     let mut refused = 0u64;
@@ -377,19 +387,15 @@ impl Server {
                         // The cache opens the inode the root resolution found, through this
                         // process's descriptor, so no path is looked up outside the root.
                         let file = match head.body {
-                            Some(_) => {
-                                use std::os::fd::AsRawFd;
-                                let proc_path = PathBuf::from(format!("/proc/self/fd/{}", o.file.as_raw_fd()));
-                                match self.cache.open(&proc_path) {
-                                    Ok(f) => Some(f),
-                                    Err(e) => {
-                                        log::warn!("{}: {e}", o.path);
-                                        let h = http::answer_error(http::Status::InternalError, req.http11, true, false, now);
-                                        self.push(c, h, consumed, None);
-                                        continue;
-                                    }
+                            Some(_) => match self.open_held(o.file) {
+                                Ok(f) => Some(f),
+                                Err(e) => {
+                                    log::warn!("{}: {e}", o.path);
+                                    let h = http::answer_error(http::Status::InternalError, req.http11, true, false, now);
+                                    self.push(c, h, consumed, None);
+                                    continue;
                                 }
-                            }
+                            },
                             None => None,
                         };
                         (head, consumed, file)
@@ -402,6 +408,24 @@ impl Server {
         if c.inbuf.is_empty() {
             c.head_started = None;
         }
+    }
+
+    /// Opens `file` (already resolved beneath the root) in the block cache through this
+    /// process's descriptor, held open per inode so its path stays the same.
+    fn open_held(&mut self, file: std::fs::File) -> Result<umem::CachedFile, umem::Error> {
+        use std::os::fd::AsRawFd;
+        let st = rustix::fs::fstat(&file).map_err(|e| umem::Error::Syscall { call: "fstat", source: e.into() })?;
+        let key = (st.st_dev, st.st_ino);
+        self.turn += 1;
+        if !self.held.contains_key(&key) && self.held.len() >= MAX_HELD_FILES {
+            if let Some(old) = self.held.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
+                self.held.remove(&old);
+            }
+        }
+        let held = self.held.entry(key).or_insert((file, 0));
+        held.1 = self.turn;
+        let path = PathBuf::from(format!("/proc/self/fd/{}", held.0.as_raw_fd()));
+        self.cache.open(&path)
     }
 
     fn push(&mut self, c: &mut XConn, head: Head, consumed: usize, file: Option<umem::CachedFile>) {
