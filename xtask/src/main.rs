@@ -94,6 +94,18 @@ enum BenchCmd {
     /// The copy ladder: every kernel-backend method, the AF_XDP backend and nginx on the
     /// same veth pair and files; one table (target/bench/ladder.md) and chart (ladder.svg).
     Ladder(ladder::BenchOpts),
+    /// The file server on AF_XDP against nginx (`sendfile on`, and `aio threads;
+    /// directio`), each pinned to one core: 1 GiB download, wrk over 1 MiB and 16 KiB sets,
+    /// at MTU 1500 and 9000; throughput and server CPU s/GiB as ratios. Reports in
+    /// target/bench/files-<mtu>.md/.svg.
+    Files {
+        /// Seconds per wrk run.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// A short run.
+        #[arg(long)]
+        quick: bool,
+    },
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
     Msg {
@@ -214,6 +226,22 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
+        }
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick } } => {
+            let bins = prepare()?;
+            for mtu in [1500, 9000] {
+                let opts = ladder::BenchOpts {
+                    seconds,
+                    size_mib: 1024,
+                    quick,
+                    only: Some("nginx,AF_XDP".into()),
+                    mtu,
+                    report: format!("files-{mtu}"),
+                    connections: 4,
+                };
+                ladder::bench(&bins, &opts)?;
+            }
+            Ok(())
         }
         Cmd::Bench { what: BenchCmd::Ladder(opts) } => {
             let bins = prepare()?;

@@ -44,10 +44,16 @@ pub struct BenchOpts {
     /// large file of at most 256 MiB.
     #[arg(long)]
     pub quick: bool,
-    /// Only rungs whose name contains this (e.g. `sendfile`, `nginx`, `xdp`); the
-    /// read-write baseline always runs, for the ratios.
+    /// Only rungs whose name contains one of these comma-separated words (e.g. `sendfile`,
+    /// `nginx,AF_XDP`); the read-write baseline always runs, for the ratios.
     #[arg(long)]
     pub only: Option<String>,
+    /// MTU of the veth pair.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u32,
+    /// Name of the report files (`<name>.md`, `<name>.svg` under target/bench).
+    #[arg(long, default_value = "ladder")]
+    pub report: String,
     /// wrk connections (one wrk thread, on CPU 0).
     #[arg(long, default_value_t = 4)]
     pub connections: u32,
@@ -154,12 +160,13 @@ pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
     let started = Instant::now();
     println!("bench ladder: writing the data set ({size_mib} MiB file, {SET_1M} x 1 MiB, {SET_16K} x 16 KiB) ...");
     let data = Data::create(size_mib)?;
-    let ns = Netns::up("L", 1500)?;
+    let ns = Netns::up("L", opts.mtu)?;
+    println!("bench {}: veth MTU {}", opts.report, opts.mtu);
     let clk = clk_tck();
     let mut rungs: Vec<Rung> = METHODS.iter().map(|m| Rung::Kernel(m)).collect();
     rungs.extend([Rung::Nginx(NginxMode::Sendfile), Rung::Nginx(NginxMode::DirectAio), Rung::Xdp]);
     if let Some(f) = &opts.only {
-        rungs.retain(|r| *r == Rung::Kernel("read-write") || r.label().contains(f.as_str()));
+        rungs.retain(|r| *r == Rung::Kernel("read-write") || f.split(',').any(|w| !w.is_empty() && r.label().contains(w.trim())));
     }
     let mut rows = Vec::new();
     for rung in rungs {
@@ -200,12 +207,13 @@ pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
     let svg = report::svg(&rows, &meta);
     let out = target_dir().join("bench");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("ladder.md"), &md)?;
-    std::fs::write(out.join("ladder.svg"), &svg)?;
+    let (md_path, svg_path) = (out.join(format!("{}.md", opts.report)), out.join(format!("{}.svg", opts.report)));
+    std::fs::write(&md_path, &md)?;
+    std::fs::write(&svg_path, &svg)?;
     println!();
     print!("{md}");
     println!();
-    println!("written: {} and {}", out.join("ladder.md").display(), out.join("ladder.svg").display());
+    println!("written: {} and {}", md_path.display(), svg_path.display());
     Ok(())
 }
 
