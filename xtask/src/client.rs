@@ -28,6 +28,23 @@ impl Prng {
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
+    /// Writes `size` bytes of the stream to a new file at `path`.
+    pub fn write_file(&mut self, path: &std::path::Path, size: u64) -> Result<()> {
+        use std::io::Write;
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, file);
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            self.fill(&mut buf[..n]);
+            f.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        f.flush()?;
+        Ok(())
+    }
+
     /// Fills `buf`.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {

@@ -4,7 +4,7 @@
 //! error answers, and no payload byte copied by the CPU across all of it.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,11 +49,11 @@ impl DataSet {
             if size > 1 << 28 && !with_big {
                 continue;
             }
-            write_random(&www.join(name), size, &mut rng)?;
+            rng.write_file(&www.join(name), size)?;
         }
         for i in 0..SMALL {
             let size = 100 + (rng.next_u64() % (16 << 10)) as usize;
-            write_random(&www.join(format!("small/f{i:03}.txt")), size as u64, &mut rng)?;
+            rng.write_file(&www.join(format!("small/f{i:03}.txt")), size as u64)?;
         }
         std::fs::write(www.join("sub/index.html"), b"<h1>index</h1>\n")?;
         std::fs::write(dir.join("secret"), b"root:outside the root\n")?;
@@ -67,20 +67,6 @@ impl Drop for DataSet {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn write_random(path: &Path, size: u64, rng: &mut Prng) -> Result<()> {
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        f.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok(())
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

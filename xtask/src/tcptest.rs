@@ -12,8 +12,6 @@
 //!   veth pair, same client, MTU 1500 and 9000, printed as ratios.
 
 use std::cell::OnceCell;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,8 +41,8 @@ impl Data {
         let www = dir.join("www");
         std::fs::create_dir_all(&www).with_context(|| format!("creating {}", www.display()))?;
         let mut data = Data { dir, www, size, sha: String::new() };
-        write_random(&data.www.join("big"), size, 0x7c9)?;
-        write_random(&data.www.join("small"), 64 << 10, 0x5a1)?;
+        Prng::new(0x7c9).write_file(&data.www.join("big"), size)?;
+        Prng::new(0x5a1).write_file(&data.www.join("small"), 64 << 10)?;
         data.sha = sha256_file(&data.www.join("big"))?;
         Ok(data)
     }
@@ -54,21 +52,6 @@ impl Drop for Data {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn write_random(path: &Path, size: u64, seed: u64) -> Result<()> {
-    let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
-    let mut rng = Prng::new(seed);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        f.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok(())
 }
 
 fn sha256_file(path: &Path) -> Result<String> {

@@ -7,6 +7,7 @@
 //!   io_uring `O_DIRECT` into the pool and sent from there without a CPU copy.
 #![forbid(unsafe_code)]
 
+mod held;
 mod http;
 mod kernel;
 mod metrics;

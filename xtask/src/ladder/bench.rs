@@ -13,8 +13,6 @@
 //! Figures are printed and written to `target/bench/ladder.md` and `ladder.svg`; nothing
 //! is asserted about speed.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -437,12 +435,12 @@ impl Data {
         std::fs::create_dir_all(data.www.join("m1"))?;
         std::fs::create_dir_all(data.www.join("k16"))?;
         let mut rng = Prng::new(0x001a_dde7);
-        write_random(&data.www.join("big"), size, &mut rng)?;
+        rng.write_file(&data.www.join("big"), size)?;
         for i in 0..SET_1M {
-            write_random(&data.www.join(format!("m1/f{i:03}")), 1 << 20, &mut rng)?;
+            rng.write_file(&data.www.join(format!("m1/f{i:03}")), 1 << 20)?;
         }
         for i in 0..SET_16K {
-            write_random(&data.www.join(format!("k16/f{i:03}")), 16 << 10, &mut rng)?;
+            rng.write_file(&data.www.join(format!("k16/f{i:03}")), 16 << 10)?;
         }
         std::fs::write(&data.lua_1m, lua("/m1/f", SET_1M))?;
         std::fs::write(&data.lua_16k, lua("/k16/f", SET_16K))?;
@@ -454,20 +452,6 @@ impl Drop for Data {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn write_random(path: &Path, size: u64, rng: &mut Prng) -> Result<()> {
-    let mut f = BufWriter::with_capacity(1 << 20, File::create(path).with_context(|| format!("creating {}", path.display()))?);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(buf.len() as u64) as usize;
-        rng.fill(&mut buf[..n]);
-        f.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    f.flush()?;
-    Ok(())
 }
 
 /// A wrk script that cycles through `count` files named `prefix` + 3 digits, and prints

@@ -11,10 +11,11 @@
 //! through it. The ring's descriptor is in the epoll set, so completions wake the loop.
 
 use std::collections::{HashMap, VecDeque};
+
+use crate::held::HeldFiles;
 use std::fs::File;
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use mio::net::TcpStream;
@@ -25,8 +26,6 @@ use crate::metrics::Metrics;
 
 /// Blocks asked ahead per response (bounds one connection's share of the pool).
 const AHEAD: usize = 8;
-/// Files held open for their stable `/proc/self/fd` path (see [`Direct::open`]).
-const MAX_HELD_FILES: usize = 256;
 
 /// How the pool and the cache of `direct-uring` are set up (the same options as the
 /// AF_XDP backend's).
@@ -65,9 +64,8 @@ pub(super) struct Direct {
     done: Vec<BlockDone>,
     /// Connections that found every block in use; retried on the next loop turn.
     pub starved: Vec<usize>,
-    /// Served files by (device, inode), each with the turn it was last used.
-    held: HashMap<(u64, u64), (File, u64)>,
-    turn: u64,
+    /// Served files, one descriptor per inode (see [`crate::held`]).
+    held: HeldFiles,
     opts: DirectOpts,
 }
 
@@ -95,8 +93,7 @@ impl Direct {
             waiting: HashMap::new(),
             done: Vec::new(),
             starved: Vec::new(),
-            held: HashMap::new(),
-            turn: 0,
+            held: HeldFiles::default(),
             opts: opts.clone(),
         })
     }
@@ -135,18 +132,7 @@ impl Direct {
     /// nginx's `open_file_cache`. An inode rewritten in place is still seen afresh (the
     /// cache's key has size, mtime and ctime).
     pub fn open(&mut self, file: File, start: u64, end: u64) -> Result<Stream, umem::Error> {
-        let st = rustix::fs::fstat(&file).map_err(|e| umem::Error::Syscall { call: "fstat", source: e.into() })?;
-        let key = (st.st_dev, st.st_ino);
-        self.turn += 1;
-        if !self.held.contains_key(&key) && self.held.len() >= MAX_HELD_FILES {
-            if let Some(old) = self.held.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
-                self.held.remove(&old);
-            }
-        }
-        let held = self.held.entry(key).or_insert((file, 0));
-        held.1 = self.turn;
-        let path = PathBuf::from(format!("/proc/self/fd/{}", held.0.as_raw_fd()));
-        let f = self.cache.open(&path)?;
+        let f = self.held.open(&mut self.cache, file)?;
         if f.block_len == 0 {
             return Err(umem::Error::Request("the file has no block size (empty?)"));
         }

@@ -77,15 +77,9 @@ struct Server {
     metrics: Metrics,
     done: Vec<BlockDone>,
     epoch: std::time::Instant,
-    /// Files held open, by (dev, inode), so each keeps one stable `/proc/self/fd` path: the
-    /// cache knows files by path, and a reused descriptor number would look like a changed
-    /// file and throw its blocks away. Least recently used goes first past the limit.
-    held: HashMap<(u64, u64), (std::fs::File, u64)>,
-    turn: u64,
+    /// Served files, one descriptor per inode (see [`crate::held`]).
+    held: crate::held::HeldFiles,
 }
-
-/// Files held open for their stable `/proc/self/fd` path.
-const MAX_HELD_FILES: usize = 256;
 
 pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>, dump: &Arc<AtomicBool>) -> Result<()> {
     datapath::caps::require_datapath()?;
@@ -173,8 +167,7 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
         metrics: Metrics::default(),
         done: Vec::new(),
         epoch: std::time::Instant::now(),
-        held: HashMap::new(),
-        turn: 0,
+        held: crate::held::HeldFiles::default(),
     };
     let mut rx = Vec::with_capacity(64);
     let mut refused = 0u64;
@@ -387,7 +380,7 @@ impl Server {
                         // The cache opens the inode the root resolution found, through this
                         // process's descriptor, so no path is looked up outside the root.
                         let file = match head.body {
-                            Some(_) => match self.open_held(o.file) {
+                            Some(_) => match self.held.open(&mut self.cache, o.file) {
                                 Ok(f) => Some(f),
                                 Err(e) => {
                                     log::warn!("{}: {e}", o.path);
@@ -408,24 +401,6 @@ impl Server {
         if c.inbuf.is_empty() {
             c.head_started = None;
         }
-    }
-
-    /// Opens `file` (already resolved beneath the root) in the block cache through this
-    /// process's descriptor, held open per inode so its path stays the same.
-    fn open_held(&mut self, file: std::fs::File) -> Result<umem::CachedFile, umem::Error> {
-        use std::os::fd::AsRawFd;
-        let st = rustix::fs::fstat(&file).map_err(|e| umem::Error::Syscall { call: "fstat", source: e.into() })?;
-        let key = (st.st_dev, st.st_ino);
-        self.turn += 1;
-        if !self.held.contains_key(&key) && self.held.len() >= MAX_HELD_FILES {
-            if let Some(old) = self.held.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| *k) {
-                self.held.remove(&old);
-            }
-        }
-        let held = self.held.entry(key).or_insert((file, 0));
-        held.1 = self.turn;
-        let path = PathBuf::from(format!("/proc/self/fd/{}", held.0.as_raw_fd()));
-        self.cache.open(&path)
     }
 
     fn push(&mut self, c: &mut XConn, head: Head, consumed: usize, file: Option<umem::CachedFile>) {
