@@ -69,21 +69,21 @@ impl Drop for DataSet {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+pub fn sha256_file(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum").arg(path).output()?;
     ensure!(out.status.success(), "sha256sum {}", path.display());
     Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned())
 }
 
 /// sha256 of what `cmd` (a shell pipeline's first part) writes, run in the client namespace.
-fn sha256_download(ns: &Netns, fetch: &str) -> Result<String> {
+pub fn sha256_download(ns: &Netns, fetch: &str) -> Result<String> {
     let out = ns.in_client("bash").args(["-c", &format!("set -o pipefail; {fetch} | sha256sum")]).output()?;
     ensure!(out.status.success(), "`{fetch}` failed: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned())
 }
 
 /// Body bytes of a ranged GET.
-fn fetch_range(ns: &Netns, url: &str, range: &str) -> Result<Vec<u8>> {
+pub fn fetch_range(ns: &Netns, url: &str, range: &str) -> Result<Vec<u8>> {
     let out = ns.in_client("curl").args(["-sf", "--max-time", "30", "-r", range, url]).stderr(Stdio::piped()).output()?;
     ensure!(out.status.success(), "curl -r {range} {url}: {}", String::from_utf8_lossy(&out.stderr));
     Ok(out.stdout)

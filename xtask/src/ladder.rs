@@ -21,6 +21,7 @@ use anyhow::{ensure, Context, Result};
 pub use bench::{bench, BenchOpts};
 
 use crate::fstest::DataSet;
+use crate::fstest::{fetch_range, sha256_download, sha256_file};
 use crate::netns::{Netns, SRV_ADDR};
 use crate::nstest::{Bins, Suite};
 use crate::util::{output, Daemon};
@@ -233,11 +234,6 @@ fn xdp_fallback_hint(bins: &Bins) -> Result<()> {
     Ok(())
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let out = std::process::Command::new("sha256sum").arg(path).output()?;
-    ensure!(out.status.success(), "sha256sum {}", path.display());
-    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned())
-}
 
 fn sha256_bytes(bytes: &[u8]) -> Result<String> {
     use std::io::Write;
@@ -245,19 +241,6 @@ fn sha256_bytes(bytes: &[u8]) -> Result<String> {
     child.stdin.take().context("sha256sum stdin")?.write_all(bytes)?;
     let out = child.wait_with_output()?;
     Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned())
-}
-
-/// sha256 of what `fetch` (a shell command) writes, run in the client namespace.
-fn sha256_download(ns: &Netns, fetch: &str) -> Result<String> {
-    let out = ns.in_client("bash").args(["-c", &format!("set -o pipefail; {fetch} | sha256sum")]).output()?;
-    ensure!(out.status.success(), "`{fetch}` failed: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or("").to_owned())
-}
-
-fn fetch_range(ns: &Netns, url: &str, range: &str) -> Result<Vec<u8>> {
-    let out = ns.in_client("curl").args(["-sf", "--max-time", "30", "-r", range, url]).output()?;
-    ensure!(out.status.success(), "curl -r {range} {url}: {}", String::from_utf8_lossy(&out.stderr));
-    Ok(out.stdout)
 }
 
 /// Status code and body of a curl request.

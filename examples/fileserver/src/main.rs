@@ -109,6 +109,17 @@ struct Args {
     write_timeout: u64,
 }
 
+impl Args {
+    /// The pool's hugepage policy from `--hugepages`.
+    fn hugepages(&self) -> umem::HugePages {
+        match self.hugepages.as_str() {
+            "require" => umem::HugePages::Require,
+            "off" => umem::HugePages::Off,
+            _ => umem::HugePages::Prefer,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
     /// Kernel TCP sockets (works everywhere, no XDP needed).
@@ -154,11 +165,7 @@ fn run(args: Args) -> Result<()> {
                 frames: args.frames,
                 block_kib: args.block_kib,
                 blocks: args.blocks,
-                hugepages: match args.hugepages.as_str() {
-                    "require" => umem::HugePages::Require,
-                    "off" => umem::HugePages::Off,
-                    _ => umem::HugePages::Prefer,
-                },
+                hugepages: args.hugepages(),
                 cache_blocks: args.cache_blocks,
                 direct_threshold: args.direct_threshold,
                 direct_io: !args.no_direct_io,
@@ -179,11 +186,7 @@ fn run(args: Args) -> Result<()> {
             let direct = kernel::DirectOpts {
                 block_kib: args.block_kib,
                 blocks: args.blocks,
-                hugepages: match args.hugepages.as_str() {
-                    "require" => umem::HugePages::Require,
-                    "off" => umem::HugePages::Off,
-                    _ => umem::HugePages::Prefer,
-                },
+                hugepages: args.hugepages(),
                 cache_blocks: args.cache_blocks,
                 direct_threshold: args.direct_threshold,
                 direct_io: !args.no_direct_io,
