@@ -12,8 +12,9 @@ use steer_common::{Counter, FlowAction, FlowKey, COUNTERS};
 use crate::caps::{self, Cap};
 use crate::{Error, Interface};
 
-/// The eBPF object, built by build.rs from `ebpf/steer`.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/steer"));
+/// The eBPF object, built from `ebpf/steer` by `cargo xtask ebpf` with the pinned toolchain
+/// and committed, so building this crate needs stable Rust only.
+static OBJECT: &[u8] = aya::include_bytes_aligned!("../../ebpf/steer.bpf.o");
 
 /// The transport protocol of a steered flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -6,6 +6,7 @@ mod bench;
 mod bench_blocks;
 mod client;
 mod demo;
+mod ebpf;
 mod fstest;
 mod ladder;
 mod impair;
@@ -16,12 +17,13 @@ mod nstest;
 mod setup;
 mod tcpcraft;
 mod tcptest;
+mod toolchain;
 mod util;
 
 use std::net::SocketAddr;
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 use crate::util::{root, run};
@@ -37,10 +39,30 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Install what a fresh machine lacks: LLVM 22 dev packages, nightly rust-src,
-    /// bpf-linker, iproute2/ping/curl/wget/tcpdump/ethtool, and reserved hugepages.
-    /// Idempotent: each step checks first.
-    Setup,
+    /// Install what a fresh machine lacks, at the versions pinned in ebpf/toolchain.toml:
+    /// Debian tools (iproute2, curl, wget, ethtool, nginx, wrk, ...), LLVM 22 dev packages,
+    /// the dated nightly with rust-src, bpf-linker built against LLVM 22, and reserved
+    /// hugepages. Idempotent: each step checks the version it finds and replaces a wrong one.
+    Setup {
+        /// Print each requirement with the version found and the one needed; change nothing.
+        #[arg(long)]
+        check: bool,
+        /// Only what `cargo xtask demo` needs (no LLVM, no nightly, no bpf-linker).
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Rebuild the steering XDP program (ebpf/steer) with the pinned toolchain into the
+    /// committed object ebpf/steer.bpf.o and its input digest. Run it after editing
+    /// anything under ebpf/, and commit both files.
+    Ebpf {
+        /// Only check that the committed object matches its sources (digest, then a
+        /// byte-for-byte rebuild); write nothing.
+        #[arg(long)]
+        check: bool,
+        /// With --check: compare digests only, without rebuilding.
+        #[arg(long, requires = "check")]
+        no_rebuild: bool,
+    },
     /// Create or remove the two test namespaces joined by a veth pair.
     Netns {
         #[command(subcommand)]
@@ -205,7 +227,16 @@ fn main() {
 
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Setup => setup::run_all(),
+        Cmd::Setup { check, demo } => {
+            let profile = if demo { setup::Profile::Demo } else { setup::Profile::Full };
+            if check {
+                setup::check(profile)
+            } else {
+                setup::run_all(profile)
+            }
+        }
+        Cmd::Ebpf { check: false, .. } => ebpf::build_and_write(),
+        Cmd::Ebpf { check: true, no_rebuild } => ebpf::check(!no_rebuild),
         Cmd::Netns { cmd: NetnsCmd::Up { mtu } } => {
             setup::require_root("creating namespaces")?;
             let ns = netns::Netns::up("m", mtu)?;
@@ -252,7 +283,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             msg::bench(&bins.msg, seconds)
         }
         Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
-            setup::ensure()?;
+            setup::ensure(setup::Profile::Full)?;
             bench_blocks::run(size_mib)
         }
         Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
@@ -272,8 +303,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
 
 /// Setup if needed, then the release binaries the namespace runs drive.
 fn prepare() -> Result<nstest::Bins> {
+    prepare_for(setup::Profile::Full)
+}
+
+fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
     setup::require_root("namespace tests, the demo and benchmarks (they create namespaces and attach XDP)")?;
-    setup::ensure()?;
+    setup::ensure(profile)?;
     netns::install_cleanup();
     println!("building release binaries ...");
     run(Command::new(env!("CARGO")).current_dir(root()).args([
@@ -293,9 +328,12 @@ fn prepare() -> Result<nstest::Bins> {
 }
 
 fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
-    setup::ensure()?;
+    setup::ensure(setup::Profile::Full)?;
     let mut failed = false;
     if !no_unit && filter.is_none() {
+        // The committed XDP object must come from the sources in the tree.
+        println!("eBPF object: cargo xtask ebpf --check");
+        ebpf::check(true).context("eBPF object check")?;
         println!("unit tests: cargo test --workspace");
         if run(Command::new(env!("CARGO")).current_dir(root()).args(["test", "--workspace"])).is_err() {
             failed = true;
@@ -311,12 +349,12 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     tcptest::tests(&mut suite, &bins);
     let ns = suite.finish("namespace tests");
     if failed {
-        bail!("unit tests failed");
+        bail!("unit tests or the eBPF object check failed (see above)");
     }
     ns
 }
 
 fn demo() -> Result<()> {
-    let bins = prepare()?;
+    let bins = prepare_for(setup::Profile::Demo)?;
     demo::run(&bins)
 }
