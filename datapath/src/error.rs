@@ -18,7 +18,9 @@ pub enum Error {
     },
 
     /// No such network interface.
-    #[error("no network interface named {0:?} (see `ip link`); in a namespace, run inside it with `ip netns exec NS ...`")]
+    #[error(
+        "no network interface named {0:?} (see `ip link`); in a namespace, run inside it with `ip netns exec NS ...`"
+    )]
     NoInterface(String),
 
     /// The interface's MTU does not fit one frame and multi-buffer is not available.

@@ -29,15 +29,11 @@ impl Interface {
             return Err(Error::NoInterface(name.into()));
         }
         let sys = format!("/sys/class/net/{name}");
-        let mtu = std::fs::read_to_string(format!("{sys}/mtu"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(1500);
+        let mtu =
+            std::fs::read_to_string(format!("{sys}/mtu")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1500);
         let rx_queues = std::fs::read_dir(format!("{sys}/queues"))
             .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
-                    .count() as u32
+                d.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count() as u32
             })
             .unwrap_or(1)
             .max(1);
@@ -46,9 +42,9 @@ impl Interface {
             .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
             .or_else(|| {
                 // Virtual devices have no device/driver link; uevent names their kind.
-                std::fs::read_to_string(format!("{sys}/uevent")).ok().and_then(|u| {
-                    u.lines().find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_owned))
-                })
+                std::fs::read_to_string(format!("{sys}/uevent"))
+                    .ok()
+                    .and_then(|u| u.lines().find_map(|l| l.strip_prefix("DEVTYPE=").map(str::to_owned)))
             })
             .unwrap_or_default();
         Ok(Interface { name: name.into(), index, mtu, rx_queues, driver })

@@ -36,6 +36,6 @@ pub use iface::Interface;
 pub use program::{AttachMode, AttachPolicy, ProgramCounters, Proto, SteerProgram};
 pub use signals::Shutdown;
 pub use xsk::{
-    BindMode, BindPolicy, BusyPoll, PushError, RxFrame, TxBatch, XskConfig, XskSocket, XskStats,
-    XDP_PACKET_HEADROOM, XDP_PKT_CONTD,
+    BindMode, BindPolicy, BusyPoll, PushError, RxFrame, TxBatch, XskConfig, XskSocket, XskStats, XDP_PACKET_HEADROOM,
+    XDP_PKT_CONTD,
 };

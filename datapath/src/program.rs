@@ -147,9 +147,7 @@ impl SteerProgram {
     /// AF_XDP socket of their rx queue.
     pub fn steer(&mut self, proto: Proto, addr: IpAddr, port: u16) -> Result<(), Error> {
         let key = flow_key(proto, addr, port);
-        self.flows
-            .insert(key, FlowAction::default(), 0)
-            .map_err(|e| Error::program("add flow", e))
+        self.flows.insert(key, FlowAction::default(), 0).map_err(|e| Error::program("add flow", e))
     }
 
     /// Stops steering `addr:port`.
@@ -161,11 +159,7 @@ impl SteerProgram {
     /// Puts the socket `fd` (bound to `queue`) into the XSKMAP.
     pub fn register(&mut self, queue: u32, fd: &impl AsRawFd) -> Result<(), Error> {
         if queue >= steer_common::MAX_QUEUES {
-            return Err(Error::NoQueue {
-                iface: self.iface.name.clone(),
-                queue,
-                queues: steer_common::MAX_QUEUES,
-            });
+            return Err(Error::NoQueue { iface: self.iface.name.clone(), queue, queues: steer_common::MAX_QUEUES });
         }
         self.xsks.set(queue, fd.as_raw_fd(), 0).map_err(|e| Error::program("XSKMAP update", e))
     }

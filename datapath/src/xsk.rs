@@ -263,14 +263,14 @@ impl XskSocket {
                 Err(Error::Syscall { call: "bind(AF_XDP) (is the interface up?)", source: io })
             }
             ("bind(AF_XDP)", _) => Ok(io),
-            ("socket(AF_XDP)", libc::EPERM | libc::EACCES) => {
-                Err(Error::MissingCapability { cap: "CAP_NET_RAW", cap_lower: "cap_net_raw", what: "opening an AF_XDP socket" })
-            }
-            ("setsockopt(XDP_UMEM_REG)", libc::ENOMEM | libc::EPERM | libc::ENOBUFS) => Err(Error::Memlock {
-                call: f.call,
-                limit: memlock_limit(),
-                source: io,
+            ("socket(AF_XDP)", libc::EPERM | libc::EACCES) => Err(Error::MissingCapability {
+                cap: "CAP_NET_RAW",
+                cap_lower: "cap_net_raw",
+                what: "opening an AF_XDP socket",
             }),
+            ("setsockopt(XDP_UMEM_REG)", libc::ENOMEM | libc::EPERM | libc::ENOBUFS) => {
+                Err(Error::Memlock { call: f.call, limit: memlock_limit(), source: io })
+            }
             (call, errno) => Err(Error::sys(call, errno)),
         }
     }
@@ -293,11 +293,8 @@ impl XskSocket {
         info.set_queue(cfg.queue);
         let sock = Socket::with_shared(&info, &umem).map_err(fail("socket(AF_XDP)"))?;
         let fq = umem.fq_cq(&sock).map_err(fail("setsockopt(XDP_UMEM_FILL_RING)"))?;
-        let scfg = SocketConfig {
-            rx_size: NonZeroU32::new(cfg.rx_size),
-            tx_size: NonZeroU32::new(cfg.tx_size),
-            bind_flags,
-        };
+        let scfg =
+            SocketConfig { rx_size: NonZeroU32::new(cfg.rx_size), tx_size: NonZeroU32::new(cfg.tx_size), bind_flags };
         let user = umem.rx_tx(&sock, &scfg).map_err(fail("setsockopt(XDP_RX_RING)"))?;
         let rx = user.map_rx().map_err(fail("mmap(rx ring)"))?;
         // SAFETY: the socket's TX ring was just created with `cfg.tx_size` entries (a power
@@ -325,7 +322,12 @@ impl XskSocket {
         };
         let max_mtu = pool.frame_size() - XDP_PACKET_HEADROOM - 14;
         if iface.mtu > max_mtu && !multi_buffer {
-            return Err(Error::MtuTooLarge { iface: iface.name.clone(), mtu: iface.mtu, frame_size: pool.frame_size(), max_mtu });
+            return Err(Error::MtuTooLarge {
+                iface: iface.name.clone(),
+                mtu: iface.mtu,
+                frame_size: pool.frame_size(),
+                max_mtu,
+            });
         }
         // Let one wakeup send a whole ring's worth in copy mode (Linux >= 6.17); older
         // kernels send 32 per call, which `kick` handles by calling again.
@@ -516,9 +518,7 @@ impl XskSocket {
         for _ in 0..64 {
             self.stats.tx_wakeups += 1;
             // SAFETY: a zero-length send with no buffer and no address on our own socket.
-            let rc = unsafe {
-                libc::sendto(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0)
-            };
+            let rc = unsafe { libc::sendto(self.fd, std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
             if rc >= 0 {
                 return;
             }
@@ -620,11 +620,8 @@ impl TxBatch<'_> {
         }
         let last = frags.len() - 1;
         for (i, f) in frags.iter().enumerate() {
-            let desc = XdpDesc {
-                addr: f.addr(),
-                len: f.len() as u32,
-                options: if i < last { XDP_PKT_CONTD } else { 0 },
-            };
+            let desc =
+                XdpDesc { addr: f.addr(), len: f.len() as u32, options: if i < last { XDP_PKT_CONTD } else { 0 } };
             self.ring.write(self.start.wrapping_add(self.used + i as u32), desc);
             f.buf().lease_read();
             self.leased.push(f.addr());
@@ -672,9 +669,8 @@ fn getsockopt_u32(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> std::io::R
 
 fn setsockopt_u32(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: u32) -> std::io::Result<()> {
     // SAFETY: `v` is valid for reads of its size for the call.
-    let rc = unsafe {
-        libc::setsockopt(fd, level, opt, (&v as *const u32).cast(), size_of::<u32>() as libc::socklen_t)
-    };
+    let rc =
+        unsafe { libc::setsockopt(fd, level, opt, (&v as *const u32).cast(), size_of::<u32>() as libc::socklen_t) };
     if rc != 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -687,5 +683,9 @@ fn memlock_limit() -> String {
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
         return "unknown".into();
     }
-    if lim.rlim_cur == libc::RLIM_INFINITY { "unlimited".into() } else { format!("{} bytes", lim.rlim_cur) }
+    if lim.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".into()
+    } else {
+        format!("{} bytes", lim.rlim_cur)
+    }
 }

@@ -49,7 +49,5 @@ pub mod tcp;
 pub mod wire;
 
 pub use counters::Counters;
-pub use iface::{
-    ConnHandle, Full, Link, ListenHandle, Readiness, SocketError, Stack, StackConfig, UdpHandle,
-};
+pub use iface::{ConnHandle, Full, Link, ListenHandle, Readiness, SocketError, Stack, StackConfig, UdpHandle};
 pub use smoltcp::time::{Duration, Instant};

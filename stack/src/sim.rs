@@ -37,7 +37,11 @@ impl Rng {
 
     /// Uniform in `[0, n)` (0 when `n` is 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next_u64() % n }
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
     }
 }
 
@@ -254,7 +258,11 @@ impl SimLink {
     /// payload block, standing for a multi-buffer receive); `None` if the pool is exhausted
     /// (the NIC drops it).
     pub fn rx_frame(&self, bytes: &[u8]) -> Option<BufSlice> {
-        let mut b = if bytes.len() > self.pool.frame_size() as usize { self.pool.alloc_block()? } else { self.pool.alloc_frame()? };
+        let mut b = if bytes.len() > self.pool.frame_size() as usize {
+            self.pool.alloc_block()?
+        } else {
+            self.pool.alloc_frame()?
+        };
         b.get_mut()?.get_mut(..bytes.len())?.copy_from_slice(bytes);
         BufSlice::new(b, 0..bytes.len())
     }

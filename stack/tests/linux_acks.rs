@@ -36,7 +36,8 @@ impl WindowJitter {
         let src = IpAddress::Ipv4(smoltcp::wire::Ipv4Address::new(f[26], f[27], f[28], f[29]));
         let dst = IpAddress::Ipv4(smoltcp::wire::Ipv4Address::new(f[30], f[31], f[32], f[33]));
         f[l4 + 16..l4 + 18].fill(0);
-        let mut c = Checksum::with_sum(stack::wire::pseudo_header(&src, &dst, smoltcp::wire::IpProtocol::Tcp, f.len() - l4));
+        let mut c =
+            Checksum::with_sum(stack::wire::pseudo_header(&src, &dst, smoltcp::wire::IpProtocol::Tcp, f.len() - l4));
         c.add(&f[l4..]);
         let v = c.finish();
         f[l4 + 16..l4 + 18].copy_from_slice(&v.to_be_bytes());
@@ -78,7 +79,12 @@ fn losses_are_repaired_by_fast_recovery_when_ack_windows_change() {
     run(&mut a, &mut b, &mut wire, Duration::from_secs(600));
     let c = a.stack.counters();
     assert!(c.tcp_retransmits > 0, "the wire lost nothing");
-    assert!(c.tcp_fast_recoveries >= 5, "{} fast recoveries for {} retransmissions", c.tcp_fast_recoveries, c.tcp_retransmits);
+    assert!(
+        c.tcp_fast_recoveries >= 5,
+        "{} fast recoveries for {} retransmissions",
+        c.tcp_fast_recoveries,
+        c.tcp_retransmits
+    );
     assert!(
         c.tcp_rto_expired * 5 <= c.tcp_fast_recoveries,
         "{} RTOs against {} fast recoveries: losses wait for the timer",
@@ -100,7 +106,8 @@ fn small_flights(tlp: bool) -> (stack::Counters, Instant) {
     let small = stack::tcp::TcpConfig { recv_buffer: 6 * 1460, ..tcp_config() };
     let b = OurHost::new(2, small, true, Role::Recv { total: TOTAL / 2 }, stream).server();
     let mut b = WindowJitter { inner: b, turn: 0 };
-    let mut wire = Wire { ab: stack::sim::Channel::new(faults(0.02), 42), ba: stack::sim::Channel::new(faults(0.2), 43) };
+    let mut wire =
+        Wire { ab: stack::sim::Channel::new(faults(0.02), 42), ba: stack::sim::Channel::new(faults(0.2), 43) };
     let took = run(&mut a, &mut b, &mut wire, Duration::from_secs(600));
     (a.stack.counters().clone(), took)
 }
@@ -109,9 +116,17 @@ fn small_flights(tlp: bool) -> (stack::Counters, Instant) {
 fn lost_tail_acks_are_repaired_by_loss_probes_not_timeouts() {
     let (without, t0) = small_flights(false);
     let (with, t1) = small_flights(true);
-    eprintln!("without probes: {} RTOs in {t0}; with: {} RTOs, {} probes in {t1}", without.tcp_rto_expired, with.tcp_rto_expired, with.tcp_loss_probes);
+    eprintln!(
+        "without probes: {} RTOs in {t0}; with: {} RTOs, {} probes in {t1}",
+        without.tcp_rto_expired, with.tcp_rto_expired, with.tcp_loss_probes
+    );
     assert_eq!(without.tcp_loss_probes, 0);
     assert!(with.tcp_loss_probes > 0, "no loss probe sent");
-    assert!(with.tcp_rto_expired * 2 < without.tcp_rto_expired, "{} RTOs with probes, {} without", with.tcp_rto_expired, without.tcp_rto_expired);
+    assert!(
+        with.tcp_rto_expired * 2 < without.tcp_rto_expired,
+        "{} RTOs with probes, {} without",
+        with.tcp_rto_expired,
+        without.tcp_rto_expired
+    );
     assert!(t1 < t0, "not faster with probes: {t1} vs {t0}");
 }

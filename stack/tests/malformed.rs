@@ -27,7 +27,12 @@ fn fix_tcp_checksum(frame: &mut [u8], route: &Route) {
     let l4 = 14 + 20;
     frame[l4 + 16..l4 + 18].fill(0);
     let len = frame.len() - l4;
-    let mut c = Checksum::with_sum(stack::wire::pseudo_header(&route.src_ip, &route.dst_ip, smoltcp::wire::IpProtocol::Tcp, len));
+    let mut c = Checksum::with_sum(stack::wire::pseudo_header(
+        &route.src_ip,
+        &route.dst_ip,
+        smoltcp::wire::IpProtocol::Tcp,
+        len,
+    ));
     c.add(&frame[l4..]);
     let v = c.finish();
     frame[l4 + 16..l4 + 18].copy_from_slice(&v.to_be_bytes());
@@ -239,7 +244,13 @@ fn syn_flood_of_100k_then_a_normal_connection_works() {
             seq: Seq(rng.next_u64() as u32),
             flags: TcpFlags::SYN,
             window: 65535,
-            options: TcpOptions { mss: Some(1460), window_scale: Some(7), sack_permitted: true, timestamp: Some((1, 0)), ..Default::default() },
+            options: TcpOptions {
+                mss: Some(1460),
+                window_scale: Some(7),
+                sack_permitted: true,
+                timestamp: Some((1, 0)),
+                ..Default::default()
+            },
             ..Default::default()
         };
         inject(&mut b, now, &tcp_frame(&route, &syn, &[]));

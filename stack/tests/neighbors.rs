@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr,
-    Icmpv4Packet, Icmpv4Repr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Packet, Icmpv4Repr,
+    IpProtocol, Ipv4Packet, Ipv4Repr,
 };
 use stack::sim::Stream;
 use stack::{Duration, Instant};
@@ -27,8 +27,12 @@ fn arp_request_is_answered_in_place() {
         target_protocol_addr: ip(2),
     };
     let mut f = vec![0u8; 42];
-    EthernetRepr { src_addr: mac(9), dst_addr: smoltcp::wire::EthernetAddress::BROADCAST, ethertype: EthernetProtocol::Arp }
-        .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
+    EthernetRepr {
+        src_addr: mac(9),
+        dst_addr: smoltcp::wire::EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    }
+    .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
     req.emit(&mut ArpPacket::new_unchecked(&mut f[14..]));
     let frame = h.link.rx_frame(&f).expect("frame");
     h.stack.handle_frame(Instant::ZERO, frame);
@@ -38,7 +42,8 @@ fn arp_request_is_answered_in_place() {
     let eth = EthernetFrame::new_checked(&reply[..]).expect("eth");
     assert_eq!(eth.dst_addr(), mac(9));
     let arp = ArpRepr::parse(&ArpPacket::new_checked(eth.payload()).expect("arp")).expect("repr");
-    let ArpRepr::EthernetIpv4 { operation, source_hardware_addr, source_protocol_addr, target_hardware_addr, .. } = arp else {
+    let ArpRepr::EthernetIpv4 { operation, source_hardware_addr, source_protocol_addr, target_hardware_addr, .. } = arp
+    else {
         panic!("not an ARP reply")
     };
     assert_eq!(operation, ArpOperation::Reply);
@@ -53,7 +58,13 @@ fn icmp_echo_is_answered_in_place() {
     let mut h = host();
     let data = b"ping payload 0123456789";
     let icmp = Icmpv4Repr::EchoRequest { ident: 7, seq_no: 3, data };
-    let ipr = Ipv4Repr { src_addr: ip(9), dst_addr: ip(2), next_header: IpProtocol::Icmp, payload_len: icmp.buffer_len(), hop_limit: 64 };
+    let ipr = Ipv4Repr {
+        src_addr: ip(9),
+        dst_addr: ip(2),
+        next_header: IpProtocol::Icmp,
+        payload_len: icmp.buffer_len(),
+        hop_limit: 64,
+    };
     let mut f = vec![0u8; 14 + 20 + icmp.buffer_len()];
     EthernetRepr { src_addr: mac(9), dst_addr: mac(2), ethertype: EthernetProtocol::Ipv4 }
         .emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
@@ -69,7 +80,9 @@ fn icmp_echo_is_answered_in_place() {
     let ipp = Ipv4Packet::new_checked(eth.payload()).expect("ip");
     assert!(ipp.verify_checksum());
     assert_eq!((ipp.src_addr(), ipp.dst_addr()), (ip(2), ip(9)));
-    let icmp = Icmpv4Repr::parse(&Icmpv4Packet::new_checked(ipp.payload()).expect("icmp"), &ChecksumCapabilities::default()).expect("repr");
+    let icmp =
+        Icmpv4Repr::parse(&Icmpv4Packet::new_checked(ipp.payload()).expect("icmp"), &ChecksumCapabilities::default())
+            .expect("repr");
     assert_eq!(icmp, Icmpv4Repr::EchoReply { ident: 7, seq_no: 3, data });
     assert_eq!(h.stack.counters().icmp_echo_replies, 1);
 }

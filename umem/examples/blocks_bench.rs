@@ -161,9 +161,7 @@ fn mmap_touch(path: &Path) -> Result<u64, String> {
     let f = File::open(path).map_err(|e| e.to_string())?;
     let len = f.metadata().map_err(|e| e.to_string())?.len() as usize;
     // SAFETY: a new private read-only mapping of an open file; checked before use.
-    let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0)
-    };
+    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_PRIVATE, f.as_raw_fd(), 0) };
     if p == libc::MAP_FAILED {
         return Err(format!("mmap: {}", std::io::Error::last_os_error()));
     }
@@ -209,10 +207,7 @@ fn print_table(label: &str, rows: &[Sample]) {
     let base = rows[2]; // buffered read
     println!();
     println!("{label}");
-    println!(
-        "  {:<15} {:>8} {:>11} {:>14} {:>14}",
-        "method", "GiB/s", "CPU-s/GiB", "speed vs read", "CPU vs read"
-    );
+    println!("  {:<15} {:>8} {:>11} {:>14} {:>14}", "method", "GiB/s", "CPU-s/GiB", "speed vs read", "CPU vs read");
     for (m, s) in METHODS.iter().zip(rows) {
         println!(
             "  {:<15} {:>8.2} {:>11.4} {:>13.2}x {:>13.3}x",

@@ -78,7 +78,8 @@ impl CachedFile {
     /// The file bytes block `index` holds, or `None` past the end.
     pub fn block_range(&self, index: u64) -> Option<Range<u64>> {
         let start = index.checked_mul(u64::from(self.block_len))?;
-        (self.block_len > 0 && start < self.key.size).then(|| start..(start + u64::from(self.block_len)).min(self.key.size))
+        (self.block_len > 0 && start < self.key.size)
+            .then(|| start..(start + u64::from(self.block_len)).min(self.key.size))
     }
 }
 

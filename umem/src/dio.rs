@@ -88,8 +88,7 @@ impl FileMeta {
 
 /// `statx` of a path (following symlinks).
 pub fn statx_path(path: &Path) -> Result<FileMeta, Error> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Config("path contains a NUL byte"))?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Config("path contains a NUL byte"))?;
     statx_at(libc::AT_FDCWD, &c, 0)
 }
 
@@ -103,9 +102,7 @@ fn statx_at(dirfd: i32, path: &std::ffi::CStr, flags: i32) -> Result<FileMeta, E
     let mut stx = std::mem::MaybeUninit::<libc::statx>::zeroed();
     // SAFETY: `path` is NUL-terminated and `stx` is a writable statx-sized buffer; the
     // kernel fills it (zeroed first, so fields it does not fill read as 0).
-    let rc = unsafe {
-        libc::statx(dirfd, path.as_ptr(), flags | libc::AT_STATX_SYNC_AS_STAT, mask, stx.as_mut_ptr())
-    };
+    let rc = unsafe { libc::statx(dirfd, path.as_ptr(), flags | libc::AT_STATX_SYNC_AS_STAT, mask, stx.as_mut_ptr()) };
     if rc != 0 {
         return Err(Error::last("statx"));
     }
@@ -126,11 +123,8 @@ fn meta_of(stx: &libc::statx) -> FileMeta {
         DioSupport::Unsupported
     } else {
         let read = stx.stx_dio_read_offset_align;
-        let offset = if stx.stx_mask & STATX_DIO_READ_ALIGN != 0 && read != 0 {
-            read
-        } else {
-            stx.stx_dio_offset_align
-        };
+        let offset =
+            if stx.stx_mask & STATX_DIO_READ_ALIGN != 0 && read != 0 { read } else { stx.stx_dio_offset_align };
         let (mem, offset) = (stx.stx_dio_mem_align, offset);
         if mem.is_power_of_two() && offset.is_power_of_two() {
             DioSupport::Aligned(DioAlign { mem, offset, reported: true })
@@ -219,8 +213,7 @@ pub fn open_for_blocks(path: &Path, direct: bool) -> Result<OpenedFile, Error> {
 }
 
 fn open(path: &Path, extra: i32) -> Result<File, Error> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Config("path contains a NUL byte"))?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Config("path contains a NUL byte"))?;
     // SAFETY: `c` is NUL-terminated; the result is checked before use.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC | extra) };
     if fd < 0 {

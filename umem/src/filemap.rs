@@ -27,9 +27,8 @@ impl FileMap {
         }
         // SAFETY: a new shared read-only mapping of an open file at an address of the
         // kernel's choosing; it aliases no Rust object and is checked before use.
-        let p = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0)
-        };
+        let p =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if p == libc::MAP_FAILED {
             return Err(Error::last("mmap(file)"));
         }

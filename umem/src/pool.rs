@@ -67,9 +67,7 @@ impl PoolConfig {
         if self.frames == 0 {
             return Err(Error::Config("a pool needs at least one frame"));
         }
-        if self.blocks > 0
-            && (self.block_size == 0 || !self.block_size.is_multiple_of(self.frame_size))
-        {
+        if self.blocks > 0 && (self.block_size == 0 || !self.block_size.is_multiple_of(self.frame_size)) {
             return Err(Error::Config("block_size must be a non-zero multiple of frame_size"));
         }
         let frames_len = u64::from(self.frames) * u64::from(self.frame_size);
@@ -118,8 +116,7 @@ impl Layout {
             let start = u64::from(slot) * u64::from(self.frame_size);
             start..start + u64::from(self.frame_size)
         } else {
-            let start =
-                self.blocks_base + u64::from(slot - self.frames) * u64::from(self.block_size);
+            let start = self.blocks_base + u64::from(slot - self.frames) * u64::from(self.block_size);
             start..start + u64::from(self.block_size)
         }
     }

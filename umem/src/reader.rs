@@ -263,9 +263,7 @@ impl BlockReader {
 
     fn adopt(&mut self, opened: OpenedFile, path: &Path) -> FileId {
         let OpenedFile { file, meta, access } = opened;
-        if let Access::Buffered(why @ (BufferedWhy::OpenRefused | BufferedWhy::Unsupported)) =
-            access
-        {
+        if let Access::Buffered(why @ (BufferedWhy::OpenRefused | BufferedWhy::Unsupported)) = access {
             self.note_fallback(path.display(), why);
         }
         let align = match access {
@@ -348,9 +346,7 @@ impl BlockReader {
         let lead = (offset % u64::from(a.offset)) as u32;
         let span = u64::from(lead) + u64::from(len);
         if span > u64::from(f.info.block_len) {
-            return Err(Error::Request(
-                "offset % alignment + len exceeds one block's payload (FileInfo::block_len)",
-            ));
+            return Err(Error::Request("offset % alignment + len exceeds one block's payload (FileInfo::block_len)"));
         }
         let want = span.next_multiple_of(u64::from(a.offset)) as u32;
         let pool = self.ring.pool();
@@ -407,12 +403,9 @@ impl BlockReader {
             };
             req.direct = f.info.is_direct();
             let dest = req.block + u64::from(req.data_off + req.got);
-            let Some(sqe) = self.ring.read_fixed(
-                f.file.as_raw_fd(),
-                dest,
-                req.want - req.got,
-                req.read_off + u64::from(req.got),
-            ) else {
+            let Some(sqe) =
+                self.ring.read_fixed(f.file.as_raw_fd(), dest, req.want - req.got, req.read_off + u64::from(req.got))
+            else {
                 // Not expected: every block lies inside one registered buffer.
                 self.orphans.push(req);
                 continue;
@@ -580,8 +573,7 @@ impl BlockReader {
             Ok(buf) => res.and_then(|()| {
                 let valid = req.got.saturating_sub(req.lead).min(req.len) as usize;
                 let start = (req.data_off + req.lead) as usize;
-                BufSlice::new(buf, start..start + valid)
-                    .ok_or(Error::Request("a read overran its block"))
+                BufSlice::new(buf, start..start + valid).ok_or(Error::Request("a read overran its block"))
             }),
         };
         if result.is_err() {

@@ -50,9 +50,7 @@ pub(crate) struct Region {
 impl Region {
     /// Maps `len` bytes (rounded up to 2 MiB), optionally locks them.
     pub(crate) fn map(len: usize, huge: HugePages, lock: bool) -> Result<Region, Error> {
-        let len = len
-            .checked_next_multiple_of(HUGEPAGE_SIZE)
-            .ok_or(Error::Config("pool size overflows"))?;
+        let len = len.checked_next_multiple_of(HUGEPAGE_SIZE).ok_or(Error::Config("pool size overflows"))?;
         let mut region = match huge {
             HugePages::Off => Self::map_small(len)?,
             HugePages::Prefer | HugePages::Require => match Self::map_huge(len) {
@@ -71,16 +69,11 @@ impl Region {
     }
 
     fn map_huge(len: usize) -> Result<Region, Error> {
-        let flags = libc::MAP_PRIVATE
-            | libc::MAP_ANONYMOUS
-            | libc::MAP_HUGETLB
-            | libc::MAP_HUGE_2MB
-            | libc::MAP_POPULATE;
+        let flags =
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB | libc::MAP_HUGE_2MB | libc::MAP_POPULATE;
         // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no
         // existing memory; the result is checked before use.
-        let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
         if ptr == libc::MAP_FAILED {
             let source = std::io::Error::last_os_error();
             if source.raw_os_error() == Some(libc::ENOMEM) {
@@ -97,9 +90,7 @@ impl Region {
     fn map_small(len: usize) -> Result<Region, Error> {
         let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
         // SAFETY: as in `map_huge`.
-        let ptr = unsafe {
-            libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0)
-        };
+        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
         if ptr == libc::MAP_FAILED {
             return Err(Error::last("mmap"));
         }
@@ -160,11 +151,7 @@ impl Drop for Region {
 /// `HugePages_Total` and `HugePages_Free` from `/proc/meminfo` (0, 0 when unreadable).
 pub fn hugepage_counts() -> (usize, usize) {
     let Ok(text) = std::fs::read_to_string("/proc/meminfo") else { return (0, 0) };
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    };
+    let field =
+        |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
     (field("HugePages_Total:"), field("HugePages_Free:"))
 }

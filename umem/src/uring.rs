@@ -44,11 +44,7 @@ impl FixedBuffers {
     /// The slices for a pool whose frames fill `0..blocks_base` and whose blocks of
     /// `block_size` fill `blocks_base..len`. Frame sizes (2048, 4096) divide 1 GiB, so
     /// only the blocks need care.
-    pub(crate) fn plan_layout(
-        blocks_base: u64,
-        len: u64,
-        block_size: u32,
-    ) -> Result<FixedBuffers, Error> {
+    pub(crate) fn plan_layout(blocks_base: u64, len: u64, block_size: u32) -> Result<FixedBuffers, Error> {
         let block = u64::from(block_size);
         if len > blocks_base && (block == 0 || block > MAX_IOVEC_LEN) {
             return Err(Error::Config("block_size must be at most 1 GiB to register with io_uring"));

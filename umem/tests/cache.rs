@@ -6,10 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{disk_dir, pool, write_pattern, MIB};
-use umem::{
-    BlockCache, BlockDone, BlockReader, BufSlice, CacheConfig, CachedFile, Error, Lookup, Pool,
-    ReaderConfig,
-};
+use umem::{BlockCache, BlockDone, BlockReader, BufSlice, CacheConfig, CachedFile, Error, Lookup, Pool, ReaderConfig};
 
 fn cache(p: &Pool, cfg: CacheConfig) -> BlockCache {
     BlockCache::new(BlockReader::new(p, &ReaderConfig::default()).unwrap(), &cfg)
@@ -84,8 +81,7 @@ fn askers_of_a_block_in_flight_join_one_read() {
     let p = pool(4);
     let mut c = cache(&p, CacheConfig::default());
     let f = c.open(&path).unwrap();
-    let (Lookup::Pending(a), Lookup::Pending(b)) = (c.get(&f, 0).unwrap(), c.get(&f, 0).unwrap())
-    else {
+    let (Lookup::Pending(a), Lookup::Pending(b)) = (c.get(&f, 0).unwrap(), c.get(&f, 0).unwrap()) else {
         panic!("nothing was cached yet");
     };
     assert_ne!(a, b);

@@ -30,7 +30,13 @@ fn with_private_ramfs(body: impl FnOnce(&Path)) -> Result<(), String> {
     // SAFETY: NUL-terminated strings; makes our copy of the mounts private so that the
     // ramfs mount below does not propagate to the host.
     let rc = unsafe {
-        libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null())
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
     };
     if rc != 0 {
         return Err(format!("mount(MS_PRIVATE): {}", io::Error::last_os_error()));
@@ -38,9 +44,7 @@ fn with_private_ramfs(body: impl FnOnce(&Path)) -> Result<(), String> {
     let dir = disk_dir();
     let target = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
     // SAFETY: NUL-terminated strings; mounts a new, empty ramfs on our own temp directory.
-    let rc = unsafe {
-        libc::mount(c"none".as_ptr(), target.as_ptr(), c"ramfs".as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(c"none".as_ptr(), target.as_ptr(), c"ramfs".as_ptr(), 0, std::ptr::null()) };
     if rc != 0 {
         return Err(format!("mount -t ramfs: {}", io::Error::last_os_error()));
     }
@@ -56,8 +60,7 @@ fn a_file_system_refusing_o_direct_is_read_buffered() {
         with_private_ramfs(|dir| {
             let p = pool(4);
             let start = p.stats();
-            let mut r = BlockReader::new(&p, &ReaderConfig { headroom: 66, ..Default::default() })
-                .unwrap();
+            let mut r = BlockReader::new(&p, &ReaderConfig { headroom: 66, ..Default::default() }).unwrap();
             let mut total = 0;
             for (i, &size) in SIZES.iter().enumerate() {
                 let path = dir.join(format!("f{size}"));

@@ -19,7 +19,16 @@ fn flood(ns: &Netns, bins: &Bins, port: u16, size: usize, secs: f64) -> Result<R
     let server = format!("{SRV_ADDR}:{port}");
     let mut cmd = ns.in_client("taskset");
     cmd.args(["-c", "0"]).arg(&bins.xtask).args([
-        "internal", "udp-flood", "--server", &server, "--size", &size.to_string(), "--seconds", &secs.to_string(), "--window", "64",
+        "internal",
+        "udp-flood",
+        "--server",
+        &server,
+        "--size",
+        &size.to_string(),
+        "--seconds",
+        &secs.to_string(),
+        "--window",
+        "64",
     ]);
     let (ok, text) = output(&mut cmd)?;
     anyhow::ensure!(ok, "flood client failed:\n{text}");
@@ -36,7 +45,14 @@ pub fn echo(bins: &Bins, secs: f64) -> Result<()> {
         // Kernel baseline: a plain UDP echo server on CPU 1.
         let kernel = {
             let mut cmd = ns.in_server("taskset");
-            cmd.args(["-c", "1"]).arg(&bins.xtask).args(["internal", "udp-kernel-echo", "--port", "7000", "--seconds", "600"]);
+            cmd.args(["-c", "1"]).arg(&bins.xtask).args([
+                "internal",
+                "udp-kernel-echo",
+                "--port",
+                "7000",
+                "--seconds",
+                "600",
+            ]);
             let mut d = Daemon::spawn("kernel echo", &mut cmd)?;
             d.wait_line("ready", Duration::from_secs(10))?;
             let r = flood(&ns, bins, 7000, size, secs)?;
@@ -46,7 +62,9 @@ pub fn echo(bins: &Bins, secs: f64) -> Result<()> {
         // AF_XDP echo, busy-polling on CPU 1.
         let xdp = {
             let mut cmd = ns.in_server("taskset");
-            cmd.args(["-c", "1"]).arg(&bins.echo).args(["--iface", &ns.srv_if, "--addr", SRV_ADDR, "--port", "7001", "--busy"]);
+            cmd.args(["-c", "1"])
+                .arg(&bins.echo)
+                .args(["--iface", &ns.srv_if, "--addr", SRV_ADDR, "--port", "7001", "--busy"]);
             cmd.env("RUST_LOG", "warn");
             let mut d = Daemon::spawn("udp-echo", &mut cmd)?;
             d.wait_line("ready", Duration::from_secs(20))?;
@@ -57,7 +75,10 @@ pub fn echo(bins: &Bins, secs: f64) -> Result<()> {
         rows.push((size, kernel, xdp));
     }
     println!();
-    println!("bench echo: {secs} s per run, 64 datagrams in flight, client on CPU 0, server on CPU 1, veth {}", ns.srv_if);
+    println!(
+        "bench echo: {secs} s per run, 64 datagrams in flight, client on CPU 0, server on CPU 1, veth {}",
+        ns.srv_if
+    );
     println!("| size (B) | kernel UDP echo (dgram/s) | AF_XDP echo (dgram/s) | ratio AF_XDP/kernel | lost k/x |");
     println!("|---:|---:|---:|---:|---:|");
     for (size, k, x) in &rows {

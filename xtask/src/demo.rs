@@ -17,11 +17,26 @@ pub fn run(bins: &Bins) -> Result<()> {
     println!("demo: writing a data set (200 small files and a 1 GiB file) under /var/tmp ...");
     let data = DataSet::create("demo", true)?;
     let ns = Netns::up("d", 1500)?;
-    println!("demo: server namespace {} ({SRV_ADDR}), client namespace {} ({CLI_ADDR}), veth {} <-> {}", ns.server, ns.client, ns.srv_if, ns.cli_if);
+    println!(
+        "demo: server namespace {} ({SRV_ADDR}), client namespace {} ({CLI_ADDR}), veth {} <-> {}",
+        ns.server, ns.client, ns.srv_if, ns.cli_if
+    );
     let mut cmd = ns.in_server(&bins.fileserver);
-    cmd.args(["--iface", &ns.srv_if, "--addr", SRV_ADDR, "--port", "80", "--metrics-port", "9100", "--user", "nobody", "--root"])
-        .arg(&data.www)
-        .env("RUST_LOG", "warn");
+    cmd.args([
+        "--iface",
+        &ns.srv_if,
+        "--addr",
+        SRV_ADDR,
+        "--port",
+        "80",
+        "--metrics-port",
+        "9100",
+        "--user",
+        "nobody",
+        "--root",
+    ])
+    .arg(&data.www)
+    .env("RUST_LOG", "warn");
     println!("demo: starting {} ...", cmd_line(&cmd));
     let mut server = Daemon::spawn("fileserver", &mut cmd)?;
     server.wait_line("ready", Duration::from_secs(30))?;
@@ -63,15 +78,29 @@ pub fn run(bins: &Bins) -> Result<()> {
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     println!("demo: the server's counters (control port {SRV_ADDR}:9100, kernel stack):");
     for l in metrics.lines().filter(|l| {
-        ["requests_total", "responses_total", "body_bytes_sent", "payload_bytes_copied", "tx_payload_bytes", "retransmits", "cache_hits", "cache_misses", "read_bytes_direct", "xsk_rx_dropped"]
-            .iter()
-            .any(|k| l.contains(k))
+        [
+            "requests_total",
+            "responses_total",
+            "body_bytes_sent",
+            "payload_bytes_copied",
+            "tx_payload_bytes",
+            "retransmits",
+            "cache_hits",
+            "cache_misses",
+            "read_bytes_direct",
+            "xsk_rx_dropped",
+        ]
+        .iter()
+        .any(|k| l.contains(k))
     }) {
         println!("  | {l}");
     }
     let (ok, _) = server.terminate(Duration::from_secs(20)).context("stopping the server")?;
     ensure!(ok, "the server did not exit cleanly");
-    println!("demo: payload bytes copied by the CPU: {}", metrics.lines().find(|l| l.contains("payload_bytes_copied")).unwrap_or("?"));
+    println!(
+        "demo: payload bytes copied by the CPU: {}",
+        metrics.lines().find(|l| l.contains("payload_bytes_copied")).unwrap_or("?")
+    );
     drop(ns);
     drop(data);
     println!("demo: done; namespaces and data removed");

@@ -61,8 +61,8 @@ pub fn check(rebuild: bool) -> Result<()> {
     let root = root();
     let object = std::fs::read(root.join(OBJECT))
         .with_context(|| format!("reading {OBJECT}: the committed XDP object is missing; {REBUILD}"))?;
-    let recorded = std::fs::read_to_string(root.join(INPUTS))
-        .with_context(|| format!("reading {INPUTS}; {REBUILD}"))?;
+    let recorded =
+        std::fs::read_to_string(root.join(INPUTS)).with_context(|| format!("reading {INPUTS}; {REBUILD}"))?;
     let current = inputs_digest(&root, &pin, &object)?;
     if recorded != current {
         let changed = diff_lines(&recorded, &current);
@@ -125,7 +125,11 @@ fn build(pin: &Pin, target_dir: &Path) -> Result<Vec<u8>> {
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO");
     let status = cmd.status().context("running rustup (is it on PATH?)")?;
-    ensure!(status.success(), "building the XDP program with {} failed ({status}); `cargo xtask setup --check` shows what is missing", pin.channel);
+    ensure!(
+        status.success(),
+        "building the XDP program with {} failed ({status}); `cargo xtask setup --check` shows what is missing",
+        pin.channel
+    );
     let out = target_dir.join(TARGET).join("release").join(BIN);
     std::fs::read(&out).with_context(|| format!("reading the built object {}", out.display()))
 }
@@ -151,7 +155,8 @@ fn inputs_digest(root: &Path, pin: &Pin, object: &[u8]) -> Result<String> {
     lines.insert("ebpf/toolchain.toml".into(), hex(&Sha256::digest(pin.raw.as_bytes())));
     lines.insert("Cargo.toml [profile]".into(), hex(&Sha256::digest(profile_section(root)?.as_bytes())));
     lines.insert("Cargo.lock (eBPF dependencies)".into(), hex(&Sha256::digest(locked_closure(root)?.as_bytes())));
-    let mut text = String::from("# Inputs of ebpf/steer.bpf.o, written by `cargo xtask ebpf`; checked by `cargo xtask test`.\n");
+    let mut text =
+        String::from("# Inputs of ebpf/steer.bpf.o, written by `cargo xtask ebpf`; checked by `cargo xtask test`.\n");
     for (name, sum) in &lines {
         let _ = writeln!(text, "{sum}  {name}");
     }

@@ -84,7 +84,8 @@ pub fn sha256_download(ns: &Netns, fetch: &str) -> Result<String> {
 
 /// Body bytes of a ranged GET.
 pub fn fetch_range(ns: &Netns, url: &str, range: &str) -> Result<Vec<u8>> {
-    let out = ns.in_client("curl").args(["-sf", "--max-time", "30", "-r", range, url]).stderr(Stdio::piped()).output()?;
+    let out =
+        ns.in_client("curl").args(["-sf", "--max-time", "30", "-r", range, url]).stderr(Stdio::piped()).output()?;
     ensure!(out.status.success(), "curl -r {range} {url}: {}", String::from_utf8_lossy(&out.stderr));
     Ok(out.stdout)
 }
@@ -147,7 +148,8 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         for (name, size) in [("s1m1", (1u64 << 20) + 1), ("big1g", 1 << 30), ("s4097", 4097)] {
             let path = data.www.join(name);
             let url = format!("{base}/{name}");
-            let mut cuts: Vec<u64> = (1..=4).map(|k| k * block).chain([4096, 8192, size / 2]).filter(|&c| c < size).collect();
+            let mut cuts: Vec<u64> =
+                (1..=4).map(|k| k * block).chain([4096, 8192, size / 2]).filter(|&c| c < size).collect();
             if size == 1 << 30 {
                 cuts.extend([512 << 20, (1 << 30) - block]);
             }
@@ -181,7 +183,10 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
             std::fs::create_dir_all(&out)?;
             let mut cfg = String::new();
             for i in 0..SMALL {
-                cfg.push_str(&format!("url = \"{base}/small/f{i:03}.txt\"\noutput = \"{}/f{i:03}.txt\"\n", out.display()));
+                cfg.push_str(&format!(
+                    "url = \"{base}/small/f{i:03}.txt\"\noutput = \"{}/f{i:03}.txt\"\n",
+                    out.display()
+                ));
             }
             let cfg_path = dl.join(format!("c{c:02}.curl"));
             std::fs::write(&cfg_path, cfg)?;
@@ -280,7 +285,9 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         ensure!(copied == 0, "{copied} payload bytes copied by the CPU");
         ensure!(sent > 2 << 30, "only {sent} payload bytes sent");
         ensure!(text.contains("dropped privileges"), "the server did not drop privileges:\n{text}");
-        let head_timeouts = text.lines().find_map(|l| l.strip_prefix("fileserver_timeouts_total{phase=\"head\"} ").and_then(|v| v.trim().parse::<u64>().ok()));
+        let head_timeouts = text.lines().find_map(|l| {
+            l.strip_prefix("fileserver_timeouts_total{phase=\"head\"} ").and_then(|v| v.trim().parse::<u64>().ok())
+        });
         ensure!(head_timeouts.unwrap_or(0) >= 1, "no head timeout counted for the slow client");
         ensure!(!ns.server_link().contains("prog/xdp"), "XDP program left attached");
         println!("  {sent} payload bytes sent, 0 copied; privileges dropped; XDP detached");

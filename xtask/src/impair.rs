@@ -54,8 +54,12 @@ fn open(name: &str) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver
         .with_context(|| format!("no interface {name} in this namespace"))?;
     // Our own socket, for a receive buffer large enough that bursts from the server are
     // not dropped by the forwarder itself (capped by net.core.rmem_max); pnet binds it.
-    let sock = socket2::Socket::new(socket2::Domain::PACKET, socket2::Type::RAW, Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))))
-        .with_context(|| format!("AF_PACKET socket for {name} (needs CAP_NET_RAW)"))?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::PACKET,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(i32::from(ETH_P_ALL.to_be()))),
+    )
+    .with_context(|| format!("AF_PACKET socket for {name} (needs CAP_NET_RAW)"))?;
     sock.set_recv_buffer_size(4 << 20).context("SO_RCVBUF")?;
     sock.set_send_buffer_size(4 << 20).context("SO_SNDBUF")?;
     let cfg = Config {
@@ -67,7 +71,9 @@ fn open(name: &str) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver
         promiscuous: true,
         ..Config::default()
     };
-    match pnet_datalink::channel(&iface, cfg).with_context(|| format!("AF_PACKET socket on {name} (needs CAP_NET_RAW)"))? {
+    match pnet_datalink::channel(&iface, cfg)
+        .with_context(|| format!("AF_PACKET socket on {name} (needs CAP_NET_RAW)"))?
+    {
         Channel::Ethernet(tx, rx) => Ok((tx, rx)),
         _ => bail!("{name}: not an Ethernet channel"),
     }
@@ -88,7 +94,13 @@ fn send(tx: &mut dyn DataLinkSender, frame: &[u8], st: &mut DirStats) {
 }
 
 /// Forwards `rx` -> `tx` until `stop` or `deadline`.
-fn forward(mut rx: Box<dyn DataLinkReceiver>, mut tx: Box<dyn DataLinkSender>, imp: Impairment, stop: &AtomicBool, deadline: Instant) -> Result<DirStats> {
+fn forward(
+    mut rx: Box<dyn DataLinkReceiver>,
+    mut tx: Box<dyn DataLinkSender>,
+    imp: Impairment,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> Result<DirStats> {
     let mut st = DirStats::default();
     let mut rng = Prng::new(imp.seed);
     let mut held: Option<(Vec<u8>, Instant)> = None;
@@ -110,7 +122,11 @@ fn forward(mut rx: Box<dyn DataLinkReceiver>, mut tx: Box<dyn DataLinkSender>, i
                     }
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                ) => {}
             Err(e) => return Err(e).context("receiving"),
         }
         if held.as_ref().is_some_and(|(_, t)| t.elapsed() >= hold_max) {
@@ -148,11 +164,15 @@ pub fn impair(a: &str, b: &str, loss_pct: f64, reorder_pct: f64, seed: u64, seco
     let (tx_a, rx_a) = open(a)?;
     let (tx_b, rx_b) = open(b)?;
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    println!("impair: {a} <-> {b}, loss {loss_pct}%, reorder {reorder_pct}% each way, seed {seed}, at most {seconds} s");
+    println!(
+        "impair: {a} <-> {b}, loss {loss_pct}%, reorder {reorder_pct}% each way, seed {seed}, at most {seconds} s"
+    );
     println!("ready");
     let (s1, s2) = (stop.clone(), stop.clone());
-    let to_client = std::thread::spawn(move || forward(rx_a, tx_b, Impairment { seed: imp.seed ^ 0xa11ce, ..imp }, &s1, deadline));
-    let to_server = std::thread::spawn(move || forward(rx_b, tx_a, Impairment { seed: imp.seed ^ 0xb0b, ..imp }, &s2, deadline));
+    let to_client =
+        std::thread::spawn(move || forward(rx_a, tx_b, Impairment { seed: imp.seed ^ 0xa11ce, ..imp }, &s1, deadline));
+    let to_server =
+        std::thread::spawn(move || forward(rx_b, tx_a, Impairment { seed: imp.seed ^ 0xb0b, ..imp }, &s2, deadline));
     let c = to_client.join().map_err(|_| anyhow::anyhow!("the forwarding thread panicked"))??;
     let s = to_server.join().map_err(|_| anyhow::anyhow!("the forwarding thread panicked"))??;
     let _ = stop;

@@ -102,7 +102,8 @@ fn method_case(bins: &Bins, e: &Env, method: &str) -> Result<()> {
     let mut note = format!("{sent} body bytes, {copied} copied by the CPU");
     match method {
         "msg-zerocopy" => {
-            let (sends, done) = (counter("fileserver_zerocopy_sends_total "), counter("fileserver_zerocopy_completed_total "));
+            let (sends, done) =
+                (counter("fileserver_zerocopy_sends_total "), counter("fileserver_zerocopy_completed_total "));
             ensure!(sends > 0, "msg-zerocopy made no MSG_ZEROCOPY send:\n{text}");
             ensure!(done == sends, "msg-zerocopy: {done} of {sends} sends confirmed by the kernel:\n{text}");
             note += &format!(
@@ -147,7 +148,9 @@ fn check_ranges(ns: &Netns, www: &Path, base: &str) -> Result<usize> {
         checked += 1;
     }
     let small = std::fs::read(www.join("s4097"))?;
-    for (r, a, b) in [("4095-4096", 4095usize, 4097usize), ("4096-", 4096, 4097), ("-4097", 0, 4097), ("100-200", 100, 201)] {
+    for (r, a, b) in
+        [("4095-4096", 4095usize, 4097usize), ("4096-", 4096, 4097), ("-4097", 0, 4097), ("100-200", 100, 201)]
+    {
         let got = fetch_range(ns, &format!("{base}/s4097"), r)?;
         ensure!(got == small[a..b], "s4097 range {r} differs");
         checked += 1;
@@ -233,7 +236,6 @@ fn xdp_fallback_hint(bins: &Bins) -> Result<()> {
     }
     Ok(())
 }
-
 
 fn sha256_bytes(bytes: &[u8]) -> Result<String> {
     use std::io::Write;

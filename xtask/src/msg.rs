@@ -87,19 +87,35 @@ fn reliable_lossy(bins: &MsgBins) -> Result<()> {
     let mut net = Impaired::up("l", 1500)?;
     net.bridge()?;
     net.lose(1)?;
-    let mut srv = pingpong_server(net.in_server("taskset").args(["-c", "0"]), bins, &[
-        "--iface", &net.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
-    ])?;
+    let mut srv = pingpong_server(
+        net.in_server("taskset").args(["-c", "0"]),
+        bins,
+        &["--iface", &net.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify"],
+    )?;
     let mut cli = net.in_client("taskset");
     cli.args(["-c", "1"]).arg(&bins.pingpong).args([
-        "--iface", &net.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"),
-        "--reliable", "--check", "100000", "--depth", "16", "--reply-timeout", "10",
+        "--iface",
+        &net.cli_if,
+        "--local",
+        &format!("{CLI_ADDR}:7001"),
+        "--peer",
+        &format!("{SRV_ADDR}:7000"),
+        "--reliable",
+        "--check",
+        "100000",
+        "--depth",
+        "16",
+        "--reply-timeout",
+        "10",
     ]);
     let text = checked(&mut cli, "pingpong --check 100000 through 1% loss")?;
     let (ok, stext) = srv.terminate(Duration::from_secs(10))?;
     ensure!(ok, "server did not exit cleanly:\n{stext}");
     ensure!(result(&text, "verified") == Some(100_000.0), "client did not verify 100000 replies:\n{text}");
-    ensure!(stext.contains("verified        100000 messages, 0 mismatches"), "server did not verify 100000 messages:\n{stext}");
+    ensure!(
+        stext.contains("verified        100000 messages, 0 mismatches"),
+        "server did not verify 100000 messages:\n{stext}"
+    );
     let (to_srv, to_cli) = net.drops()?;
     let retx_c = counter(&text, "datagrams", "retransmitted").unwrap_or(0);
     let retx_s = counter(&stext, "datagrams", "retransmitted").unwrap_or(0);
@@ -122,7 +138,18 @@ fn kernel_peer(bins: &MsgBins) -> Result<()> {
     let srv_addr = format!("{SRV_ADDR}:7100");
     let mut srv = pingpong_server(&mut ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
     let text = checked(
-        ns.in_client(&bins.pingpong).args(["--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7101"), "--peer", &srv_addr, "--check", "10000", "--depth", "1"]),
+        ns.in_client(&bins.pingpong).args([
+            "--iface",
+            &ns.cli_if,
+            "--local",
+            &format!("{CLI_ADDR}:7101"),
+            "--peer",
+            &srv_addr,
+            "--check",
+            "10000",
+            "--depth",
+            "1",
+        ]),
         "AF_XDP pingpong --check against a kernel echo",
     )?;
     ensure!(result(&text, "verified") == Some(10_000.0), "not all replies verified:\n{text}");
@@ -132,32 +159,86 @@ fn kernel_peer(bins: &MsgBins) -> Result<()> {
     // Kernel sender -> AF_XDP receiver (1000 messages, paced by the count; veth loses none).
     let mut rx = Daemon::spawn(
         "msgrate receiver",
-        ns.in_server(&bins.msgrate).args(["--recv", "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7200"), "--count", "1000", "--seconds", "10"]).env("RUST_LOG", "warn"),
+        ns.in_server(&bins.msgrate)
+            .args([
+                "--recv",
+                "--iface",
+                &ns.srv_if,
+                "--local",
+                &format!("{SRV_ADDR}:7200"),
+                "--count",
+                "1000",
+                "--seconds",
+                "10",
+            ])
+            .env("RUST_LOG", "warn"),
     )?;
     rx.wait_line("ready", Duration::from_secs(20))?;
     checked(
-        ns.in_client(&bins.msgrate).args(["--send", "--kernel", "block", "--local", &format!("{CLI_ADDR}:7201"), "--peer", &format!("{SRV_ADDR}:7200"), "--count", "1000", "--size", "256"]),
+        ns.in_client(&bins.msgrate).args([
+            "--send",
+            "--kernel",
+            "block",
+            "--local",
+            &format!("{CLI_ADDR}:7201"),
+            "--peer",
+            &format!("{SRV_ADDR}:7200"),
+            "--count",
+            "1000",
+            "--size",
+            "256",
+        ]),
         "kernel msgrate sender",
     )?;
     rx.wait_line("done", Duration::from_secs(15))?;
     let (ok, rtext) = rx.terminate(Duration::from_secs(15))?;
     ensure!(ok, "AF_XDP receiver failed:\n{rtext}");
-    ensure!(result(&rtext, "msgs").unwrap_or(0.0) > 0.0, "AF_XDP receiver got nothing from the kernel sender:\n{rtext}");
+    ensure!(
+        result(&rtext, "msgs").unwrap_or(0.0) > 0.0,
+        "AF_XDP receiver got nothing from the kernel sender:\n{rtext}"
+    );
     println!("  kernel sender -> AF_XDP receiver: {} of 1000 messages", result(&rtext, "msgs").unwrap_or(0.0));
 
     // AF_XDP sender -> kernel receiver.
     let mut rx = Daemon::spawn(
         "kernel receiver",
-        ns.in_server(&bins.msgrate).args(["--recv", "--kernel", "block", "--local", &format!("{SRV_ADDR}:7300"), "--count", "1000", "--seconds", "10"]),
+        ns.in_server(&bins.msgrate).args([
+            "--recv",
+            "--kernel",
+            "block",
+            "--local",
+            &format!("{SRV_ADDR}:7300"),
+            "--count",
+            "1000",
+            "--seconds",
+            "10",
+        ]),
     )?;
     rx.wait_line("ready", Duration::from_secs(10))?;
     checked(
-        ns.in_client(&bins.msgrate).args(["--send", "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7301"), "--peer", &format!("{SRV_ADDR}:7300"), "--count", "1000", "--size", "256", "--batch", "1"]),
+        ns.in_client(&bins.msgrate).args([
+            "--send",
+            "--iface",
+            &ns.cli_if,
+            "--local",
+            &format!("{CLI_ADDR}:7301"),
+            "--peer",
+            &format!("{SRV_ADDR}:7300"),
+            "--count",
+            "1000",
+            "--size",
+            "256",
+            "--batch",
+            "1",
+        ]),
         "AF_XDP msgrate sender",
     )?;
     rx.wait_line("done", Duration::from_secs(15))?;
     let (_, rtext) = rx.terminate(Duration::from_secs(15))?;
-    ensure!(result(&rtext, "msgs").unwrap_or(0.0) > 0.0, "kernel receiver got nothing from the AF_XDP sender:\n{rtext}");
+    ensure!(
+        result(&rtext, "msgs").unwrap_or(0.0) > 0.0,
+        "kernel receiver got nothing from the AF_XDP sender:\n{rtext}"
+    );
     println!("  AF_XDP sender -> kernel receiver: {} of 1000 messages", result(&rtext, "msgs").unwrap_or(0.0));
     Ok(())
 }
@@ -165,17 +246,30 @@ fn kernel_peer(bins: &MsgBins) -> Result<()> {
 /// MTU 9000 with multi-buffer: a datagram spans three frames (header frame + two more).
 fn jumbo(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("mj", 9000)?;
-    let mut srv = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &[
-        "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify",
-    ])?;
+    let mut srv = pingpong_server(
+        ns.in_server("taskset").args(["-c", "0"]),
+        bins,
+        &["--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--reliable", "--verify"],
+    )?;
     let text = checked(
         ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
-            "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"), "--reliable", "--check", "5000",
+            "--iface",
+            &ns.cli_if,
+            "--local",
+            &format!("{CLI_ADDR}:7001"),
+            "--peer",
+            &format!("{SRV_ADDR}:7000"),
+            "--reliable",
+            "--check",
+            "5000",
         ]),
         "pingpong --check at MTU 9000",
     )?;
     let (_, stext) = srv.terminate(Duration::from_secs(10))?;
-    ensure!(text.contains("multi-buffer    yes") && text.contains("8948 B of message per datagram"), "expected multi-buffer datagrams of 8948 B:\n{text}");
+    ensure!(
+        text.contains("multi-buffer    yes") && text.contains("8948 B of message per datagram"),
+        "expected multi-buffer datagrams of 8948 B:\n{text}"
+    );
     ensure!(result(&text, "verified") == Some(5000.0), "not all replies verified:\n{text}");
     ensure!(stext.contains("verified        5000 messages, 0 mismatches"), "server verification:\n{stext}");
     println!("  5000 messages of 1 B..64 KiB in 8948-byte multi-buffer datagrams, verified both ways");
@@ -195,7 +289,18 @@ fn too_large(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("mt", 1500)?;
     expect_error(
         ns.in_client(&bins.pingpong).args([
-            "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"), "--max-msg", "65536", "--size", "65537", "--count", "1",
+            "--iface",
+            &ns.cli_if,
+            "--local",
+            &format!("{CLI_ADDR}:7001"),
+            "--peer",
+            &format!("{SRV_ADDR}:7000"),
+            "--max-msg",
+            "65536",
+            "--size",
+            "65537",
+            "--count",
+            "1",
         ]),
         "a message of 65537 bytes is larger than this endpoint's maximum of 65536",
     )
@@ -204,10 +309,16 @@ fn too_large(bins: &MsgBins) -> Result<()> {
 fn unknown_peer(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("mu", 1500)?;
     let base = ["--iface", &ns.cli_if, "--local", "10.77.0.2:7001", "--count", "1"];
-    expect_error(ns.in_client(&bins.pingpong).args(base).args(["--peer", "192.0.2.1:7000"]), "is not reachable through")?;
+    expect_error(
+        ns.in_client(&bins.pingpong).args(base).args(["--peer", "192.0.2.1:7000"]),
+        "is not reachable through",
+    )?;
     // The kernel releases the previous process's AF_XDP socket asynchronously.
     std::thread::sleep(Duration::from_millis(500));
-    expect_error(ns.in_client(&bins.pingpong).args(base).args(["--peer", "10.77.0.99:7000"]), "no ARP answer from 10.77.0.99")
+    expect_error(
+        ns.in_client(&bins.pingpong).args(base).args(["--peer", "10.77.0.99:7000"]),
+        "no ARP answer from 10.77.0.99",
+    )
 }
 
 /// A 64-entry TX ring and 60,000-byte messages (42 datagrams each): the sender is refused
@@ -216,13 +327,42 @@ fn back_pressure(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("mp", 1500)?;
     let mut rx = Daemon::spawn(
         "msgrate receiver",
-        ns.in_server(&bins.msgrate).args(["--recv", "--reliable", "--iface", &ns.srv_if, "--local", &format!("{SRV_ADDR}:7000"), "--count", "2000", "--seconds", "30", "--size", "60000"]).env("RUST_LOG", "warn"),
+        ns.in_server(&bins.msgrate)
+            .args([
+                "--recv",
+                "--reliable",
+                "--iface",
+                &ns.srv_if,
+                "--local",
+                &format!("{SRV_ADDR}:7000"),
+                "--count",
+                "2000",
+                "--seconds",
+                "30",
+                "--size",
+                "60000",
+            ])
+            .env("RUST_LOG", "warn"),
     )?;
     rx.wait_line("ready", Duration::from_secs(20))?;
     let text = checked(
         ns.in_client(&bins.msgrate).args([
-            "--send", "--reliable", "--iface", &ns.cli_if, "--local", &format!("{CLI_ADDR}:7001"), "--peer", &format!("{SRV_ADDR}:7000"),
-            "--count", "2000", "--size", "60000", "--ring", "64", "--seconds", "30",
+            "--send",
+            "--reliable",
+            "--iface",
+            &ns.cli_if,
+            "--local",
+            &format!("{CLI_ADDR}:7001"),
+            "--peer",
+            &format!("{SRV_ADDR}:7000"),
+            "--count",
+            "2000",
+            "--size",
+            "60000",
+            "--ring",
+            "64",
+            "--seconds",
+            "30",
         ]),
         "msgrate sender with a 64-entry ring",
     )?;
@@ -231,7 +371,10 @@ fn back_pressure(bins: &MsgBins) -> Result<()> {
     let waits = result(&text, "waits").unwrap_or(0.0);
     ensure!(result(&text, "sent") == Some(2000.0), "sender did not send 2000:\n{text}");
     ensure!(waits > 0.0, "the sender never met a full ring:\n{text}");
-    ensure!(result(&rtext, "msgs") == Some(2000.0) && result(&rtext, "lost") == Some(0.0), "receiver did not get all 2000 in order:\n{rtext}");
+    ensure!(
+        result(&rtext, "msgs") == Some(2000.0) && result(&rtext, "lost") == Some(0.0),
+        "receiver did not get all 2000 in order:\n{rtext}"
+    );
     println!("  2000 messages of 60000 B through a 64-entry TX ring: {waits} back-pressure waits, 0 lost");
     Ok(())
 }
@@ -247,7 +390,13 @@ struct Rtt {
 
 fn rtt_of(text: &str) -> Result<Rtt> {
     let us = |k: &str| result(text, k).map(|v| v / 1000.0).with_context(|| format!("no {k} in:\n{text}"));
-    Ok(Rtt { p50: us("p50_ns")?, p99: us("p99_ns")?, p999: us("p999_ns")?, max: us("max_ns")?, lost: result(text, "lost").unwrap_or(0.0) })
+    Ok(Rtt {
+        p50: us("p50_ns")?,
+        p99: us("p99_ns")?,
+        p999: us("p999_ns")?,
+        max: us("max_ns")?,
+        lost: result(text, "lost").unwrap_or(0.0),
+    })
 }
 
 /// `cargo xtask bench msg`: round-trip percentiles and one-way rates for 64 B and 1 KiB
@@ -265,10 +414,25 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
         let sz = size.to_string();
         for (i, mode) in kernel_modes.iter().enumerate() {
             let port = 7100 + i as u16 * 2;
-            let mut d = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", mode, "--local", &srv(port)])?;
+            let mut d = pingpong_server(
+                ns.in_server("taskset").args(["-c", "0"]),
+                bins,
+                &["--kernel", mode, "--local", &srv(port)],
+            )?;
             let text = checked(
                 ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
-                    "--kernel", mode, "--local", &cli(port + 1), "--peer", &srv(port), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
+                    "--kernel",
+                    mode,
+                    "--local",
+                    &cli(port + 1),
+                    "--peer",
+                    &srv(port),
+                    "--size",
+                    &sz,
+                    "--count",
+                    "100000",
+                    "--seconds",
+                    &secs_s,
                 ]),
                 "kernel pingpong",
             )?;
@@ -276,20 +440,50 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
             rtt_rows.push((size, format!("kernel UDP, {mode}"), rtt_of(&text)?));
         }
         // AF_XDP both ends, busy-polling.
-        let mut d = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &["--iface", &ns.srv_if, "--local", &srv(7000)])?;
+        let mut d = pingpong_server(
+            ns.in_server("taskset").args(["-c", "0"]),
+            bins,
+            &["--iface", &ns.srv_if, "--local", &srv(7000)],
+        )?;
         let text = checked(
             ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
-                "--iface", &ns.cli_if, "--local", &cli(7001), "--peer", &srv(7000), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
+                "--iface",
+                &ns.cli_if,
+                "--local",
+                &cli(7001),
+                "--peer",
+                &srv(7000),
+                "--size",
+                &sz,
+                "--count",
+                "100000",
+                "--seconds",
+                &secs_s,
             ]),
             "AF_XDP pingpong",
         )?;
         drop(d.terminate(Duration::from_secs(5)));
         rtt_rows.push((size, "AF_XDP endpoint, busy".into(), rtt_of(&text)?));
         // AF_XDP client against the kernel's best server mode.
-        let mut d = pingpong_server(ns.in_server("taskset").args(["-c", "0"]), bins, &["--kernel", "spin", "--local", &srv(7150)])?;
+        let mut d = pingpong_server(
+            ns.in_server("taskset").args(["-c", "0"]),
+            bins,
+            &["--kernel", "spin", "--local", &srv(7150)],
+        )?;
         let text = checked(
             ns.in_client("taskset").args(["-c", "1"]).arg(&bins.pingpong).args([
-                "--iface", &ns.cli_if, "--local", &cli(7151), "--peer", &srv(7150), "--size", &sz, "--count", "100000", "--seconds", &secs_s,
+                "--iface",
+                &ns.cli_if,
+                "--local",
+                &cli(7151),
+                "--peer",
+                &srv(7150),
+                "--size",
+                &sz,
+                "--count",
+                "100000",
+                "--seconds",
+                &secs_s,
             ]),
             "AF_XDP pingpong against a kernel spin echo",
         )?;
@@ -299,10 +493,24 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
         // One-way rate: receiver on CPU 0, sender on CPU 1.
         for (i, mode) in kernel_modes.iter().enumerate() {
             let port = 7200 + i as u16 * 2;
-            let (rate, lost) = rate(&ns, bins, &["--kernel", mode, "--local", &srv(port)], &["--kernel", "block", "--local", &cli(port + 1), "--peer", &srv(port)], &sz, secs)?;
+            let (rate, lost) = rate(
+                &ns,
+                bins,
+                &["--kernel", mode, "--local", &srv(port)],
+                &["--kernel", "block", "--local", &cli(port + 1), "--peer", &srv(port)],
+                &sz,
+                secs,
+            )?;
             rate_rows.push((size, format!("kernel UDP, receiver {mode}"), rate, lost));
         }
-        let (rate, lost) = rate(&ns, bins, &["--iface", &ns.srv_if, "--local", &srv(7250)], &["--iface", &ns.cli_if, "--local", &cli(7251), "--peer", &srv(7250)], &sz, secs)?;
+        let (rate, lost) = rate(
+            &ns,
+            bins,
+            &["--iface", &ns.srv_if, "--local", &srv(7250)],
+            &["--iface", &ns.cli_if, "--local", &cli(7251), "--peer", &srv(7250)],
+            &sz,
+            secs,
+        )?;
         rate_rows.push((size, "AF_XDP endpoint, busy".into(), rate, lost));
     }
 
@@ -315,14 +523,21 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
     for (size, name, r) in &rtt_rows {
         let best = rtt_rows.iter().find(|(s, n, _)| s == size && n == "kernel UDP, spin").map(|(_, _, r)| r);
         let (a, b) = best.map_or((0.0, 0.0), |k| (k.p50 / r.p50.max(1e-9), k.p99 / r.p99.max(1e-9)));
-        println!("| {size} | {name} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {a:.2} | {b:.2} |", r.p50, r.p99, r.p999, r.max, r.lost);
+        println!(
+            "| {size} | {name} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {a:.2} | {b:.2} |",
+            r.p50, r.p99, r.p999, r.max, r.lost
+        );
     }
     println!();
     println!("One-way message rate (messages/s received); ratio = this / best kernel mode");
     println!("| size (B) | path | msg/s | missing | ratio |");
     println!("|---:|---|---:|---:|---:|");
     for (size, name, rate, lost) in &rate_rows {
-        let best = rate_rows.iter().filter(|(s, n, _, _)| s == size && n.starts_with("kernel")).map(|r| r.2).fold(0.0, f64::max);
+        let best = rate_rows
+            .iter()
+            .filter(|(s, n, _, _)| s == size && n.starts_with("kernel"))
+            .map(|r| r.2)
+            .fold(0.0, f64::max);
         println!("| {size} | {name} | {rate:.0} | {lost} | {:.2} |", rate / best.max(1.0));
     }
     Ok(())
@@ -331,14 +546,28 @@ pub fn bench(bins: &MsgBins, secs: f64) -> Result<()> {
 /// Runs a msgrate receiver (CPU 0) and sender (CPU 1); returns (received msg/s, missing).
 fn rate(ns: &Netns, bins: &MsgBins, rx_args: &[&str], tx_args: &[&str], size: &str, secs: f64) -> Result<(f64, f64)> {
     let mut rx_cmd = ns.in_server("taskset");
-    rx_cmd.args(["-c", "0"]).arg(&bins.msgrate).arg("--recv").args(rx_args).args(["--size", size, "--seconds", &secs.to_string()]).env("RUST_LOG", "warn");
+    rx_cmd
+        .args(["-c", "0"])
+        .arg(&bins.msgrate)
+        .arg("--recv")
+        .args(rx_args)
+        .args(["--size", size, "--seconds", &secs.to_string()])
+        .env("RUST_LOG", "warn");
     let mut rx = Daemon::spawn("msgrate receiver", &mut rx_cmd)?;
     rx.wait_line("ready", Duration::from_secs(20))?;
     checked(
-        ns.in_client("taskset").args(["-c", "1"]).arg(&bins.msgrate).arg("--send").args(tx_args).args(["--size", size, "--seconds", &(secs + 1.0).to_string()]),
+        ns.in_client("taskset").args(["-c", "1"]).arg(&bins.msgrate).arg("--send").args(tx_args).args([
+            "--size",
+            size,
+            "--seconds",
+            &(secs + 1.0).to_string(),
+        ]),
         "msgrate sender",
     )?;
     rx.wait_line("done", Duration::from_secs_f64(secs + 10.0))?;
     let (_, text) = rx.terminate(Duration::from_secs_f64(secs + 10.0))?;
-    Ok((result(&text, "rate").with_context(|| format!("no rate from the receiver:\n{text}"))?, result(&text, "lost").unwrap_or(0.0)))
+    Ok((
+        result(&text, "rate").with_context(|| format!("no rate from the receiver:\n{text}"))?,
+        result(&text, "lost").unwrap_or(0.0),
+    ))
 }

@@ -54,7 +54,10 @@ impl Netns {
         }
         let mtu = mtu.to_string();
         let steps: Vec<Vec<&str>> = vec![
-            vec!["link", "add", &ns.srv_if, "netns", &ns.server, "mtu", &mtu, "type", "veth", "peer", "name", &ns.cli_if, "netns", &ns.client, "mtu", &mtu],
+            vec![
+                "link", "add", &ns.srv_if, "netns", &ns.server, "mtu", &mtu, "type", "veth", "peer", "name",
+                &ns.cli_if, "netns", &ns.client, "mtu", &mtu,
+            ],
             vec!["-n", &ns.server, "addr", "add", "10.77.0.1/24", "dev", &ns.srv_if],
             vec!["-n", &ns.client, "addr", "add", "10.77.0.2/24", "dev", &ns.cli_if],
             vec!["-n", &ns.server, "addr", "add", "fd77::1/64", "dev", &ns.srv_if, "nodad"],
@@ -70,8 +73,10 @@ impl Netns {
         // A veth peer hands the other end partial checksums (CHECKSUM_PARTIAL) that the
         // kernel would finish in a real NIC; AF_XDP sees them unfinished. Turning TX
         // checksum offload off on the client makes it send full checksums, as a wire would.
-        run(Command::new("ip").args(["netns", "exec", &ns.client, "ethtool", "-K", &ns.cli_if, "tx", "off"]).stdout(std::process::Stdio::null()))
-            .context("ethtool -K (client veth) tx off")?;
+        run(Command::new("ip")
+            .args(["netns", "exec", &ns.client, "ethtool", "-K", &ns.cli_if, "tx", "off"])
+            .stdout(std::process::Stdio::null()))
+        .context("ethtool -K (client veth) tx off")?;
         Ok(ns)
     }
 
@@ -98,7 +103,8 @@ impl Netns {
 
     /// `ip -d link show` of the server end.
     pub fn server_link(&self) -> String {
-        cmd_ok(Command::new("ip").args(["-n", &self.server, "-d", "link", "show", "dev", &self.srv_if])).unwrap_or_default()
+        cmd_ok(Command::new("ip").args(["-n", &self.server, "-d", "link", "show", "dev", &self.srv_if]))
+            .unwrap_or_default()
     }
 
     /// Leaves the namespaces in place when dropped (for `cargo xtask netns up`).
@@ -207,12 +213,47 @@ impl Impaired {
         // Before any link exists in it, so no interface of the middle ever sends IPv6
         // router or neighbour solicitations of its own.
         for key in ["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"] {
-            run(Command::new("ip").args(["netns", "exec", &net.middle, "sysctl", "-qw", key])).with_context(|| format!("sysctl {key} in the middle"))?;
+            run(Command::new("ip").args(["netns", "exec", &net.middle, "sysctl", "-qw", key]))
+                .with_context(|| format!("sysctl {key} in the middle"))?;
         }
         let mtu = mtu.to_string();
         let steps: Vec<Vec<&str>> = vec![
-            vec!["link", "add", &net.srv_if, "netns", &net.server, "mtu", &mtu, "type", "veth", "peer", "name", &net.mid_srv_if, "netns", &net.middle, "mtu", &mtu],
-            vec!["link", "add", &net.cli_if, "netns", &net.client, "mtu", &mtu, "type", "veth", "peer", "name", &net.mid_cli_if, "netns", &net.middle, "mtu", &mtu],
+            vec![
+                "link",
+                "add",
+                &net.srv_if,
+                "netns",
+                &net.server,
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &net.mid_srv_if,
+                "netns",
+                &net.middle,
+                "mtu",
+                &mtu,
+            ],
+            vec![
+                "link",
+                "add",
+                &net.cli_if,
+                "netns",
+                &net.client,
+                "mtu",
+                &mtu,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &net.mid_cli_if,
+                "netns",
+                &net.middle,
+                "mtu",
+                &mtu,
+            ],
             vec!["-n", &net.server, "addr", "add", "10.77.0.1/24", "dev", &net.srv_if],
             vec!["-n", &net.client, "addr", "add", "10.77.0.2/24", "dev", &net.cli_if],
             vec!["-n", &net.server, "link", "set", "lo", "up"],
@@ -226,8 +267,10 @@ impl Impaired {
             run(Command::new("ip").args(&args)).with_context(|| format!("ip {}", args.join(" ")))?;
         }
         // Full checksums from the client's kernel, as a wire would carry (see `Netns::up`).
-        run(Command::new("ip").args(["netns", "exec", &net.client, "ethtool", "-K", &net.cli_if, "tx", "off"]).stdout(std::process::Stdio::null()))
-            .context("ethtool -K (client veth) tx off")?;
+        run(Command::new("ip")
+            .args(["netns", "exec", &net.client, "ethtool", "-K", &net.cli_if, "tx", "off"])
+            .stdout(std::process::Stdio::null()))
+        .context("ethtool -K (client veth) tx off")?;
         Ok(net)
     }
 
@@ -302,7 +345,8 @@ impl Impaired {
         if self.nft {
             let chain = |c: &str| -> Result<u64> {
                 let (_, text) = output(self.in_middle("nft").args(["list", "chain", "netdev", "zcloss", c]))?;
-                number_after(&text, "counter packets").with_context(|| format!("no counter in `nft list chain`:\n{text}"))
+                number_after(&text, "counter packets")
+                    .with_context(|| format!("no counter in `nft list chain`:\n{text}"))
             };
             return Ok((chain("a")?, chain("b")?));
         }

@@ -110,10 +110,12 @@ fn echo_end_to_end(bins: &Bins) -> Result<()> {
     ensure!(native_xdp_attached(&ns), "ip -d link shows no native xdp while the echo runs:\n{}", ns.server_link());
 
     let v4 = format!("{SRV_ADDR}:7777");
-    let out = client(&ns, bins, &["udp-check", "--server", &v4, "--count", "10000", "--max-size", "1472", "--seed", "1"])?;
+    let out =
+        client(&ns, bins, &["udp-check", "--server", &v4, "--count", "10000", "--max-size", "1472", "--seed", "1"])?;
     print!("  {out}");
     let v6 = format!("[{SRV_ADDR6}]:7777");
-    let out = client(&ns, bins, &["udp-check", "--server", &v6, "--count", "1000", "--max-size", "1452", "--seed", "2"])?;
+    let out =
+        client(&ns, bins, &["udp-check", "--server", &v6, "--count", "1000", "--max-size", "1452", "--seed", "2"])?;
     print!("  {out}");
 
     // The kernel still owns everything that is not ours: ARP (after a flush), ICMP, and a
@@ -139,7 +141,8 @@ fn jumbo(bins: &Bins) -> Result<()> {
     let ns = Netns::up("j", 9000)?;
     let mut d = echo(&ns, bins, &["--addr", SRV_ADDR])?;
     let v4 = format!("{SRV_ADDR}:7777");
-    let out = client(&ns, bins, &["udp-check", "--server", &v4, "--count", "300", "--max-size", "8972", "--seed", "3"])?;
+    let out =
+        client(&ns, bins, &["udp-check", "--server", &v4, "--count", "300", "--max-size", "8972", "--seed", "3"])?;
     print!("  {out}");
     let (ok, text) = d.terminate(Duration::from_secs(10))?;
     ensure!(ok, "udp-echo did not exit cleanly:\n{text}");
@@ -166,7 +169,16 @@ fn bad_input(bins: &Bins, which: BadInput) -> Result<()> {
     let (args, expect): (Vec<String>, &str) = match which {
         BadInput::NoInterface => (vec!["--iface".into(), "nosuch0".into()], "no network interface named \"nosuch0\""),
         BadInput::Hugepages => (
-            vec!["--iface".into(), iface, "--hugepages".into(), "require".into(), "--frames".into(), "4000000".into(), "--duration".into(), "1".into()],
+            vec![
+                "--iface".into(),
+                iface,
+                "--hugepages".into(),
+                "require".into(),
+                "--frames".into(),
+                "4000000".into(),
+                "--duration".into(),
+                "1".into(),
+            ],
             "run `cargo xtask setup`",
         ),
         BadInput::QueueBusy => {
@@ -177,12 +189,16 @@ fn bad_input(bins: &Bins, which: BadInput) -> Result<()> {
         BadInput::NotRoot => (vec!["--iface".into(), iface], "which this process lacks"),
         BadInput::Mtu => {
             ns.set_mtu(9000)?;
-            (vec!["--iface".into(), iface, "--no-multi-buffer".into(), "--duration".into(), "1".into()], "does not fit a 4096-byte frame")
+            (
+                vec!["--iface".into(), iface, "--no-multi-buffer".into(), "--duration".into(), "1".into()],
+                "does not fit a 4096-byte frame",
+            )
         }
     };
     let mut cmd = if matches!(which, BadInput::NotRoot) {
         let mut c = ns.in_server("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"]).arg(&echo_bin);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+            .arg(&echo_bin);
         c
     } else {
         ns.in_server(&echo_bin)

@@ -137,7 +137,13 @@ impl Wire {
     }
 
     /// The first segment from `from` to `to` that satisfies `want`, within `wait`.
-    fn expect(&mut self, from: SocketAddrV4, to: SocketAddrV4, wait: Duration, want: impl Fn(u8, &[u8]) -> bool) -> Option<(u8, u32, u32, Vec<u8>)> {
+    fn expect(
+        &mut self,
+        from: SocketAddrV4,
+        to: SocketAddrV4,
+        wait: Duration,
+        want: impl Fn(u8, &[u8]) -> bool,
+    ) -> Option<(u8, u32, u32, Vec<u8>)> {
         let end = Instant::now() + wait;
         while Instant::now() < end {
             if let Ok(f) = self.rx.next() {
@@ -165,17 +171,32 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
 /// Sends the hostile input to `server` (whose MAC is `server_mac`) through `iface`.
 pub fn craft(iface: &str, server: SocketAddrV4, server_mac: &str, count: u32, syns: u32) -> Result<()> {
     ensure!(count <= 100_000 && syns <= 1_000_000, "--count at most 100000, --syns at most 1000000");
-    let ni = pnet_datalink::interfaces().into_iter().find(|i| i.name == iface).with_context(|| format!("no interface {iface} here"))?;
+    let ni = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == iface)
+        .with_context(|| format!("no interface {iface} here"))?;
     let mac = ni.mac.with_context(|| format!("{iface} has no MAC"))?.octets();
     let cfg = Config { read_timeout: Some(Duration::from_millis(20)), promiscuous: false, ..Config::default() };
-    let (tx, rx) = match pnet_datalink::channel(&ni, cfg).with_context(|| format!("AF_PACKET socket on {iface} (needs CAP_NET_RAW)"))? {
+    let (tx, rx) = match pnet_datalink::channel(&ni, cfg)
+        .with_context(|| format!("AF_PACKET socket on {iface} (needs CAP_NET_RAW)"))?
+    {
         Channel::Ethernet(tx, rx) => (tx, rx),
         _ => bail!("{iface}: not an Ethernet channel"),
     };
     let mut w = Wire { tx, rx, mac, server_mac: parse_mac(server_mac)?, sent: 0 };
     let mut rng = Prng::new(0xc4af7);
     let me = |port: u16| SocketAddrV4::new(SPOOF, port);
-    let base = |src: SocketAddrV4, seq: u32, flags: u8| Seg { src, dst: server, seq, ack: 0, flags, options: &[], payload: &[], offset_override: None, bad_checksum: false };
+    let base = |src: SocketAddrV4, seq: u32, flags: u8| Seg {
+        src,
+        dst: server,
+        seq,
+        ack: 0,
+        flags,
+        options: &[],
+        payload: &[],
+        offset_override: None,
+        bad_checksum: false,
+    };
 
     // 1. Malformed segments: each would open a connection if the server took it.
     for i in 0..count {
@@ -193,20 +214,28 @@ pub fn craft(iface: &str, server: SocketAddrV4, server_mac: &str, count: u32, sy
     let c = me(40_000);
     let iss = 0x1000_0000u32;
     w.send(&Seg { options: &[2, 4, 0x05, 0xb4], ..base(c, iss, SYN) })?;
-    let (_, srv_isn, _, _) = w.expect(server, c, Duration::from_secs(3), |f, _| f & (SYN | ACK) == SYN | ACK).context("no SYN-ACK for the crafted connection")?;
+    let (_, srv_isn, _, _) = w
+        .expect(server, c, Duration::from_secs(3), |f, _| f & (SYN | ACK) == SYN | ACK)
+        .context("no SYN-ACK for the crafted connection")?;
     let (snd, rcv) = (iss.wrapping_add(1), srv_isn.wrapping_add(1));
     w.send(&Seg { ack: rcv, ..base(c, snd, ACK) })?;
     // Far outside the window: dropped silently. Inside but not exact: a challenge ACK.
     w.send(&Seg { ack: rcv, ..base(c, snd.wrapping_add(0x4000_0000), RST | ACK) })?;
     w.send(&Seg { ack: rcv, ..base(c, snd.wrapping_add(100), RST) })?;
-    let challenge = w.expect(server, c, Duration::from_secs(2), |f, p| f & ACK != 0 && f & (RST | SYN) == 0 && p.is_empty()).is_some();
+    let challenge = w
+        .expect(server, c, Duration::from_secs(2), |f, p| f & ACK != 0 && f & (RST | SYN) == 0 && p.is_empty())
+        .is_some();
     ensure!(challenge, "no challenge ACK for an in-window RST with a wrong sequence number (RFC 5961)");
     let req = format!("GET /small HTTP/1.1\r\nHost: {}\r\n\r\n", server.ip());
     w.send(&Seg { ack: rcv, payload: req.as_bytes(), ..base(c, snd, ACK | PSH) })?;
     let (_, _, _, body) = w
         .expect(server, c, Duration::from_secs(3), |_, p| !p.is_empty())
         .context("the crafted connection got no answer after the bad RSTs: it did not survive")?;
-    ensure!(body.starts_with(b"HTTP/1.1 200"), "unexpected answer: {:?}", String::from_utf8_lossy(&body[..body.len().min(40)]));
+    ensure!(
+        body.starts_with(b"HTTP/1.1 200"),
+        "unexpected answer: {:?}",
+        String::from_utf8_lossy(&body[..body.len().min(40)])
+    );
     // Done with it: an exact RST closes it.
     w.send(&Seg { ack: rcv, ..base(c, snd.wrapping_add(req.len() as u32), RST | ACK) })?;
 

@@ -87,7 +87,8 @@ fn xdp_server(mut cmd: Command, bins: &Bins, iface: &str, www: &Path, port: u16,
 /// Downloads `url` with curl in the namespace of `cmd` (`ip netns exec NS bash`) and
 /// returns the sha256 of the body.
 fn sha_download(mut cmd: Command, url: &str, max_secs: u64) -> Result<String> {
-    let (ok, text) = output(cmd.args(["-c", &format!("set -o pipefail; curl -sf --max-time {max_secs} {url} | sha256sum")]))?;
+    let (ok, text) =
+        output(cmd.args(["-c", &format!("set -o pipefail; curl -sf --max-time {max_secs} {url} | sha256sum")]))?;
     ensure!(ok, "curl {url} failed: {text}");
     Ok(text.split_whitespace().next().unwrap_or("").to_owned())
 }
@@ -115,7 +116,20 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
     let mut imp = Daemon::spawn(
         "impair",
         net.in_middle(&bins.xtask).args([
-            "internal", "impair", "--a", &net.mid_srv_if, "--b", &net.mid_cli_if, "--loss-pct", loss, "--reorder-pct", reorder, "--seed", "4", "--seconds", "600",
+            "internal",
+            "impair",
+            "--a",
+            &net.mid_srv_if,
+            "--b",
+            &net.mid_cli_if,
+            "--loss-pct",
+            loss,
+            "--reorder-pct",
+            reorder,
+            "--seed",
+            "4",
+            "--seconds",
+            "600",
         ]),
     )?;
     imp.wait_line("ready", Duration::from_secs(10))?;
@@ -159,12 +173,26 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
     let (ok, stext) = srv.terminate(Duration::from_secs(20))?;
     let (_, itext) = imp.terminate(Duration::from_secs(10))?;
     let r = |k: &str| result(&itext, k).unwrap_or(0);
-    let (dropped_c, dropped_s, reord_c, reord_s) = (r("to_client_dropped"), r("to_server_dropped"), r("to_client_reordered"), r("to_server_reordered"));
+    let (dropped_c, dropped_s, reord_c, reord_s) =
+        (r("to_client_dropped"), r("to_server_dropped"), r("to_client_reordered"), r("to_server_reordered"));
     let retx = counter(&stext, "fileserver_tcp_retransmits_total").unwrap_or(0);
     let line = ss.split_whitespace().collect::<Vec<_>>().join(" ");
-    let (_, nstat) = output(net.in_client("nstat").args(["-saz", "TcpExtTCPOFOQueue", "TcpExtTCPDSACKOldSent", "TcpExtTCPDSACKOfoSent"]))?;
-    let nstat: Vec<String> = nstat.lines().filter(|l| l.starts_with("TcpExt")).map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("=")).collect();
-    println!("  {} MiB byte-exact in {secs:.1} s ({:.0} MB/s) through {loss}% loss + {reorder}% reordering each way", data.size >> 20, data.size as f64 / secs / 1e6);
+    let (_, nstat) = output(net.in_client("nstat").args([
+        "-saz",
+        "TcpExtTCPOFOQueue",
+        "TcpExtTCPDSACKOldSent",
+        "TcpExtTCPDSACKOfoSent",
+    ]))?;
+    let nstat: Vec<String> = nstat
+        .lines()
+        .filter(|l| l.starts_with("TcpExt"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("="))
+        .collect();
+    println!(
+        "  {} MiB byte-exact in {secs:.1} s ({:.0} MB/s) through {loss}% loss + {reorder}% reordering each way",
+        data.size >> 20,
+        data.size as f64 / secs / 1e6
+    );
     println!(
         "  middle: to the client {} frames, {dropped_c} dropped, {reord_c} reordered; to the server {} frames, {dropped_s} dropped, {reord_s} reordered",
         r("to_client_frames"),
@@ -177,17 +205,31 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
         counter(&stext, "fileserver_tcp_loss_probes_total").map_or("(not reported)".into(), |v| v.to_string()),
         nstat.join(" ")
     );
-    let opts: Vec<&str> = line.split(' ').filter(|w| *w == "ts" || *w == "sack" || w.starts_with("wscale:") || w.starts_with("mss:")).collect();
+    let opts: Vec<&str> = line
+        .split(' ')
+        .filter(|w| *w == "ts" || *w == "sack" || w.starts_with("wscale:") || w.starts_with("mss:"))
+        .collect();
     println!("  ss -tio (client, during the download): {}", opts.join(" "));
 
     ensure!(ok, "fileserver did not exit cleanly:\n{stext}");
-    ensure!(dropped_c > 0 && dropped_s > 0, "the middle dropped nothing ({dropped_c} to the client, {dropped_s} to the server):\n{itext}");
-    ensure!(reord_c > 0 && reord_s > 0, "the middle reordered nothing ({reord_c} to the client, {reord_s} to the server):\n{itext}");
+    ensure!(
+        dropped_c > 0 && dropped_s > 0,
+        "the middle dropped nothing ({dropped_c} to the client, {dropped_s} to the server):\n{itext}"
+    );
+    ensure!(
+        reord_c > 0 && reord_s > 0,
+        "the middle reordered nothing ({reord_c} to the client, {reord_s} to the server):\n{itext}"
+    );
     ensure!(retx > 0, "frames were dropped but the server retransmitted nothing:\n{stext}");
     for want in ["wscale:", "sack", "ts"] {
-        ensure!(line.split(' ').any(|w| w == want || (want.ends_with(':') && w.starts_with(want))), "`ss -tio` on the client does not show {want:?}: {line:?}");
+        ensure!(
+            line.split(' ').any(|w| w == want || (want.ends_with(':') && w.starts_with(want))),
+            "`ss -tio` on the client does not show {want:?}: {line:?}"
+        );
     }
-    let link = crate::util::cmd_ok(Command::new("ip").args(["-n", &net.server, "-d", "link", "show", "dev", &net.srv_if])).unwrap_or_default();
+    let link =
+        crate::util::cmd_ok(Command::new("ip").args(["-n", &net.server, "-d", "link", "show", "dev", &net.srv_if]))
+            .unwrap_or_default();
     ensure!(!link.contains("prog/xdp"), "XDP program left attached after the server exited:\n{link}");
     Ok(())
 }
@@ -204,7 +246,12 @@ fn copied(bins: &Bins, data: &Data, mtu: u32) -> Result<()> {
         let secs = start.elapsed().as_secs_f64();
         let (ok, text) = srv.terminate(Duration::from_secs(20))?;
         let got = got.with_context(|| format!("server output:\n{text}"))?;
-        ensure!(got == data.sha, "MTU {mtu}{}: sha256 {got} != {}", if force { ", --force-copy" } else { "" }, data.sha);
+        ensure!(
+            got == data.sha,
+            "MTU {mtu}{}: sha256 {got} != {}",
+            if force { ", --force-copy" } else { "" },
+            data.sha
+        );
         ensure!(ok, "fileserver did not exit cleanly:\n{text}");
         let c = |name: &str| counter(&text, name).with_context(|| format!("no {name} in the server's report:\n{text}"));
         let copied = c("fileserver_payload_bytes_copied_total")?;
@@ -213,7 +260,10 @@ fn copied(bins: &Bins, data: &Data, mtu: u32) -> Result<()> {
         ensure!(invalid == 0, "the kernel refused {invalid} TX descriptors:\n{text}");
         ensure!(tx >= data.size, "only {tx} payload bytes sent for a {} byte file", data.size);
         if force {
-            ensure!(text.contains("multi-buffer    no"), "--force-copy: the startup block does not say multi-buffer no:\n{text}");
+            ensure!(
+                text.contains("multi-buffer    no"),
+                "--force-copy: the startup block does not say multi-buffer no:\n{text}"
+            );
             ensure!(copied == tx, "--force-copy: {copied} bytes copied but {tx} payload bytes sent");
         } else {
             ensure!(text.contains("multi-buffer    yes"), "multi-buffer was not available:\n{text}");
@@ -251,7 +301,18 @@ fn malformed(bins: &Bins, data: &Data) -> Result<()> {
     let drops_before = veth_drops();
     let start = Instant::now();
     let (ok, text) = output(ns.in_client(&bins.xtask).args([
-        "internal", "tcp-craft", "--iface", &ns.cli_if, "--server", &format!("{SRV_ADDR}:80"), "--server-mac", mac.trim(), "--count", "1000", "--syns", "100000",
+        "internal",
+        "tcp-craft",
+        "--iface",
+        &ns.cli_if,
+        "--server",
+        &format!("{SRV_ADDR}:80"),
+        "--server-mac",
+        mac.trim(),
+        "--count",
+        "1000",
+        "--syns",
+        "100000",
     ]))?;
     ensure!(ok, "tcp-craft failed:\n{text}");
     let crafted = start.elapsed().as_secs_f64();
@@ -260,7 +321,8 @@ fn malformed(bins: &Bins, data: &Data) -> Result<()> {
     ensure!(got == data.sha, "the download after the hostile input differs: {got} != {}", data.sha);
     let (ok, stext) = srv.terminate(Duration::from_secs(20))?;
     ensure!(ok, "fileserver did not exit cleanly:\n{stext}");
-    let bad_sum = counter(&stext, "fileserver_tcp_bad_checksum_total").context("no tcp_bad_checksum_total in the report")?;
+    let bad_sum =
+        counter(&stext, "fileserver_tcp_bad_checksum_total").context("no tcp_bad_checksum_total in the report")?;
     ensure!(bad_sum >= 1000, "only {bad_sum} bad checksums counted, 1000 sent");
     // Counters the report may carry (the server prints the stack's counters it knows). A
     // SYN the AF_XDP ring dropped never reached the stack.
@@ -277,12 +339,20 @@ fn malformed(bins: &Bins, data: &Data) -> Result<()> {
         // A spoofed SYN that collides with a half-open entry of the flood is challenged, and
         // a few random tuples land on other paths (TIME-WAIT, the crafted connection): at
         // least 99% of what reached the socket must be counted as SYNs.
-        ("fileserver_tcp_syn_received_total", 100_000u64.saturating_sub(rx_dropped + counter(&stext, "fileserver_tcp_syn_challenged_total").unwrap_or(0)) * 99 / 100),
+        (
+            "fileserver_tcp_syn_received_total",
+            100_000u64.saturating_sub(rx_dropped + counter(&stext, "fileserver_tcp_syn_challenged_total").unwrap_or(0))
+                * 99
+                / 100,
+        ),
         ("fileserver_tcp_syn_cookies_sent_total", 1),
     ] {
         if let Some(v) = counter(&stext, name) {
             ensure!(v >= at_least, "{name} is {v}, expected at least {at_least}");
-            seen.push(format!("{} {v}", name.trim_start_matches("fileserver_tcp_").trim_end_matches("_total").replace('_', " ")));
+            seen.push(format!(
+                "{} {v}",
+                name.trim_start_matches("fileserver_tcp_").trim_end_matches("_total").replace('_', " ")
+            ));
         } else {
             seen.push(format!("{name}: not in the server's report"));
         }
@@ -307,7 +377,8 @@ struct Sample {
 
 /// User + system CPU seconds of `pid` so far.
 fn cpu_secs(pid: u32, ticks: f64) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     let rest = stat.rsplit_once(')').map(|(_, r)| r).context("malformed /proc/PID/stat")?;
     let f: Vec<&str> = rest.split_whitespace().collect();
     // Fields 14 and 15 of stat(5), counted after the `(comm)` field 2: utime, stime.
@@ -330,7 +401,19 @@ fn measure(ns: &Netns, url: &str, size: u64, pid: u32, runs: u32, ticks: f64) ->
     let mut v = Vec::new();
     for _ in 0..runs {
         let before = cpu_secs(pid, ticks)?;
-        let (ok, text) = output(ns.in_client("taskset").args(["-c", "0", "curl", "-s", "--max-time", "300", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url]))?;
+        let (ok, text) = output(ns.in_client("taskset").args([
+            "-c",
+            "0",
+            "curl",
+            "-s",
+            "--max-time",
+            "300",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{speed_download} %{size_download}",
+            url,
+        ]))?;
         let after = cpu_secs(pid, ticks)?;
         ensure!(ok, "curl {url}: {text}");
         let mut w = text.split_whitespace();
@@ -356,19 +439,42 @@ pub fn bench(bins: &Bins, size_mib: u64, runs: u32) -> Result<()> {
     let size = size_mib << 20;
     println!("writing a {size_mib} MiB file under /var/tmp ...");
     let data = Data::create("tcpbench", size)?;
-    let ticks: f64 = crate::util::cmd_ok(Command::new("getconf").arg("CLK_TCK")).and_then(|t| t.trim().parse().ok()).unwrap_or(100.0);
+    let ticks: f64 = crate::util::cmd_ok(Command::new("getconf").arg("CLK_TCK"))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0);
     let mut rows = Vec::new();
     for mtu in [1500u32, 9000] {
         let ns = Netns::up(if mtu > 1500 { "bj" } else { "bs" }, mtu)?;
         // Receive processing of each side on its own CPU (veth runs the peer's receive on
         // the sender's CPU otherwise): the client's on CPU 0, the server's on CPU 1.
-        let _ = Command::new("ip").args(["netns", "exec", &ns.client, "sh", "-c", &format!("echo 1 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.cli_if)]).status();
-        let _ = Command::new("ip").args(["netns", "exec", &ns.server, "sh", "-c", &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.srv_if)]).status();
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.client,
+                "sh",
+                "-c",
+                &format!("echo 1 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.cli_if),
+            ])
+            .status();
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.server,
+                "sh",
+                "-c",
+                &format!("echo 2 > /sys/class/net/{}/queues/rx-0/rps_cpus", ns.srv_if),
+            ])
+            .status();
 
         // The kernel: sendfile from the page cache (warm: the file was just written, and
         // one untimed download comes first).
         let mut cmd = ns.in_server("taskset");
-        cmd.args(["-c", "1"]).arg(&bins.fileserver).args(["--backend", "kernel", "--method", "sendfile", "--addr", SRV_ADDR, "--port", "81", "--root"]).arg(&data.www);
+        cmd.args(["-c", "1"])
+            .arg(&bins.fileserver)
+            .args(["--backend", "kernel", "--method", "sendfile", "--addr", SRV_ADDR, "--port", "81", "--root"])
+            .arg(&data.www);
         let mut k = Daemon::spawn("fileserver (kernel)", cmd.env("RUST_LOG", "warn"))?;
         k.wait_line("ready", Duration::from_secs(20))?;
         let url = format!("http://{SRV_ADDR}:81/big");

@@ -33,11 +33,7 @@ pub fn output(cmd: &mut Command) -> Result<(bool, String)> {
 
 /// Where `prog` is on PATH.
 pub fn which(prog: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join(prog))
-        .find(|p| p.is_file())
+    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| PathBuf::from(d).join(prog)).find(|p| p.is_file())
 }
 
 /// The workspace root (xtask's parent).
@@ -86,7 +82,11 @@ impl Daemon {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = self.child.as_mut().and_then(|c| c.wait().ok());
-                    bail!("{} exited before printing {want:?} ({status:?}); its output:\n{}", self.name, self.seen.join("\n"));
+                    bail!(
+                        "{} exited before printing {want:?} ({status:?}); its output:\n{}",
+                        self.name,
+                        self.seen.join("\n")
+                    );
                 }
             }
             if Instant::now() >= end {

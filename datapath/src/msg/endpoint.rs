@@ -151,7 +151,8 @@ impl Endpoint {
     pub fn bind(cfg: &EndpointConfig) -> Result<Endpoint, MsgError> {
         crate::caps::require_datapath()?;
         let iface = Interface::by_name(&cfg.iface)?;
-        let pool = Pool::new(&PoolConfig { frames: cfg.frames, hugepages: cfg.hugepages, ..PoolConfig::frames(cfg.frames) })?;
+        let pool =
+            Pool::new(&PoolConfig { frames: cfg.frames, hugepages: cfg.hugepages, ..PoolConfig::frames(cfg.frames) })?;
         let xcfg = XskConfig {
             queue: cfg.queue,
             rx_size: cfg.ring_size,
@@ -172,11 +173,16 @@ impl Endpoint {
     /// An endpoint over a socket the caller opened (and a program the caller attached and
     /// steers `cfg.local` with, if `program` is `None`). `cfg.iface`, `queue`, `frames`,
     /// `hugepages`, `bind`, `attach`, `multi_buffer` and `ring_size` are not used.
-    pub fn with_socket(sock: XskSocket, program: Option<SteerProgram>, cfg: &EndpointConfig) -> Result<Endpoint, MsgError> {
+    pub fn with_socket(
+        sock: XskSocket,
+        program: Option<SteerProgram>,
+        cfg: &EndpointConfig,
+    ) -> Result<Endpoint, MsgError> {
         let iface = sock.interface().clone();
         let pool = sock.pool().clone();
         let fs = pool.frame_size() as usize;
-        let mut dg_payload = (iface.mtu as usize).saturating_sub(wire::IPV4_LEN + UDP_LEN).min(65_507) - MSG_HDR_LEN.min(iface.mtu as usize);
+        let mut dg_payload = (iface.mtu as usize).saturating_sub(wire::IPV4_LEN + UDP_LEN).min(65_507)
+            - MSG_HDR_LEN.min(iface.mtu as usize);
         if !sock.multi_buffer() {
             dg_payload = dg_payload.min(fs - HDR_LEN);
         }
@@ -185,9 +191,14 @@ impl Endpoint {
         }
         let frags = cfg.max_msg.div_ceil(dg_payload).max(1);
         if frags > usize::from(u16::MAX) || cfg.max_msg > u32::MAX as usize {
-            return Err(MsgError::Config(format!("max_msg {} needs {frags} datagrams; at most 65535 (raise the MTU or lower max_msg)", cfg.max_msg)));
+            return Err(MsgError::Config(format!(
+                "max_msg {} needs {frags} datagrams; at most 65535 (raise the MTU or lower max_msg)",
+                cfg.max_msg
+            )));
         }
-        if cfg.reliable && (!cfg.window.is_power_of_two() || cfg.window as usize > SACK_BITS || (frags as u32) > cfg.window) {
+        if cfg.reliable
+            && (!cfg.window.is_power_of_two() || cfg.window as usize > SACK_BITS || (frags as u32) > cfg.window)
+        {
             return Err(MsgError::Config(format!(
                 "reliability window {} must be a power of two of at most {SACK_BITS} and hold the largest message ({frags} datagrams of {dg_payload} B for max_msg {}); raise --window or lower --max-msg",
                 cfg.window, cfg.max_msg
@@ -660,7 +671,14 @@ impl Endpoint {
 }
 
 /// Gives a datagram to the reassembler and queues what it completes.
-fn feed(reasm: &mut Reassembler, ready: &mut VecDeque<Msg>, stats: &mut MsgStats, now: Instant, peer: PeerId, d: Dgram) {
+fn feed(
+    reasm: &mut Reassembler,
+    ready: &mut VecDeque<Msg>,
+    stats: &mut MsgStats,
+    now: Instant,
+    peer: PeerId,
+    d: Dgram,
+) {
     match reasm.add(now, peer, d) {
         Ok(Some(m)) => {
             stats.msgs_recv += 1;

@@ -85,7 +85,9 @@ pub enum MsgError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AllocError {
     /// The message is larger than the endpoint's maximum (bad input, not back-pressure).
-    #[error("a message of {len} bytes is larger than this endpoint's maximum of {max} (EndpointConfig::max_msg, --max-msg)")]
+    #[error(
+        "a message of {len} bytes is larger than this endpoint's maximum of {max} (EndpointConfig::max_msg, --max-msg)"
+    )]
     TooLarge {
         /// Bytes asked for.
         len: usize,

@@ -74,16 +74,16 @@ pub fn arp_entry(arp_table: &str, iface: &str, ip: Ipv4Addr) -> Option<[u8; 6]> 
 /// Resolves the MAC to send to `dst` through `iface`, asking the kernel to resolve it
 /// when its table has no entry; gives up after `timeout`.
 pub fn resolve(iface: &str, dst: Ipv4Addr, timeout: Duration) -> Result<[u8; 6], MsgError> {
-    let read = |path: &str| {
-        std::fs::read_to_string(path).map_err(|source| MsgError::Read { path: path.into(), source })
-    };
+    let read =
+        |path: &str| std::fs::read_to_string(path).map_err(|source| MsgError::Read { path: path.into(), source });
     let routes = read("/proc/net/route")?;
     let hop = next_hop(&routes, iface, dst).ok_or_else(|| MsgError::NoRoute { peer: dst, iface: iface.into() })?;
     if let Some(mac) = arp_entry(&read("/proc/net/arp")?, iface, hop) {
         return Ok(mac);
     }
     log::info!("{iface}: no neighbour entry for {hop}; asking the kernel to resolve it (ARP)");
-    let prod = UdpSocket::bind("0.0.0.0:0").map_err(|source| MsgError::Syscall { call: "bind(UDP, ARP prod)", source })?;
+    let prod =
+        UdpSocket::bind("0.0.0.0:0").map_err(|source| MsgError::Syscall { call: "bind(UDP, ARP prod)", source })?;
     let start = Instant::now();
     let mut next_prod = start;
     while start.elapsed() < timeout {

@@ -88,7 +88,8 @@ impl Pattern {
         if w == 0 {
             return i.to_le_bytes();
         }
-        splitmix(self.seed.rotate_left(17) ^ i.wrapping_mul(0x9e37_79b9) ^ w.wrapping_mul(0xff51_afd7_ed55_8ccd)).to_le_bytes()
+        splitmix(self.seed.rotate_left(17) ^ i.wrapping_mul(0x9e37_79b9) ^ w.wrapping_mul(0xff51_afd7_ed55_8ccd))
+            .to_le_bytes()
     }
 
     /// Runs `f` over the expected bytes of message `i`, as runs matching `lens`.

@@ -242,7 +242,15 @@ mod tests {
 
     #[test]
     fn msg_hdr_round_trip() {
-        let h = MsgHdr { kind: KIND_DATA, flags: FLAG_RELIABLE, msg_id: 7, frag: 3, frags: 46, msg_len: 65536, seq: u32::MAX };
+        let h = MsgHdr {
+            kind: KIND_DATA,
+            flags: FLAG_RELIABLE,
+            msg_id: 7,
+            frag: 3,
+            frags: 46,
+            msg_len: 65536,
+            seq: u32::MAX,
+        };
         let mut b = [0xaa; MSG_HDR_LEN];
         h.emit(&mut b);
         assert_eq!(MsgHdr::parse(&b), Some(h));

@@ -15,9 +15,7 @@ use aya_ebpf::bindings::xdp_action::XDP_PASS;
 use aya_ebpf::macros::{map, xdp};
 use aya_ebpf::maps::{HashMap, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
-use steer_common::{
-    Counter, FlowAction, FlowKey, COUNTERS, IPPROTO_TCP, IPPROTO_UDP, MAX_FLOWS, MAX_QUEUES,
-};
+use steer_common::{Counter, FlowAction, FlowKey, COUNTERS, IPPROTO_TCP, IPPROTO_UDP, MAX_FLOWS, MAX_QUEUES};
 
 #[map(name = "XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);

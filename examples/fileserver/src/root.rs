@@ -86,7 +86,12 @@ fn opened(file: File, st: rustix::fs::Stat, path: String) -> Opened {
     let mtime = SystemTime::UNIX_EPOCH + Duration::new(secs, nsec as u32);
     Opened {
         file,
-        v: Validators { size: st.st_size.max(0) as u64, mtime, ino: st.st_ino, mtime_nsec: secs * 1_000_000_000 + nsec },
+        v: Validators {
+            size: st.st_size.max(0) as u64,
+            mtime,
+            ino: st.st_ino,
+            mtime_nsec: secs * 1_000_000_000 + nsec,
+        },
         path,
     }
 }
@@ -113,7 +118,15 @@ mod tests {
         assert_eq!(r.resolve("/sub/../a.txt", OFlags::empty()).unwrap().v.size, 3, ".. inside the root is fine");
         assert_eq!(r.resolve("/in-link", OFlags::empty()).unwrap().v.size, 3, "symlink inside the root");
         assert_eq!(r.resolve("/sub/", OFlags::empty()).unwrap().path, "/sub/index.html");
-        for bad in ["/../secret", "/sub/../../secret", "/etc-link/passwd", "/up-link", "/../../../../etc/passwd", "/empty", "/nope"] {
+        for bad in [
+            "/../secret",
+            "/sub/../../secret",
+            "/etc-link/passwd",
+            "/up-link",
+            "/../../../../etc/passwd",
+            "/empty",
+            "/nope",
+        ] {
             assert_eq!(r.resolve(bad, OFlags::empty()).unwrap_err(), Status::NotFound, "{bad}");
         }
         let _ = std::fs::remove_dir_all(&base);

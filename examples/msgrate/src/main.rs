@@ -83,7 +83,11 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn limit(cli: &Cli) -> u64 {
-    if cli.count == 0 { u64::MAX } else { cli.count }
+    if cli.count == 0 {
+        u64::MAX
+    } else {
+        cli.count
+    }
 }
 
 fn xdp_send(cli: &Cli) -> Result<()> {
@@ -146,7 +150,11 @@ fn xdp_send(cli: &Cli) -> Result<()> {
         ep.recv_wait(&mut sink, Duration::from_millis(1));
         sink.clear();
     }
-    println!("msgrate sender: {sent} messages of {} B in {el:.2} s = {:.0} msg/s ({waits} back-pressure waits)", cli.size, sent as f64 / el);
+    println!(
+        "msgrate sender: {sent} messages of {} B in {el:.2} s = {:.0} msg/s ({waits} back-pressure waits)",
+        cli.size,
+        sent as f64 / el
+    );
     println!("RESULT sent={sent} rate={:.0} waits={waits} unacked={}", sent as f64 / el, ep.unacked());
     print_stats("msgrate sender", &ep);
     Ok(())
@@ -183,7 +191,13 @@ fn report(what: &str, size: usize, s: &Seqs, el: f64) {
         s.lost,
         s.reordered
     );
-    println!("RESULT msgs={} rate={:.0} lost={} reordered={} seconds={el:.3}", s.got, s.got as f64 / el, s.lost, s.reordered);
+    println!(
+        "RESULT msgs={} rate={:.0} lost={} reordered={} seconds={el:.3}",
+        s.got,
+        s.got as f64 / el,
+        s.lost,
+        s.reordered
+    );
     println!("done");
 }
 
@@ -216,7 +230,11 @@ fn xdp_recv(cli: &Cli) -> Result<()> {
             s.saw(seq_of(&m));
         }
         let now = Instant::now();
-        if s.got >= limit(cli) || now >= end || now.duration_since(last) > Duration::from_secs(2) || shutdown.requested() {
+        if s.got >= limit(cli)
+            || now >= end
+            || now.duration_since(last) > Duration::from_secs(2)
+            || shutdown.requested()
+        {
             break;
         }
         if ep.recv_wait(&mut got, Duration::from_millis(100)) > 0 {
@@ -249,7 +267,10 @@ fn kernel_send(cli: &Cli, mode: KernelMode) -> Result<()> {
         }
     }
     let el = start.elapsed().as_secs_f64();
-    println!("msgrate sender (kernel {mode:?}): {sent} messages in {el:.2} s = {:.0} msg/s, {errs} send errors", sent as f64 / el);
+    println!(
+        "msgrate sender (kernel {mode:?}): {sent} messages in {el:.2} s = {:.0} msg/s, {errs} send errors",
+        sent as f64 / el
+    );
     println!("RESULT sent={sent} rate={:.0} waits={errs}", sent as f64 / el);
     Ok(())
 }

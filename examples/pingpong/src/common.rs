@@ -72,7 +72,8 @@ pub struct EpArgs {
 impl EpArgs {
     /// Binds the endpoint and prints what it got.
     pub fn bind(&self, prog: &str) -> Result<Endpoint> {
-        let iface = self.iface.as_deref().context("--iface is needed for the AF_XDP endpoint (or pass --kernel MODE)")?;
+        let iface =
+            self.iface.as_deref().context("--iface is needed for the AF_XDP endpoint (or pass --kernel MODE)")?;
         let mut cfg = EndpointConfig::new(iface, self.local);
         cfg.queue = self.queue;
         cfg.frames = self.frames;
@@ -100,10 +101,22 @@ impl EpArgs {
         }
         println!("  AF_XDP bind     {}", s.mode());
         println!("  multi-buffer    {}", if s.multi_buffer() { "yes" } else { "no" });
-        println!("  datagram        {} B of message per datagram, max message {} B", ep.datagram_payload(), ep.max_msg());
-        println!("  reliability     {}", if self.reliable { format!("on, window {} datagrams", self.window) } else { "off".into() });
+        println!(
+            "  datagram        {} B of message per datagram, max message {} B",
+            ep.datagram_payload(),
+            ep.max_msg()
+        );
+        println!(
+            "  reliability     {}",
+            if self.reliable { format!("on, window {} datagrams", self.window) } else { "off".into() }
+        );
         println!("  poll            {:?}", self.poll);
-        println!("  pool            {} frames on {}{}", self.frames, ep.pool().backing(), if ep.pool().locked() { ", locked" } else { "" });
+        println!(
+            "  pool            {} frames on {}{}",
+            self.frames,
+            ep.pool().backing(),
+            if ep.pool().locked() { ", locked" } else { "" }
+        );
         Ok(ep)
     }
 }
@@ -114,8 +127,14 @@ pub fn print_stats(prog: &str, ep: &Endpoint) {
     let s = ep.socket().stats();
     let ps = ep.pool().stats();
     println!("{prog}: endpoint counters");
-    println!("  messages        sent {} received {} ({} / {} bytes)", m.msgs_sent, m.msgs_recv, m.bytes_sent, m.bytes_recv);
-    println!("  datagrams       sent {} received {} retransmitted {} (fast {}, timeouts {})", m.dgrams_sent, m.dgrams_recv, m.retransmits, m.fast_retransmits, m.timeouts);
+    println!(
+        "  messages        sent {} received {} ({} / {} bytes)",
+        m.msgs_sent, m.msgs_recv, m.bytes_sent, m.bytes_recv
+    );
+    println!(
+        "  datagrams       sent {} received {} retransmitted {} (fast {}, timeouts {})",
+        m.dgrams_sent, m.dgrams_recv, m.retransmits, m.fast_retransmits, m.timeouts
+    );
     println!("  acks            sent {} received {} deferred {}", m.acks_sent, m.acks_recv, m.acks_deferred);
     println!("  back-pressure   send full {} alloc empty {}", m.send_full, m.alloc_empty);
     println!(
@@ -146,19 +165,28 @@ pub fn kernel_socket(local: SocketAddrV4, mode: KernelMode) -> Result<UdpSocket>
     let sock = UdpSocket::bind(local).with_context(|| format!("binding a kernel UDP socket to {local}"))?;
     match mode {
         KernelMode::Block => {}
-        KernelMode::BusyPoll => datapath::msg::set_busy_poll(&sock, 50).context("setsockopt(SO_BUSY_POLL, 50) (needs CAP_NET_ADMIN)")?,
+        KernelMode::BusyPoll => {
+            datapath::msg::set_busy_poll(&sock, 50).context("setsockopt(SO_BUSY_POLL, 50) (needs CAP_NET_ADMIN)")?
+        }
         KernelMode::Spin => sock.set_nonblocking(true)?,
     }
     Ok(sock)
 }
 
 /// Receives one datagram within `timeout` (spinning in `Spin` mode); `None` on timeout.
-pub fn kernel_recv(sock: &UdpSocket, mode: KernelMode, buf: &mut [u8], timeout: Duration) -> Result<Option<(usize, SocketAddr)>> {
+pub fn kernel_recv(
+    sock: &UdpSocket,
+    mode: KernelMode,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> Result<Option<(usize, SocketAddr)>> {
     if mode != KernelMode::Spin {
         sock.set_read_timeout(Some(timeout.max(Duration::from_micros(1))))?;
         return match sock.recv_from(buf) {
             Ok(r) => Ok(Some(r)),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => Ok(None),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                Ok(None)
+            }
             Err(e) => Err(e).context("recv_from"),
         };
     }
@@ -180,5 +208,6 @@ pub fn kernel_recv(sock: &UdpSocket, mode: KernelMode, buf: &mut [u8], timeout: 
 /// Writes the message header of a one-datagram message `id` of `len` bytes in front of
 /// its payload, as the endpoint would: a kernel peer speaks the same format.
 pub fn kernel_frame(buf: &mut [u8], id: u32, len: usize) {
-    MsgHdr { kind: KIND_DATA, flags: 0, msg_id: id, frag: 0, frags: 1, msg_len: len as u32, seq: 0 }.emit(&mut buf[..MSG_HDR_LEN]);
+    MsgHdr { kind: KIND_DATA, flags: 0, msg_id: id, frag: 0, frags: 1, msg_len: len as u32, seq: 0 }
+        .emit(&mut buf[..MSG_HDR_LEN]);
 }

@@ -154,7 +154,11 @@ fn xdp_client(cli: &Cli) -> Result<()> {
 }
 
 fn mask(size: usize) -> u64 {
-    if size >= 8 { u64::MAX } else { (1u64 << (size * 8)) - 1 }
+    if size >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (size * 8)) - 1
+    }
 }
 
 fn first_u64(m: &Msg, size: usize) -> u64 {
@@ -225,7 +229,10 @@ fn xdp_check(cli: &Cli, ep: &mut Endpoint, peer: PeerId, n: u64) -> Result<()> {
         }
         if last_progress.elapsed() > timeout {
             print_stats("pingpong client", ep);
-            bail!("no reply to message #{verified} ({} B) within {timeout:?} ({verified} of {n} verified)", pat.size(verified));
+            bail!(
+                "no reply to message #{verified} ({} B) within {timeout:?} ({verified} of {n} verified)",
+                pat.size(verified)
+            );
         }
     }
     // Let the last acknowledgements reach us before the endpoint goes.
@@ -235,7 +242,9 @@ fn xdp_check(cli: &Cli, ep: &mut Endpoint, peer: PeerId, n: u64) -> Result<()> {
         ep.recv_wait(&mut got, Duration::from_millis(1));
     }
     let el = start.elapsed().as_secs_f64();
-    println!("check: {n} messages ({bytes} bytes) sent and their replies verified (sequence and content hash) in {el:.2} s");
+    println!(
+        "check: {n} messages ({bytes} bytes) sent and their replies verified (sequence and content hash) in {el:.2} s"
+    );
     println!("RESULT verified={verified} bytes={bytes} seconds={el:.3}");
     print_stats("pingpong client", ep);
     Ok(())
@@ -359,7 +368,9 @@ fn kernel_client(cli: &Cli, mode: KernelMode) -> Result<()> {
                     break;
                 }
                 Some((len, from)) => {
-                    done = from == SocketAddr::V4(peer) && len == out.len() && back[MSG_HDR_LEN..MSG_HDR_LEN + n] == out[MSG_HDR_LEN..MSG_HDR_LEN + n];
+                    done = from == SocketAddr::V4(peer)
+                        && len == out.len()
+                        && back[MSG_HDR_LEN..MSG_HDR_LEN + n] == out[MSG_HDR_LEN..MSG_HDR_LEN + n];
                 }
             }
         }

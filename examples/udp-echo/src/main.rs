@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use datapath::{
-    AttachPolicy, BindPolicy, BusyPoll, Interface, Proto, RxFrame, Shutdown, SteerProgram,
-    XskConfig, XskSocket,
-};
 use datapath::csum::Checksum;
+use datapath::{
+    AttachPolicy, BindPolicy, BusyPoll, Interface, Proto, RxFrame, Shutdown, SteerProgram, XskConfig, XskSocket,
+};
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
 
 /// Answer UDP datagrams through AF_XDP, in place in the received frame.
@@ -102,7 +101,12 @@ fn run(args: Args) -> Result<()> {
     println!("  XDP attach      {}", program.mode());
     println!("  AF_XDP bind     {}", sock.mode());
     println!("  multi-buffer    {}", if sock.multi_buffer() { "yes" } else { "no" });
-    println!("  pool            {} frames on {}{}", args.frames, pool.backing(), if pool.locked() { ", locked" } else { "" });
+    println!(
+        "  pool            {} frames on {}{}",
+        args.frames,
+        pool.backing(),
+        if pool.locked() { ", locked" } else { "" }
+    );
     println!("ready");
 
     let deadline = (args.duration > 0).then(|| Instant::now() + Duration::from_secs(args.duration));
@@ -130,7 +134,10 @@ fn run(args: Args) -> Result<()> {
     println!("udp-echo: stopping");
     println!("  echoed          {} datagrams, {} bytes", echo.echoed, echo.bytes);
     println!("  dropped (ours)  {} not UDP to us, {} TX ring full", echo.not_ours, echo.tx_full);
-    println!("  socket          rx {} tx {} completed {} wakeups {}", s.rx_descs, s.tx_descs, s.tx_completed, s.tx_wakeups);
+    println!(
+        "  socket          rx {} tx {} completed {} wakeups {}",
+        s.rx_descs, s.tx_descs, s.tx_completed, s.tx_wakeups
+    );
     println!(
         "  kernel          rx_dropped {} rx_ring_full {} fill_empty {} invalid rx/tx {}/{}",
         s.rx_dropped, s.rx_ring_full, s.rx_fill_ring_empty, s.rx_invalid_descs, s.tx_invalid_descs
@@ -139,7 +146,12 @@ fn run(args: Args) -> Result<()> {
         "  xdp program     seen {} redirected {} passed {} malformed {} no_socket {}",
         p.seen, p.redirected, p.passed, p.malformed, p.no_socket
     );
-    println!("  pool            {} of {} frames free, {} leased to the kernel", ps.frames_free, ps.frames, ps.write_leases + ps.read_leases);
+    println!(
+        "  pool            {} of {} frames free, {} leased to the kernel",
+        ps.frames_free,
+        ps.frames,
+        ps.write_leases + ps.read_leases
+    );
     Ok(())
 }
 
@@ -162,9 +174,12 @@ impl Echo {
             if frame.more {
                 continue;
             }
-            let ok = self.frags.first_mut().and_then(|f| f.get_mut()).and_then(swap_udp).is_some_and(|l4| {
-                fix_udp_checksum(&mut self.frags, l4)
-            });
+            let ok = self
+                .frags
+                .first_mut()
+                .and_then(|f| f.get_mut())
+                .and_then(swap_udp)
+                .is_some_and(|l4| fix_udp_checksum(&mut self.frags, l4));
             if !ok {
                 self.not_ours += 1;
             } else if batch.push(&self.frags).is_ok() {

@@ -245,7 +245,13 @@ impl Stack {
 
     /// Queues a datagram whose payload is `payload` (by reference); it is built and sent
     /// on the next dispatch. Fails while the next hop is unresolved (a request is sent).
-    pub fn udp_send(&mut self, now: Instant, h: UdpHandle, to: IpEndpoint, payload: &[BufSlice]) -> Result<bool, SocketError> {
+    pub fn udp_send(
+        &mut self,
+        now: Instant,
+        h: UdpHandle,
+        to: IpEndpoint,
+        payload: &[BufSlice],
+    ) -> Result<bool, SocketError> {
         if !self.udp.contains_key(&h.0) {
             return Err(SocketError::InvalidHandle);
         }

@@ -4,15 +4,14 @@
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, Icmpv4Message, Icmpv4Packet, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint,
-    IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet, NdiscNeighborFlags,
-    NdiscRepr, UdpPacket,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message,
+    Icmpv4Packet, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
+    Ipv6Packet, NdiscNeighborFlags, NdiscRepr, UdpPacket,
 };
 use umem::{Buf, BufSlice};
 
 use super::{Control, Stack};
-use crate::wire::{pseudo_header, Checksum, IpInfo, Parsed, Route, HOP_LIMIT, WireError};
+use crate::wire::{pseudo_header, Checksum, IpInfo, Parsed, Route, WireError, HOP_LIMIT};
 
 /// The solicited-node multicast address of `a` (RFC 4291 2.7.1).
 pub(crate) fn solicited_node(a: Ipv6Address) -> Ipv6Address {
@@ -30,11 +29,7 @@ const ALL_NODES: Ipv6Address = Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 impl Stack {
     pub(crate) fn handle_arp(&mut self, now: Instant, repr: ArpRepr, mut frame: BufSlice) {
         let ArpRepr::EthernetIpv4 {
-            operation,
-            source_hardware_addr,
-            source_protocol_addr,
-            target_protocol_addr,
-            ..
+            operation, source_hardware_addr, source_protocol_addr, target_protocol_addr, ..
         } = repr
         else {
             self.counters.rx_bad_arp += 1;
@@ -59,7 +54,8 @@ impl Stack {
             target_hardware_addr: source_hardware_addr,
             target_protocol_addr: source_protocol_addr,
         };
-        let eth = EthernetRepr { src_addr: self.cfg.mac, dst_addr: source_hardware_addr, ethertype: EthernetProtocol::Arp };
+        let eth =
+            EthernetRepr { src_addr: self.cfg.mac, dst_addr: source_hardware_addr, ethertype: EthernetProtocol::Arp };
         let len = 14 + reply.buffer_len();
         let Some(buf) = frame.get_mut().and_then(|b| b.get_mut(..len)) else { return };
         eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
@@ -162,17 +158,25 @@ impl Stack {
                 if !frame.set_len(l4 + len) {
                     return;
                 }
-                let route = Route { src_mac: self.cfg.mac, dst_mac: peer_mac, src_ip: IpAddress::Ipv6(ours), dst_ip: IpAddress::Ipv6(src) };
+                let route = Route {
+                    src_mac: self.cfg.mac,
+                    dst_mac: peer_mac,
+                    src_ip: IpAddress::Ipv6(ours),
+                    dst_ip: IpAddress::Ipv6(src),
+                };
                 let Some(buf) = frame.get_mut() else { return };
                 route.emit_l2_l3(buf, IpProtocol::Icmpv6, len);
                 Ipv6Packet::new_unchecked(&mut buf[ip.l3..]).set_hop_limit(255);
-                na.emit(&ours, &src, &mut Icmpv6Packet::new_unchecked(&mut buf[l4..l4 + len]), &ChecksumCapabilities::default());
+                na.emit(
+                    &ours,
+                    &src,
+                    &mut Icmpv6Packet::new_unchecked(&mut buf[l4..l4 + len]),
+                    &ChecksumCapabilities::default(),
+                );
                 self.counters.ndp_adverts_sent += 1;
                 self.push_control(Control::Frame(frame));
             }
-            Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { target_addr, lladdr: Some(l), .. })
-                if l.len() == 6 =>
-            {
+            Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { target_addr, lladdr: Some(l), .. }) if l.len() == 6 => {
                 self.neighbors.learn(now, IpAddress::Ipv6(target_addr), EthernetAddress::from_bytes(l.as_bytes()));
             }
             _ => {}
@@ -218,7 +222,11 @@ impl Stack {
             target_hardware_addr: EthernetAddress([0; 6]),
             target_protocol_addr: target,
         };
-        let eth = EthernetRepr { src_addr: self.cfg.mac, dst_addr: EthernetAddress::BROADCAST, ethertype: EthernetProtocol::Arp };
+        let eth = EthernetRepr {
+            src_addr: self.cfg.mac,
+            dst_addr: EthernetAddress::BROADCAST,
+            ethertype: EthernetProtocol::Arp,
+        };
         let len = 14 + req.buffer_len();
         let buf = frame.get_mut()?.get_mut(..len)?;
         eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
@@ -230,13 +238,24 @@ impl Stack {
     pub(crate) fn build_neighbor_solicit(&mut self, target: Ipv6Address, frame: &mut Buf) -> Option<usize> {
         let ours = self.cfg.ipv6?.address();
         let dst = solicited_node(target);
-        let ns = Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr: target, lladdr: Some(self.cfg.mac.into()) });
+        let ns =
+            Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr: target, lladdr: Some(self.cfg.mac.into()) });
         let len = ns.buffer_len();
-        let route = Route { src_mac: self.cfg.mac, dst_mac: multicast_mac(dst), src_ip: IpAddress::Ipv6(ours), dst_ip: IpAddress::Ipv6(dst) };
+        let route = Route {
+            src_mac: self.cfg.mac,
+            dst_mac: multicast_mac(dst),
+            src_ip: IpAddress::Ipv6(ours),
+            dst_ip: IpAddress::Ipv6(dst),
+        };
         let buf = frame.get_mut()?;
         let l4 = route.emit_l2_l3(buf, IpProtocol::Icmpv6, len);
         Ipv6Packet::new_unchecked(&mut buf[14..]).set_hop_limit(255);
-        ns.emit(&ours, &dst, &mut Icmpv6Packet::new_unchecked(buf.get_mut(l4..l4 + len)?), &ChecksumCapabilities::default());
+        ns.emit(
+            &ours,
+            &dst,
+            &mut Icmpv6Packet::new_unchecked(buf.get_mut(l4..l4 + len)?),
+            &ChecksumCapabilities::default(),
+        );
         self.counters.ndp_solicits_sent += 1;
         Some(l4 + len)
     }

@@ -15,10 +15,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
 
 use smoltcp::time::Instant;
-use smoltcp::wire::{
-    EthernetAddress, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv6Address,
-    Ipv6Cidr,
-};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 use umem::{Buf, BufSlice};
 
 pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
@@ -228,8 +225,7 @@ impl Stack {
         match ip {
             IpAddress::Ipv4(a) => self.cfg.ipv4.is_some_and(|c| c.contains_addr(a)),
             IpAddress::Ipv6(a) => {
-                a.segments()[0] & 0xffc0 == 0xfe80
-                    || self.cfg.ipv6.is_some_and(|c| c.contains_addr(a))
+                a.segments()[0] & 0xffc0 == 0xfe80 || self.cfg.ipv6.is_some_and(|c| c.contains_addr(a))
             }
         }
     }
@@ -293,9 +289,7 @@ impl Stack {
                 return;
             }
         };
-        let for_us = parsed.dst_mac == self.cfg.mac
-            || parsed.dst_mac.is_broadcast()
-            || parsed.dst_mac.is_multicast();
+        let for_us = parsed.dst_mac == self.cfg.mac || parsed.dst_mac.is_broadcast() || parsed.dst_mac.is_multicast();
         if !for_us {
             self.counters.rx_not_for_us += 1;
             return;
@@ -331,11 +325,7 @@ impl Stack {
         if !self.control.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.slots
-            .iter()
-            .filter_map(|s| s.entry.as_ref())
-            .filter_map(|e| e.conn.poll_at())
-            .min()
+        self.slots.iter().filter_map(|s| s.entry.as_ref()).filter_map(|e| e.conn.poll_at()).min()
     }
 
     /// Runs every timer due at `now`.
@@ -378,7 +368,12 @@ impl Stack {
                 }
                 let tuple = e.conn.tuple();
                 let route = match e.peer_mac {
-                    Some(mac) => Route { src_mac: self.cfg.mac, dst_mac: mac, src_ip: tuple.local.addr, dst_ip: tuple.remote.addr },
+                    Some(mac) => Route {
+                        src_mac: self.cfg.mac,
+                        dst_mac: mac,
+                        src_ip: tuple.local.addr,
+                        dst_ip: tuple.remote.addr,
+                    },
                     None => match self.route_to(now, tuple.local.addr, tuple.remote.addr) {
                         Some(r) => r,
                         None => break,
@@ -451,11 +446,12 @@ impl Stack {
                 Some(n)
             }
             Control::Udp { route, src_port, dst_port, payload } => {
-                control::build_udp(route, *src_port, *dst_port, payload, &mut frame, copy, &mut self.frags)
-                    .map(|(n, copied)| {
+                control::build_udp(route, *src_port, *dst_port, payload, &mut frame, copy, &mut self.frags).map(
+                    |(n, copied)| {
                         self.counters.payload_bytes_copied += copied as u64;
                         n
-                    })
+                    },
+                )
             }
             Control::ArpRequest(ip) => self.build_arp_request(*ip, &mut frame),
             Control::NeighborSolicit(ip) => self.build_neighbor_solicit(*ip, &mut frame),

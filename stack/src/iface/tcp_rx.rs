@@ -19,10 +19,8 @@ impl Stack {
             }
         };
         self.counters.tcp_rx_segments += 1;
-        let tuple = FourTuple {
-            local: IpEndpoint::new(ip.dst, hdr.dst_port),
-            remote: IpEndpoint::new(ip.src, hdr.src_port),
-        };
+        let tuple =
+            FourTuple { local: IpEndpoint::new(ip.dst, hdr.dst_port), remote: IpEndpoint::new(ip.src, hdr.src_port) };
         let payload = if prange.is_empty() { None } else { frame.slice(prange.clone()) };
         drop(frame);
         let reply_route = Route { src_mac: self.cfg.mac, dst_mac: src_mac, src_ip: ip.dst, dst_ip: ip.src };
@@ -125,11 +123,7 @@ impl Stack {
     /// Queues a RST answering `hdr` (RFC 9293 3.10.7.1): `<SEQ=SEG.ACK><CTL=RST>` if it
     /// carried an ACK, else `<SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>`.
     pub(crate) fn queue_rst(&mut self, route: Route, hdr: &TcpHeader, seq: Option<Seq>, plen: usize) {
-        let mut rst = TcpHeader {
-            src_port: hdr.dst_port,
-            dst_port: hdr.src_port,
-            ..Default::default()
-        };
+        let mut rst = TcpHeader { src_port: hdr.dst_port, dst_port: hdr.src_port, ..Default::default() };
         if let Some(seq) = seq.or(hdr.flags.has(TcpFlags::ACK).then_some(hdr.ack)) {
             rst.seq = seq;
             rst.flags = TcpFlags::RST;

@@ -118,15 +118,7 @@ const CUBIC_BETA: f64 = 0.7;
 impl Cubic {
     /// Starts with `iw` bytes.
     pub fn new(iw: usize) -> Self {
-        Cubic {
-            cwnd: iw,
-            ssthresh: usize::MAX,
-            w_max: 0.0,
-            k: 0.0,
-            epoch: None,
-            w_est: 0.0,
-            acc: 0,
-        }
+        Cubic { cwnd: iw, ssthresh: usize::MAX, w_max: 0.0, k: 0.0, epoch: None, w_est: 0.0, acc: 0 }
     }
 
     fn reduce(&mut self, mss: usize) {
@@ -169,8 +161,7 @@ impl CongestionControl for Cubic {
         let target = target.max(self.w_est);
         if target > self.cwnd as f64 {
             // Grow by (target - cwnd) / cwnd per acked segment, at most 1.5x per RTT.
-            let inc = ((target - self.cwnd as f64) / self.cwnd as f64 * acked as f64)
-                .min(acked as f64 / 2.0);
+            let inc = ((target - self.cwnd as f64) / self.cwnd as f64 * acked as f64).min(acked as f64 / 2.0);
             self.acc += inc as usize;
             if self.acc > 0 {
                 self.cwnd += self.acc;

@@ -239,13 +239,7 @@ impl Conn {
     }
 
     /// A passive open from a received SYN: the SYN-ACK goes out on the next poll.
-    pub fn accept_syn(
-        cfg: &TcpConfig,
-        tuple: FourTuple,
-        iss: Seq,
-        local_mss: u16,
-        syn: &TcpHeader,
-    ) -> Conn {
+    pub fn accept_syn(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::SynReceived);
         c.take_syn_options(syn);
         c.irs = syn.seq;
@@ -354,8 +348,7 @@ impl Conn {
 
     /// Whether SACK, timestamps and window scaling were negotiated: `(sack, ts, wscale)`.
     pub fn negotiated(&self) -> (bool, bool, Option<(u8, u8)>) {
-        let ws = (self.snd_wscale != 0 || self.rcv_wscale != 0)
-            .then_some((self.snd_wscale, self.rcv_wscale));
+        let ws = (self.snd_wscale != 0 || self.rcv_wscale != 0).then_some((self.snd_wscale, self.rcv_wscale));
         (self.sack_ok, self.ts_ok, ws)
     }
 
@@ -417,9 +410,7 @@ impl Conn {
 
     /// Window bytes free in the receive buffer.
     pub(super) fn rcv_window_avail(&self) -> usize {
-        self.cfg
-            .recv_buffer
-            .saturating_sub(self.recvq.ready_len() + self.recvq.ooo_len())
+        self.cfg.recv_buffer.saturating_sub(self.recvq.ready_len() + self.recvq.ooo_len())
     }
 
     /// Sends a window update when reading opened the window enough (RFC 9293 3.8.6.2.2).
@@ -427,11 +418,7 @@ impl Conn {
         if !self.state.synchronized() {
             return;
         }
-        let advertised = if self.rcv_adv.gt(self.rcv_nxt) {
-            self.rcv_adv.since(self.rcv_nxt) as usize
-        } else {
-            0
-        };
+        let advertised = if self.rcv_adv.gt(self.rcv_nxt) { self.rcv_adv.since(self.rcv_nxt) as usize } else { 0 };
         let now_avail = self.rcv_window_avail();
         let step = (self.cfg.recv_buffer / 2).min(2 * self.mss);
         if now_avail > before && now_avail >= advertised + step {

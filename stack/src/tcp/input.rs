@@ -306,7 +306,12 @@ impl Conn {
             self.on_new_ack(now, hdr);
             // A cumulative ACK that still leaves a hole below three segments' worth of
             // SACKed data: the hole is lost (RFC 6675 IsLost), no need for more dupacks.
-            if self.sack_ok && !self.in_recovery && self.snd_una.ge(self.recover) && self.snd_max.gt(self.snd_una) && self.scoreboard.sacked_above(self.snd_una) >= 3 * self.mss {
+            if self.sack_ok
+                && !self.in_recovery
+                && self.snd_una.ge(self.recover)
+                && self.snd_max.gt(self.snd_una)
+                && self.scoreboard.sacked_above(self.snd_una) >= 3 * self.mss
+            {
                 self.enter_recovery(now, ctr);
             }
             self.detect_lost_retransmit(ctr);

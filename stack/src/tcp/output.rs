@@ -132,11 +132,7 @@ impl Conn {
     /// Emits `[seq, seq + len)` of the send queue (plus FIN when it ends there, if `fin`).
     fn emit_range(&mut self, now: Instant, out: &mut OutSegment, seq: Seq, len: usize, fin: bool) -> usize {
         let off = self.data_off(seq);
-        let got = if len > 0 {
-            self.sendq.gather(off, len, self.cfg.max_payload_frags, &mut out.payload)
-        } else {
-            0
-        };
+        let got = if len > 0 { self.sendq.gather(off, len, self.cfg.max_payload_frags, &mut out.payload) } else { 0 };
         let end = seq.add_len(got);
         let mut flags = TcpFlags::PSH;
         let mut seg_end = end;
@@ -223,7 +219,11 @@ impl Conn {
             let unsent = (self.sendq.tail().saturating_sub(off)) as usize;
             let wnd_end = self.snd_una.add(self.snd_wnd);
             let wnd_room = if wnd_end.gt(self.snd_nxt) { wnd_end.since(self.snd_nxt) as usize } else { 0 };
-            if unsent > 0 && wnd_room > 0 && self.snd_nxt == self.snd_max && self.fin_seq().is_none_or(|f| self.snd_nxt.lt(f)) {
+            if unsent > 0
+                && wnd_room > 0
+                && self.snd_nxt == self.snd_max
+                && self.fin_seq().is_none_or(|f| self.snd_nxt.lt(f))
+            {
                 let seq = self.snd_nxt;
                 let n = self.emit_range(now, out, seq, unsent.min(mss).min(wnd_room), true);
                 if n > 0 {

@@ -188,9 +188,7 @@ impl RecvQueue {
             }
         }
         let mut out = SackBlocks::default();
-        let first = self
-            .last_ooo
-            .and_then(|l| blocks.iter().position(|(a, b)| l.ge(*a) && l.lt(*b)));
+        let first = self.last_ooo.and_then(|l| blocks.iter().position(|(a, b)| l.ge(*a) && l.lt(*b)));
         if let Some(i) = first {
             out.push(blocks[i].0, blocks[i].1);
         }
@@ -238,9 +236,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(nxt, Seq(1300));
-        let bytes: Vec<u8> = std::iter::from_fn(|| q.pop())
-            .flat_map(|s| s.as_bytes().to_vec())
-            .collect();
+        let bytes: Vec<u8> = std::iter::from_fn(|| q.pop()).flat_map(|s| s.as_bytes().to_vec()).collect();
         assert_eq!(bytes.len(), 300);
         // The in-order segment covered 1000..1200, superseding the early 1150..1200.
         assert!(bytes[..200].iter().all(|&b| b == 0));

@@ -19,14 +19,7 @@ pub struct RttEstimator {
 impl RttEstimator {
     /// Initial RTO 1 s (RFC 6298 2.1), clamped to `[min_rto, max_rto]`.
     pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: initial,
-            min_rto,
-            max_rto,
-            backoff: 0,
-        }
+        RttEstimator { srtt: None, rttvar: Duration::ZERO, rto: initial, min_rto, max_rto, backoff: 0 }
     }
 
     /// Smoothed RTT, once measured.
@@ -42,11 +35,8 @@ impl RttEstimator {
                 self.rttvar = Duration::from_micros(rtt.total_micros() / 2);
             }
             Some(srtt) => {
-                let (s, v, r) = (
-                    srtt.total_micros() as i64,
-                    self.rttvar.total_micros() as i64,
-                    rtt.total_micros() as i64,
-                );
+                let (s, v, r) =
+                    (srtt.total_micros() as i64, self.rttvar.total_micros() as i64, rtt.total_micros() as i64);
                 let v = (3 * v + (s - r).abs()) / 4;
                 let s = (7 * s + r) / 8;
                 self.rttvar = Duration::from_micros(v as u64);

@@ -73,11 +73,7 @@ impl Scoreboard {
 
     /// Bytes SACKed at or above `seq`.
     pub fn sacked_above(&self, seq: Seq) -> usize {
-        self.ranges
-            .iter()
-            .filter(|r| r.1.gt(seq))
-            .map(|r| r.1.since(r.0.max(seq)) as usize)
-            .sum()
+        self.ranges.iter().filter(|r| r.1.gt(seq)).map(|r| r.1.since(r.0.max(seq)) as usize).sum()
     }
 
     /// If `seq` lies in a SACKed range, that range's right edge.

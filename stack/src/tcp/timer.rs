@@ -11,10 +11,7 @@ impl Conn {
         if self.rst_pending || self.ack_now || self.probe_pending || self.tlp_pending {
             return Some(Instant::ZERO);
         }
-        [self.rto_at, self.tlp_at, self.ack_at, self.persist_at, self.time_wait_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [self.rto_at, self.tlp_at, self.ack_at, self.persist_at, self.time_wait_at].into_iter().flatten().min()
     }
 
     /// Runs every timer due at `now`.
@@ -71,7 +68,11 @@ impl Conn {
             return;
         }
         let Some(srtt) = self.rtt.srtt() else { return };
-        let margin = if self.snd_max.since(self.snd_una) as usize <= self.mss { self.cfg.min_rto } else { Duration::from_millis(10) };
+        let margin = if self.snd_max.since(self.snd_una) as usize <= self.mss {
+            self.cfg.min_rto
+        } else {
+            Duration::from_millis(10)
+        };
         let at = now + srtt + srtt + margin;
         if self.rto_at.is_none_or(|r| at < r) {
             self.tlp_at = Some(at);

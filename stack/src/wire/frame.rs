@@ -8,9 +8,8 @@ use core::ops::Range;
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    checksum, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr,
-    ETHERNET_HEADER_LEN,
+    checksum, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress,
+    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ETHERNET_HEADER_LEN,
 };
 
 use super::{Checksum, TcpHeader, WireError};
@@ -180,13 +179,8 @@ impl Route {
         let l3 = &mut buf[ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + l3_len];
         match (self.src_ip, self.dst_ip) {
             (IpAddress::Ipv4(src_addr), IpAddress::Ipv4(dst_addr)) => {
-                let repr = Ipv4Repr {
-                    src_addr,
-                    dst_addr,
-                    next_header: proto,
-                    payload_len: l4_len,
-                    hop_limit: HOP_LIMIT,
-                };
+                let repr =
+                    Ipv4Repr { src_addr, dst_addr, next_header: proto, payload_len: l4_len, hop_limit: HOP_LIMIT };
                 let mut pkt = Ipv4Packet::new_unchecked(l3);
                 repr.emit(&mut pkt, &ChecksumCapabilities::default());
                 // Linux sets DF on TCP (PMTU discovery); recompute the sum after the change.
@@ -194,13 +188,8 @@ impl Route {
                 pkt.fill_checksum();
             }
             (IpAddress::Ipv6(src_addr), IpAddress::Ipv6(dst_addr)) => {
-                let repr = Ipv6Repr {
-                    src_addr,
-                    dst_addr,
-                    next_header: proto,
-                    payload_len: l4_len,
-                    hop_limit: HOP_LIMIT,
-                };
+                let repr =
+                    Ipv6Repr { src_addr, dst_addr, next_header: proto, payload_len: l4_len, hop_limit: HOP_LIMIT };
                 repr.emit(&mut Ipv6Packet::new_unchecked(l3));
             }
             _ => unreachable_family(),
@@ -221,8 +210,7 @@ impl Route {
         let thl = tcp.header_len();
         let l4 = self.emit_l2_l3(buf, IpProtocol::Tcp, thl + plen);
         tcp.emit(&mut buf[l4..]);
-        let mut c =
-            Checksum::with_sum(pseudo_header(&self.src_ip, &self.dst_ip, IpProtocol::Tcp, thl + plen));
+        let mut c = Checksum::with_sum(pseudo_header(&self.src_ip, &self.dst_ip, IpProtocol::Tcp, thl + plen));
         c.add(&buf[l4..l4 + thl]);
         for p in payload {
             c.add(p);
@@ -252,10 +240,7 @@ mod tests {
                 IpAddress::Ipv6(Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
             )
         } else {
-            (
-                IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 1)),
-                IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 2)),
-            )
+            (IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 1)), IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 2)))
         };
         Route {
             src_mac: EthernetAddress([2, 0, 0, 0, 0, 1]),

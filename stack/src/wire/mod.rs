@@ -9,8 +9,7 @@ mod tcp;
 
 pub use checksum::Checksum;
 pub use frame::{
-    parse_frame, parse_tcp, pseudo_header, IpInfo, Parsed, Route, HOP_LIMIT, IPV4_HEADER_LEN,
-    IPV6_HEADER_LEN, L3,
+    parse_frame, parse_tcp, pseudo_header, IpInfo, Parsed, Route, HOP_LIMIT, IPV4_HEADER_LEN, IPV6_HEADER_LEN, L3,
 };
 pub use seq::Seq;
 pub use tcp::{SackBlocks, TcpFlags, TcpHeader, TcpOptions, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN};

@@ -55,12 +55,20 @@ impl Seq {
 
     /// The later of two.
     pub fn max(self, other: Seq) -> Seq {
-        if self.ge(other) { self } else { other }
+        if self.ge(other) {
+            self
+        } else {
+            other
+        }
     }
 
     /// The earlier of two.
     pub fn min(self, other: Seq) -> Seq {
-        if self.le(other) { self } else { other }
+        if self.le(other) {
+            self
+        } else {
+            other
+        }
     }
 
     /// `lo <= self < hi`.

@@ -270,9 +270,7 @@ impl TcpHeader {
 
     /// Sequence space the segment occupies given its payload length (SYN and FIN count one).
     pub fn seq_len(&self, payload: usize) -> usize {
-        payload
-            + usize::from(self.flags.has(TcpFlags::SYN))
-            + usize::from(self.flags.has(TcpFlags::FIN))
+        payload + usize::from(self.flags.has(TcpFlags::SYN)) + usize::from(self.flags.has(TcpFlags::FIN))
     }
 }
 

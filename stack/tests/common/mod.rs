@@ -206,7 +206,13 @@ impl Host for OurHost {
 
     fn describe(&self) -> String {
         let c = self.conn.and_then(|h| self.stack.conn(h)).map(|c| format!("{:?} {:?}", c.state(), c.negotiated()));
-        format!("ours pos={} finished={} conn={c:?} live={} pool={:?}", self.pos, self.finished, self.stack.connection_count(), self.link.pool.stats())
+        format!(
+            "ours pos={} finished={} conn={c:?} live={} pool={:?}",
+            self.pos,
+            self.finished,
+            self.stack.connection_count(),
+            self.link.pool.stats()
+        )
     }
 }
 
@@ -312,7 +318,12 @@ impl SmolHost {
                     self.pos += n as u64;
                     assert!(self.pos <= total);
                 }
-                if !s.may_recv() && s.state() != smol_tcp::State::Listen && s.state() != smol_tcp::State::SynReceived && s.state() != smol_tcp::State::SynSent && s.state() != smol_tcp::State::Closed {
+                if !s.may_recv()
+                    && s.state() != smol_tcp::State::Listen
+                    && s.state() != smol_tcp::State::SynReceived
+                    && s.state() != smol_tcp::State::SynSent
+                    && s.state() != smol_tcp::State::Closed
+                {
                     assert_eq!(self.pos, total, "end of stream before all bytes");
                     if !self.closed {
                         s.close();
@@ -404,10 +415,7 @@ pub fn run_until(
         if cond(&*a, &*b) {
             return;
         }
-        let next = [a.poll_at(*now), b.poll_at(*now), wire.ab.next_at(), wire.ba.next_at()]
-            .into_iter()
-            .flatten()
-            .min();
+        let next = [a.poll_at(*now), b.poll_at(*now), wire.ab.next_at(), wire.ba.next_at()].into_iter().flatten().min();
         let Some(next) = next else {
             panic!("stalled at {now}: a: {}, b: {}", a.describe(), b.describe());
         };

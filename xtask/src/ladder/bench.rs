@@ -164,7 +164,9 @@ pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
     let mut rungs: Vec<Rung> = METHODS.iter().map(|m| Rung::Kernel(m)).collect();
     rungs.extend([Rung::Nginx(NginxMode::Sendfile), Rung::Nginx(NginxMode::DirectAio), Rung::Xdp]);
     if let Some(f) = &opts.only {
-        rungs.retain(|r| *r == Rung::Kernel("read-write") || f.split(',').any(|w| !w.is_empty() && r.label().contains(w.trim())));
+        rungs.retain(|r| {
+            *r == Rung::Kernel("read-write") || f.split(',').any(|w| !w.is_empty() && r.label().contains(w.trim()))
+        });
     }
     let mut rows = Vec::new();
     for rung in rungs {
@@ -266,7 +268,12 @@ fn best_of(ns: &Netns, clk: u64, tries: u32, measure: impl Fn() -> Result<Cell>)
         };
         let others = Background::sample(&ours).since(&before) as f64 / clk.max(1) as f64;
         cell.background = others / start.elapsed().as_secs_f64().max(1e-3);
-        println!("    attempt {n}: {:.1} MB/s, {:.0} req/s (others took {:.0}% of a CPU)", cell.mb_s(), cell.req_s(), cell.background * 100.0);
+        println!(
+            "    attempt {n}: {:.1} MB/s, {:.0} req/s (others took {:.0}% of a CPU)",
+            cell.mb_s(),
+            cell.req_s(),
+            cell.background * 100.0
+        );
         if best.as_ref().is_none_or(|b| cell.mb_s() > b.mb_s()) {
             best = Some(cell);
         }
@@ -327,14 +334,23 @@ fn counters_note(text: &str, rung: Rung) -> String {
     let copied = c("fileserver_payload_bytes_copied_total ");
     let pct = |a: u64, b: u64| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
     let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    let mut note = format!("{:.1} GiB sent, {:.0}% of it copied by the server's CPU in user-space calls", gib(sent), pct(copied, sent));
+    let mut note = format!(
+        "{:.1} GiB sent, {:.0}% of it copied by the server's CPU in user-space calls",
+        gib(sent),
+        pct(copied, sent)
+    );
     match rung {
-        Rung::Kernel("read-write") => note = format!("{:.1} GiB sent; every byte copied twice (pread + write)", gib(sent)),
+        Rung::Kernel("read-write") => {
+            note = format!("{:.1} GiB sent; every byte copied twice (pread + write)", gib(sent))
+        }
         Rung::Kernel("msg-zerocopy") => {
             let zc = c("fileserver_zerocopy_sends_total ");
             let kc = c("fileserver_zerocopy_kernel_copied_bytes_total ");
             let kcs = c("fileserver_zerocopy_kernel_copied_sends_total ");
-            note += &format!("; {zc} MSG_ZEROCOPY sends, kernel reported {kcs} of them copied ({:.0}% of bytes)", pct(kc, sent));
+            note += &format!(
+                "; {zc} MSG_ZEROCOPY sends, kernel reported {kcs} of them copied ({:.0}% of bytes)",
+                pct(kc, sent)
+            );
             let plain = c("fileserver_zerocopy_plain_fallback_bytes_total ");
             if plain > 0 {
                 note += &format!("; {:.0}% sent plainly after ENOBUFS", pct(plain, sent));
@@ -361,7 +377,19 @@ fn download(ns: &Netns, url: &str, size: u64, clk: u64) -> Result<Cell> {
     let before = Usage::of_netns(&ns.server);
     let out = ns
         .in_client("taskset")
-        .args(["-c", CLIENT_CPU, "curl", "-s", "-o", "/dev/null", "--max-time", "300", "-w", "%{size_download} %{time_total} %{http_code}", url])
+        .args([
+            "-c",
+            CLIENT_CPU,
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "300",
+            "-w",
+            "%{size_download} %{time_total} %{http_code}",
+            url,
+        ])
         .output()?;
     let used = Usage::of_netns(&ns.server).since(before);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -387,7 +415,9 @@ fn wrk(ns: &Netns, script: &Path, secs: u64, conns: u32, clk: u64) -> Result<Cel
     let Some(line) = text.lines().find(|l| l.starts_with("RESULT ")) else {
         bail!("wrk printed no RESULT line: {}{}", text.trim(), String::from_utf8_lossy(&out.stderr).trim())
     };
-    let field = |k: &str| -> u64 { line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let field = |k: &str| -> u64 {
+        line.split_whitespace().find_map(|w| w.strip_prefix(k)).and_then(|v| v.parse().ok()).unwrap_or(0)
+    };
     let requests = field("requests=");
     ensure!(requests > 0, "wrk completed no request: {line}");
     Ok(Cell {
@@ -408,7 +438,11 @@ fn drop_caches() -> Result<()> {
 
 fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name")).and_then(|l| l.split(':').nth(1)).unwrap_or("unknown CPU");
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown CPU");
     format!("{} ({} CPUs)", model.trim(), info.lines().filter(|l| l.starts_with("processor")).count())
 }
 

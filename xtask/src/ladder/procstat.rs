@@ -21,10 +21,10 @@ impl Usage {
     /// Now, for every process in namespace `ns`.
     pub fn of_netns(ns: &str) -> Usage {
         let pids = cmd_ok(Command::new("ip").args(["netns", "pids", ns])).unwrap_or_default();
-        pids.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).map(of_pid).fold(Usage::default(), |a, b| Usage {
-            ticks: a.ticks + b.ticks,
-            ctxt: a.ctxt + b.ctxt,
-        })
+        pids.split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+            .map(of_pid)
+            .fold(Usage::default(), |a, b| Usage { ticks: a.ticks + b.ticks, ctxt: a.ctxt + b.ctxt })
     }
 
     /// `self - before`, saturating (a process that exited in between loses its share).
@@ -112,7 +112,8 @@ impl Background {
     /// Ticks used by others between `before` and `self` (processes started in between
     /// count from zero; processes that ended in between are lost).
     pub fn since(&self, before: &Background) -> u64 {
-        let procs: u64 = self.ticks.iter().map(|(pid, t)| t.saturating_sub(before.ticks.get(pid).copied().unwrap_or(0))).sum();
+        let procs: u64 =
+            self.ticks.iter().map(|(pid, t)| t.saturating_sub(before.ticks.get(pid).copied().unwrap_or(0))).sum();
         procs + self.steal.saturating_sub(before.steal)
     }
 }

@@ -103,7 +103,11 @@ pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
             }
         }
         let per = |f: &dyn Fn(&Cell) -> f64| -> String {
-            r.cells.iter().map(|c| c.as_ref().map(|c| num(f(c))).unwrap_or_else(|_| "-".into())).collect::<Vec<_>>().join(" · ")
+            r.cells
+                .iter()
+                .map(|c| c.as_ref().map(|c| num(f(c))).unwrap_or_else(|_| "-".into()))
+                .collect::<Vec<_>>()
+                .join(" · ")
         };
         let _ = writeln!(line, " {} | {} |", per(&Cell::cpu_per_gib), per(&Cell::ctxt_per_req));
         o.push_str(&line);
@@ -163,9 +167,15 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
     let top = 78.0;
     let h = top + panel_h * WORKLOADS.len() as f64 + 24.0;
     let mut o = String::new();
-    let _ = writeln!(o, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="13">"#);
+    let _ = writeln!(
+        o,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="13">"#
+    );
     let _ = writeln!(o, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(o, r#"<text x="10" y="24" font-size="18" font-weight="bold">The copy ladder: throughput per rung (longer is faster)</text>"#);
+    let _ = writeln!(
+        o,
+        r#"<text x="10" y="24" font-size="18" font-weight="bold">The copy ladder: throughput per rung (longer is faster)</text>"#
+    );
     let _ = writeln!(
         o,
         r##"<text x="10" y="44" fill="#444">{}</text>"##,
@@ -180,23 +190,50 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
     );
     for (i, w) in WORKLOADS.iter().enumerate() {
         let y0 = top + panel_h * i as f64;
-        let _ = writeln!(o, r#"<text x="10" y="{:.0}" font-size="15" font-weight="bold">{} ({})</text>"#, y0 + 20.0, workload_title(*w), unit(*w));
+        let _ = writeln!(
+            o,
+            r#"<text x="10" y="{:.0}" font-size="15" font-weight="bold">{} ({})</text>"#,
+            y0 + 20.0,
+            workload_title(*w),
+            unit(*w)
+        );
         let max = rows.iter().filter_map(|r| r.cells[i].as_ref().ok()).map(|c| headline(*w, c)).fold(0.0, f64::max);
         let base = baseline(rows, i);
         for (j, r) in rows.iter().enumerate() {
             let y = y0 + 30.0 + ROW_H * j as f64;
-            let _ = writeln!(o, r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{}</text>"#, LABEL_W - 8.0, y + 13.0, esc(&r.rung.label()));
+            let _ = writeln!(
+                o,
+                r#"<text x="{:.0}" y="{:.0}" text-anchor="end">{}</text>"#,
+                LABEL_W - 8.0,
+                y + 13.0,
+                esc(&r.rung.label())
+            );
             match &r.cells[i] {
                 Ok(c) => {
                     let v = headline(*w, c);
                     let len = if max > 0.0 { (v / max * BAR_MAX).max(1.0) } else { 1.0 };
-                    let _ = writeln!(o, r#"<rect x="{LABEL_W}" y="{:.0}" width="{len:.1}" height="16" fill="{}"/>"#, y + 1.0, color(r.rung));
+                    let _ = writeln!(
+                        o,
+                        r#"<rect x="{LABEL_W}" y="{:.0}" width="{len:.1}" height="16" fill="{}"/>"#,
+                        y + 1.0,
+                        color(r.rung)
+                    );
                     let ratio = base.map(|b| format!(" · {:.2}x", v / b)).unwrap_or_default();
                     let text = format!("{} {} · {} CPU s/GiB{ratio}", num(v), unit(*w), num(c.cpu_per_gib()));
-                    let _ = writeln!(o, r#"<text x="{:.1}" y="{:.0}">{}</text>"#, LABEL_W + len + 6.0, y + 13.0, esc(&text));
+                    let _ = writeln!(
+                        o,
+                        r#"<text x="{:.1}" y="{:.0}">{}</text>"#,
+                        LABEL_W + len + 6.0,
+                        y + 13.0,
+                        esc(&text)
+                    );
                 }
                 Err(_) => {
-                    let _ = writeln!(o, r##"<text x="{LABEL_W}" y="{:.0}" fill="#b00">failed (see ladder.md)</text>"##, y + 13.0);
+                    let _ = writeln!(
+                        o,
+                        r##"<text x="{LABEL_W}" y="{:.0}" fill="#b00">failed (see ladder.md)</text>"##,
+                        y + 13.0
+                    );
                 }
             }
         }
@@ -216,11 +253,34 @@ mod tests {
     #[test]
     fn table_has_a_row_per_rung_with_ratios_and_the_chart_a_bar_per_rung() {
         let rows = vec![
-            Row { rung: Rung::Kernel("read-write"), cells: WORKLOADS.iter().map(|_| Ok(cell(100.0))).collect(), note: "n".into() },
-            Row { rung: Rung::Kernel("sendfile"), cells: WORKLOADS.iter().map(|_| Ok(cell(250.0))).collect(), note: String::new() },
-            Row { rung: Rung::Xdp, cells: WORKLOADS.iter().map(|_| Err("no XDP".to_string())).collect(), note: String::new() },
+            Row {
+                rung: Rung::Kernel("read-write"),
+                cells: WORKLOADS.iter().map(|_| Ok(cell(100.0))).collect(),
+                note: "n".into(),
+            },
+            Row {
+                rung: Rung::Kernel("sendfile"),
+                cells: WORKLOADS.iter().map(|_| Ok(cell(250.0))).collect(),
+                note: String::new(),
+            },
+            Row {
+                rung: Rung::Xdp,
+                cells: WORKLOADS.iter().map(|_| Err("no XDP".to_string())).collect(),
+                note: String::new(),
+            },
         ];
-        let m = Meta { kernel: "6.18".into(), cpu: "x".into(), nginx: "1.22".into(), secs: 2, large_tries: 2, wrk_tries: 1, size_mib: 256, connections: 4, elapsed: 1.0, command: "cargo xtask bench ladder --quick".into() };
+        let m = Meta {
+            kernel: "6.18".into(),
+            cpu: "x".into(),
+            nginx: "1.22".into(),
+            secs: 2,
+            large_tries: 2,
+            wrk_tries: 1,
+            size_mib: 256,
+            connections: 4,
+            elapsed: 1.0,
+            command: "cargo xtask bench ladder --quick".into(),
+        };
         let md = markdown(&rows, &m);
         assert!(md.contains("| sendfile | 250 (2.50x) |"), "{md}");
         assert!(md.contains("| AF_XDP (ours) | failed |"), "{md}");

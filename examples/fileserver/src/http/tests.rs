@@ -97,7 +97,12 @@ fn ranges() {
 }
 
 fn validators() -> Validators {
-    Validators { size: 1000, mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000), ino: 42, mtime_nsec: 7 }
+    Validators {
+        size: 1000,
+        mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        ino: 42,
+        mtime_nsec: 7,
+    }
 }
 
 #[test]

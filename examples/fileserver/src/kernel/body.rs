@@ -52,7 +52,13 @@ pub(super) type Pipe = (OwnedFd, OwnedFd, usize);
 
 /// Moves body bytes with one of the page-cache methods. Ok(true): the body is complete;
 /// Ok(false): the socket is full (try again when writable).
-pub(super) fn send(method: Method, sock: &mut TcpStream, b: &mut Body, pipe: &mut Option<Pipe>, m: &mut Metrics) -> std::io::Result<bool> {
+pub(super) fn send(
+    method: Method,
+    sock: &mut TcpStream,
+    b: &mut Body,
+    pipe: &mut Option<Pipe>,
+    m: &mut Metrics,
+) -> std::io::Result<bool> {
     loop {
         let progressed = match (method, &b.src) {
             (Method::ReadWrite, Source::File(file)) => {
@@ -124,7 +130,14 @@ pub(super) fn send(method: Method, sock: &mut TcpStream, b: &mut Body, pipe: &mu
                         return Ok(true);
                     }
                     let want = (b.end - b.pos).min(STAGE as u64) as usize;
-                    let n = rustix::pipe::splice(file, Some(&mut b.pos), &*w, None, want, SpliceFlags::MOVE | SpliceFlags::NONBLOCK)?;
+                    let n = rustix::pipe::splice(
+                        file,
+                        Some(&mut b.pos),
+                        &*w,
+                        None,
+                        want,
+                        SpliceFlags::MOVE | SpliceFlags::NONBLOCK,
+                    )?;
                     if n == 0 {
                         return Err(ErrorKind::UnexpectedEof.into());
                     }
@@ -133,7 +146,14 @@ pub(super) fn send(method: Method, sock: &mut TcpStream, b: &mut Body, pipe: &mu
                 // SPLICE_F_MORE corks the socket like MSG_MORE: only while more of the body
                 // follows, or the response's last partial segment waits for the cork timer.
                 let more = if b.pos < b.end { SpliceFlags::MORE } else { SpliceFlags::empty() };
-                match rustix::pipe::splice(&*r, None, &*sock, None, *inpipe, SpliceFlags::MOVE | SpliceFlags::NONBLOCK | more) {
+                match rustix::pipe::splice(
+                    &*r,
+                    None,
+                    &*sock,
+                    None,
+                    *inpipe,
+                    SpliceFlags::MOVE | SpliceFlags::NONBLOCK | more,
+                ) {
                     Ok(n) => {
                         *inpipe -= n;
                         m.bytes_sent += n as u64;

@@ -19,7 +19,10 @@ use std::os::fd::AsRawFd;
 
 use anyhow::{Context, Result};
 use mio::net::TcpStream;
-use umem::{BlockCache, BlockDone, BufSlice, CacheConfig, CachedFile, DirectIo, HugePages, Lookup, Pool, PoolConfig, ReaderConfig};
+use umem::{
+    BlockCache, BlockDone, BufSlice, CacheConfig, CachedFile, DirectIo, HugePages, Lookup, Pool, PoolConfig,
+    ReaderConfig,
+};
 
 use super::body::{Body, Source};
 use crate::metrics::Metrics;
@@ -79,13 +82,19 @@ impl Direct {
             hugepages: opts.hugepages,
             lock: true,
         })
-        .context("creating the pinned pool for direct-uring (smaller: --blocks, --block-kib; no hugepages: --hugepages off)")?;
+        .context(
+            "creating the pinned pool for direct-uring (smaller: --blocks, --block-kib; no hugepages: --hugepages off)",
+        )?;
         let direct = if opts.direct_io { DirectIo::Prefer } else { DirectIo::Off };
         let reader = umem::BlockReader::new(&pool, &ReaderConfig { queue_depth: 32, headroom: 0, direct })
             .context("creating the io_uring block reader")?;
         let cache = BlockCache::new(
             reader,
-            &CacheConfig { capacity: opts.cache_blocks.min(opts.blocks / 2), max_file_size: opts.direct_threshold, max_open_files: 256 },
+            &CacheConfig {
+                capacity: opts.cache_blocks.min(opts.blocks / 2),
+                max_file_size: opts.direct_threshold,
+                max_open_files: 256,
+            },
         );
         Ok(Direct {
             cache,
@@ -218,7 +227,13 @@ impl Stream {
 
 /// Writes body bytes from the pool. Ok(true): complete; Ok(false): the socket is full or
 /// a block is still being read (a completion drives the connection again).
-pub(super) fn send(d: &mut Direct, idx: usize, sock: &mut TcpStream, b: &mut Body, m: &mut Metrics) -> std::io::Result<bool> {
+pub(super) fn send(
+    d: &mut Direct,
+    idx: usize,
+    sock: &mut TcpStream,
+    b: &mut Body,
+    m: &mut Metrics,
+) -> std::io::Result<bool> {
     let Source::Blocks(s) = &mut b.src else { return Err(std::io::Error::other("direct-uring body without blocks")) };
     loop {
         if b.pos >= b.end {

@@ -105,7 +105,14 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and sets up what the method needs (the pinned pool and the
     /// io_uring for `direct-uring`); nothing is served until `run`.
-    pub fn bind(addr: SocketAddr, metrics: Option<SocketAddr>, method: Method, direct: &DirectOpts, root: Root, limits: Limits) -> Result<Server> {
+    pub fn bind(
+        addr: SocketAddr,
+        metrics: Option<SocketAddr>,
+        method: Method,
+        direct: &DirectOpts,
+        root: Root,
+        limits: Limits,
+    ) -> Result<Server> {
         let poll = Poll::new().context("epoll_create")?;
         let mut listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -120,7 +127,9 @@ impl Server {
         let direct = match method {
             Method::DirectUring => {
                 let d = Direct::new(direct)?;
-                poll.registry().register(&mut SourceFd(&d.ring_fd()), RING, Interest::READABLE).context("adding the io_uring to epoll")?;
+                poll.registry()
+                    .register(&mut SourceFd(&d.ring_fd()), RING, Interest::READABLE)
+                    .context("adding the io_uring to epoll")?;
                 Some(d)
             }
             _ => None,
@@ -230,7 +239,9 @@ impl Server {
                 self.conns.push(None);
                 self.conns.len() - 1
             });
-            if let Err(e) = self.poll.registry().register(&mut sock, Token(idx + CONN0), Interest::READABLE | Interest::WRITABLE) {
+            if let Err(e) =
+                self.poll.registry().register(&mut sock, Token(idx + CONN0), Interest::READABLE | Interest::WRITABLE)
+            {
                 log::warn!("epoll_ctl: {e}");
                 self.free.push(idx);
                 continue;
@@ -357,7 +368,8 @@ impl Server {
                             Some(r) => match self.body(o, r) {
                                 Ok(b) => Some(b),
                                 Err(()) => {
-                                    let h = http::answer_error(Status::InternalError, req.http11, true, req.head_only, now);
+                                    let h =
+                                        http::answer_error(Status::InternalError, req.http11, true, req.head_only, now);
                                     self.push(c, h, consumed, None);
                                     continue;
                                 }
@@ -417,7 +429,9 @@ impl Server {
                 let before = b.pos;
                 let sent = match (self.method, self.direct.as_mut(), c.zc.as_mut()) {
                     (Method::DirectUring, Some(d), _) => direct::send(d, idx, &mut c.sock, b, &mut self.metrics),
-                    (Method::MsgZerocopy, _, Some(zc)) => zerocopy::send(&mut c.sock, b, zc, &mut self.zc, &mut self.metrics),
+                    (Method::MsgZerocopy, _, Some(zc)) => {
+                        zerocopy::send(&mut c.sock, b, zc, &mut self.zc, &mut self.metrics)
+                    }
                     (m, _, _) => body::send(m, &mut c.sock, b, &mut c.pipe, &mut self.metrics),
                 };
                 if b.pos != before {

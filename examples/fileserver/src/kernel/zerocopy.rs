@@ -121,7 +121,13 @@ impl ZcConn {
 
 /// Sends body bytes with `MSG_ZEROCOPY`. Ok(true): the body is complete (its mapping is
 /// retired until confirmed); Ok(false): the socket is full.
-pub(super) fn send(sock: &mut TcpStream, b: &mut Body, zc: &mut ZcConn, st: &mut ZcStats, m: &mut Metrics) -> std::io::Result<bool> {
+pub(super) fn send(
+    sock: &mut TcpStream,
+    b: &mut Body,
+    zc: &mut ZcConn,
+    st: &mut ZcStats,
+    m: &mut Metrics,
+) -> std::io::Result<bool> {
     let Source::Map(map) = &b.src else { return Err(std::io::Error::other("msg-zerocopy body without a mapping")) };
     let map = map.clone();
     loop {
@@ -132,7 +138,8 @@ pub(super) fn send(sock: &mut TcpStream, b: &mut Body, zc: &mut ZcConn, st: &mut
             return Ok(true);
         }
         let bytes = map.as_slice().get(b.pos as usize..b.end as usize).ok_or(ErrorKind::UnexpectedEof)?;
-        let res = if zc.enabled { zerocopy::send(sock.as_fd(), bytes, false) } else { Err(ErrorKind::Unsupported.into()) };
+        let res =
+            if zc.enabled { zerocopy::send(sock.as_fd(), bytes, false) } else { Err(ErrorKind::Unsupported.into()) };
         match res {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
@@ -146,7 +153,10 @@ pub(super) fn send(sock: &mut TcpStream, b: &mut Body, zc: &mut ZcConn, st: &mut
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error()) || e.kind() == ErrorKind::Unsupported => {
+            Err(e)
+                if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error())
+                    || e.kind() == ErrorKind::Unsupported =>
+            {
                 // Too many notifications outstanding (or no SO_ZEROCOPY): this chunk goes
                 // out through the socket buffer, like `mmap`.
                 zc.reap(sock.as_fd(), st);

@@ -37,7 +37,9 @@ impl Resp {
 
     /// Everything has been handed to the stack.
     pub fn done(&self) -> bool {
-        self.out.is_empty() && self.wanted.is_empty() && self.file.as_ref().is_none_or(|f| self.next_block >= end_block(f, self.end))
+        self.out.is_empty()
+            && self.wanted.is_empty()
+            && self.file.as_ref().is_none_or(|f| self.next_block >= end_block(f, self.end))
     }
 }
 

@@ -81,11 +81,19 @@ struct Server {
     held: crate::held::HeldFiles,
 }
 
-pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>, dump: &Arc<AtomicBool>) -> Result<()> {
+pub fn run(
+    opts: XdpOpts,
+    root: Root,
+    root_path: PathBuf,
+    stop: &Arc<AtomicBool>,
+    dump: &Arc<AtomicBool>,
+) -> Result<()> {
     datapath::caps::require_datapath()?;
     let IpAddr::V4(addr4) = opts.addr else { bail!("--backend xdp serves IPv4 for now: give --addr a.b.c.d") };
     if addr4.is_unspecified() {
-        bail!("--backend xdp needs the server's own address in --addr (the stack answers ARP and builds headers with it)");
+        bail!(
+            "--backend xdp needs the server's own address in --addr (the stack answers ARP and builds headers with it)"
+        );
     }
     let iface = Interface::by_name(&opts.iface)?;
     let mac = read_mac(&iface.name)?;
@@ -98,13 +106,22 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
         lock: true,
     })
     .context("creating the pool")?;
-    let mut sock = XskSocket::open(&pool, &iface, &XskConfig { queue: opts.queue, bind: BindPolicy::PreferZeroCopy, ..XskConfig::default() })?;
-    let mut program = SteerProgram::attach(&iface, if opts.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver })?;
+    let mut sock = XskSocket::open(
+        &pool,
+        &iface,
+        &XskConfig { queue: opts.queue, bind: BindPolicy::PreferZeroCopy, ..XskConfig::default() },
+    )?;
+    let mut program =
+        SteerProgram::attach(&iface, if opts.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver })?;
     program.register(opts.queue, &sock)?;
     program.steer(Proto::Tcp, opts.addr, opts.port)?;
     let reader = umem::BlockReader::new(
         &pool,
-        &ReaderConfig { queue_depth: 32, headroom: 0, direct: if opts.direct_io { DirectIo::Prefer } else { DirectIo::Off } },
+        &ReaderConfig {
+            queue_depth: 32,
+            headroom: 0,
+            direct: if opts.direct_io { DirectIo::Prefer } else { DirectIo::Off },
+        },
     )
     .context("creating the io_uring block reader")?;
     let cache = BlockCache::new(
@@ -120,7 +137,8 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
     let listener = stack.listen(opts.port).map_err(|e| anyhow::anyhow!("listen on {}: {e}", opts.port))?;
     let control = match opts.metrics_port {
         Some(p) => {
-            let l = TcpListener::bind((opts.addr, p)).with_context(|| format!("binding the control port {p} on the kernel stack"))?;
+            let l = TcpListener::bind((opts.addr, p))
+                .with_context(|| format!("binding the control port {p} on the kernel stack"))?;
             l.set_nonblocking(true)?;
             Some(l)
         }
@@ -132,7 +150,14 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
     println!("  interface       {} (MTU {}, queue {})", iface.name, iface.mtu, opts.queue);
     println!("  XDP attach      {}", program.mode());
     println!("  AF_XDP bind     {}", sock.mode());
-    println!("  multi-buffer    {}", if sock.multi_buffer() && !opts.force_copy { "yes (payload sent by reference)" } else { "no (payload copied behind headers, counted)" });
+    println!(
+        "  multi-buffer    {}",
+        if sock.multi_buffer() && !opts.force_copy {
+            "yes (payload sent by reference)"
+        } else {
+            "no (payload copied behind headers, counted)"
+        }
+    );
     println!("  hugepages       {}", pool.backing());
     println!(
         "  pool            {} frames + {} blocks x {} KiB, {}",
@@ -192,7 +217,8 @@ pub fn run(opts: XdpOpts, root: Root, root_path: PathBuf, stop: &Arc<AtomicBool>
         for idx in 0..srv.conns.len() {
             srv.service(idx);
         }
-        let sent = srv.stack.poll(now, &mut XskLink { sock: &mut sock, mtu: iface.mtu as usize, refused: &mut refused });
+        let sent =
+            srv.stack.poll(now, &mut XskLink { sock: &mut sock, mtu: iface.mtu as usize, refused: &mut refused });
         sock.poll();
         if let Some(l) = &control {
             serve_control(l, &srv, &sock, &pool);
@@ -373,7 +399,9 @@ impl Server {
             let now = SystemTime::now();
             let (head, consumed, file) = match http::parse(&c.inbuf) {
                 Parsed::Partial => return,
-                Parsed::Error { status, consumed, close, http11 } => (http::answer_error(status, http11, close, false, now), consumed, None),
+                Parsed::Error { status, consumed, close, http11 } => {
+                    (http::answer_error(status, http11, close, false, now), consumed, None)
+                }
                 Parsed::Request(req, consumed) => match self.root.resolve(&req.path, OFlags::empty()) {
                     Ok(o) => {
                         let head = http::answer_file(&req, &o.path, &o.v, now);
@@ -384,7 +412,8 @@ impl Server {
                                 Ok(f) => Some(f),
                                 Err(e) => {
                                     log::warn!("{}: {e}", o.path);
-                                    let h = http::answer_error(http::Status::InternalError, req.http11, true, false, now);
+                                    let h =
+                                        http::answer_error(http::Status::InternalError, req.http11, true, false, now);
                                     self.push(c, h, consumed, None);
                                     continue;
                                 }
@@ -393,7 +422,9 @@ impl Server {
                         };
                         (head, consumed, file)
                     }
-                    Err(status) => (http::answer_error(status, req.http11, !req.keep_alive, req.head_only, now), consumed, None),
+                    Err(status) => {
+                        (http::answer_error(status, req.http11, !req.keep_alive, req.head_only, now), consumed, None)
+                    }
                 },
             };
             self.push(c, head, consumed, file);
@@ -546,12 +577,17 @@ fn serve_control(l: &TcpListener, srv: &Server, sock: &XskSocket, pool: &Pool) {
         let mut req = [0u8; 1024];
         let _ = s.read(&mut req);
         let body = srv.render(sock, pool);
-        let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
     }
 }
 
 fn read_mac(iface: &str) -> Result<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).with_context(|| format!("reading the MAC of {iface}"))?;
+    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .with_context(|| format!("reading the MAC of {iface}"))?;
     let mut mac = [0u8; 6];
     let parts: Vec<&str> = text.trim().split(':').collect();
     if parts.len() != 6 {
