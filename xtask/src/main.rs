@@ -8,8 +8,8 @@ mod client;
 mod demo;
 mod ebpf;
 mod fstest;
-mod ladder;
 mod impair;
+mod ladder;
 mod msg;
 mod netns;
 mod nginx;
@@ -249,7 +249,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Netns { cmd: NetnsCmd::Down } => {
             let names = netns::ours();
             netns::remove(&names);
-            println!("removed {} namespace(s){}", names.len(), if names.is_empty() { String::new() } else { format!(": {}", names.join(" ")) });
+            println!(
+                "removed {} namespace(s){}",
+                names.len(),
+                if names.is_empty() { String::new() } else { format!(": {}", names.join(" ")) }
+            );
             Ok(())
         }
         Cmd::Demo => demo(),
@@ -295,8 +299,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Internal::UdpFlood { server, size, seconds, window } => client::udp_flood(server, size, seconds, window),
             Internal::UdpKernelEcho { port, seconds } => client::udp_kernel_echo(port, seconds),
             Internal::TcpRefused { server } => client::tcp_refused(server),
-            Internal::Impair { a, b, loss_pct, reorder_pct, seed, seconds } => impair::impair(&a, &b, loss_pct, reorder_pct, seed, seconds),
-            Internal::TcpCraft { iface, server, server_mac, count, syns } => tcpcraft::craft(&iface, server, &server_mac, count, syns),
+            Internal::Impair { a, b, loss_pct, reorder_pct, seed, seconds } => {
+                impair::impair(&a, &b, loss_pct, reorder_pct, seed, seconds)
+            }
+            Internal::TcpCraft { iface, server, server_mac, count, syns } => {
+                tcpcraft::craft(&iface, server, &server_mac, count, syns)
+            }
         },
     }
 }
@@ -312,7 +320,17 @@ fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
     netns::install_cleanup();
     println!("building release binaries ...");
     run(Command::new(env!("CARGO")).current_dir(root()).args([
-        "build", "--release", "--quiet", "-p", "udp-echo", "-p", "fileserver", "-p", "pingpong", "-p", "msgrate",
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "udp-echo",
+        "-p",
+        "fileserver",
+        "-p",
+        "pingpong",
+        "-p",
+        "msgrate",
     ]))?;
     let xtask = std::env::current_exe()?;
     Ok(nstest::Bins {
@@ -331,6 +349,20 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     setup::ensure(setup::Profile::Full)?;
     let mut failed = false;
     if !no_unit && filter.is_none() {
+        println!("format: cargo fmt --all --check");
+        run(Command::new(env!("CARGO")).current_dir(root()).args(["fmt", "--all", "--check"]))
+            .context("the tree is not formatted: run `cargo fmt --all`")?;
+        println!("lints: cargo clippy --workspace --all-targets -- -D warnings");
+        run(Command::new(env!("CARGO")).current_dir(root()).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+        .context("clippy found warnings")?;
         // The committed XDP object must come from the sources in the tree.
         println!("eBPF object: cargo xtask ebpf --check");
         ebpf::check(true).context("eBPF object check")?;

@@ -15,7 +15,6 @@ use anyhow::{bail, Context, Result};
 use crate::toolchain::Pin;
 use crate::util::{cmd_ok, run, which};
 
-
 /// What a command needs from the machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Profile {
@@ -59,6 +58,7 @@ fn survey(profile: Profile, pin: &Pin) -> Vec<Status> {
     let mut out = Vec::new();
     out.push(apt_status("Debian packages", &apt_packages(profile)));
     if profile == Profile::Full {
+        out.push(lint_tools_status());
         let llvm: Vec<&str> = pin.linker_apt.iter().map(String::as_str).collect();
         out.push(apt_status("LLVM packages for bpf-linker", &llvm));
         out.push(toolchain_status(pin));
@@ -78,14 +78,17 @@ fn survey(profile: Profile, pin: &Pin) -> Vec<Status> {
 pub fn check(profile: Profile) -> Result<()> {
     let pin = Pin::load()?;
     let rows = survey(profile, &pin);
-    let w = rows.iter().map(|r| r.name.len()).max().unwrap_or(0);
-    let wf = rows.iter().map(|r| r.found.len()).max().unwrap_or(0).min(60);
-    println!("setup --check ({}; nothing is changed)", match profile {
-        Profile::Demo => "what `cargo xtask demo` needs",
-        Profile::Full => "what `cargo xtask test` and the benchmarks need",
-    });
+    println!(
+        "setup --check ({}; nothing is changed)",
+        match profile {
+            Profile::Demo => "what `cargo xtask demo` needs",
+            Profile::Full => "what `cargo xtask test` and the benchmarks need",
+        }
+    );
     for r in &rows {
-        println!("  {:<7} {:<w$}  found: {:<wf$}  needed: {}", if r.ok { "ok" } else { "MISSING" }, r.name, r.found, r.needed);
+        println!("  {:<8} {}", if r.ok { "ok" } else { "MISSING" }, r.name);
+        println!("  {:<8}   found:  {}", "", r.found);
+        println!("  {:<8}   needed: {}", "", r.needed);
     }
     let missing: Vec<&str> = rows.iter().filter(|r| !r.ok).map(|r| r.name.as_str()).collect();
     if !missing.is_empty() {
@@ -121,6 +124,7 @@ pub fn run_all(profile: Profile) -> Result<()> {
     let start = std::time::Instant::now();
     step("Debian packages", || apt(&apt_packages(profile)))?;
     if profile == Profile::Full {
+        step("rustfmt and clippy", install_lint_tools)?;
         ensure_ebpf_toolchain(&pin)?;
     }
     step("hugepages", reserve_hugepages)?;
@@ -163,7 +167,11 @@ fn apt_status(name: &str, pkgs: &[&str]) -> Status {
     let versions = dpkg_versions(pkgs);
     let missing: Vec<&str> = pkgs.iter().zip(&versions).filter(|(_, v)| v.is_none()).map(|(p, _)| *p).collect();
     let found = if missing.is_empty() {
-        pkgs.iter().zip(&versions).map(|(p, v)| format!("{p} {}", v.as_deref().unwrap_or("?"))).collect::<Vec<_>>().join(", ")
+        pkgs.iter()
+            .zip(&versions)
+            .map(|(p, v)| format!("{p} {}", v.as_deref().unwrap_or("?")))
+            .collect::<Vec<_>>()
+            .join(", ")
     } else {
         format!("not installed: {}", missing.join(" "))
     };
@@ -185,9 +193,37 @@ fn apt(pkgs: &[&str]) -> Result<String> {
     Ok(format!("installed {}", need.join(" ")))
 }
 
+/// rustfmt and clippy of the toolchain that builds the workspace (the test command runs
+/// `cargo fmt --check` and `cargo clippy -D warnings`).
+fn lint_tools_status() -> Status {
+    let version = |tool: &str| cmd_ok(Command::new("cargo").args([tool, "--version"])).map(|v| v.trim().to_string());
+    let (fmt, clippy) = (version("fmt"), version("clippy"));
+    let found =
+        format!("{}, {}", fmt.as_deref().unwrap_or("rustfmt missing"), clippy.as_deref().unwrap_or("clippy missing"));
+    Status {
+        name: "rustfmt and clippy".into(),
+        found,
+        needed: "both, for the workspace's toolchain".into(),
+        ok: fmt.is_some() && clippy.is_some(),
+    }
+}
+
+fn install_lint_tools() -> Result<String> {
+    if lint_tools_status().ok {
+        return Ok("present".into());
+    }
+    run(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))?;
+    let st = lint_tools_status();
+    if !st.ok {
+        bail!("rustup added rustfmt and clippy but cargo still lacks them: {}", st.found);
+    }
+    Ok(format!("installed ({})", st.found))
+}
+
 /// `rustc -vV` of the pinned toolchain: (release, LLVM major), or `None` if not installed.
 fn toolchain_version(pin: &Pin) -> Option<(String, u32)> {
-    let text = cmd_ok(Command::new("rustup").args(["run", &pin.channel, "rustc", "-vV"]).env_remove("RUSTUP_TOOLCHAIN"))?;
+    let text =
+        cmd_ok(Command::new("rustup").args(["run", &pin.channel, "rustc", "-vV"]).env_remove("RUSTUP_TOOLCHAIN"))?;
     let field = |k: &str| text.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_string());
     let release = field("release:")?;
     let llvm = field("LLVM version:")?.split('.').next()?.parse().ok()?;
@@ -234,7 +270,13 @@ fn install_toolchain(pin: &Pin) -> Result<String> {
     run(&mut cmd)?;
     let st = toolchain_status(pin);
     if !st.ok {
-        bail!("after installing, {} is {} but {} is needed: edit {} so the nightly's LLVM matches bpf-linker's", pin.channel, st.found, st.needed, crate::toolchain::PIN_FILE);
+        bail!(
+            "after installing, {} is {} but {} is needed: edit {} so the nightly's LLVM matches bpf-linker's",
+            pin.channel,
+            st.found,
+            st.needed,
+            crate::toolchain::PIN_FILE
+        );
     }
     Ok(format!("installed ({})", st.found))
 }
@@ -314,10 +356,7 @@ fn install_linker(pin: &Pin) -> Result<String> {
 }
 
 fn hugepages() -> u64 {
-    std::fs::read_to_string("/proc/sys/vm/nr_hugepages")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    std::fs::read_to_string("/proc/sys/vm/nr_hugepages").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 fn reserve_hugepages() -> Result<String> {
@@ -326,12 +365,13 @@ fn reserve_hugepages() -> Result<String> {
         return Ok(format!("{now} x 2 MiB reserved"));
     }
     require_root("reserving hugepages")?;
-    std::fs::write("/proc/sys/vm/nr_hugepages", HUGEPAGES.to_string())
-        .context("writing /proc/sys/vm/nr_hugepages")?;
+    std::fs::write("/proc/sys/vm/nr_hugepages", HUGEPAGES.to_string()).context("writing /proc/sys/vm/nr_hugepages")?;
     let got = hugepages();
     if got < HUGEPAGES {
         // Fragmented memory can leave fewer; pools fall back to 4 KiB pages with a warning.
-        return Ok(format!("{got} of {HUGEPAGES} x 2 MiB reserved (memory fragmented); pools will fall back to 4 KiB pages"));
+        return Ok(format!(
+            "{got} of {HUGEPAGES} x 2 MiB reserved (memory fragmented); pools will fall back to 4 KiB pages"
+        ));
     }
     Ok(format!("{got} x 2 MiB reserved"))
 }
