@@ -7,6 +7,7 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod ebpf;
+mod fabric;
 mod fstest;
 mod impair;
 mod ladder;
@@ -379,6 +380,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     ladder::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
+    fabric::tests(&mut suite, &fabric::Provider::default());
     let ns = suite.finish("namespace tests");
     if failed {
         bail!("unit tests or the eBPF object check failed (see above)");

@@ -1,0 +1,458 @@
+//! Namespace tests and the benchmark of the libfabric provider `afxdp`
+//! (`datapath/fabric`), driven only by clients nobody here wrote: libfabric's `fi_info`
+//! and `fi_pingpong`, and Open MPI (`mpirun`, `--mca pml cm --mca mtl ofi`) running a
+//! small C program (`datapath/fabric/tests/mpi_check.c`) built with `mpicc`.
+//!
+//! The provider is built in release mode and linked as `libafxdp-fi.so` into
+//! `target/release/libfabric/`, which `FI_PROVIDER_PATH` names; each process is bound to
+//! its namespace's veth end by `FI_AFXDP_IFACE`. `FI_PROVIDER=^ofi_rxd` keeps libfabric's
+//! rxd layer off our DGRAM endpoints, so `-p afxdp -e rdm` is this provider's own RDM.
+//!
+//! Loss runs use a `netns::Impaired` line (1% of frames dropped each way in the middle
+//! namespace, see `msg.rs` for why there).
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::netns::{Impaired, Netns, SRV_ADDR};
+use crate::util::{output, root, run};
+
+/// The provider's directory for `FI_PROVIDER_PATH`, built on first use.
+#[derive(Default)]
+pub struct Provider {
+    dir: RefCell<Option<PathBuf>>,
+}
+
+impl Provider {
+    /// Builds the provider (release) and links it under its libfabric name.
+    pub fn dir(&self) -> Result<PathBuf> {
+        if let Some(d) = self.dir.borrow().as_ref() {
+            return Ok(d.clone());
+        }
+        println!("building the libfabric provider (cargo build --release -p afxdp-fabric) ...");
+        run(Command::new(env!("CARGO")).current_dir(root()).args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "afxdp-fabric",
+        ]))?;
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+        let lib = target.join("release").join("libafxdp_fi.so");
+        ensure!(lib.is_file(), "{} was not built", lib.display());
+        let dir = target.join("release").join("libfabric");
+        std::fs::create_dir_all(&dir)?;
+        let link = dir.join("libafxdp-fi.so");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&lib, &link).with_context(|| format!("linking {}", link.display()))?;
+        *self.dir.borrow_mut() = Some(dir.clone());
+        Ok(dir)
+    }
+}
+
+/// The two ends the tests run in (from a `Netns` or an `Impaired` line).
+#[derive(Clone, Debug)]
+pub struct Ends {
+    pub server: String,
+    pub client: String,
+    pub srv_if: String,
+    pub cli_if: String,
+}
+
+impl From<&Netns> for Ends {
+    fn from(n: &Netns) -> Ends {
+        Ends { server: n.server.clone(), client: n.client.clone(), srv_if: n.srv_if.clone(), cli_if: n.cli_if.clone() }
+    }
+}
+
+impl From<&Impaired> for Ends {
+    fn from(n: &Impaired) -> Ends {
+        Ends { server: n.server.clone(), client: n.client.clone(), srv_if: n.srv_if.clone(), cli_if: n.cli_if.clone() }
+    }
+}
+
+/// Which end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Server,
+    Client,
+}
+
+impl Ends {
+    /// `prog` in a namespace, with the provider's environment for that end.
+    pub fn cmd(&self, side: Side, dir: &Path, prog: &str) -> Command {
+        let (ns, iface) = match side {
+            Side::Server => (&self.server, &self.srv_if),
+            Side::Client => (&self.client, &self.cli_if),
+        };
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, prog])
+            .env("FI_PROVIDER_PATH", dir)
+            .env("FI_AFXDP_IFACE", iface)
+            .env("FI_PROVIDER", "^ofi_rxd")
+            .env("FI_AFXDP_STATS", "1");
+        c
+    }
+}
+
+/// A child whose output goes to a file, reaped with a deadline.
+pub struct Child {
+    child: std::process::Child,
+    out: PathBuf,
+    name: String,
+}
+
+impl Child {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Result<Child> {
+        let out = std::env::temp_dir().join(format!("zc-{}-{}.out", std::process::id(), name.replace(' ', "-")));
+        let f = std::fs::File::create(&out)?;
+        let child = cmd
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("spawning {name}"))?;
+        Ok(Child { child, out, name: name.into() })
+    }
+
+    /// Waits up to `limit`; returns (exited successfully, output). A child still running
+    /// at the deadline is killed and reported as `None`.
+    pub fn wait(mut self, limit: Duration) -> Result<(Option<bool>, String)> {
+        let end = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break Some(s.success());
+            }
+            if Instant::now() >= end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut text = String::new();
+        std::fs::File::open(&self.out)?.read_to_string(&mut text)?;
+        let _ = std::fs::remove_file(&self.out);
+        Ok((status, text))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.out);
+    }
+}
+
+/// Waits until something listens on TCP `port` in namespace `ns`.
+pub fn wait_listen(ns: &str, port: u16, limit: Duration) -> Result<()> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        let (_, text) = output(Command::new("ip").args(["netns", "exec", ns, "ss", "-Htln"]))?;
+        if text.split_whitespace().any(|w| w.ends_with(&format!(":{port}"))) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listened on TCP port {port} in {ns} within {limit:?}")
+}
+
+/// Registers the provider's namespace tests.
+pub fn tests(suite: &mut crate::nstest::Suite, prov: &Provider) {
+    suite.case("fabric_fi_info_lists_provider", || fi_info(prov));
+    suite.case("fabric_errors_name_what_to_set", || errors(prov));
+    suite.case("fabric_pingpong_dgram_0_to_64k", || pingpong_case(prov, "dgram", false, &[]));
+    suite.case("fabric_pingpong_rdm_0_to_64k", || pingpong_case(prov, "rdm", false, &[]));
+    suite.case("fabric_pingpong_rdm_tagged_0_to_64k", || pingpong_case(prov, "rdm", false, &["-m", "tagged"]));
+    suite.case("fabric_pingpong_dgram_1pct_loss", || pingpong_case(prov, "dgram", true, &[]));
+    suite.case("fabric_pingpong_rdm_1pct_loss", || pingpong_case(prov, "rdm", true, &["-m", "tagged"]));
+}
+
+fn fi_info(prov: &Provider) -> Result<()> {
+    let dir = prov.dir()?;
+    let ns = Netns::up("fi", 1500)?;
+    let e = Ends::from(&ns);
+    let (ok, list) = output(e.cmd(Side::Server, &dir, "fi_info").arg("-l"))?;
+    ensure!(ok && list.lines().any(|l| l.trim() == "afxdp:"), "fi_info -l does not list afxdp:\n{list}");
+    let (ok, text) = output(e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp", "-v"]))?;
+    ensure!(ok, "fi_info -p afxdp -v failed:\n{text}");
+    let ours: Vec<&str> = text.split("---").filter(|b| b.contains("prov_name: afxdp\n")).collect();
+    ensure!(ours.len() == 2, "expected a DGRAM and an RDM entry of afxdp, got {}:\n{text}", ours.len());
+    let (dgram, rdm) = (ours[0], ours[1]);
+    let fabric = "name: 10.77.0.0/24";
+    let domain = format!("name: {}", ns.srv_if);
+    for (what, block, want) in [
+        ("DGRAM", dgram, vec!["type: FI_EP_DGRAM", "FI_MSG", "max_msg_size: 65536"]),
+        ("RDM", rdm, vec!["type: FI_EP_RDM", "FI_TAGGED", "FI_DIRECTED_RECV", "msg_order: [ FI_ORDER_SAS ]"]),
+    ] {
+        let mut want = want;
+        want.extend([
+            "addr_format: FI_SOCKADDR_IN",
+            "src_addr: fi_sockaddr_in://10.77.0.1:0",
+            "control_progress: FI_PROGRESS_MANUAL",
+            "data_progress: FI_PROGRESS_MANUAL",
+            "threading: FI_THREAD_SAFE",
+            "resource_mgmt: FI_RM_ENABLED",
+            "mr_mode: [  ]",
+            "ep_cnt: 1",
+            "cq_data_size: 8",
+            fabric,
+            &domain,
+        ]);
+        for w in want {
+            ensure!(block.contains(w), "{what} entry lacks {w:?}:\n{block}");
+        }
+        ensure!(!block.contains("FI_RMA") && !block.contains("FI_ATOMIC"), "{what} claims RMA or atomics:\n{block}");
+    }
+    ensure!(!dgram.contains("FI_TAGGED"), "DGRAM claims FI_TAGGED:\n{dgram}");
+    let (ok, t) = output(e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp", "-t", "FI_EP_MSG"]))?;
+    ensure!(!ok, "afxdp offered FI_EP_MSG:\n{t}");
+    println!("  fi_info -p afxdp: DGRAM and RDM on {} (fabric 10.77.0.0/24), attributes as built", ns.srv_if);
+    Ok(())
+}
+
+fn expect_fail(cmd: &mut Command, words: &[&str]) -> Result<String> {
+    let (ok, text) = output(cmd)?;
+    ensure!(!ok, "expected failure, but it succeeded:\n{text}");
+    ensure!(!text.contains("panicked") && !text.contains("Segmentation"), "it crashed:\n{text}");
+    for w in words {
+        ensure!(text.contains(w), "the error does not say {w:?}:\n{text}");
+    }
+    Ok(text.lines().find(|l| l.contains("afxdp")).unwrap_or("").trim().to_string())
+}
+
+fn errors(prov: &Provider) -> Result<()> {
+    let dir = prov.dir()?;
+    let ns = Netns::up("fe", 1500)?;
+    let e = Ends::from(&ns);
+    let line = expect_fail(
+        e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp"]).env_remove("FI_AFXDP_IFACE"),
+        &["FI_AFXDP_IFACE"],
+    )?;
+    println!("  no interface: {line}");
+    let line = expect_fail(
+        e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp"]).env("FI_AFXDP_IFACE", "nosuch0"),
+        &["no network interface \"nosuch0\""],
+    )?;
+    println!("  no such interface: {line}");
+    let line = expect_fail(
+        e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp"]).env("FI_AFXDP_QUEUE", "x"),
+        &["FI_AFXDP_QUEUE=\"x\""],
+    )?;
+    println!("  bad queue: {line}");
+    // A queue the veth does not have: the endpoint's bind fails and says so. (fi_pingpong
+    // opens the fabric only once its control connection is up, so both ends run.)
+    let ((s_ok, text), _) =
+        pingpong(&e, &dir, &["-p", "afxdp", "-e", "rdm"], &[("FI_AFXDP_QUEUE", "5")], Duration::from_secs(20))?;
+    ensure!(s_ok == Some(false), "fi_pingpong on queue 5 did not fail ({s_ok:?}):\n{text}");
+    ensure!(!text.contains("panicked") && !text.contains("Segmentation"), "it crashed:\n{text}");
+    for w in ["fi_endpoint", "has no queue 5", "FI_AFXDP_QUEUE"] {
+        ensure!(text.contains(w), "the error does not say {w:?}:\n{text}");
+    }
+    let line = text.lines().find(|l| l.contains("fi_endpoint")).unwrap_or("").trim().to_string();
+    println!("  queue out of range: {line}");
+    Ok(())
+}
+
+/// Sizes `fi_pingpong -S all` runs up to `max`: 0, 1, then 2^i and 1.5 * 2^i.
+fn all_sizes(max: u64) -> Vec<u64> {
+    let mut v = Vec::new();
+    for i in 0.. {
+        let p = if i == 0 { 0 } else { 1u64 << i };
+        if p > max {
+            break;
+        }
+        v.push(p);
+        let half = if i == 0 { 1 } else { p + p / 2 };
+        if half <= max {
+            v.push(half);
+        }
+    }
+    v
+}
+
+/// `fi_pingpong`'s size column for `n` bytes.
+fn size_str(n: u64) -> String {
+    let (base, mag) = match n {
+        n if n >= 1 << 30 => (1 << 30, "g"),
+        n if n >= 1 << 20 => (1 << 20, "m"),
+        n if n >= 1 << 10 => (1 << 10, "k"),
+        _ => (1, ""),
+    };
+    let frac = if n / base < 10 { (n % base) * 10 / base } else { 0 };
+    if frac > 0 {
+        format!("{}.{frac}{mag}", n / base)
+    } else {
+        format!("{}{mag}", n / base)
+    }
+}
+
+/// One row of `fi_pingpong` output.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub size: String,
+    pub sent: String,
+    pub acked_equal: bool,
+    pub mb_per_s: f64,
+    pub usec_per_xfer: f64,
+}
+
+/// The result rows of `fi_pingpong` output.
+pub fn rows(text: &str) -> Vec<Row> {
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if w.len() != 8 || !w[4].ends_with('s') {
+                return None;
+            }
+            Some(Row {
+                size: w[0].to_string(),
+                sent: w[1].to_string(),
+                acked_equal: w[2].starts_with('='),
+                mb_per_s: w[5].parse().ok()?,
+                usec_per_xfer: w[6].parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// How a run ended (`None`: killed at the deadline) and what it printed.
+pub type Outcome = (Option<bool>, String);
+
+/// A server and a client `fi_pingpong` with the same arguments; returns both outputs.
+/// `None` statuses mean the run was killed at `limit`.
+pub fn pingpong(
+    e: &Ends,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Result<(Outcome, Outcome)> {
+    let mut s = e.cmd(Side::Server, dir, "fi_pingpong");
+    s.args(args).envs(env.iter().copied());
+    let srv = Child::spawn("fi_pingpong server", &mut s)?;
+    wait_listen(&e.server, 47592, Duration::from_secs(10)).with_context(|| format!("{} did not start", srv.name()))?;
+    let mut c = e.cmd(Side::Client, dir, "fi_pingpong");
+    c.args(args).arg(SRV_ADDR).envs(env.iter().copied());
+    let cli = Child::spawn("fi_pingpong client", &mut c)?;
+    let start = Instant::now();
+    let c_res = cli.wait(limit)?;
+    let s_res = srv.wait(limit.saturating_sub(start.elapsed()).max(Duration::from_secs(5)))?;
+    Ok((s_res, c_res))
+}
+
+/// A counter from the provider's `FI_AFXDP_STATS` line.
+pub fn stat(text: &str, key: &str) -> Option<u64> {
+    let line = text.lines().rev().find(|l| l.contains("afxdp: endpoint") && l.contains("counters"))?;
+    let mut it = line.split_whitespace();
+    while let Some(w) = it.next() {
+        if w == key {
+            return it.next()?.trim_end_matches(',').parse().ok();
+        }
+    }
+    None
+}
+
+fn pingpong_case(prov: &Provider, ep: &str, lossy: bool, extra: &[&str]) -> Result<()> {
+    let dir = prov.dir()?;
+    let tag = if lossy { "fl" } else { "fp" };
+    // Both kinds remove their namespaces when dropped, at the end of this function.
+    let (ends, net, _plain) = if lossy {
+        let mut n = Impaired::up(tag, 1500)?;
+        n.bridge()?;
+        n.lose(1)?;
+        (Ends::from(&n), Some(n), None)
+    } else {
+        let n = Netns::up(tag, 1500)?;
+        (Ends::from(&n), None, Some(n))
+    };
+    let iters = if lossy { "100" } else { "200" };
+    let mut args = vec!["-p", "afxdp", "-e", ep, "-S", "all", "-I", iters, "-c"];
+    args.extend_from_slice(extra);
+    let env: &[(&str, &str)] = if ep == "rdm" { &[("FI_AFXDP_MAX_MSG", "64k")] } else { &[] };
+    let limit = Duration::from_secs(if lossy { 90 } else { 60 });
+    let ((s_ok, s_text), (c_ok, c_text)) = pingpong(&ends, &dir, &args, env, limit)?;
+    let want = all_sizes(64 * 1024);
+    let got = rows(&c_text);
+    let what = format!("fi_pingpong {}", args.join(" "));
+    if lossy && ep == "dgram" {
+        // DGRAM promises no delivery and fi_pingpong never retransmits: under loss it
+        // stalls at the first lost datagram. What must hold: every completed size was
+        // verified (-c), nothing crashed, and the link really dropped frames.
+        ensure!(!c_text.contains("panicked") && !s_text.contains("panicked"), "a panic:\n{c_text}\n{s_text}");
+        ensure!(!c_text.contains("check_buf") && !c_text.contains("Data check"), "data corrupted:\n{c_text}");
+        ensure!(got.iter().all(|r| r.acked_equal), "a size completed with sent != acked:\n{c_text}");
+        let drops = net.as_ref().map(|n| n.drops()).transpose()?.unwrap_or((0, 0));
+        ensure!(drops.0 + drops.1 > 0, "the lossy link dropped nothing");
+        println!(
+            "  {what} through 1% loss: {} of {} sizes completed before {} (DGRAM has no retransmission); link dropped {}/{} frames",
+            got.len(),
+            want.len(),
+            if c_ok.is_some() { "the run ended" } else { "the run stalled and was stopped" },
+            drops.0,
+            drops.1
+        );
+        return Ok(());
+    }
+    ensure!(c_ok == Some(true), "{what} client failed or timed out ({c_ok:?}):\n{c_text}\nserver:\n{s_text}");
+    ensure!(s_ok == Some(true), "{what} server failed or timed out ({s_ok:?}):\n{s_text}");
+    let sizes: Vec<String> = got.iter().map(|r| r.size.clone()).collect();
+    let expect: Vec<String> = want.iter().map(|&n| size_str(n)).collect();
+    ensure!(sizes == expect, "sizes {sizes:?}, expected {expect:?}:\n{c_text}");
+    ensure!(got.iter().all(|r| r.acked_equal && r.sent == iters), "not every size completed {iters} times:\n{c_text}");
+    let small = got.iter().find(|r| r.size == "64").map_or(0.0, |r| r.usec_per_xfer);
+    let big = got.last().map_or(0.0, |r| r.mb_per_s);
+    let mut note = String::new();
+    if lossy {
+        let drops = net.as_ref().map(|n| n.drops()).transpose()?.unwrap_or((0, 0));
+        let retx = stat(&c_text, "retransmitted").unwrap_or(0) + stat(&s_text, "retransmitted").unwrap_or(0);
+        ensure!(drops.0 > 0 && drops.1 > 0, "the lossy link dropped {}/{}: loss not exercised", drops.0, drops.1);
+        ensure!(retx > 0, "no retransmissions despite loss:\n{c_text}\n{s_text}");
+        note = format!("; link dropped {}/{} frames, {retx} datagrams retransmitted", drops.0, drops.1);
+    }
+    println!(
+        "  {what}: {} sizes 0 B..64 KiB x {iters}, data checked; 64 B {small:.2} us/xfer, 64 KiB {big:.0} MB/s{note}",
+        got.len()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_fi_pingpong() {
+        let v = all_sizes(64 * 1024);
+        assert_eq!(&v[..6], &[0, 1, 2, 3, 4, 6]);
+        assert_eq!(v.last(), Some(&65536));
+        assert!(!v.contains(&98304));
+        assert_eq!(size_str(1536), "1.5k");
+        assert_eq!(size_str(65536), "64k");
+        assert_eq!(size_str(12), "12");
+        assert_eq!(size_str(98304), "96k");
+    }
+
+    #[test]
+    fn parses_rows_and_stats() {
+        let t = "bytes   #sent   #ack     total       time     MB/sec    usec/xfer   Mxfers/sec\n\
+                 64      10      =10     1.2k        0.00s      0.49     130.10       0.01\n\
+                 libfabric:1:afxdp:warn: x\n\
+                 afxdp: endpoint 10.77.0.1:5 counters: sends 3 | datagrams sent 9 received 8 retransmitted 2 (fast 1, timeouts 1)\n";
+        let r = rows(t);
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].size.as_str(), r[0].acked_equal, r[0].usec_per_xfer), ("64", true, 130.10));
+        assert_eq!(stat(t, "retransmitted"), Some(2));
+        assert_eq!(stat(t, "sends"), Some(3));
+    }
+}
