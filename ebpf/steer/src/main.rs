@@ -58,13 +58,13 @@ pub fn steer(ctx: XdpContext) -> u32 {
             let hit = is_steered(&mut c.flow);
             if hit {
                 // Best effort: a full map evicts its least recently used entry.
-                let _ = FRAGS.insert(&c.frag, &1, 0);
+                let _ = FRAGS.insert(c.frag, 1, 0);
                 count(Counter::Fragments);
             }
             hit
         }
         Kind::Fragment => {
-            let hit = FRAGS.get_ptr(&c.frag).is_some();
+            let hit = FRAGS.get_ptr(c.frag).is_some();
             if hit {
                 count(Counter::Fragments);
             }
@@ -96,11 +96,11 @@ pub fn steer(ctx: XdpContext) -> u32 {
 /// in place, to keep one key on the stack).
 #[inline(always)]
 fn is_steered(key: &mut FlowKey) -> bool {
-    if FLOWS.get_ptr(&*key).is_some() {
+    if FLOWS.get_ptr(*key).is_some() {
         return true;
     }
     key.addr = [0; 16];
-    FLOWS.get_ptr(&*key).is_some()
+    FLOWS.get_ptr(*key).is_some()
 }
 
 /// The packet's linear data as [`Bytes`]: one bound check against `data_end` per read.
