@@ -204,10 +204,27 @@ enum Internal {
         a: String,
         #[arg(long)]
         b: String,
+        /// Mean loss each way, percent.
         #[arg(long, default_value_t = 1.0)]
         loss_pct: f64,
+        /// Mean loss burst in frames (Gilbert-Elliott); 1 for independent losses.
+        #[arg(long, default_value_t = 1.0)]
+        burst_len: f64,
+        /// Frames reordered (by one) each way, percent.
         #[arg(long, default_value_t = 1.0)]
         reorder_pct: f64,
+        /// One-way delay each way, milliseconds (RTT = 2 x this).
+        #[arg(long, default_value_t = 0.0)]
+        delay_ms: f64,
+        /// Extra uniform random delay, milliseconds (delays without reordering).
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Bottleneck rate each way, Mbit/s (default: unlimited).
+        #[arg(long)]
+        rate_mbit: Option<f64>,
+        /// Bottleneck queue, KiB (drop-tail).
+        #[arg(long, default_value_t = 2048)]
+        queue_kb: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, default_value_t = 600.0)]
@@ -314,9 +331,33 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Internal::UdpFlood { server, size, seconds, window } => client::udp_flood(server, size, seconds, window),
             Internal::UdpKernelEcho { port, seconds } => client::udp_kernel_echo(port, seconds),
             Internal::TcpRefused { server } => client::tcp_refused(server),
-            Internal::Impair { a, b, loss_pct, reorder_pct, seed, seconds } => {
-                impair::impair(&a, &b, loss_pct, reorder_pct, seed, seconds)
-            }
+            Internal::Impair {
+                a,
+                b,
+                loss_pct,
+                burst_len,
+                reorder_pct,
+                delay_ms,
+                jitter_ms,
+                rate_mbit,
+                queue_kb,
+                seed,
+                seconds,
+            } => impair::impair(
+                &a,
+                &b,
+                &impair::Args {
+                    loss_pct,
+                    burst_len,
+                    reorder_pct,
+                    delay_ms,
+                    jitter_ms,
+                    rate_mbit,
+                    queue_kb,
+                    seed,
+                    seconds,
+                },
+            ),
             Internal::TcpCraft { iface, server, server_mac, count, syns } => {
                 tcpcraft::craft(&iface, server, &server_mac, count, syns)
             }
