@@ -176,6 +176,131 @@ pub fn tests(suite: &mut crate::nstest::Suite, prov: &Provider) {
     suite.case("fabric_pingpong_rdm_tagged_0_to_64k", || pingpong_case(prov, "rdm", false, &["-m", "tagged"]));
     suite.case("fabric_pingpong_dgram_1pct_loss", || dgram_lossy(prov));
     suite.case("fabric_pingpong_rdm_1pct_loss", || pingpong_case(prov, "rdm", true, &["-m", "tagged"]));
+    suite.case("fabric_mpi_pingpong_and_allreduce", || mpi_case(prov, false));
+    suite.case("fabric_mpi_pingpong_and_allreduce_1pct_loss", || mpi_case(prov, true));
+}
+
+/// Builds `datapath/fabric/tests/mpi_check.c` with `mpicc` into the target directory.
+pub fn mpi_check() -> Result<PathBuf> {
+    let src = root().join("datapath/fabric/tests/mpi_check.c");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let exe = target.join("release").join("mpi_check");
+    run(Command::new("mpicc").args(["-O2", "-Wall", "-o"]).arg(&exe).arg(&src))
+        .context("mpicc (Open MPI's compiler wrapper; `cargo xtask setup` installs libopenmpi-dev)")?;
+    Ok(exe)
+}
+
+/// How MPI moves messages in a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MpiPath {
+    /// `--mca pml cm --mca mtl ofi`, only the afxdp provider allowed.
+    Afxdp,
+    /// `--mca pml ob1 --mca btl tcp,self`: the kernel's TCP.
+    BtlTcp,
+}
+
+/// Runs `prog args` as two ranks, one per namespace: `mpirun` in the server namespace
+/// (rank 0 on 10.77.0.1), and an rsh agent that starts the other end's daemon in the
+/// client namespace (10.77.0.2). Open MPI's own out-of-band TCP crosses the veth through
+/// the kernel (the XDP program passes what it does not steer).
+pub fn mpirun(e: &Ends, dir: &Path, path: MpiPath, prog: &Path, args: &[&str], limit: Duration) -> Result<Outcome> {
+    let tmp = std::env::temp_dir().join(format!("zc-{}-mpi-{}", std::process::id(), e.server));
+    std::fs::create_dir_all(&tmp)?;
+    let agent = tmp.join("agent.sh");
+    let envs = format!(
+        "FI_PROVIDER_PATH={} FI_PROVIDER=^ofi_rxd FI_AFXDP_STATS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+        dir.display()
+    );
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\n# rsh agent: runs Open MPI's daemon in the namespace that owns the host address.\nhost=$1; shift\ncase \"$host\" in\n  {SRV_ADDR}) ns={}; ifc={} ;;\n  {cli}) ns={}; ifc={} ;;\n  *) echo \"agent: unknown host $host\" >&2; exit 1 ;;\nesac\nexec ip netns exec \"$ns\" env FI_AFXDP_IFACE=\"$ifc\" {envs} sh -c \"$*\"\n",
+            e.server, e.srv_if, e.client, e.cli_if, cli = crate::netns::CLI_ADDR
+        ),
+    )?;
+    run(Command::new("chmod").arg("+x").arg(&agent))?;
+    let mut c = e.cmd(Side::Server, dir, "mpirun");
+    c.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
+    c.args(["-np", "2", "--host", &format!("{SRV_ADDR},{}", crate::netns::CLI_ADDR), "--mca", "plm_rsh_agent"])
+        .arg(&agent)
+        .args(["--mca", "oob_tcp_if_include", "10.77.0.0/24"]);
+    match path {
+        MpiPath::Afxdp => {
+            c.args(["--mca", "pml", "cm", "--mca", "mtl", "ofi", "--mca", "mtl_ofi_provider_include", "afxdp"]);
+        }
+        MpiPath::BtlTcp => {
+            c.args(["--mca", "pml", "ob1", "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "10.77.0.0/24"]);
+        }
+    }
+    c.arg(prog).args(args);
+    let r = Child::spawn("mpirun", &mut c)?.wait(limit);
+    let _ = std::fs::remove_dir_all(&tmp);
+    r
+}
+
+/// `key=value` of the `RESULT <what> size=<size>` line.
+pub fn mpi_result(text: &str, what: &str, size: &str, key: &str) -> Option<f64> {
+    let line = text.lines().find(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("RESULT")
+            && w.next() == Some(what)
+            && w.next().is_some_and(|x| x.ends_with(&format!("={size}")))
+    })?;
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')).and_then(|v| v.parse().ok())
+}
+
+fn mpi_case(prov: &Provider, lossy: bool) -> Result<()> {
+    let dir = prov.dir()?;
+    let prog = mpi_check()?;
+    let (ends, net, _plain) = if lossy {
+        let mut n = Impaired::up("mq", 1500)?;
+        n.bridge()?;
+        n.lose(1)?;
+        (Ends::from(&n), Some(n), None)
+    } else {
+        let n = Netns::up("mp", 1500)?;
+        (Ends::from(&n), None, Some(n))
+    };
+    let (ok, text) = mpirun(&ends, &dir, MpiPath::Afxdp, &prog, &["100"], Duration::from_secs(180))?;
+    ensure!(ok == Some(true), "mpirun over afxdp failed or timed out ({ok:?}):\n{text}");
+    ensure!(!text.contains("MISMATCH"), "data mismatch:\n{text}");
+    for size in ["1", "64", "1024", "16384", "65536", "1048576", "4194304"] {
+        ensure!(mpi_result(&text, "pingpong", size, "p50_us").is_some(), "no ping-pong result for {size} B:\n{text}");
+    }
+    for count in ["1", "1000", "100000"] {
+        ensure!(
+            text.lines().any(|l| l.trim() == format!("RESULT allreduce count={count} ok")),
+            "no checked allreduce of {count}:\n{text}"
+        );
+    }
+    // Both ranks' provider endpoints carried the traffic (their counters print at close).
+    let eps: Vec<&str> = text.lines().filter(|l| l.contains("afxdp: endpoint") && l.contains("counters")).collect();
+    ensure!(eps.len() == 2, "expected the counters of 2 afxdp endpoints (one per rank):\n{text}");
+    for l in &eps {
+        let copied = stat(l, "in").unwrap_or(0);
+        ensure!(copied > 8 << 20, "an endpoint moved only {copied} bytes: {l}");
+        // Acknowledgements: the provider's own reliable RDM, not ofi_rxd over its DGRAM.
+        ensure!(
+            stat(l, "sent").is_some() && l.contains("acks sent") && !l.contains("acks sent 0 "),
+            "not the native RDM endpoint: {l}"
+        );
+    }
+    let mut note = String::new();
+    if let Some(n) = &net {
+        let (a, b) = n.drops()?;
+        let retx: u64 = eps.iter().map(|l| stat(l, "retransmitted").unwrap_or(0)).sum();
+        ensure!(
+            a > 0 && b > 0 && retx > 0,
+            "loss not exercised: dropped {a}/{b}, retransmitted {retx}:\n{}",
+            eps.join("\n")
+        );
+        note = format!("; link dropped {a}/{b} frames, {retx} datagrams retransmitted");
+    }
+    println!(
+        "  mpirun (pml cm, mtl ofi, afxdp) 2 ranks: ping-pong 1 B..4 MiB checked (64 B p50 {:.1} us), allreduce of 1/1000/100000 int64 checked{note}",
+        mpi_result(&text, "pingpong", "64", "p50_us").unwrap_or(0.0)
+    );
+    Ok(())
 }
 
 fn fi_info(prov: &Provider) -> Result<()> {

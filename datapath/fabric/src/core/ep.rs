@@ -500,8 +500,10 @@ impl EpCore {
         let s = self.stats;
         let m: MatchStats = self.matcher.stats;
         let e = self.io.ep.stats();
-        eprintln!(
-            "afxdp: endpoint {} counters: sends {} injects {} eagain {} recvs {} bytes copied in {} out {} | matched {} unexpected {} no-receive {} stray {} aborted {} bad-header {} rx-paused {} local {} | datagrams sent {} received {} retransmitted {} (fast {}, timeouts {}) acks sent {} received {}",
+        let k = self.io.ep.socket().stats();
+        // One write, so the lines of two ranks forwarded by mpirun never interleave.
+        let line = format!(
+            "afxdp: endpoint {} counters: sends {} injects {} eagain {} recvs {} bytes copied in {} out {} | matched {} unexpected {} no-receive {} stray {} aborted {} bad-header {} rx-paused {} local {} | datagrams sent {} received {} retransmitted {} (fast {}, timeouts {}) acks sent {} received {} dup {} | kernel rx_dropped {} rx_ring_full {} fill_empty {} tx_wakeups {}\n",
             self.local,
             s.sends,
             s.injects,
@@ -523,8 +525,14 @@ impl EpCore {
             e.fast_retransmits,
             e.timeouts,
             e.acks_sent,
-            e.acks_recv
+            e.acks_recv,
+            e.dup_dgrams,
+            k.rx_dropped,
+            k.rx_ring_full,
+            k.rx_fill_ring_empty,
+            k.tx_wakeups
         );
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
 }
 

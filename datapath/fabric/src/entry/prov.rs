@@ -154,13 +154,10 @@ impl log::Log for Logger {
 
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "libfabric:{}:afxdp:{}: {}",
-                std::process::id(),
-                r.level().as_str().to_lowercase(),
-                r.args()
-            );
+            // One write per line (stderr is unbuffered).
+            let line =
+                format!("libfabric:{}:afxdp:{}: {}\n", std::process::id(), r.level().as_str().to_lowercase(), r.args());
+            let _ = std::io::stderr().write_all(line.as_bytes());
         }
     }
 
