@@ -214,12 +214,15 @@ pub fn mpirun(e: &Ends, dir: &Path, path: MpiPath, prog: &Path, args: &[&str], l
     std::fs::write(
         &agent,
         format!(
-            "#!/bin/sh\n# rsh agent: runs Open MPI's daemon in the namespace that owns the host address.\nhost=$1; shift\ncase \"$host\" in\n  {SRV_ADDR}) ns={}; ifc={} ;;\n  {cli}) ns={}; ifc={} ;;\n  *) echo \"agent: unknown host $host\" >&2; exit 1 ;;\nesac\nexec ip netns exec \"$ns\" env FI_AFXDP_IFACE=\"$ifc\" {envs} sh -c \"$*\"\n",
+            "#!/bin/sh\n# rsh agent: runs Open MPI's daemon in the namespace that owns the host address.\nhost=$1; shift\ncase \"$host\" in\n  {SRV_ADDR}) ns={}; ifc={}; cpu=0 ;;\n  {cli}) ns={}; ifc={}; cpu=1 ;;\n  *) echo \"agent: unknown host $host\" >&2; exit 1 ;;\nesac\nexec ip netns exec \"$ns\" taskset -c $cpu env FI_AFXDP_IFACE=\"$ifc\" {envs} sh -c \"$*\"\n",
             e.server, e.srv_if, e.client, e.cli_if, cli = crate::netns::CLI_ADDR
         ),
     )?;
     run(Command::new("chmod").arg("+x").arg(&agent))?;
-    let mut c = e.cmd(Side::Server, dir, "mpirun");
+    // Open MPI sees two hosts and would bind each rank to "its" core 0, the same CPU
+    // here; instead each side is pinned to its own CPU (server 0, client 1) and inherits it.
+    let mut c = e.cmd(Side::Server, dir, "taskset");
+    c.args(["-c", "0", "mpirun", "--bind-to", "none"]);
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1").env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1");
     c.args(["-np", "2", "--host", &format!("{SRV_ADDR},{}", crate::netns::CLI_ADDR), "--mca", "plm_rsh_agent"])
         .arg(&agent)
