@@ -2,7 +2,7 @@
 //! hand from `rdma/fabric.h`, `fi_domain.h`, `fi_endpoint.h`, `fi_eq.h`, `fi_tagged.h`,
 //! `fi_cm.h`, `fi_rma.h`, `fi_atomic.h` and `providers/fi_prov.h`. Field order and types
 //! follow the headers; `layout_check` (a unit test) compiles a C file against the installed
-//! headers and compares every size and offset listed in [`super::layout::LAYOUT`].
+//! headers and compares every size and offset listed in `super::layout`.
 //!
 //! C enums are `int` here (`c_int`), as the ABI passes them. Function pointers are
 //! `Option<...>` only where the provider leaves them NULL.
