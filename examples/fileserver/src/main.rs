@@ -11,6 +11,7 @@ mod held;
 mod http;
 mod kernel;
 mod metrics;
+mod options;
 mod privdrop;
 mod root;
 mod xdp;
@@ -69,7 +70,8 @@ struct Args {
     /// 2 MiB hugepages for the pool: prefer (fall back to 4 KiB with a warning), require, off.
     #[arg(long, default_value = "prefer", value_parser = ["prefer", "require", "off"])]
     hugepages: String,
-    /// Blocks the cache keeps for small/hot files.
+    /// Blocks the cache keeps for small/hot files (at most half of --blocks, so streamed
+    /// files always find room).
     #[arg(long, default_value_t = 512)]
     cache_blocks: u32,
     /// Files larger than this (bytes) stream through without entering the cache (nginx
@@ -118,6 +120,18 @@ impl Args {
             _ => umem::HugePages::Prefer,
         }
     }
+
+    /// The pool and cache settings both backends use.
+    fn pool_opts(&self) -> options::PoolOpts {
+        options::PoolOpts {
+            block_kib: self.block_kib,
+            blocks: self.blocks,
+            hugepages: self.hugepages(),
+            cache_blocks: self.cache_blocks,
+            direct_threshold: self.direct_threshold,
+            direct_io: !self.no_direct_io,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -138,7 +152,7 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     let root = root::Root::open(&args.root)?;
-    let limits = kernel::Limits {
+    let limits = options::Limits {
         max_connections: args.max_connections,
         head_timeout: Duration::from_secs(args.head_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
@@ -163,12 +177,7 @@ fn run(args: Args) -> Result<()> {
                 port: args.port,
                 queue: args.queue,
                 frames: args.frames,
-                block_kib: args.block_kib,
-                blocks: args.blocks,
-                hugepages: args.hugepages(),
-                cache_blocks: args.cache_blocks,
-                direct_threshold: args.direct_threshold,
-                direct_io: !args.no_direct_io,
+                pool: args.pool_opts(),
                 force_copy: args.force_copy,
                 skb: args.skb,
                 busy: args.busy,
@@ -183,15 +192,7 @@ fn run(args: Args) -> Result<()> {
         Backend::Kernel => {
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_port.map(|p| SocketAddr::new(args.addr, p));
-            let direct = kernel::DirectOpts {
-                block_kib: args.block_kib,
-                blocks: args.blocks,
-                hugepages: args.hugepages(),
-                cache_blocks: args.cache_blocks,
-                direct_threshold: args.direct_threshold,
-                direct_io: !args.no_direct_io,
-            };
-            let mut server = kernel::Server::bind(addr, metrics, args.method, &direct, root, limits)?;
+            let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
             println!("  method          {}", args.method.name());

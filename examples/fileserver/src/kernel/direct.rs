@@ -19,28 +19,14 @@ use std::os::fd::AsRawFd;
 
 use anyhow::{Context, Result};
 use mio::net::TcpStream;
-use umem::{
-    BlockCache, BlockDone, BufSlice, CacheConfig, CachedFile, DirectIo, HugePages, Lookup, Pool, PoolConfig,
-    ReaderConfig,
-};
+use umem::{BlockCache, BlockDone, BufSlice, CachedFile, Lookup, Pool};
 
 use super::body::{Body, Source};
 use crate::metrics::Metrics;
+use crate::options::PoolOpts;
 
 /// Blocks asked ahead per response (bounds one connection's share of the pool).
 const AHEAD: usize = 8;
-
-/// How the pool and the cache of `direct-uring` are set up (the same options as the
-/// AF_XDP backend's).
-#[derive(Clone, Debug)]
-pub struct DirectOpts {
-    pub block_kib: u32,
-    pub blocks: u32,
-    pub hugepages: HugePages,
-    pub cache_blocks: u32,
-    pub direct_threshold: u64,
-    pub direct_io: bool,
-}
 
 /// A block of a response: asked for, read, or failed.
 pub(super) enum Want {
@@ -69,33 +55,17 @@ pub(super) struct Direct {
     pub starved: Vec<usize>,
     /// Served files, one descriptor per inode (see [`crate::held`]).
     held: HeldFiles,
-    opts: DirectOpts,
+    opts: PoolOpts,
 }
 
 impl Direct {
-    pub fn new(opts: &DirectOpts) -> Result<Direct> {
-        let pool = Pool::new(&PoolConfig {
-            frame_size: 4096,
-            frames: 1,
-            block_size: opts.block_kib * 1024,
-            blocks: opts.blocks,
-            hugepages: opts.hugepages,
-            lock: true,
-        })
-        .context(
+    pub fn new(opts: &PoolOpts) -> Result<Direct> {
+        let pool = Pool::new(&opts.pool_config(1)).context(
             "creating the pinned pool for direct-uring (smaller: --blocks, --block-kib; no hugepages: --hugepages off)",
         )?;
-        let direct = if opts.direct_io { DirectIo::Prefer } else { DirectIo::Off };
-        let reader = umem::BlockReader::new(&pool, &ReaderConfig { queue_depth: 32, headroom: 0, direct })
-            .context("creating the io_uring block reader")?;
-        let cache = BlockCache::new(
-            reader,
-            &CacheConfig {
-                capacity: opts.cache_blocks.min(opts.blocks / 2),
-                max_file_size: opts.direct_threshold,
-                max_open_files: 256,
-            },
-        );
+        let reader =
+            umem::BlockReader::new(&pool, &opts.reader_config()).context("creating the io_uring block reader")?;
+        let cache = BlockCache::new(reader, &opts.cache_config());
         Ok(Direct {
             cache,
             pool,
@@ -120,14 +90,12 @@ impl Direct {
     /// One line for the startup block.
     pub fn describe(&self) -> String {
         format!(
-            "{} blocks x {} KiB, {}, {}; cache {} blocks, files over {} bytes stream uncached; reads {}",
+            "{} blocks x {} KiB, {}, {}; reads {}",
             self.opts.blocks,
             self.opts.block_kib,
             self.pool.backing(),
             if self.pool.locked() { "locked" } else { "not locked" },
-            self.opts.cache_blocks.min(self.opts.blocks / 2),
-            self.opts.direct_threshold,
-            if self.opts.direct_io { "O_DIRECT where the file system allows" } else { "buffered (--no-direct-io)" },
+            self.opts.describe_reads(),
         )
     }
 

@@ -39,24 +39,12 @@ use umem::FileMap;
 
 use crate::http::{self, Parsed, Status};
 use crate::metrics::Metrics;
+use crate::options::{Limits, PoolOpts};
 use crate::root::{Opened, Root};
 use body::{Body, Pipe, Source};
 use direct::Direct;
-pub use direct::DirectOpts;
 pub use method::Method;
 use zerocopy::{ZcConn, ZcStats};
-
-/// Limits and timers.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_connections: usize,
-    /// A request head must arrive within this (slowloris).
-    pub head_timeout: Duration,
-    /// An idle keep-alive connection is closed after this.
-    pub idle_timeout: Duration,
-    /// A response that makes no progress for this long is abandoned.
-    pub write_timeout: Duration,
-}
 
 const INBUF: usize = 16 * 1024;
 const MAX_QUEUED: usize = 16;
@@ -109,7 +97,7 @@ impl Server {
         addr: SocketAddr,
         metrics: Option<SocketAddr>,
         method: Method,
-        direct: &DirectOpts,
+        direct: &PoolOpts,
         root: Root,
         limits: Limits,
     ) -> Result<Server> {

@@ -23,13 +23,13 @@ use datapath::{AttachPolicy, BindPolicy, Interface, Proto, SteerProgram, XskConf
 use rustix::fs::OFlags;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stack::{ListenHandle, Stack, StackConfig};
-use umem::{BlockCache, BlockDone, BufSlice, CacheConfig, DirectIo, HugePages, Lookup, Pool, PoolConfig, ReaderConfig};
+use umem::{BlockCache, BlockDone, BufSlice, Lookup, Pool};
 
 use self::conn::{end_block, Resp, Wanted, XConn};
 use self::link::XskLink;
 use crate::http::{self, Head, Parsed};
-use crate::kernel::Limits;
 use crate::metrics::Metrics;
+use crate::options::{Limits, PoolOpts};
 use crate::root::Root;
 
 /// Settings of the AF_XDP backend.
@@ -40,13 +40,9 @@ pub struct XdpOpts {
     pub prefix: u8,
     pub port: u16,
     pub queue: u32,
+    /// Packet frames in the pool (RX, TX headers, control packets).
     pub frames: u32,
-    pub block_kib: u32,
-    pub blocks: u32,
-    pub hugepages: HugePages,
-    pub cache_blocks: u32,
-    pub direct_threshold: u64,
-    pub direct_io: bool,
+    pub pool: PoolOpts,
     pub force_copy: bool,
     pub skb: bool,
     pub busy: bool,
@@ -97,15 +93,7 @@ pub fn run(
     }
     let iface = Interface::by_name(&opts.iface)?;
     let mac = read_mac(&iface.name)?;
-    let pool = Pool::new(&PoolConfig {
-        frame_size: 4096,
-        frames: opts.frames,
-        block_size: opts.block_kib * 1024,
-        blocks: opts.blocks,
-        hugepages: opts.hugepages,
-        lock: true,
-    })
-    .context("creating the pool")?;
+    let pool = Pool::new(&opts.pool.pool_config(opts.frames)).context("creating the pool")?;
     let mut sock = XskSocket::open(
         &pool,
         &iface,
@@ -115,19 +103,9 @@ pub fn run(
         SteerProgram::attach(&iface, if opts.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver })?;
     program.register(opts.queue, &sock)?;
     program.steer(Proto::Tcp, opts.addr, opts.port)?;
-    let reader = umem::BlockReader::new(
-        &pool,
-        &ReaderConfig {
-            queue_depth: 32,
-            headroom: 0,
-            direct: if opts.direct_io { DirectIo::Prefer } else { DirectIo::Off },
-        },
-    )
-    .context("creating the io_uring block reader")?;
-    let cache = BlockCache::new(
-        reader,
-        &CacheConfig { capacity: opts.cache_blocks, max_file_size: opts.direct_threshold, max_open_files: 256 },
-    );
+    let reader =
+        umem::BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
+    let cache = BlockCache::new(reader, &opts.pool.cache_config());
     let mut cfg = StackConfig::new(EthernetAddress(mac));
     cfg.ipv4 = Some(Ipv4Cidr::new(addr4, opts.prefix));
     cfg.mtu = iface.mtu as usize;
@@ -162,16 +140,11 @@ pub fn run(
     println!(
         "  pool            {} frames + {} blocks x {} KiB, {}",
         opts.frames,
-        opts.blocks,
-        opts.block_kib,
+        opts.pool.blocks,
+        opts.pool.block_kib,
         if pool.locked() { "locked" } else { "not locked" }
     );
-    println!(
-        "  file reads      io_uring {} (cache {} blocks, files over {} bytes stream uncached)",
-        if opts.direct_io { "O_DIRECT where the file system allows" } else { "buffered" },
-        opts.cache_blocks,
-        opts.direct_threshold
-    );
+    println!("  file reads      {}", opts.pool.describe_reads());
     if let Some(l) = &control {
         println!("  control port    http://{}/metrics (kernel stack)", l.local_addr()?);
     }
