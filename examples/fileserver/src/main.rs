@@ -7,6 +7,7 @@
 //!   io_uring `O_DIRECT` into the pool and sent from there without a CPU copy.
 #![forbid(unsafe_code)]
 
+mod blocks;
 mod held;
 mod http;
 mod kernel;
@@ -14,6 +15,7 @@ mod metrics;
 mod options;
 mod privdrop;
 mod root;
+mod session;
 mod xdp;
 
 use std::net::{IpAddr, SocketAddr};

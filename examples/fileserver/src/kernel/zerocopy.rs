@@ -18,6 +18,7 @@ use umem::FileMap;
 
 use super::body::{Body, Source};
 use crate::metrics::Metrics;
+use crate::session::{Progress, Wait};
 
 /// What the kernel told us, server-wide.
 #[derive(Debug, Default, Clone, Copy)]
@@ -119,23 +120,25 @@ impl ZcConn {
     }
 }
 
-/// Sends body bytes with `MSG_ZEROCOPY`. Ok(true): the body is complete (its mapping is
-/// retired until confirmed); Ok(false): the socket is full.
+/// Sends body bytes with `MSG_ZEROCOPY` until the body is complete (its mapping is then
+/// retired until confirmed) or the socket is full.
 pub(super) fn send(
     sock: &mut TcpStream,
     b: &mut Body,
     zc: &mut ZcConn,
     st: &mut ZcStats,
     m: &mut Metrics,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Progress> {
     let Source::Map(map) = &b.src else { return Err(std::io::Error::other("msg-zerocopy body without a mapping")) };
     let map = map.clone();
+    let start = b.pos;
+    let sent = |b: &Body| (b.pos - start) as usize;
     loop {
         if b.pos == b.end {
             if let Some(last) = b.zc_last.take() {
                 zc.retired.push_back((last, map));
             }
-            return Ok(true);
+            return Ok(Progress::done(sent(b)));
         }
         let bytes = map.as_slice().get(b.pos as usize..b.end as usize).ok_or(ErrorKind::UnexpectedEof)?;
         let res =
@@ -151,7 +154,7 @@ pub(super) fn send(
                 st.sends += 1;
                 m.bytes_sent += n as u64;
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::blocked(sent(b), Wait::Room)),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e)
                 if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error())
@@ -168,7 +171,7 @@ pub(super) fn send(
                         m.bytes_copied += n as u64;
                         m.bytes_sent += n as u64;
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::blocked(sent(b), Wait::Room)),
                     Err(e) => return Err(e),
                 }
             }

@@ -1,0 +1,247 @@
+//! The AF_XDP backend's server core: the user-space stack, the block cache and one HTTP
+//! [`Session`] per connection. It owns no device and reads no clock: a loop hands it
+//! received frames ([`Core::receive`]) and a [`Link`] to transmit on ([`Core::turn`]), so
+//! the AF_XDP socket and a simulated wire drive the same code.
+//!
+//! ```text
+//!   frames ──► Core::receive ──► Stack::handle_frame
+//!   Core::turn(now, link):  accept ─► block completions ─► sessions (read, answer, feed, write)
+//!                           ─► Stack::poll(now, link) (timers + transmit) ─► HTTP timers
+//! ```
+
+use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
+use umem::{BlockCache, BufSlice};
+
+use super::sink::{SinkStats, StackSink, XdpSite};
+use crate::blocks::{self, BlockStream, Blocks, HasStreams};
+use crate::metrics::Metrics;
+use crate::options::Limits;
+use crate::root::Root;
+use crate::session::table::{SessionId, Table};
+use crate::session::{Now, Session};
+
+/// How often the HTTP timers are checked.
+const TIMER_PERIOD: stack::Duration = stack::Duration::from_millis(200);
+
+/// One connection: the stack's handle and the HTTP session over it.
+#[derive(Debug)]
+struct XConn {
+    h: ConnHandle,
+    session: Session<BlockStream>,
+}
+
+impl HasStreams for XConn {
+    fn streams_mut(&mut self) -> impl Iterator<Item = &mut BlockStream> {
+        self.session.bodies_mut()
+    }
+}
+
+/// What a turn did (the loop sleeps only after turns that did nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// Frames the stack transmitted.
+    pub sent: usize,
+    /// Block reads that finished.
+    pub completed: usize,
+}
+
+/// The server core; see the module docs.
+#[derive(Debug)]
+pub struct Core {
+    stack: Stack,
+    listener: ListenHandle,
+    blocks: Blocks,
+    conns: Table<XConn>,
+    root: Root,
+    limits: Limits,
+    /// HTTP counters.
+    pub metrics: Metrics,
+    sink: SinkStats,
+    /// Scratch for head frames and for ids (reused, so a pass allocates nothing).
+    frames: Vec<BufSlice>,
+    ids: Vec<SessionId>,
+    last_timers: Instant,
+}
+
+impl Core {
+    /// A core serving `listener` of `stack` from the files beneath `root`, through `cache`
+    /// (whose pool also gives the frames for response heads).
+    pub fn new(stack: Stack, listener: ListenHandle, cache: BlockCache, root: Root, limits: Limits) -> Core {
+        Core {
+            stack,
+            listener,
+            blocks: Blocks::new(cache),
+            conns: Table::default(),
+            root,
+            limits,
+            metrics: Metrics::default(),
+            sink: SinkStats::default(),
+            frames: Vec::new(),
+            ids: Vec::new(),
+            last_timers: Instant::ZERO,
+        }
+    }
+
+    /// The stack (counters, timers).
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// The block cache and its pool.
+    pub fn blocks(&self) -> &Blocks {
+        &self.blocks
+    }
+
+    /// Takes one received frame.
+    pub fn receive(&mut self, now: Instant, frame: BufSlice) {
+        self.stack.handle_frame(now, frame);
+    }
+
+    /// One turn of the server after a batch of frames: accepts, routes finished block
+    /// reads, moves every session on, runs the stack's timers and transmits on `link`.
+    pub fn turn<L: Link>(&mut self, now: Now, link: &mut L) -> Turn {
+        while let Some(h) = self.stack.accept(self.listener) {
+            self.add(now, h);
+        }
+        let completed = self.poll_blocks();
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.extend(self.conns.iter().map(|(id, _)| id));
+        for id in ids.drain(..) {
+            self.service(now, id);
+        }
+        self.ids = ids;
+        let sent = self.stack.poll(now.mono, link);
+        if now.mono - self.last_timers >= TIMER_PERIOD {
+            self.timers(now.mono);
+            self.last_timers = now.mono;
+        }
+        Turn { sent, completed }
+    }
+
+    fn add(&mut self, now: Now, h: ConnHandle) {
+        self.metrics.connections += 1;
+        if self.conns.len() >= self.limits.max_connections {
+            self.metrics.refused_connections += 1;
+            let _ = self.stack.abort(h);
+            return;
+        }
+        self.conns.insert(XConn { h, session: Session::new(now.mono) });
+        self.metrics.connections_open += 1;
+    }
+
+    fn drop_conn(&mut self, id: SessionId, graceful: bool) {
+        if let Some(c) = self.conns.remove(id) {
+            let _ = if graceful { self.stack.close(c.h) } else { self.stack.abort(c.h) };
+            self.metrics.connections_open -= 1;
+        }
+    }
+
+    /// Hands finished block reads to the sessions that wait for them.
+    fn poll_blocks(&mut self) -> usize {
+        let Core { blocks, conns, .. } = self;
+        blocks.poll(|d| {
+            blocks::deliver(conns, d);
+        })
+    }
+
+    /// Reads requests, answers them, moves blocks and bytes along for one connection.
+    fn service(&mut self, now: Now, id: SessionId) {
+        let Core { stack, blocks, conns, root, metrics, frames, sink, .. } = self;
+        let Some(c) = conns.get_mut(id) else { return };
+        let ready = stack.readiness(c.h);
+        if ready.closed || ready.error.is_some() {
+            return self.drop_conn(id, true);
+        }
+        let outcome = loop {
+            // Request bytes: copied out of the frames (they are headers, not payload).
+            let mut failed = false;
+            while c.session.input_room() > 0 {
+                match stack.read(c.h, c.session.input_room()) {
+                    Ok(Some(s)) => c.session.receive(now.mono, s.as_bytes()),
+                    Ok(None) => break,
+                    Err(_) => {
+                        failed = true;
+                        break;
+                    }
+                }
+            }
+            if failed {
+                break Some(true);
+            }
+            if stack.readiness(c.h).read_closed {
+                c.session.end_of_input();
+            }
+            c.session.answer(now, &mut XdpSite { root, blocks }, metrics);
+            let window = stack.conn(c.h).map_or(0, |k| k.cwnd() + k.send_space());
+            let mut out = StackSink { stack, h: c.h, blocks, id, window, frames, metrics, stats: sink };
+            let flushed = match c.session.flush(now.mono, &mut out) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::debug!("response aborted: {e}");
+                    break Some(false);
+                }
+            };
+            if c.session.is_done() {
+                break Some(true);
+            }
+            // Reading stopped for back-pressure and sending made room: read again.
+            if !(c.session.backpressured() && flushed.finished > 0) {
+                break None;
+            }
+        };
+        if let Some(graceful) = outcome {
+            self.drop_conn(id, graceful);
+        }
+    }
+
+    fn timers(&mut self, now: Instant) {
+        let mut expired = std::mem::take(&mut self.ids);
+        for (id, c) in self.conns.iter() {
+            let (at, why) = c.session.deadline(&self.limits);
+            if at < now {
+                self.metrics.timed_out(why);
+                expired.push(id);
+            }
+        }
+        for id in expired.drain(..) {
+            self.drop_conn(id, false);
+        }
+        self.ids = expired;
+    }
+
+    /// The HTTP counters with the stack's, the cache's and the pool's.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.metrics.clone();
+        let s = self.stack.counters();
+        m.bytes_copied = s.payload_bytes_copied;
+        let ps = self.blocks.pool().stats();
+        m.extra = vec![
+            ("tcp_retransmits_total".into(), s.tcp_retransmits),
+            ("tcp_fast_recoveries_total".into(), s.tcp_fast_recoveries),
+            ("tcp_loss_probes_total".into(), s.tcp_loss_probes),
+            ("tcp_bad_offset_total".into(), s.tcp_bad_offset),
+            ("tcp_bad_options_total".into(), s.tcp_bad_options),
+            ("tcp_rst_bad_seq_total".into(), s.tcp_rst_bad_seq),
+            ("tcp_rst_challenged_total".into(), s.tcp_rst_challenged),
+            ("tcp_syn_received_total".into(), s.tcp_syn_received),
+            ("tcp_syn_challenged_total".into(), s.tcp_syn_challenged),
+            ("tcp_out_of_window_total".into(), s.tcp_out_of_window),
+            ("tcp_conn_table_full_total".into(), s.tcp_conn_table_full),
+            ("tcp_syn_cookies_sent_total".into(), s.tcp_syn_cookies_sent),
+            ("tcp_rto_expired_total".into(), s.tcp_rto_expired),
+            ("tcp_established_total".into(), s.tcp_established),
+            ("tx_payload_bytes_total".into(), s.tx_payload_bytes),
+            ("stack_tx_link_full_total".into(), s.tx_link_full),
+            ("stack_tx_no_frame_total".into(), s.tx_no_frame),
+            ("stack_tx_frames_total".into(), s.tx_frames),
+            ("stack_rx_frames_total".into(), s.rx_frames),
+            ("tcp_bad_checksum_total".into(), s.tcp_bad_checksum),
+            ("rx_multi_buffer_dropped_total".into(), m.rx_multi_dropped),
+            ("head_frame_waits_total".into(), self.sink.head_frame_waits),
+            ("pool_frames_free".into(), u64::from(ps.frames_free)),
+            ("pool_blocks_free".into(), u64::from(ps.blocks_free)),
+        ];
+        self.blocks.counters(&mut m.extra);
+        m
+    }
+}
