@@ -1,22 +1,6 @@
-//! `fileserver`: a static HTTP/1.1 file server. Two backends share one HTTP layer:
-//!
-//! * `kernel`: ordinary TCP sockets, with the file bytes moved by one chosen method
-//!   (`read-write`, `mmap`, `sendfile`, `splice`, `msg-zerocopy`, `direct-uring`): the
-//!   rungs of the copy ladder, to measure.
-//! * `xdp`: AF_XDP over the pinned pool with the user-space TCP stack: file blocks read by
-//!   io_uring `O_DIRECT` into the pool and sent from there without a CPU copy.
+//! `fileserver`: the command line of the static HTTP/1.1 file server (see the library
+//! crate's docs for the backends and the session they share).
 #![forbid(unsafe_code)]
-
-mod blocks;
-mod held;
-mod http;
-mod kernel;
-mod metrics;
-mod options;
-mod privdrop;
-mod root;
-mod session;
-mod xdp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -26,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use fileserver::{kernel, options, privdrop, root, xdp};
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
 /// ETag/Last-Modified validators). Paths never escape --root; no directory listings.

@@ -21,6 +21,7 @@ use crate::session::{Progress, Wait};
 pub(super) const STAGE: usize = 64 * 1024;
 
 /// Where the body's bytes come from.
+#[derive(Debug)]
 pub(super) enum Source {
     /// `read-write`, `sendfile`, `splice`: the open file.
     File(File),
@@ -32,6 +33,7 @@ pub(super) enum Source {
 }
 
 /// The bytes `pos..end` of a file still to send.
+#[derive(Debug)]
 pub(super) struct Body {
     pub pos: u64,
     pub end: u64,

@@ -28,6 +28,7 @@ use crate::session::{Progress, Wait};
 const AHEAD: usize = 8;
 
 /// The pool, the cache and who waits for which read.
+#[derive(Debug)]
 pub(super) struct Direct {
     pub blocks: Blocks,
     pool: Pool,

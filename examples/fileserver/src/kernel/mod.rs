@@ -57,6 +57,7 @@ const PUMP_ROUNDS: usize = 64;
 /// Bytes read from a socket per call.
 const READ_CHUNK: usize = 4096;
 
+#[derive(Debug)]
 struct Conn {
     sock: TcpStream,
     /// A connection to the control port (answered with the counters).
@@ -73,6 +74,7 @@ impl HasStreams for Conn {
 }
 
 /// The server loop's state.
+#[derive(Debug)]
 pub struct Server {
     method: Method,
     root: Root,

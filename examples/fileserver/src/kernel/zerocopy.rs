@@ -40,6 +40,7 @@ pub(super) struct ZcStats {
     pub reap_errors: u64,
 }
 
+#[derive(Debug)]
 struct Sent {
     id: u32,
     len: u64,
@@ -47,6 +48,7 @@ struct Sent {
 }
 
 /// One connection's zero-copy bookkeeping.
+#[derive(Debug)]
 pub(super) struct ZcConn {
     /// `SO_ZEROCOPY` is on (else bodies go out with plain writes, counted).
     enabled: bool,

@@ -42,6 +42,11 @@ impl<T> Table<T> {
         self.len
     }
 
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Adds a connection; its id is new even if its slot is not.
     pub fn insert(&mut self, val: T) -> SessionId {
         let idx = match self.free.pop() {

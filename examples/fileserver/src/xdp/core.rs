@@ -92,6 +92,18 @@ impl Core {
         &self.blocks
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// When the core next has work without new input: the stack's timers, or the HTTP
+    /// timers while connections are open. Past times mean now.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let http = (!self.conns.is_empty()).then(|| self.last_timers + TIMER_PERIOD);
+        [self.stack.poll_at(), http].into_iter().flatten().min()
+    }
+
     /// Takes one received frame.
     pub fn receive(&mut self, now: Instant, frame: BufSlice) {
         self.stack.handle_frame(now, frame);

@@ -10,6 +10,8 @@
 mod core;
 mod link;
 mod sink;
+#[cfg(test)]
+mod tests;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
@@ -24,7 +26,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stack::{Stack, StackConfig};
 use umem::{BlockCache, Pool};
 
-use self::core::Core;
+pub use self::core::{Core, Turn};
 use self::link::XskLink;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts};
@@ -157,8 +159,8 @@ pub fn run(
             idle = 0;
         }
         if !opts.busy && idle > 512 && !core.blocks().reading() && sock.tx_in_flight() == 0 {
-            // Sleep until a packet arrives or the stack's next timer, at most 10 ms.
-            let wait = core.stack().poll_at().map_or(Duration::from_millis(10), |t| {
+            // Sleep until a packet arrives or the next timer, at most 10 ms.
+            let wait = core.poll_at().map_or(Duration::from_millis(10), |t| {
                 Duration::from_micros((t - now.mono).total_micros().min(10_000))
             });
             if !wait.is_zero() {
