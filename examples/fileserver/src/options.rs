@@ -19,6 +19,13 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
+impl Limits {
+    /// The longest of the timeouts (how far ahead the timer wheel must reach).
+    pub fn longest_timeout(&self) -> Duration {
+        self.head_timeout.max(self.idle_timeout).max(self.write_timeout)
+    }
+}
+
 /// The pool of payload blocks and the block cache over it.
 #[derive(Clone, Debug)]
 pub struct PoolOpts {

@@ -212,6 +212,11 @@ impl SimNet {
         }
     }
 
+    /// Steps for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        self.run_until(d, |_| false);
+    }
+
     /// Steps until `done` holds; false if `limit` of virtual time passed first (or 60 s of
     /// real time, or the network went quiet with nothing scheduled).
     pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&SimNet) -> bool) -> bool {

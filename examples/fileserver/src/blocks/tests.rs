@@ -68,7 +68,7 @@ fn drain(blocks: &mut Blocks, conns: &mut Table<One>, id: SessionId) -> Vec<u8> 
 #[test]
 fn a_range_streams_byte_exact_across_blocks() {
     let (_dir, path, data, mut blocks) = setup(3 * BLOCK as usize + 100);
-    let mut conns = Table::default();
+    let mut conns = Table::new(std::time::Duration::from_secs(30));
     for (a, b) in [(0, data.len()), (BLOCK as usize - 1, BLOCK as usize + 1), (5, 6), (2 * BLOCK as usize, data.len())]
     {
         let r = ByteRange { start: a as u64, end: b as u64 };
@@ -82,7 +82,7 @@ fn a_range_streams_byte_exact_across_blocks() {
 #[test]
 fn a_failed_read_for_a_closed_connection_never_reaches_the_one_in_its_slot() {
     let (_dir, path, data, mut blocks) = setup(2 * BLOCK as usize);
-    let mut conns = Table::default();
+    let mut conns = Table::new(std::time::Duration::from_secs(30));
 
     // A asks for its first block, then closes while the read is in flight.
     let a = conns.insert(One(blocks.open(File::open(&path).unwrap(), whole(&data)).unwrap()));

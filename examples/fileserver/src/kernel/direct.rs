@@ -32,8 +32,6 @@ const AHEAD: usize = 8;
 pub(super) struct Direct {
     pub blocks: Blocks,
     pool: Pool,
-    /// Connections that found every block in use; retried on the next loop turn.
-    pub starved: Vec<SessionId>,
     opts: PoolOpts,
 }
 
@@ -45,7 +43,7 @@ impl Direct {
         let reader =
             umem::BlockReader::new(&pool, &opts.reader_config()).context("creating the io_uring block reader")?;
         let cache = BlockCache::new(reader, &opts.cache_config());
-        Ok(Direct { blocks: Blocks::new(cache), pool, starved: Vec::new(), opts: opts.clone() })
+        Ok(Direct { blocks: Blocks::new(cache), pool, opts: opts.clone() })
     }
 
     /// The ring's descriptor (readable when reads completed).

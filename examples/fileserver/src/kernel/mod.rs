@@ -85,8 +85,8 @@ pub struct Server {
     conns: Table<Conn>,
     direct: Option<Direct>,
     zc: ZcStats,
-    /// Connections a pass woke (reused, so a pass allocates nothing).
-    woken: Vec<SessionId>,
+    /// Scratch for ids (reused, so a pass allocates nothing).
+    ids: Vec<SessionId>,
     clock: Clock,
     pub metrics: Metrics,
 }
@@ -102,6 +102,7 @@ impl Server {
         root: Root,
         limits: Limits,
     ) -> Result<Server> {
+        let timers = limits.longest_timeout();
         let poll = Poll::new().context("epoll_create")?;
         let mut listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -130,10 +131,10 @@ impl Server {
             poll,
             listener,
             metrics_listener,
-            conns: Table::default(),
+            conns: Table::new(timers),
             direct,
             zc: ZcStats::default(),
-            woken: Vec::new(),
+            ids: Vec::new(),
             clock: Clock::start(),
             metrics: Metrics::default(),
         })
@@ -151,19 +152,27 @@ impl Server {
     /// Serves until `stop` is set; prints the counters whenever `dump` is set.
     pub fn run(&mut self, stop: &Arc<AtomicBool>, dump: &Arc<AtomicBool>) -> Result<()> {
         let mut events = Events::with_capacity(256);
+        let mut now = self.clock.now();
         while !stop.load(Ordering::Relaxed) {
             let timeout = match &self.direct {
-                Some(d) if !d.starved.is_empty() => Duration::from_millis(2),
+                _ if self.conns.has_retries() => Duration::from_millis(2),
                 // The ring's descriptor wakes the loop; this is only a safety net.
                 Some(d) if d.blocks.reading() => Duration::from_millis(20),
                 _ => Duration::from_millis(200),
             };
+            // Wake for the next HTTP timer (the wheel knows it to within a few ticks),
+            // reckoned from the last turn's clock (waking early is harmless).
+            let timeout = self.conns.next_timer().map_or(timeout, |t| {
+                let until = if t > now.mono { (t - now.mono).total_micros() } else { 0 };
+                timeout.min(Duration::from_micros(until))
+            });
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("epoll_wait"),
             }
-            let now = self.clock.now();
+            now = self.clock.now();
+            self.conns.begin_turn();
             for ev in &events {
                 match ev.token() {
                     LISTENER => self.accept(now, false),
@@ -188,29 +197,27 @@ impl Server {
     /// `direct-uring`: submits reads, hands finished blocks to their bodies and drives the
     /// connections that can move again, until no read completes in a round.
     fn pump(&mut self, now: Now) {
-        let Some(d) = self.direct.as_mut() else { return };
-        let mut woken = std::mem::take(&mut self.woken);
-        woken.append(&mut d.starved);
+        let mut ids = std::mem::take(&mut self.ids);
         for _ in 0..PUMP_ROUNDS {
             let Server { direct, conns, .. } = self;
-            let Some(d) = direct.as_mut() else { break };
-            d.blocks.poll(|d| {
-                let id = d.0;
-                if blocks::deliver(conns, d) {
-                    woken.push(id);
-                }
-            });
-            if woken.is_empty() {
+            if let Some(d) = direct.as_mut() {
+                d.blocks.poll(|d| {
+                    let id = d.0;
+                    if blocks::deliver(conns, d) {
+                        conns.wake(id);
+                    }
+                });
+            }
+            conns.take_ready(&mut ids);
+            if ids.is_empty() {
                 break;
             }
-            woken.sort_unstable();
-            woken.dedup();
-            for id in woken.drain(..) {
+            for id in ids.drain(..) {
                 self.drive(now, id);
             }
         }
-        woken.clear();
-        self.woken = woken;
+        ids.clear();
+        self.ids = ids;
     }
 
     fn accept(&mut self, now: Now, control: bool) {
@@ -258,6 +265,7 @@ impl Server {
             z.reap(c.sock.as_fd(), zc);
         }
         let mut site = KernelSite { root, method: *method, direct: direct.as_mut(), control: text.as_deref() };
+        let mut retry = false;
         let alive = loop {
             let backpressured = read(now, c, &mut site, metrics);
             let mut sink = KernelSink {
@@ -277,11 +285,8 @@ impl Server {
                     break false;
                 }
             };
-            if flushed.wait == Some(Wait::Memory) {
-                if let Some(d) = site.direct.as_deref_mut() {
-                    d.starved.push(id);
-                }
-            }
+            // Pool memory frees without an event of its own: look again next turn.
+            retry |= flushed.wait == Some(Wait::Memory);
             if c.session.is_done() {
                 break false;
             }
@@ -290,8 +295,13 @@ impl Server {
                 break true;
             }
         };
+        let deadline = c.session.deadline(&self.limits).0;
         if !alive {
-            self.close(id);
+            return self.close(id);
+        }
+        self.conns.arm(id, deadline);
+        if retry {
+            self.conns.retry_later(id);
         }
     }
 
@@ -305,19 +315,21 @@ impl Server {
         self.metrics.connections_open -= 1;
     }
 
+    /// Closes the connections whose deadline passed (the wheel names only those).
     fn timers(&mut self, now: Now) {
-        let mut expired = std::mem::take(&mut self.woken);
-        for (id, c) in self.conns.iter() {
+        let mut due = std::mem::take(&mut self.ids);
+        self.conns.expire(now.mono, &mut due);
+        for id in due.drain(..) {
+            let Some(c) = self.conns.get(id) else { continue };
             let (at, why) = c.session.deadline(&self.limits);
-            if at < now.mono {
+            if at <= now.mono {
                 self.metrics.timed_out(why);
-                expired.push(id);
+                self.close(id);
+            } else {
+                self.conns.arm(id, at);
             }
         }
-        for id in expired.drain(..) {
-            self.close(id);
-        }
-        self.woken = expired;
+        self.ids = due;
     }
 
     /// The counters as text, with the method's own (what the kernel reported, what the

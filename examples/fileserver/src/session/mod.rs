@@ -15,6 +15,7 @@
 
 mod answer;
 pub mod table;
+mod wheel;
 
 use std::collections::VecDeque;
 use std::io;

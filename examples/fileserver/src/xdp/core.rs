@@ -4,11 +4,19 @@
 //! the AF_XDP socket and a simulated wire drive the same code.
 //!
 //! ```text
-//!   frames ──► Core::receive ──► Stack::handle_frame
-//!   Core::turn(now, link):  accept ─► block completions ─► sessions (read, answer, feed, write)
-//!                           ─► Stack::poll(now, link) (timers + transmit) ─► HTTP timers
+//!   frames ──► Core::receive ──► Stack::handle_frame, and wake the peer's session
+//!   Core::turn(now, link):  accept ─► block completions ─► the woken sessions (read,
+//!                           answer, feed, write) ─► Stack::poll(now, link) ─► due HTTP timers
 //! ```
+//!
+//! A turn serves only the sessions with something to do: those a frame, an accept or a
+//! finished block read woke, and those that waited for pool memory on the last turn. The
+//! HTTP timers (head, idle, write) sit in the table's timer wheel, re-armed after each
+//! service. Nothing per turn walks the connections, and after warm-up nothing allocates.
 
+use std::collections::HashMap;
+
+use smoltcp::wire::IpEndpoint;
 use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
 use umem::{BlockCache, BufSlice};
 
@@ -18,15 +26,13 @@ use crate::metrics::Metrics;
 use crate::options::Limits;
 use crate::root::Root;
 use crate::session::table::{SessionId, Table};
-use crate::session::{Now, Session};
+use crate::session::{Now, Session, Wait};
 
-/// How often the HTTP timers are checked.
-const TIMER_PERIOD: stack::Duration = stack::Duration::from_millis(200);
-
-/// One connection: the stack's handle and the HTTP session over it.
+/// One connection: the stack's handle, its peer and the HTTP session over it.
 #[derive(Debug)]
 struct XConn {
     h: ConnHandle,
+    peer: IpEndpoint,
     session: Session<BlockStream>,
 }
 
@@ -45,6 +51,15 @@ pub struct Turn {
     pub completed: usize,
 }
 
+/// Work the core did, counted (tests show it follows activity, not open connections).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Sessions served.
+    pub serviced: u64,
+    /// Timer entries the wheel looked at.
+    pub timer_visits: u64,
+}
+
 /// The server core; see the module docs.
 #[derive(Debug)]
 pub struct Core {
@@ -52,6 +67,8 @@ pub struct Core {
     listener: ListenHandle,
     blocks: Blocks,
     conns: Table<XConn>,
+    /// Sessions by peer, to wake the one a frame is for.
+    peers: HashMap<IpEndpoint, SessionId>,
     root: Root,
     limits: Limits,
     /// HTTP counters.
@@ -60,25 +77,27 @@ pub struct Core {
     /// Scratch for head frames and for ids (reused, so a pass allocates nothing).
     frames: Vec<BufSlice>,
     ids: Vec<SessionId>,
-    last_timers: Instant,
+    work: Work,
 }
 
 impl Core {
     /// A core serving `listener` of `stack` from the files beneath `root`, through `cache`
     /// (whose pool also gives the frames for response heads).
     pub fn new(stack: Stack, listener: ListenHandle, cache: BlockCache, root: Root, limits: Limits) -> Core {
+        let timers = limits.longest_timeout();
         Core {
             stack,
             listener,
             blocks: Blocks::new(cache),
-            conns: Table::default(),
+            conns: Table::new(timers),
+            peers: HashMap::new(),
             root,
             limits,
             metrics: Metrics::default(),
             sink: SinkStats::default(),
             frames: Vec::new(),
             ids: Vec::new(),
-            last_timers: Instant::ZERO,
+            work: Work::default(),
         }
     }
 
@@ -97,73 +116,91 @@ impl Core {
         self.conns.len()
     }
 
-    /// When the core next has work without new input: the stack's timers, or the HTTP
-    /// timers while connections are open. Past times mean now.
-    pub fn poll_at(&self) -> Option<Instant> {
-        let http = (!self.conns.is_empty()).then(|| self.last_timers + TIMER_PERIOD);
-        [self.stack.poll_at(), http].into_iter().flatten().min()
+    /// Work done so far.
+    pub fn work(&self) -> Work {
+        self.work
     }
 
-    /// Takes one received frame.
+    /// When the core next has work without new input: the stack's timers, the HTTP
+    /// timers, or now if sessions wait for pool memory. Past times mean now.
+    pub fn poll_at(&self) -> Option<Instant> {
+        let retry = self.conns.has_retries().then_some(Instant::ZERO);
+        [self.stack.poll_at(), self.conns.next_timer(), retry].into_iter().flatten().min()
+    }
+
+    /// Takes one received frame, and wakes the session it is for.
     pub fn receive(&mut self, now: Instant, frame: BufSlice) {
+        if let Some(id) = super::peer::source(frame.as_bytes()).and_then(|p| self.peers.get(&p)) {
+            self.conns.wake(*id);
+        }
         self.stack.handle_frame(now, frame);
     }
 
     /// One turn of the server after a batch of frames: accepts, routes finished block
-    /// reads, moves every session on, runs the stack's timers and transmits on `link`.
+    /// reads, serves the sessions that have work, runs the stack's timers and transmits
+    /// on `link`, then ends the sessions whose HTTP timers ran out.
     pub fn turn<L: Link>(&mut self, now: Now, link: &mut L) -> Turn {
         while let Some(h) = self.stack.accept(self.listener) {
             self.add(now, h);
         }
+        self.conns.begin_turn();
         let completed = self.poll_blocks();
         let mut ids = std::mem::take(&mut self.ids);
-        ids.extend(self.conns.iter().map(|(id, _)| id));
+        self.conns.take_ready(&mut ids);
         for id in ids.drain(..) {
             self.service(now, id);
         }
         self.ids = ids;
         let sent = self.stack.poll(now.mono, link);
-        if now.mono - self.last_timers >= TIMER_PERIOD {
-            self.timers(now.mono);
-            self.last_timers = now.mono;
-        }
+        self.timers(now.mono);
         Turn { sent, completed }
     }
 
     fn add(&mut self, now: Now, h: ConnHandle) {
         self.metrics.connections += 1;
-        if self.conns.len() >= self.limits.max_connections {
+        let peer = self.stack.conn(h).map(|c| c.tuple().remote);
+        let Some(peer) = peer.filter(|_| self.conns.len() < self.limits.max_connections) else {
             self.metrics.refused_connections += 1;
             let _ = self.stack.abort(h);
             return;
-        }
-        self.conns.insert(XConn { h, session: Session::new(now.mono) });
+        };
+        let id = self.conns.insert(XConn { h, peer, session: Session::new(now.mono) });
+        self.peers.insert(peer, id);
+        self.conns.wake(id);
         self.metrics.connections_open += 1;
     }
 
     fn drop_conn(&mut self, id: SessionId, graceful: bool) {
         if let Some(c) = self.conns.remove(id) {
             let _ = if graceful { self.stack.close(c.h) } else { self.stack.abort(c.h) };
+            if self.peers.get(&c.peer) == Some(&id) {
+                self.peers.remove(&c.peer);
+            }
             self.metrics.connections_open -= 1;
         }
     }
 
-    /// Hands finished block reads to the sessions that wait for them.
+    /// Hands finished block reads to the sessions that wait for them, and wakes those.
     fn poll_blocks(&mut self) -> usize {
         let Core { blocks, conns, .. } = self;
         blocks.poll(|d| {
-            blocks::deliver(conns, d);
+            let id = d.0;
+            if blocks::deliver(conns, d) {
+                conns.wake(id);
+            }
         })
     }
 
     /// Reads requests, answers them, moves blocks and bytes along for one connection.
     fn service(&mut self, now: Now, id: SessionId) {
-        let Core { stack, blocks, conns, root, metrics, frames, sink, .. } = self;
+        self.work.serviced += 1;
+        let Core { stack, blocks, conns, root, metrics, frames, sink, limits, .. } = self;
         let Some(c) = conns.get_mut(id) else { return };
         let ready = stack.readiness(c.h);
         if ready.closed || ready.error.is_some() {
             return self.drop_conn(id, true);
         }
+        let mut retry = false;
         let outcome = loop {
             // Request bytes: copied out of the frames (they are headers, not payload).
             let mut failed = false;
@@ -196,29 +233,40 @@ impl Core {
             if c.session.is_done() {
                 break Some(true);
             }
+            // Pool memory frees without an event of its own: look again next turn.
+            retry |= flushed.wait == Some(Wait::Memory);
             // Reading stopped for back-pressure and sending made room: read again.
             if !(c.session.backpressured() && flushed.finished > 0) {
                 break None;
             }
         };
-        if let Some(graceful) = outcome {
-            self.drop_conn(id, graceful);
+        let deadline = c.session.deadline(limits).0;
+        match outcome {
+            Some(graceful) => self.drop_conn(id, graceful),
+            None => {
+                conns.arm(id, deadline);
+                if retry {
+                    conns.retry_later(id);
+                }
+            }
         }
     }
 
+    /// Ends the sessions whose deadline passed (the wheel names only those).
     fn timers(&mut self, now: Instant) {
-        let mut expired = std::mem::take(&mut self.ids);
-        for (id, c) in self.conns.iter() {
+        let mut due = std::mem::take(&mut self.ids);
+        self.work.timer_visits += self.conns.expire(now, &mut due) as u64;
+        for id in due.drain(..) {
+            let Some(c) = self.conns.get(id) else { continue };
             let (at, why) = c.session.deadline(&self.limits);
-            if at < now {
+            if at <= now {
                 self.metrics.timed_out(why);
-                expired.push(id);
+                self.drop_conn(id, false);
+            } else {
+                self.conns.arm(id, at);
             }
         }
-        for id in expired.drain(..) {
-            self.drop_conn(id, false);
-        }
-        self.ids = expired;
+        self.ids = due;
     }
 
     /// The HTTP counters with the stack's, the cache's and the pool's.

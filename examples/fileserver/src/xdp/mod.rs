@@ -9,6 +9,7 @@
 
 mod core;
 mod link;
+mod peer;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -26,7 +27,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stack::{Stack, StackConfig};
 use umem::{BlockCache, Pool};
 
-pub use self::core::{Core, Turn};
+pub use self::core::{Core, Turn, Work};
 use self::link::XskLink;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts};
@@ -160,8 +161,10 @@ pub fn run(
         }
         if !opts.busy && idle > 512 && !core.blocks().reading() && sock.tx_in_flight() == 0 {
             // Sleep until a packet arrives or the next timer, at most 10 ms.
-            let wait = core.poll_at().map_or(Duration::from_millis(10), |t| {
-                Duration::from_micros((t - now.mono).total_micros().min(10_000))
+            // (smoltcp's `Instant - Instant` is an absolute difference: a past time means now.)
+            let wait = core.poll_at().map_or(Duration::from_millis(10), |t| match t > now.mono {
+                true => Duration::from_micros((t - now.mono).total_micros().min(10_000)),
+                false => Duration::ZERO,
             });
             if !wait.is_zero() {
                 sock.wait(wait);

@@ -137,3 +137,37 @@ fn every_frame_comes_back_after_the_connections_close() {
     assert!(net.run_until(Duration::from_secs(5), |n| n.core.open_connections() == 0), "the server never closed");
     assert!(net.run_until(Duration::from_secs(5), |n| n.link.pool.stats().frames_free == frames));
 }
+
+#[test]
+fn a_turn_serves_only_connections_with_work_and_timers_touch_only_the_due() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    const N: u64 = 40;
+    for _ in 0..N {
+        assert_eq!(fetch(&mut net, &get("/s4097"), 1)[0].status, 200);
+    }
+    assert_eq!(net.core.open_connections(), N as usize);
+    net.run_for(Duration::from_secs(1));
+
+    // Idle keep-alive connections cost nothing per turn: no session served, no timer looked at.
+    let before = net.core.work();
+    net.run_for(Duration::from_secs(10));
+    let idle = net.core.work();
+    assert_eq!(idle.serviced, before.serviced, "idle sessions were served");
+    assert_eq!(idle.timer_visits, before.timer_visits, "idle timers were visited before their deadline");
+
+    // One request on one connection serves that connection, not the other 39.
+    let c = net.conns.len() - 1;
+    let had = net.conns[c].got.len();
+    assert!(net.send(c, get("/s1").as_bytes()));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.conns[c].got.len() > had));
+    let one = net.core.work().serviced - idle.serviced;
+    assert!(one <= 8, "{one} sessions served for one request among {N} connections");
+
+    // The idle timers (30 s) end every connection, each looked at about once.
+    assert!(net.run_until(Duration::from_secs(40), |n| n.core.open_connections() == 0));
+    let m = net.core.metrics();
+    assert_eq!(m.timeouts_idle, N);
+    let visits = net.core.work().timer_visits - idle.timer_visits;
+    assert!(visits <= 2 * N, "{visits} timer visits to expire {N} timers");
+}
