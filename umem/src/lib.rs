@@ -53,17 +53,14 @@ pub mod cache;
 mod clock;
 pub mod dio;
 pub mod error;
-pub mod filemap;
 pub mod pool;
 pub mod reader;
 pub mod region;
 pub mod uring;
-pub mod zerocopy;
 
 pub use cache::{BlockCache, BlockDone, BlockUsage, CacheConfig, CacheStats, CachedFile, Lookup, Ticket};
 pub use dio::{Access, BufferedWhy, DioAlign, DioSupport, FileKey, FileMeta};
 pub use error::Error;
-pub use filemap::FileMap;
 pub use pool::{BadAddr, Buf, BufSlice, Pool, PoolConfig, PoolStats};
 pub use reader::{BlockReader, Completion, DirectIo, FileId, FileInfo, ReaderConfig, ReaderStats, ReqId};
 pub use region::{hugepage_counts, Backing, HugePages, HUGEPAGE_SIZE};

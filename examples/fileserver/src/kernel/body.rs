@@ -8,9 +8,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
+use fileserver_sys::FileMap;
 use mio::net::TcpStream;
 use rustix::pipe::{PipeFlags, SpliceFlags};
-use umem::FileMap;
 
 use super::method::Method;
 use crate::blocks::BlockStream;

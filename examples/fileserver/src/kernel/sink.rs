@@ -6,8 +6,8 @@ use std::io::{self, ErrorKind, Write};
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use fileserver_sys::FileMap;
 use mio::net::TcpStream;
-use umem::FileMap;
 
 use super::body::{self, Body, Pipe, Source};
 use super::direct::{self, Direct};

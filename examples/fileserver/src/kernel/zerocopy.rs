@@ -1,5 +1,5 @@
 //! The `msg-zerocopy` rung: `send(MSG_ZEROCOPY)` from a file mapping, with the kernel's
-//! completion notifications read from the socket's error queue (see `umem::zerocopy`).
+//! completion notifications read from the socket's error queue (see `fileserver_sys::zerocopy`).
 //!
 //! Every successful send call gets the socket's next id. A body's mapping is kept (shared
 //! with an `Rc`) until the notification for its last call arrived, so the pages the kernel
@@ -12,9 +12,9 @@ use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 
+use fileserver_sys::zerocopy::{self, Notice};
+use fileserver_sys::FileMap;
 use mio::net::TcpStream;
-use umem::zerocopy::{self, Notice};
-use umem::FileMap;
 
 use super::body::{Body, Source};
 use crate::metrics::Metrics;
