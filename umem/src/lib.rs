@@ -61,7 +61,7 @@ pub mod uring;
 pub use cache::{BlockCache, BlockDone, BlockUsage, CacheConfig, CacheStats, CachedFile, Lookup, Ticket};
 pub use dio::{Access, BufferedWhy, DioAlign, DioSupport, FileKey, FileMeta};
 pub use error::Error;
-pub use pool::{BadAddr, Buf, BufSlice, Pool, PoolConfig, PoolStats};
+pub use pool::{BadAddr, Buf, BufSlice, Pool, PoolConfig, PoolStats, UmemAddr};
 pub use reader::{BlockReader, Completion, DirectIo, FileId, FileInfo, ReaderConfig, ReaderStats, ReqId};
 pub use region::{hugepage_counts, Backing, HugePages, HUGEPAGE_SIZE};
 pub use uring::{FixedBuffers, Ring};
