@@ -212,6 +212,25 @@ impl SimNet {
         }
     }
 
+    /// The state of both ends, for a failing test's message.
+    pub fn describe(&self) -> String {
+        let b = self.core.blocks();
+        format!(
+            "at {}: poll_at {:?} / {:?}, server {} connections {:?}, stack {:?}, pool {:?}, blocks {:?}, reader idle {}, {:?}; client {:?}",
+            self.now,
+            self.core.poll_at(),
+            self.core.stack().poll_at(),
+            self.core.open_connections(),
+            self.core.describe_connections(),
+            self.core.stack().counters(),
+            self.link.pool.stats(),
+            b.cache().usage(),
+            !b.reading(),
+            self.core.work(),
+            self.conns.iter().map(|c| (c.got.len(), c.ended, self.client.readiness(c.h))).collect::<Vec<_>>(),
+        )
+    }
+
     /// Steps for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         self.run_until(d, |_| false);
@@ -266,33 +285,54 @@ impl Response {
 
 /// Splits received bytes into responses (each with a `Content-Length`; `head` says which
 /// of them answered a HEAD, whose bodies are not sent). Err on anything malformed or cut.
-pub fn responses(mut buf: &[u8], head: &[bool]) -> Result<Vec<Response>, String> {
+pub fn responses(buf: &[u8], head: &[bool]) -> Result<Vec<Response>, String> {
     let mut out = Vec::new();
+    walk(buf, head, |status, headers, body| {
+        let headers = headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect();
+        out.push(Response { status, headers, body: body.to_vec() })
+    })?;
+    Ok(out)
+}
+
+/// How many whole responses `buf` holds (0 if anything is malformed), without copying.
+pub fn complete_responses(buf: &[u8], head: &[bool]) -> usize {
+    let mut n = 0;
+    let _ = walk(buf, head, |_, _, _| n += 1);
+    n
+}
+
+/// Calls `each` with every whole response's status, headers and body.
+fn walk(
+    mut buf: &[u8],
+    head: &[bool],
+    mut each: impl FnMut(u16, &[httparse::Header<'_>], &[u8]),
+) -> Result<(), String> {
+    let mut i = 0;
     while !buf.is_empty() {
         let mut hs = [httparse::EMPTY_HEADER; 32];
         let mut r = httparse::Response::new(&mut hs);
         let n = match r.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Err(format!("a cut response head after {} responses", out.len())),
-            Err(e) => return Err(format!("response {}: {e}", out.len())),
+            Ok(httparse::Status::Partial) => return Err(format!("a cut response head after {i} responses")),
+            Err(e) => return Err(format!("response {i}: {e}")),
         };
-        let headers: Vec<(String, String)> = r
+        let status = r.code.unwrap_or(0);
+        let len: usize = r
             .headers
             .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
-            .collect();
-        let status = r.code.unwrap_or(0);
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .ok_or_else(|| format!("response {} has no Content-Length", out.len()))?;
-        let len = if head.get(out.len()).copied().unwrap_or(false) || status == 304 { 0 } else { len };
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .and_then(|h| std::str::from_utf8(h.value).ok()?.parse().ok())
+            .ok_or_else(|| format!("response {i} has no Content-Length"))?;
+        let len = if head.get(i).copied().unwrap_or(false) || status == 304 { 0 } else { len };
         if buf.len() < n + len {
-            return Err(format!("response {} body cut at {} of {len} bytes", out.len(), buf.len() - n));
+            return Err(format!("response {i} body cut at {} of {len} bytes", buf.len() - n));
         }
-        out.push(Response { status, headers, body: buf[n..n + len].to_vec() });
+        each(status, r.headers, &buf[n..n + len]);
         buf = &buf[n + len..];
+        i += 1;
     }
-    Ok(out)
+    Ok(())
 }

@@ -23,7 +23,7 @@ mod method;
 mod sink;
 mod zerocopy;
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,11 +40,11 @@ use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts};
 use crate::root::Root;
 use crate::session::table::{SessionId, Table};
-use crate::session::{Clock, Now, Session, Wait};
+use crate::session::{Clock, Now, Served, Session, Timeout};
 use body::{Body, Pipe};
 use direct::Direct;
 pub use method::Method;
-use sink::{KernelSink, KernelSite};
+use sink::KernelTransport;
 use zerocopy::{ZcConn, ZcStats};
 
 const LISTENER: Token = Token(0);
@@ -54,8 +54,6 @@ const RING: Token = Token(2);
 const CONN0: usize = 3;
 /// Rounds of "reap completions, drive the connections they wake" per loop turn.
 const PUMP_ROUNDS: usize = 64;
-/// Bytes read from a socket per call.
-const READ_CHUNK: usize = 4096;
 
 #[derive(Debug)]
 struct Conn {
@@ -87,6 +85,7 @@ pub struct Server {
     zc: ZcStats,
     /// Scratch for ids (reused, so a pass allocates nothing).
     ids: Vec<SessionId>,
+    due: Vec<(SessionId, Timeout)>,
     clock: Clock,
     pub metrics: Metrics,
 }
@@ -135,6 +134,7 @@ impl Server {
             direct,
             zc: ZcStats::default(),
             ids: Vec::new(),
+            due: Vec::new(),
             clock: Clock::start(),
             metrics: Metrics::default(),
         })
@@ -259,49 +259,32 @@ impl Server {
             Some(_) => None,
             None => return,
         };
-        let Server { conns, direct, root, method, metrics, zc, .. } = self;
-        let Some(c) = conns.get_mut(id) else { return };
-        if let Some(z) = c.zc.as_mut() {
-            z.reap(c.sock.as_fd(), zc);
+        let Server { conns, direct, root, method, metrics, zc, limits, .. } = self;
+        let Some(Conn { sock, session, pipe, zc: czc, .. }) = conns.get_mut(id) else { return };
+        if let Some(z) = czc.as_mut() {
+            z.reap(sock.as_fd(), zc);
         }
-        let mut site = KernelSite { root, method: *method, direct: direct.as_mut(), control: text.as_deref() };
-        let mut retry = false;
-        let alive = loop {
-            let backpressured = read(now, c, &mut site, metrics);
-            let mut sink = KernelSink {
-                sock: &mut c.sock,
-                method: *method,
-                pipe: &mut c.pipe,
-                zc: c.zc.as_mut(),
-                zc_stats: &mut *zc,
-                direct: site.direct.as_deref_mut(),
-                id,
-                metrics: &mut *metrics,
-            };
-            let flushed = match c.session.flush(now.mono, &mut sink) {
-                Ok(f) => f,
-                Err(e) => {
-                    log::debug!("sending: {e}");
-                    break false;
-                }
-            };
-            // Pool memory frees without an event of its own: look again next turn.
-            retry |= flushed.wait == Some(Wait::Memory);
-            if c.session.is_done() {
-                break false;
-            }
-            // Reading stopped for back-pressure and writing made room: read again.
-            if !(backpressured && flushed.finished > 0) {
-                break true;
-            }
+        let mut t = KernelTransport {
+            sock,
+            pipe,
+            zc: czc.as_mut(),
+            zc_stats: zc,
+            root,
+            method: *method,
+            direct: direct.as_mut(),
+            control: text.as_deref(),
+            id,
         };
-        let deadline = c.session.deadline(&self.limits).0;
-        if !alive {
-            return self.close(id);
-        }
-        self.conns.arm(id, deadline);
-        if retry {
-            self.conns.retry_later(id);
+        let served = session.serve(now, &mut t, metrics);
+        let deadline = session.deadline(limits).0;
+        match served {
+            Served::Open { retry } => {
+                conns.arm(id, deadline);
+                if retry {
+                    conns.retry_later(id);
+                }
+            }
+            Served::Done | Served::ReadFailed | Served::SendFailed => self.close(id),
         }
     }
 
@@ -317,19 +300,14 @@ impl Server {
 
     /// Closes the connections whose deadline passed (the wheel names only those).
     fn timers(&mut self, now: Now) {
-        let mut due = std::mem::take(&mut self.ids);
-        self.conns.expire(now.mono, &mut due);
-        for id in due.drain(..) {
-            let Some(c) = self.conns.get(id) else { continue };
-            let (at, why) = c.session.deadline(&self.limits);
-            if at <= now.mono {
-                self.metrics.timed_out(why);
-                self.close(id);
-            } else {
-                self.conns.arm(id, at);
-            }
+        let mut due = std::mem::take(&mut self.due);
+        let limits = &self.limits;
+        self.conns.expire(now.mono, |c| c.session.deadline(limits), &mut due);
+        for (id, why) in due.drain(..) {
+            self.metrics.timed_out(why);
+            self.close(id);
         }
-        self.ids = due;
+        self.due = due;
     }
 
     /// The counters as text, with the method's own (what the kernel reported, what the
@@ -359,30 +337,5 @@ impl Server {
             _ => {}
         }
         m.render(self.method.name())
-    }
-}
-
-/// Reads into the session and answers as it goes (so the buffer stays small under
-/// pipelining). Returns true if it stopped for back-pressure (queue full) rather than for
-/// lack of data.
-fn read(now: Now, c: &mut Conn, site: &mut KernelSite<'_>, metrics: &mut Metrics) -> bool {
-    loop {
-        if c.session.input_room() == 0 {
-            return c.session.backpressured();
-        }
-        match c.session.read_with(now.mono, READ_CHUNK, |buf| c.sock.read(buf)) {
-            Ok(0) => {
-                c.session.end_of_input();
-                c.session.answer(now, site, metrics);
-                return false;
-            }
-            Ok(_) => c.session.answer(now, site, metrics),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => {
-                c.session.abort();
-                return false;
-            }
-        }
     }
 }

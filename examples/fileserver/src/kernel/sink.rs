@@ -1,8 +1,8 @@
-//! The kernel backend's side of a session: requests answered with bodies in the form the
-//! method wants ([`KernelSite`]), and responses written to the socket with it
-//! ([`KernelSink`]).
+//! The kernel backend's side of a session: request bytes read from the socket
+//! ([`KernelTransport`]), requests answered with bodies in the form the method wants
+//! ([`KernelSite`]), and responses written to the socket with it ([`KernelSink`]).
 
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -17,7 +17,62 @@ use crate::http::{self, ByteRange, Head, Request};
 use crate::metrics::Metrics;
 use crate::root::{Opened, Root};
 use crate::session::table::SessionId;
-use crate::session::{file_answer, Progress, Respond, Sink, Wait};
+use crate::session::{file_answer, Input, Progress, Respond, Session, Sink, Transport, Wait};
+use stack::Instant;
+
+/// Bytes read from a socket per call.
+const READ_CHUNK: usize = 4096;
+
+/// One connection's socket, and what answering and sending on it need.
+pub(super) struct KernelTransport<'a> {
+    pub sock: &'a mut TcpStream,
+    pub pipe: &'a mut Option<Pipe>,
+    pub zc: Option<&'a mut ZcConn>,
+    pub zc_stats: &'a mut ZcStats,
+    pub root: &'a Root,
+    pub method: Method,
+    pub direct: Option<&'a mut Direct>,
+    /// The counters' text, on the control port.
+    pub control: Option<&'a str>,
+    pub id: SessionId,
+}
+
+impl Transport<Body> for KernelTransport<'_> {
+    fn read(&mut self, now: Instant, session: &mut Session<Body>) -> io::Result<Input> {
+        loop {
+            if session.input_room() == 0 {
+                return Ok(Input::Full);
+            }
+            match session.read_with(now, READ_CHUNK, |buf| self.sock.read(buf)) {
+                Ok(0) => {
+                    session.end_of_input();
+                    return Ok(Input::Drained);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Input::Drained),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn respond(&mut self) -> impl Respond<Body = Body> + '_ {
+        KernelSite { root: self.root, method: self.method, direct: self.direct.as_deref_mut(), control: self.control }
+    }
+
+    fn sink<'a>(&'a mut self, metrics: &'a mut Metrics) -> impl Sink<Body> + 'a {
+        KernelSink {
+            sock: self.sock,
+            method: self.method,
+            pipe: self.pipe,
+            zc: self.zc.as_deref_mut(),
+            zc_stats: self.zc_stats,
+            direct: self.direct.as_deref_mut(),
+            id: self.id,
+            metrics,
+        }
+    }
+}
 
 /// Answers requests for one connection.
 pub(super) struct KernelSite<'a> {

@@ -120,6 +120,40 @@ pub trait Respond {
     fn respond(&mut self, req: &http::Request, wall: SystemTime) -> (Head, Option<Self::Body>);
 }
 
+/// Why a transport stopped reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// No more input now (or the peer closed: the transport said so with
+    /// [`Session::end_of_input`]).
+    Drained,
+    /// The session had no room for more.
+    Full,
+}
+
+/// One connection's transport as [`Session::serve`] drives it: input in, answers by the
+/// backend, responses out.
+pub trait Transport<B> {
+    /// Moves request bytes into `session` while it has room. `Err`: the connection failed.
+    fn read(&mut self, now: Instant, session: &mut Session<B>) -> io::Result<Input>;
+    /// How requests are answered.
+    fn respond(&mut self) -> impl Respond<Body = B> + '_;
+    /// How responses leave.
+    fn sink<'a>(&'a mut self, metrics: &'a mut Metrics) -> impl Sink<B> + 'a;
+}
+
+/// What [`Session::serve`] leaves the connection as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Open; `retry`: a response waits for pool memory (serve again next turn).
+    Open { retry: bool },
+    /// Done (answered with close, or the peer closed): close gracefully.
+    Done,
+    /// Reading failed: the connection is gone.
+    ReadFailed,
+    /// Sending failed mid-response: reset (a truncated body must not look complete).
+    SendFailed,
+}
+
 /// A response in the queue.
 #[derive(Debug)]
 struct Response<B> {
@@ -230,8 +264,9 @@ impl<B> Session<B> {
         self.queue.clear();
     }
 
-    /// Turns complete requests at the front of the input into queued responses.
-    pub fn answer<R: Respond<Body = B>>(&mut self, now: Now, site: &mut R, metrics: &mut Metrics) {
+    /// Turns complete requests at the front of the input into queued responses. Returns
+    /// true if requests wait behind a full queue.
+    pub fn answer<R: Respond<Body = B>>(&mut self, now: Now, site: &mut R, metrics: &mut Metrics) -> bool {
         let mut full = false;
         while !self.closing && !self.inbuf.is_empty() {
             if self.queue.len() >= MAX_QUEUED {
@@ -257,6 +292,7 @@ impl<B> Session<B> {
         if self.inbuf.is_empty() {
             self.head_started = None;
         }
+        full
     }
 
     fn push(&mut self, now: Instant, head: Head, consumed: usize, body: Option<B>, metrics: &mut Metrics) {
@@ -302,6 +338,55 @@ impl<B> Session<B> {
             }
         }
         Ok(Flushed { finished, wait: None })
+    }
+
+    /// Reads, answers and sends until the connection has to wait: for input, for room
+    /// towards the peer, for a block read, or for pool memory.
+    pub fn serve<T: Transport<B>>(&mut self, now: Now, t: &mut T, metrics: &mut Metrics) -> Served {
+        let mut retry = false;
+        loop {
+            let input = match t.read(now.mono, self) {
+                Ok(i) => i,
+                Err(e) => {
+                    log::debug!("reading: {e}");
+                    return Served::ReadFailed;
+                }
+            };
+            let waiting = self.answer(now, &mut t.respond(), metrics);
+            let flushed = match self.flush(now.mono, &mut t.sink(metrics)) {
+                Ok(f) => f,
+                Err(e) => {
+                    log::debug!("response aborted: {e}");
+                    return Served::SendFailed;
+                }
+            };
+            if self.is_done() {
+                return Served::Done;
+            }
+            // Pool memory frees as other work completes, not by an event for this
+            // connection: look again next turn.
+            retry |= flushed.wait == Some(Wait::Memory);
+            // Go on while sending made room for what waits: requests already read (behind
+            // a full queue), or input that found no room.
+            let answers = waiting && self.queue.len() < MAX_QUEUED;
+            let reads = input == Input::Full && self.input_room() > 0;
+            if !(answers || reads) {
+                return Served::Open { retry };
+            }
+        }
+    }
+
+    /// Buffered input, queued responses and state, in a line.
+    pub fn describe(&self) -> String {
+        format!(
+            "input {} B, {} responses queued (front head {}/{}), closing {}, eof {}",
+            self.inbuf.len(),
+            self.queue.len(),
+            self.queue.front().map_or(0, |r| r.head_off),
+            self.queue.front().map_or(0, |r| r.head.len()),
+            self.closing,
+            self.eof
+        )
     }
 
     /// Everything is answered and sent, and no more requests will be read: close.

@@ -136,8 +136,8 @@ impl<T> Table<T> {
         }
     }
 
-    /// Marks `id` to be served on the next turn (it waits for pool memory, which frees
-    /// without an event of its own).
+    /// Marks `id` to be served on the next turn (it waits for pool memory, which frees as
+    /// other work completes rather than by an event for this connection).
     pub fn retry_later(&mut self, id: SessionId) {
         self.retry.push(id);
     }
@@ -173,14 +173,25 @@ impl<T> Table<T> {
         }
     }
 
-    /// Appends the connections whose timers are due at `now` to `out` (their timers are
-    /// spent; arm again to keep one). Returns the timer entries looked at.
-    pub fn expire(&mut self, now: Instant, out: &mut Vec<SessionId>) -> usize {
+    /// Appends to `out` the connections whose deadline has passed at `now`, each with
+    /// what `deadline` says about it (when, and which timer), and spends their timers.
+    /// Only timers the wheel finds due are looked at; one whose connection's deadline has
+    /// moved on is armed again. Returns the timer entries the wheel looked at.
+    pub fn expire<W>(
+        &mut self,
+        now: Instant,
+        deadline: impl Fn(&T) -> (Instant, W),
+        out: &mut Vec<(SessionId, W)>,
+    ) -> usize {
         let visited = self.wheel.expire(now, &mut self.expired);
         for idx in self.expired.drain(..) {
             let s = &self.slots[idx];
-            if s.val.is_some() {
-                out.push(SessionId { idx: idx as u32, gen: s.gen });
+            let Some(val) = s.val.as_ref() else { continue };
+            let (at, why) = deadline(val);
+            if at <= now {
+                out.push((SessionId { idx: idx as u32, gen: s.gen }, why));
+            } else {
+                self.wheel.arm(idx, at);
             }
         }
         visited
@@ -252,10 +263,23 @@ mod tests {
         t.remove(a);
         let c = t.insert("c");
         let mut out = Vec::new();
-        t.expire(Instant::from_millis(200), &mut out);
-        assert_eq!(out, [b], "a's timer went with it; c armed none");
+        t.expire(Instant::from_millis(200), |v| (Instant::from_millis(50), *v), &mut out);
+        assert_eq!(out, [(b, "b")], "a's timer went with it; c armed none");
         assert!(t.next_timer().is_none());
         t.arm(c, Instant::from_millis(300));
         assert_eq!(t.next_timer(), Some(Instant::from_millis(300)));
+    }
+
+    #[test]
+    fn a_deadline_that_moved_on_is_armed_again_not_reported() {
+        let mut t = table();
+        let a = t.insert("a");
+        t.arm(a, Instant::from_millis(100));
+        let mut out = Vec::new();
+        // The connection made progress since: its deadline is now 400 ms.
+        t.expire(Instant::from_millis(150), |_| (Instant::from_millis(400), ()), &mut out);
+        assert!(out.is_empty());
+        t.expire(Instant::from_millis(400), |_| (Instant::from_millis(400), ()), &mut out);
+        assert_eq!(out, [(a, ())]);
     }
 }

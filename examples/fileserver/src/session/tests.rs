@@ -181,3 +181,80 @@ fn read_with_fills_in_place_and_never_reads_into_no_room() {
     assert_eq!(r.unwrap_err().kind(), io::ErrorKind::WouldBlock);
     assert!(s.is_done());
 }
+
+/// A transport over an input script and a [`Wire`].
+struct Script {
+    input: Vec<u8>,
+    at: usize,
+    wire: Wire,
+    fail_read: bool,
+}
+
+impl Transport<Fake> for Script {
+    fn read(&mut self, now: Instant, session: &mut Session<Fake>) -> io::Result<Input> {
+        if self.fail_read {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        while session.input_room() > 0 {
+            if self.at == self.input.len() {
+                return Ok(Input::Drained);
+            }
+            let n = session.input_room().min(self.input.len() - self.at).min(100);
+            session.receive(now, &self.input[self.at..self.at + n]);
+            self.at += n;
+        }
+        Ok(Input::Full)
+    }
+    fn respond(&mut self) -> impl Respond<Body = Fake> + '_ {
+        Site
+    }
+    fn sink<'a>(&'a mut self, _metrics: &'a mut Metrics) -> impl Sink<Fake> + 'a {
+        &mut self.wire
+    }
+}
+
+impl<B, S: Sink<B>> Sink<B> for &mut S {
+    fn send_head(&mut self, bytes: &[u8]) -> io::Result<Progress> {
+        (**self).send_head(bytes)
+    }
+    fn send_body(&mut self, body: &mut B) -> io::Result<Progress> {
+        (**self).send_body(body)
+    }
+}
+
+#[test]
+fn serve_reads_on_while_answering_makes_room() {
+    let n = 3 * MAX_QUEUED;
+    let input: String = (0..n).map(|_| get("/2")).collect();
+    let mut t =
+        Script { input: input.into_bytes(), at: 0, wire: Wire { room: usize::MAX, got: Vec::new() }, fail_read: false };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Open { retry: false });
+    assert_eq!(m.requests as usize, n, "every request answered in one call, past the queue's bound");
+    assert_eq!(t.wire.got, "H2|22".repeat(n).into_bytes());
+
+    // With no room towards the peer the queue fills, input stops, and serving resumes later.
+    let input: String = (0..n).map(|_| get("/1")).collect();
+    let mut t = Script { input: input.into_bytes(), at: 0, wire: Wire { room: 0, got: Vec::new() }, fail_read: false };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Open { retry: false });
+    assert_eq!(m.requests as usize, MAX_QUEUED);
+    t.wire.room = usize::MAX;
+    s.serve(at(1), &mut t, &mut m);
+    assert_eq!(m.requests as usize, n);
+    assert_eq!(t.wire.got.len(), 4 * n);
+}
+
+#[test]
+fn serve_says_how_the_connection_ends() {
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    let mut t = Script { input: Vec::new(), at: 0, wire: Wire { room: 0, got: Vec::new() }, fail_read: true };
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::ReadFailed);
+    let close = b"GET /3 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_vec();
+    let mut t = Script { input: close, at: 0, wire: Wire { room: 100, got: Vec::new() }, fail_read: false };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Done);
+}

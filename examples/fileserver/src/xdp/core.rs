@@ -20,13 +20,13 @@ use smoltcp::wire::IpEndpoint;
 use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
 use umem::{BlockCache, BufSlice};
 
-use super::sink::{SinkStats, StackSink, XdpSite};
+use super::sink::{SinkStats, StackTransport};
 use crate::blocks::{self, BlockStream, Blocks, HasStreams};
 use crate::metrics::Metrics;
 use crate::options::Limits;
 use crate::root::Root;
 use crate::session::table::{SessionId, Table};
-use crate::session::{Now, Session, Wait};
+use crate::session::{Now, Served, Session, Timeout};
 
 /// One connection: the stack's handle, its peer and the HTTP session over it.
 #[derive(Debug)]
@@ -77,6 +77,7 @@ pub struct Core {
     /// Scratch for head frames and for ids (reused, so a pass allocates nothing).
     frames: Vec<BufSlice>,
     ids: Vec<SessionId>,
+    due: Vec<(SessionId, Timeout)>,
     work: Work,
 }
 
@@ -97,6 +98,7 @@ impl Core {
             sink: SinkStats::default(),
             frames: Vec::new(),
             ids: Vec::new(),
+            due: Vec::new(),
             work: Work::default(),
         }
     }
@@ -116,16 +118,37 @@ impl Core {
         self.conns.len()
     }
 
+    /// Each connection's TCP state and queue lengths (for a failing test's message).
+    pub fn describe_connections(&self) -> Vec<String> {
+        self.conns
+            .iter()
+            .map(|(_, c)| match self.stack.conn(c.h) {
+                Some(k) => format!(
+                    "{:?} poll_at {:?} wants_output {} cwnd {} send_queued {} send_space {} session {}",
+                    k.state(),
+                    k.poll_at(),
+                    k.wants_output(),
+                    k.cwnd(),
+                    k.send_queued(),
+                    k.send_space(),
+                    c.session.describe()
+                ),
+                None => "gone".into(),
+            })
+            .collect()
+    }
+
     /// Work done so far.
     pub fn work(&self) -> Work {
         self.work
     }
 
-    /// When the core next has work without new input: the stack's timers, the HTTP
-    /// timers, or now if sessions wait for pool memory. Past times mean now.
+    /// When the core next has work without new input: the stack's timers or the HTTP
+    /// timers. Past times mean now. Sessions waiting for pool memory are not counted: the
+    /// memory comes back with acknowledgements and transmit completions, which are input
+    /// (and the next turn retries them).
     pub fn poll_at(&self) -> Option<Instant> {
-        let retry = self.conns.has_retries().then_some(Instant::ZERO);
-        [self.stack.poll_at(), self.conns.next_timer(), retry].into_iter().flatten().min()
+        [self.stack.poll_at(), self.conns.next_timer()].into_iter().flatten().min()
     }
 
     /// Takes one received frame, and wakes the session it is for.
@@ -200,73 +223,31 @@ impl Core {
         if ready.closed || ready.error.is_some() {
             return self.drop_conn(id, true);
         }
-        let mut retry = false;
-        let outcome = loop {
-            // Request bytes: copied out of the frames (they are headers, not payload).
-            let mut failed = false;
-            while c.session.input_room() > 0 {
-                match stack.read(c.h, c.session.input_room()) {
-                    Ok(Some(s)) => c.session.receive(now.mono, s.as_bytes()),
-                    Ok(None) => break,
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
-                }
-            }
-            if failed {
-                break Some(true);
-            }
-            if stack.readiness(c.h).read_closed {
-                c.session.end_of_input();
-            }
-            c.session.answer(now, &mut XdpSite { root, blocks }, metrics);
-            let window = stack.conn(c.h).map_or(0, |k| k.cwnd() + k.send_space());
-            let mut out = StackSink { stack, h: c.h, blocks, id, window, frames, metrics, stats: sink };
-            let flushed = match c.session.flush(now.mono, &mut out) {
-                Ok(f) => f,
-                Err(e) => {
-                    log::debug!("response aborted: {e}");
-                    break Some(false);
-                }
-            };
-            if c.session.is_done() {
-                break Some(true);
-            }
-            // Pool memory frees without an event of its own: look again next turn.
-            retry |= flushed.wait == Some(Wait::Memory);
-            // Reading stopped for back-pressure and sending made room: read again.
-            if !(c.session.backpressured() && flushed.finished > 0) {
-                break None;
-            }
-        };
+        let mut t = StackTransport { stack, h: c.h, id, root, blocks, frames, stats: sink };
+        let served = c.session.serve(now, &mut t, metrics);
         let deadline = c.session.deadline(limits).0;
-        match outcome {
-            Some(graceful) => self.drop_conn(id, graceful),
-            None => {
+        match served {
+            Served::Open { retry } => {
                 conns.arm(id, deadline);
                 if retry {
                     conns.retry_later(id);
                 }
             }
+            Served::Done | Served::ReadFailed => self.drop_conn(id, true),
+            Served::SendFailed => self.drop_conn(id, false),
         }
     }
 
     /// Ends the sessions whose deadline passed (the wheel names only those).
     fn timers(&mut self, now: Instant) {
-        let mut due = std::mem::take(&mut self.ids);
-        self.work.timer_visits += self.conns.expire(now, &mut due) as u64;
-        for id in due.drain(..) {
-            let Some(c) = self.conns.get(id) else { continue };
-            let (at, why) = c.session.deadline(&self.limits);
-            if at <= now {
-                self.metrics.timed_out(why);
-                self.drop_conn(id, false);
-            } else {
-                self.conns.arm(id, at);
-            }
+        let mut due = std::mem::take(&mut self.due);
+        let limits = &self.limits;
+        self.work.timer_visits += self.conns.expire(now, |c| c.session.deadline(limits), &mut due) as u64;
+        for (id, why) in due.drain(..) {
+            self.metrics.timed_out(why);
+            self.drop_conn(id, false);
         }
-        self.ids = due;
+        self.due = due;
     }
 
     /// The HTTP counters with the stack's, the cache's and the pool's.

@@ -1,12 +1,13 @@
-//! The AF_XDP backend's side of a session: requests answered with block streams
-//! ([`XdpSite`]), and responses handed to the user-space stack by reference
-//! ([`StackSink`]): the head copied into frames of its own (headers are built by the CPU),
-//! body bytes as slices of the pool blocks the file was read into (never copied).
+//! The AF_XDP backend's side of a session: request bytes from the user-space stack
+//! ([`StackTransport`]), requests answered with block streams ([`XdpSite`]), and
+//! responses handed to the stack by reference ([`StackSink`]): the head copied into
+//! frames of its own (headers are built by the CPU), body bytes as slices of the pool
+//! blocks the file was read into (never copied).
 
 use std::io;
 use std::time::SystemTime;
 
-use stack::{ConnHandle, Stack};
+use stack::{ConnHandle, Instant, Stack};
 use umem::{BufSlice, Pool};
 
 use crate::blocks::{BlockStream, Blocks};
@@ -14,12 +15,59 @@ use crate::http::{Head, Request};
 use crate::metrics::Metrics;
 use crate::root::Root;
 use crate::session::table::SessionId;
-use crate::session::{file_answer, Progress, Respond, Sink, Wait};
+use crate::session::{file_answer, Input, Progress, Respond, Session, Sink, Transport, Wait};
 
 /// Blocks asked ahead of the stack per response: at least this many ...
 const AHEAD_MIN: usize = 2;
 /// ... and at most this many (bounds per-connection pool use).
 const AHEAD_MAX: usize = 16;
+
+/// One connection of the stack, and what answering and sending on it need.
+pub(super) struct StackTransport<'a> {
+    pub stack: &'a mut Stack,
+    pub h: ConnHandle,
+    pub id: SessionId,
+    pub root: &'a Root,
+    pub blocks: &'a mut Blocks,
+    pub frames: &'a mut Vec<BufSlice>,
+    pub stats: &'a mut SinkStats,
+}
+
+impl Transport<BlockStream> for StackTransport<'_> {
+    fn read(&mut self, now: Instant, session: &mut Session<BlockStream>) -> io::Result<Input> {
+        // Request bytes are copied out of the frames (they are headers, not payload).
+        while session.input_room() > 0 {
+            match self.stack.read(self.h, session.input_room()).map_err(io::Error::other)? {
+                Some(s) => session.receive(now, s.as_bytes()),
+                None => {
+                    if self.stack.readiness(self.h).read_closed {
+                        session.end_of_input();
+                    }
+                    return Ok(Input::Drained);
+                }
+            }
+        }
+        Ok(Input::Full)
+    }
+
+    fn respond(&mut self) -> impl Respond<Body = BlockStream> + '_ {
+        XdpSite { root: self.root, blocks: self.blocks }
+    }
+
+    fn sink<'a>(&'a mut self, metrics: &'a mut Metrics) -> impl Sink<BlockStream> + 'a {
+        let window = self.stack.conn(self.h).map_or(0, |k| k.cwnd() + k.send_space());
+        StackSink {
+            stack: self.stack,
+            h: self.h,
+            blocks: self.blocks,
+            id: self.id,
+            window,
+            frames: self.frames,
+            metrics,
+            stats: self.stats,
+        }
+    }
+}
 
 /// Answers requests with streams of file blocks.
 pub(super) struct XdpSite<'a> {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use stack::Duration;
 
-use crate::sim::{responses, Response, SimConfig, SimNet};
+use crate::sim::{complete_responses, responses, Response, SimConfig, SimNet};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -37,9 +37,9 @@ fn fetch(net: &mut SimNet, request: &str, n: usize) -> Vec<Response> {
     let c = net.connect();
     assert!(net.send(c, request.as_bytes()));
     let done = net.run_until(Duration::from_secs(30), |net| {
-        responses(&net.conns[c].got, &[]).is_ok_and(|r| r.len() >= n) || net.conns[c].ended
+        complete_responses(&net.conns[c].got, &[]) >= n || net.conns[c].ended
     });
-    assert!(done, "no answer in 30 s of virtual time; got {} bytes", net.conns[c].got.len());
+    assert!(done, "no answer in 30 s of virtual time; got {} bytes; {}", net.conns[c].got.len(), net.describe());
     responses(&net.conns[c].got, &[]).expect("well-formed responses")
 }
 
@@ -93,6 +93,21 @@ fn keep_alive_pipelining_answers_in_order_on_one_connection() {
     assert_eq!(net.conns.len(), 1, "one connection");
     assert!(!net.conns[0].ended, "still open (keep-alive)");
     assert_eq!(net.core.open_connections(), 1);
+}
+
+#[test]
+fn pipelining_deeper_than_the_response_queue_answers_everything_in_order() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let n = 3 * crate::session::MAX_QUEUED + 1;
+    let names: Vec<String> = (0..n).map(|i| format!("/s{}", [1, 4097, 300_000][i % 3])).collect();
+    let req: String = names.iter().map(|p| get(p)).collect();
+    let r = fetch(&mut net, &req, n);
+    assert_eq!(r.len(), n);
+    for (i, (resp, name)) in r.iter().zip(&names).enumerate() {
+        let size: usize = name[2..].parse().unwrap();
+        assert!(resp.status == 200 && resp.body == content(size), "response {i} ({name})");
+    }
 }
 
 #[test]
