@@ -149,10 +149,10 @@ pub fn run(
         let turn = core.turn(now, &mut XskLink { sock: &mut sock, mtu: iface.mtu as usize, refused: &mut refused });
         sock.poll();
         if let Some(l) = &control {
-            serve_control(l, &core, &sock, &pool);
+            serve_control(l, &core, &sock);
         }
         if dump.swap(false, Ordering::Relaxed) {
-            print!("{}", render(&core, &sock, &pool));
+            print!("{}", render(&core, &sock));
         }
         if n == 0 && turn.sent == 0 && turn.completed == 0 {
             idle += 1;
@@ -172,12 +172,12 @@ pub fn run(
         }
     }
     println!("fileserver: stopping");
-    print!("{}", render(&core, &sock, &pool));
+    print!("{}", render(&core, &sock));
     Ok(())
 }
 
 /// The counters: the core's, with the AF_XDP socket's.
-fn render(core: &Core, sock: &XskSocket, _pool: &Pool) -> String {
+fn render(core: &Core, sock: &XskSocket) -> String {
     let mut m: Metrics = core.metrics();
     let xs = sock.stats();
     m.extra.extend([
@@ -195,13 +195,13 @@ fn render(core: &Core, sock: &XskSocket, _pool: &Pool) -> String {
 }
 
 /// Answers any connection on the control port with the counters, then closes it.
-fn serve_control(l: &TcpListener, core: &Core, sock: &XskSocket, pool: &Pool) {
+fn serve_control(l: &TcpListener, core: &Core, sock: &XskSocket) {
     while let Ok((mut s, _)) = l.accept() {
         let _ = s.set_nonblocking(false);
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
         let mut req = [0u8; 1024];
         let _ = s.read(&mut req);
-        let body = render(core, sock, pool);
+        let body = render(core, sock);
         let _ = write!(
             s,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
