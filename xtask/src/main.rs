@@ -19,6 +19,7 @@ mod setup;
 mod tcpcraft;
 mod tcptest;
 mod toolchain;
+mod txceil;
 mod util;
 
 use std::net::SocketAddr;
@@ -118,6 +119,17 @@ enum NetnsCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// The AF_XDP transmit ceiling of the veth pair from one core: prebuilt packets, the
+    /// TX ring kept full, at MTU 1500 and 9000 (multi-buffer); packets/s and Gbit/s.
+    Txceil {
+        /// Seconds per MTU.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Leave the client's receive processing on the sender's core (veth's default)
+        /// instead of moving it to the other core with RPS.
+        #[arg(long)]
+        same_core: bool,
+    },
     /// AF_XDP UDP echo vs a kernel UDP echo server: datagrams per second and the ratio.
     Echo {
         /// Seconds per measurement.
@@ -290,6 +302,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             fuzz::run(seconds, target.as_deref()).map(|_| ())
         }
         Cmd::Test { filter, no_unit } => test(filter, no_unit),
+        Cmd::Bench { what: BenchCmd::Txceil { seconds, same_core } } => {
+            let bins = prepare()?;
+            txceil::bench(&bins, seconds, same_core)
+        }
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
@@ -387,11 +403,14 @@ fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
         "pingpong",
         "-p",
         "msgrate",
+        "-p",
+        "txceil",
     ]))?;
     let xtask = std::env::current_exe()?;
     Ok(nstest::Bins {
         echo: nstest::release_bin(&root(), "udp-echo")?,
         fileserver: nstest::release_bin(&root(), "fileserver")?,
+        txceil: nstest::release_bin(&root(), "txceil")?,
         msg: msg::MsgBins {
             pingpong: nstest::release_bin(&root(), "pingpong")?,
             msgrate: nstest::release_bin(&root(), "msgrate")?,
