@@ -269,7 +269,7 @@ impl XskSocket {
                 what: "opening an AF_XDP socket",
             }),
             ("setsockopt(XDP_UMEM_REG)", libc::ENOMEM | libc::EPERM | libc::ENOBUFS) => {
-                Err(Error::Memlock { call: f.call, limit: memlock_limit(), source: io })
+                Err(Error::Memlock { call: f.call, limit: umem::error::memlock_limit(), source: io })
             }
             (call, errno) => Err(Error::sys(call, errno)),
         }
@@ -675,17 +675,4 @@ fn setsockopt_u32(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: u32) -> st
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn memlock_limit() -> String {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the exclusively borrowed `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return "unknown".into();
-    }
-    if lim.rlim_cur == libc::RLIM_INFINITY {
-        "unlimited".into()
-    } else {
-        format!("{} bytes", lim.rlim_cur)
-    }
 }

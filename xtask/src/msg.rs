@@ -1,4 +1,4 @@
-//! Namespace tests and the benchmark of the message endpoint (`datapath::msg`), driving
+//! Namespace tests and the benchmark of the message endpoint (`datapath_msg`), driving
 //! the `pingpong` and `msgrate` examples. Their kernel-socket peers are modes of the same
 //! binaries (`--kernel block|busy-poll|spin`), so this file adds no `xtask internal`
 //! programs.
@@ -32,9 +32,6 @@ pub struct MsgBins {
     pub pingpong: PathBuf,
     /// `examples/msgrate`.
     pub msgrate: PathBuf,
-    /// This xtask (unused today: the kernel peers are modes of the examples).
-    #[allow(dead_code)]
-    pub xtask: PathBuf,
 }
 
 /// Registers the messaging namespace tests.

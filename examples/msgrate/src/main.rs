@@ -1,4 +1,4 @@
-//! `msgrate`: one-way message rate over the AF_XDP message endpoint (`datapath::msg`), or
+//! `msgrate`: one-way message rate over the AF_XDP message endpoint (`datapath_msg`), or
 //! over kernel UDP sockets speaking the same message header.
 //!
 //! * `--send --peer ADDR:PORT`: sends messages of `--size` bytes as fast as the endpoint
@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use common::{kernel_frame, kernel_recv, kernel_socket, print_stats, EpArgs, KernelMode};
-use datapath::msg::wire::{MsgHdr, MSG_HDR_LEN};
-use datapath::msg::{AllocError, Msg, SendError};
 use datapath::Shutdown;
+use datapath_msg::wire::{MsgHdr, MSG_HDR_LEN};
+use datapath_msg::{AllocError, Msg, SendError};
 
 /// One-way message rate: AF_XDP message endpoint or kernel UDP sockets.
 #[derive(Parser, Debug)]

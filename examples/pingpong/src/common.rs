@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use datapath::msg::wire::{MsgHdr, KIND_DATA, MSG_HDR_LEN};
-use datapath::msg::{Endpoint, EndpointConfig, PollMode};
+use datapath_msg::wire::{MsgHdr, KIND_DATA, MSG_HDR_LEN};
+use datapath_msg::{Endpoint, EndpointConfig, PollMode};
 use umem::HugePages;
 
 /// How `recv_wait` waits.
@@ -166,7 +166,7 @@ pub fn kernel_socket(local: SocketAddrV4, mode: KernelMode) -> Result<UdpSocket>
     match mode {
         KernelMode::Block => {}
         KernelMode::BusyPoll => {
-            datapath::msg::set_busy_poll(&sock, 50).context("setsockopt(SO_BUSY_POLL, 50) (needs CAP_NET_ADMIN)")?
+            datapath_msg::set_busy_poll(&sock, 50).context("setsockopt(SO_BUSY_POLL, 50) (needs CAP_NET_ADMIN)")?
         }
         KernelMode::Spin => sock.set_nonblocking(true)?,
     }
@@ -208,6 +208,6 @@ pub fn kernel_recv(
 /// Writes the message header of a one-datagram message `id` of `len` bytes in front of
 /// its payload, as the endpoint would: a kernel peer speaks the same format.
 pub fn kernel_frame(buf: &mut [u8], id: u32, len: usize) {
-    MsgHdr { kind: KIND_DATA, flags: 0, msg_id: id, frag: 0, frags: 1, msg_len: len as u32, seq: 0 }
+    MsgHdr { kind: KIND_DATA, msg_id: id, frags: 1, msg_len: len as u32, ..MsgHdr::default() }
         .emit(&mut buf[..MSG_HDR_LEN]);
 }

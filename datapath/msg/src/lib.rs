@@ -1,4 +1,5 @@
-//! Messaging for HPC layers: an embeddable, zero-copy message endpoint over AF_XDP.
+//! `datapath-msg`: messaging for HPC layers, an embeddable, zero-copy message endpoint over
+//! AF_XDP.
 //!
 //! ```text
 //!  app ── alloc(len) ─► MsgBuf (pool frames, header room) ── fill in place ── send(peer)
@@ -57,12 +58,28 @@
 //! checksums it leaves to the device, which cannot be told from corrupt ones; a physical
 //! NIC verifies them in hardware.
 //!
+//! **Where this crate sits.** It is a protocol over the datapath, as `stack` is, so it is a
+//! crate of its own (`datapath/msg`) depending on `datapath` (sockets, rings, the steering
+//! program), `stack` (the wire layer: smoltcp's views, the IPv4 header writer and the one
+//! Internet checksum) and `umem` (frames), rather than a module of `datapath`: `datapath`
+//! stays the kernel-bypass layer that parses no protocol and depends on neither, and
+//! `stack` never imports `datapath`. Until this split the endpoint was `datapath::msg`;
+//! the same items are now at `datapath_msg::` (a re-export from `datapath` would be a
+//! dependency cycle).
+//!
+//! ```text
+//!   examples (pingpong, msgrate, udp-echo), HPC layers
+//!        │
+//!   datapath-msg ──► stack (wire) ──► umem
+//!        └─────────► datapath ──────► umem
+//! ```
+//!
 //! Limits: IPv4 only; no session handshake (a restarted peer needs a fresh endpoint on the
 //! other side when reliability is on); both ends must use the same window.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use datapath::msg::{Endpoint, EndpointConfig, PollMode};
+//! use datapath_msg::{Endpoint, EndpointConfig, PollMode};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut cfg = EndpointConfig::new("veth0", "10.77.0.2:7001".parse()?);
@@ -85,7 +102,7 @@
 //! }
 //! # Ok(()) }
 //! ```
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 mod buf;
 mod endpoint;
@@ -94,15 +111,15 @@ pub mod neigh;
 pub mod pattern;
 mod reasm;
 pub mod reliable;
-#[allow(unsafe_code)]
-mod sockopt;
 pub mod wire;
 
 pub use buf::{Msg, MsgBuf};
+/// `SO_BUSY_POLL` on a kernel socket (the baselines' busy-poll mode); it lives in
+/// `datapath` with the other socket options.
+pub use datapath::set_busy_poll;
 pub use endpoint::{Endpoint, EndpointConfig, PollMode};
 pub use error::{AllocError, MsgError, SendError};
 pub use pattern::{Mismatch, Pattern};
-pub use sockopt::set_busy_poll;
 
 /// A peer of an endpoint (an index into its table; meaningless to other endpoints).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,7 +2,7 @@
 //! reliability, driven by the caller's thread. See the module docs of [`super`].
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddrV4;
+use std::net::{IpAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
@@ -10,9 +10,9 @@ use umem::{BufSlice, HugePages, Pool, PoolConfig};
 use super::buf::{Dgram, Msg, MsgBuf, Segs};
 use super::reasm::{Reassembler, Reject};
 use super::reliable::{Accept, RxWindow, TxWindow};
-use super::wire::{self, Link, MsgHdr, NotUdp4, HDR_LEN, MSG_HDR_LEN, SACK_BITS, UDP_LEN, UDP_OFF};
+use super::wire::{self, Link, MsgHdr, NotUdp, HDR_LEN, MSG_HDR_LEN, SACK_BITS, UDP_LEN, UDP_OFF};
 use super::{neigh, AllocError, MsgError, MsgStats, PeerId, SendError};
-use crate::{AttachPolicy, BindPolicy, Interface, Proto, RxFrame, SteerProgram, XskConfig, XskSocket};
+use datapath::{AttachPolicy, BindPolicy, Interface, Proto, RxFrame, SteerProgram, XskConfig, XskSocket};
 
 /// How `recv_wait` waits when nothing has arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +129,6 @@ pub struct Endpoint {
     txq: VecDeque<(usize, Vec<BufSlice>)>,
     scratch_seqs: Vec<u32>,
     sack: Vec<u8>,
-    ip_id: u16,
     next_timers: Instant,
     stats: MsgStats,
 }
@@ -149,7 +148,7 @@ impl Endpoint {
     /// Creates the pool, opens the AF_XDP socket, attaches the steering program and steers
     /// UDP to `cfg.local` into the socket.
     pub fn bind(cfg: &EndpointConfig) -> Result<Endpoint, MsgError> {
-        crate::caps::require_datapath()?;
+        datapath::caps::require_datapath()?;
         let iface = Interface::by_name(&cfg.iface)?;
         let pool =
             Pool::new(&PoolConfig { frames: cfg.frames, hugepages: cfg.hugepages, ..PoolConfig::frames(cfg.frames) })?;
@@ -211,7 +210,7 @@ impl Endpoint {
                 pool.stats().frames, cfg.ring_size, cfg.max_msg
             )));
         }
-        let mac = neigh::own_mac(&iface.name)?;
+        let mac = iface.mac()?;
         log::info!(
             "msg endpoint {} on {}/{}: {} B per datagram, max message {} B, {}",
             cfg.local,
@@ -236,7 +235,6 @@ impl Endpoint {
             txq: VecDeque::new(),
             scratch_seqs: Vec::new(),
             sack: vec![0; SACK_BITS / 8],
-            ip_id: 0,
             next_timers: Instant::now(),
             stats: MsgStats::default(),
             cfg: cfg.clone(),
@@ -392,9 +390,9 @@ impl Endpoint {
                 frags: ndg as u16,
                 msg_len: m.len as u32,
                 seq: if reliable { first_seq.wrapping_add(d as u32) } else { 0 },
+                base: 0,
             };
-            self.ip_id = self.ip_id.wrapping_add(1);
-            write_headers(&mut m.s.segs[r.clone()], &p.link, &hdr, payload, self.ip_id, self.cfg.udp_checksum);
+            write_headers(&mut m.s.segs[r.clone()], &p.link, &hdr, payload, self.cfg.udp_checksum);
         }
         let i = peer.0 as usize;
         let mut segs = m.s.segs.into_iter();
@@ -502,31 +500,35 @@ impl Endpoint {
 
     fn datagram(&mut self, now: Instant, mut frags: Vec<BufSlice>) {
         let total: usize = frags.iter().map(BufSlice::len).sum();
-        let rx = match wire::parse_udp4(frags[0].as_bytes(), total) {
+        let rx = match wire::parse_udp(frags[0].as_bytes(), total) {
             Ok(rx) => rx,
-            Err(NotUdp4::IpFragment) => {
+            Err(NotUdp::IpFragment) => {
                 self.stats.ip_fragments += 1;
                 return;
             }
-            Err(NotUdp4::Malformed) => {
+            Err(NotUdp::Malformed | NotUdp::IpChecksum) => {
                 self.stats.not_ours += 1;
                 return;
             }
         };
+        let (IpAddr::V4(src_ip), IpAddr::V4(dst_ip)) = (rx.src, rx.dst) else {
+            self.stats.not_ours += 1;
+            return;
+        };
         let local = self.cfg.local;
-        if rx.dst_port != local.port() || (!local.ip().is_unspecified() && rx.dst_ip != *local.ip()) {
+        if rx.dst_port != local.port() || (!local.ip().is_unspecified() && dst_ip != *local.ip()) {
             self.stats.not_ours += 1;
             return;
         }
-        let hdr_end = rx.payload_off + MSG_HDR_LEN;
-        let Some(hdr) = (rx.payload_len >= MSG_HDR_LEN && frags[0].len() >= hdr_end)
-            .then(|| MsgHdr::parse(&frags[0].as_bytes()[rx.payload_off..]))
+        let hdr_end = rx.payload_off() + MSG_HDR_LEN;
+        let Some(hdr) = (rx.payload_len() >= MSG_HDR_LEN && frags[0].len() >= hdr_end)
+            .then(|| MsgHdr::parse(&frags[0].as_bytes()[rx.payload_off()..]))
             .flatten()
         else {
             self.stats.bad_header += 1;
             return;
         };
-        let payload = rx.payload_len - MSG_HDR_LEN;
+        let payload = rx.payload_len() - MSG_HDR_LEN;
         // Trim to exactly [HDR_LEN bytes of headers | payload]: IP options go in front,
         // Ethernet padding behind.
         frags[0].advance(hdr_end - HDR_LEN);
@@ -541,12 +543,12 @@ impl Endpoint {
             self.stats.bad_header += 1;
             return;
         }
-        let src = SocketAddrV4::new(rx.src_ip, rx.src_port);
+        let src = SocketAddrV4::new(src_ip, rx.src_port);
         let peer = match self.by_addr.get(&src) {
             Some(&p) => p,
             None if self.cfg.accept_unknown_peers => match self.insert_peer(src, rx.src_mac) {
                 Ok(p) => {
-                    log::info!("{}: new peer {src} ({})", self.cfg.local, neigh::fmt_mac(&rx.src_mac));
+                    log::info!("{}: new peer {src} ({})", self.cfg.local, datapath::fmt_mac(&rx.src_mac));
                     p
                 }
                 Err(_) => {
@@ -635,9 +637,8 @@ impl Endpoint {
             if let Some(b) = seg.get_mut() {
                 b[HDR_LEN..].copy_from_slice(&self.sack[..used]);
             }
-            self.ip_id = self.ip_id.wrapping_add(1);
             let link = self.peers[i].link;
-            write_headers(std::slice::from_mut(&mut seg), &link, &hdr, used, self.ip_id, self.cfg.udp_checksum);
+            write_headers(std::slice::from_mut(&mut seg), &link, &hdr, used, self.cfg.udp_checksum);
             let mut batch = self.sock.tx_batch(1);
             if batch.push(std::slice::from_ref(&seg)).is_err() {
                 drop(batch);
@@ -693,10 +694,10 @@ fn feed(
 
 /// Writes Ethernet/IPv4/UDP and message headers into the header room of a datagram's first
 /// segment, then the UDP checksum over all of it (a read of the payload).
-fn write_headers(segs: &mut [BufSlice], link: &Link, hdr: &MsgHdr, payload: usize, ip_id: u16, checksum: bool) {
+fn write_headers(segs: &mut [BufSlice], link: &Link, hdr: &MsgHdr, payload: usize, checksum: bool) {
     let udp_payload = MSG_HDR_LEN + payload;
     let Some(b) = segs[0].get_mut() else { return };
-    wire::emit_udp4(b, link, udp_payload, ip_id);
+    wire::emit_udp4(b, link, udp_payload);
     hdr.emit(&mut b[UDP_OFF + UDP_LEN..]);
     if !checksum {
         return;

@@ -14,7 +14,7 @@ use super::MsgBuf;
 pub enum MsgError {
     /// The AF_XDP socket or the XDP program.
     #[error(transparent)]
-    Datapath(#[from] crate::Error),
+    Datapath(#[from] datapath::Error),
 
     /// The pool.
     #[error("creating the endpoint's frame pool: {0}")]
