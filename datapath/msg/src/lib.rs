@@ -20,6 +20,15 @@
 //! into a reply in the same frames. The one copy on offer, [`Endpoint::copy_to_vec`], is
 //! explicit and counted.
 //!
+//! **Sans-I/O core, thin I/O shell.** The protocol (peers, reliability, reassembly,
+//! timers) is an [`Engine`]: a state machine with no socket and no clock, fed with
+//! `handle_datagram(now, buffers)`, `handle_timeout(now)` and `send(now, peer, msg)`, and
+//! drained with `poll_transmit`, `poll_recv` and `poll_timeout`, as quinn-proto is. The
+//! [`Endpoint`] is the shell that drives one engine over one AF_XDP socket (as quinn drives
+//! quinn-proto over quinn-udp): it reads the clock once per turn, hands the engine what
+//! the RX ring brought and puts what the engine emits on the TX ring. [`sim`] joins two
+//! engines over a lossy, reordering link on a virtual clock for tests without root.
+//!
 //! **Polling.** [`Endpoint::recv`] never waits. [`Endpoint::recv_wait`] waits as
 //! [`PollMode`] says: `Busy` spins (one core), `Adaptive` spins then sleeps in `poll(2)`,
 //! `Blocking` sleeps at once. There are no threads: the caller's loop drives everything,
@@ -106,11 +115,13 @@
 
 mod buf;
 mod endpoint;
+pub mod engine;
 mod error;
 pub mod neigh;
 pub mod pattern;
 mod reasm;
 pub mod reliable;
+pub mod sim;
 pub mod wire;
 
 pub use buf::{Msg, MsgBuf};
@@ -118,6 +129,7 @@ pub use buf::{Msg, MsgBuf};
 /// `datapath` with the other socket options.
 pub use datapath::set_busy_poll;
 pub use endpoint::{Endpoint, EndpointConfig, PollMode};
+pub use engine::{Engine, EngineConfig};
 pub use error::{AllocError, MsgError, SendError};
 pub use pattern::{Mismatch, Pattern};
 

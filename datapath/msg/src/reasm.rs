@@ -130,6 +130,11 @@ impl Reassembler {
         }
     }
 
+    /// Partial messages held.
+    pub fn pending(&self) -> usize {
+        self.partial.len()
+    }
+
     /// Drops unreliable partial messages older than the timeout.
     pub fn expire(&mut self, now: Instant) {
         let before = self.partial.len();
