@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod ebpf;
 mod fstest;
+mod fuzz;
 mod impair;
 mod ladder;
 mod msg;
@@ -78,6 +79,16 @@ enum Cmd {
         /// Skip the unit tests (cargo test --workspace).
         #[arg(long)]
         no_unit: bool,
+    },
+    /// Run the fuzz targets in fuzz/ (cargo-fuzz on the pinned nightly), each for a while,
+    /// from its committed seed corpus; prints executions and coverage per target and fails
+    /// on a crash, naming the input and how to minimize it.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (see fuzz/Cargo.toml).
+        target: Option<String>,
     },
     /// Benchmarks, each side by side with the kernel's own path in the same run.
     Bench {
@@ -257,6 +268,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Demo => demo(),
+        Cmd::Fuzz { seconds, target } => {
+            setup::ensure(setup::Profile::Full)?;
+            fuzz::run(seconds, target.as_deref()).map(|_| ())
+        }
         Cmd::Test { filter, no_unit } => test(filter, no_unit),
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
@@ -344,6 +359,9 @@ fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
     })
 }
 
+/// How long the test command runs each fuzz target (`cargo xtask fuzz` runs longer).
+const FUZZ_REGRESSION_SECONDS: u64 = 20;
+
 fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     setup::ensure(setup::Profile::Full)?;
     let mut failed = false;
@@ -365,6 +383,8 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
         // The committed XDP object must come from the sources in the tree.
         println!("eBPF object: cargo xtask ebpf --check");
         ebpf::check(true).context("eBPF object check")?;
+        println!("fuzz regression: every target for {FUZZ_REGRESSION_SECONDS} s over its committed corpus");
+        fuzz::run(FUZZ_REGRESSION_SECONDS, None).context("fuzz regression")?;
         println!("unit tests: cargo test --workspace");
         if run(Command::new(env!("CARGO")).current_dir(root()).args(["test", "--workspace"])).is_err() {
             failed = true;

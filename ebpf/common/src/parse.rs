@@ -217,18 +217,25 @@ fn ipv4<B: Bytes + ?Sized>(pkt: &B, l3: usize, out: &mut Classified) -> Option<K
             if !matches!(byte(pkt, l4)?, 3 | 4 | 11 | 12) {
                 return Some(Kind::Pass);
             }
-            let inner = l4 + 8;
-            let Some(q) = ipv4_header(pkt, inner)? else { return Some(Kind::Pass) };
-            if q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP || q.is_later() {
-                return Some(Kind::Pass);
-            }
-            mapped(&mut out.flow.addr, pkt.load::<4>(inner + 12)?);
-            out.flow.port = pkt.load::<2>(inner + q.ihl)?;
-            out.flow.proto = q.proto;
-            Some(Kind::IcmpError)
+            // A quote too short to name the flow is the kernel's, not malformed.
+            Some(quoted_v4(pkt, l4 + 8, out).unwrap_or(Kind::Pass))
         }
         _ => Some(Kind::Pass),
     }
+}
+
+/// The packet an ICMP error quotes, at `inner`: ours if it is TCP or UDP (not a later
+/// fragment), keyed by its source.
+#[inline(always)]
+fn quoted_v4<B: Bytes + ?Sized>(pkt: &B, inner: usize, out: &mut Classified) -> Option<Kind> {
+    let Some(q) = ipv4_header(pkt, inner)? else { return Some(Kind::Pass) };
+    if q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP || q.is_later() {
+        return Some(Kind::Pass);
+    }
+    mapped(&mut out.flow.addr, pkt.load::<4>(inner + 12)?);
+    out.flow.port = pkt.load::<2>(inner + q.ihl)?;
+    out.flow.proto = q.proto;
+    Some(Kind::IcmpError)
 }
 
 /// The end of an IPv6 header chain.
@@ -311,22 +318,27 @@ fn ipv6<B: Bytes + ?Sized>(pkt: &B, l3: usize, out: &mut Classified) -> Option<K
             if !matches!(byte(pkt, c.off)?, 1..=4) {
                 return Some(Kind::Pass);
             }
-            let inner = c.off + 8;
-            if byte(pkt, inner)? >> 4 != 6 {
-                return Some(Kind::Pass);
-            }
-            let inext = byte(pkt, inner + 6)?;
-            let Some(q) = ipv6_chain(pkt, inext, inner + IPV6_HLEN)? else { return Some(Kind::Pass) };
-            if q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP || q.later {
-                return Some(Kind::Pass);
-            }
-            out.flow.addr = pkt.load::<16>(inner + 8)?;
-            out.flow.port = pkt.load::<2>(q.off)?;
-            out.flow.proto = q.proto;
-            Some(Kind::IcmpError)
+            Some(quoted_v6(pkt, c.off + 8, out).unwrap_or(Kind::Pass))
         }
         _ => Some(Kind::Pass),
     }
+}
+
+/// The packet an ICMPv6 error quotes, at `inner`; see [`quoted_v4`].
+#[inline(always)]
+fn quoted_v6<B: Bytes + ?Sized>(pkt: &B, inner: usize, out: &mut Classified) -> Option<Kind> {
+    if byte(pkt, inner)? >> 4 != 6 {
+        return Some(Kind::Pass);
+    }
+    let inext = byte(pkt, inner + 6)?;
+    let Some(q) = ipv6_chain(pkt, inext, inner + IPV6_HLEN)? else { return Some(Kind::Pass) };
+    if q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP || q.later {
+        return Some(Kind::Pass);
+    }
+    out.flow.addr = pkt.load::<16>(inner + 8)?;
+    out.flow.port = pkt.load::<2>(q.off)?;
+    out.flow.proto = q.proto;
+    Some(Kind::IcmpError)
 }
 
 #[cfg(test)]
@@ -497,6 +509,21 @@ mod tests {
             }
         }
         assert_eq!(classify(&f[..]).kind, Kind::Transport);
+    }
+
+    #[test]
+    fn an_icmp_error_with_a_quote_too_short_to_name_the_flow_passes() {
+        // Found by the fuzz target: such an error is the kernel's, not malformed.
+        let quoted = ipv6(IPPROTO_TCP, SRV6, CLI6, &ports(443, 40000)[..8]);
+        let mut icmp = std::vec![1, 0, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted[..20]);
+        let f = frame(&[], ETH_P_IPV6, ipv6(IPPROTO_ICMPV6, CLI6, SRV6, &icmp));
+        assert_eq!(classify(&f[..]).kind, Kind::Pass);
+        let quoted = ipv4(IPPROTO_TCP, SRV4, CLI4, 0, 0, &ports(80, 40000)[..8]);
+        let mut icmp = std::vec![3, 4, 0, 0, 0, 0, 0x05, 0xdc];
+        icmp.extend_from_slice(&quoted[..12]);
+        let f = frame(&[], ETH_P_IP, ipv4(IPPROTO_ICMP, CLI4, SRV4, 0, 0, &icmp));
+        assert_eq!(classify(&f[..]).kind, Kind::Pass);
     }
 
     #[test]
