@@ -132,6 +132,11 @@ fn reliable_lossy(bins: &MsgBins) -> Result<()> {
 /// kernel receiver.
 fn kernel_peer(bins: &MsgBins) -> Result<()> {
     let ns = Netns::up("k", 1500)?;
+    // The endpoint verifies UDP checksums; the server's kernel would leave them to the
+    // veth (CHECKSUM_PARTIAL) and AF_XDP would see them unfinished, so it sends full ones,
+    // as a wire would carry (`Netns::up` does the same for the client).
+    crate::util::run(ns.in_server("ethtool").args(["-K", &ns.srv_if, "tx", "off"]).stdout(std::process::Stdio::null()))
+        .context("ethtool -K (server veth) tx off")?;
     let srv_addr = format!("{SRV_ADDR}:7100");
     let mut srv = pingpong_server(&mut ns.in_server("env"), bins, &["--kernel", "block", "--local", &srv_addr])?;
     let text = checked(

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
 
-use super::engine::{Engine, EngineConfig};
+use super::engine::{random_seed, Engine, EngineConfig};
 use super::wire::{self, HDR_LEN, MSG_HDR_LEN, UDP_LEN};
-use super::{neigh, AllocError, Msg, MsgBuf, MsgError, MsgStats, PeerId, SendError};
+use super::{neigh, AllocError, Event, Msg, MsgBuf, MsgError, MsgStats, PeerId, SendError};
 use datapath::{AttachPolicy, BindPolicy, Interface, Proto, RxFrame, SteerProgram, XskConfig, XskSocket};
 
 /// How `recv_wait` waits when nothing has arrived.
@@ -49,16 +49,30 @@ pub struct EndpointConfig {
     pub window: u32,
     /// Lower bound of the retransmission timeout.
     pub rto_min: Duration,
+    /// Retransmissions of one datagram before its peer is given up on and reported lost
+    /// ([`Event::PeerLost`](super::Event::PeerLost)). The timeout backs off to 200 ms, so
+    /// the default of 30 gives up after about 5 s of silence.
+    pub max_retries: u32,
     /// How `recv_wait` waits.
     pub poll: PollMode,
     /// Compute UDP checksums (a read of the payload). Off sends 0, which IPv4 allows
-    /// ("no checksum"); received checksums are not verified (see the module docs).
+    /// ("no checksum").
     pub udp_checksum: bool,
-    /// Take messages from senders never added with `add_peer` (their MAC comes from
-    /// their frames), up to `max_peers`.
+    /// Verify received UDP checksums (a read of the payload); failures are dropped and
+    /// counted (`MsgStats::bad_checksum`). See the module docs for kernel senders on veth.
+    pub verify_checksum: bool,
+    /// Take messages from senders never added with `add_peer` (their MAC comes from their
+    /// frames), up to `max_peers`, evicting idle learned peers to make room. Off by
+    /// default: datagrams from unknown sources are dropped and counted. A server that
+    /// answers whoever asks turns it on.
     pub accept_unknown_peers: bool,
     /// Peers at most.
     pub max_peers: usize,
+    /// Unreliable partial messages held at most.
+    pub max_partial: usize,
+    /// Time without a datagram after which an unreliable partial message expires
+    /// (reliable ones wait until their sender would have given up).
+    pub partial_timeout: Duration,
     /// Zero-copy or copy bind.
     pub bind: BindPolicy,
     /// XDP attach mode.
@@ -83,10 +97,15 @@ impl EndpointConfig {
             reliable: self.reliable,
             window: self.window,
             rto_min: self.rto_min,
+            max_retries: self.max_retries,
             udp_checksum: self.udp_checksum,
+            verify_checksum: self.verify_checksum,
             accept_unknown_peers: self.accept_unknown_peers,
             max_peers: self.max_peers,
+            max_partial: self.max_partial,
+            partial_timeout: self.partial_timeout,
             tx_queue: self.ring_size as usize,
+            seed: random_seed(),
         }
     }
 
@@ -102,10 +121,14 @@ impl EndpointConfig {
             reliable: false,
             window: 512,
             rto_min: Duration::from_micros(500),
+            max_retries: 30,
             poll: PollMode::Busy,
             udp_checksum: true,
-            accept_unknown_peers: true,
+            verify_checksum: true,
+            accept_unknown_peers: false,
             max_peers: 1024,
+            max_partial: 64,
+            partial_timeout: Duration::from_millis(500),
             bind: BindPolicy::PreferZeroCopy,
             attach: AttachPolicy::PreferDriver,
             multi_buffer: true,
@@ -270,6 +293,12 @@ impl Endpoint {
     /// Reliable datagrams sent and not yet acknowledged, over all peers.
     pub fn unacked(&self) -> u32 {
         self.engine.unacked()
+    }
+
+    /// The next event (a peer lost after the retry limit, a learned peer evicted); poll it
+    /// with `recv`, it is never an error of `send`.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.engine.poll_event()
     }
 
     /// Frames for a `len`-byte message, to be filled in place and passed to [`Endpoint::send`].

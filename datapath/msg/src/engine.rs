@@ -14,17 +14,22 @@
 //! the buffers they arrived in and go out as lists of frame slices, headers written in
 //! place. [`crate::sim`] connects two engines over a simulated lossy link.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use umem::{BufSlice, Pool};
 
 use super::buf::{Dgram, Msg, MsgBuf, Segs};
-use super::reasm::{Reassembler, Reject};
-use super::reliable::{Accept, RxWindow, TxWindow};
+use super::peers::{Peer, PeerTable};
+use super::reasm::{ReasmLimits, Reassembler, Reject, MIN_DATAGRAM_PAYLOAD};
+use super::reliable::{Accept, Expired, RxWindow, TxWindow, RTO_MAX};
 use super::wire::{self, Link, MsgHdr, NotUdp, HDR_LEN, MSG_HDR_LEN, SACK_BITS, UDP_LEN, UDP_OFF};
-use super::{AllocError, MsgError, MsgStats, PeerId, SendError};
+use super::{AllocError, Event, MsgError, MsgStats, PeerId, SendError};
+
+/// Events waiting for the application at most; older ones are dropped and counted.
+pub const MAX_EVENTS: usize = 1024;
 
 /// The protocol's settings (the I/O shell's are in [`EndpointConfig`](super::EndpointConfig),
 /// which makes these with [`EndpointConfig::engine`](super::EndpointConfig::engine)).
@@ -35,7 +40,8 @@ pub struct EngineConfig {
     /// Our MAC (the source of every frame we build).
     pub mac: [u8; 6],
     /// Payload bytes per datagram (the MTU less IPv4, UDP and message headers, and at most
-    /// a frame less [`HDR_LEN`] without multi-buffer).
+    /// a frame less [`HDR_LEN`] without multi-buffer); at least
+    /// [`MIN_DATAGRAM_PAYLOAD`](super::reasm::MIN_DATAGRAM_PAYLOAD) (MTU 576).
     pub datagram_payload: usize,
     /// Largest message, in bytes.
     pub max_msg: usize,
@@ -45,15 +51,29 @@ pub struct EngineConfig {
     pub window: u32,
     /// Lower bound of the retransmission timeout.
     pub rto_min: Duration,
+    /// Times a reliable datagram is retransmitted before the peer is given up on
+    /// ([`Event::PeerLost`]).
+    pub max_retries: u32,
     /// Compute UDP checksums (0 on the wire otherwise).
     pub udp_checksum: bool,
-    /// Take messages from senders never added with `add_peer`.
+    /// Verify received UDP checksums (a read of the payload); failures are dropped and
+    /// counted in `bad_checksum`. A datagram sent with checksum 0 carries none.
+    pub verify_checksum: bool,
+    /// Take messages from senders never added with `add_peer` (learned peers, evicted
+    /// when idle to make room).
     pub accept_unknown_peers: bool,
     /// Peers at most.
     pub max_peers: usize,
+    /// Unreliable partial messages at most (a reliable peer has at most one).
+    pub max_partial: usize,
+    /// Time without progress after which an unreliable partial message expires.
+    pub partial_timeout: Duration,
     /// Datagrams `send` may queue for transmission (the TX ring's size): beyond it `send`
     /// refuses with `SendError::Full` unless the queue is empty.
     pub tx_queue: usize,
+    /// Seed of the initial sequence numbers (random by default: acknowledgements can only
+    /// be forged by whoever sees the traffic).
+    pub seed: u64,
 }
 
 impl EngineConfig {
@@ -62,14 +82,25 @@ impl EngineConfig {
     pub fn new(local: SocketAddrV4, mac: [u8; 6], datagram_payload: usize) -> Self {
         super::EndpointConfig::new("", local).engine(mac, datagram_payload)
     }
+
+    /// How long a reliable partial message or out-of-order datagram waits without
+    /// progress: past it, its sender has given up retransmitting.
+    pub fn reliable_timeout(&self) -> Duration {
+        RTO_MAX.saturating_mul(self.max_retries.saturating_add(2)).max(self.partial_timeout)
+    }
 }
 
-#[derive(Debug)]
-struct Peer {
-    link: Link,
-    next_msg: u32,
-    tx: Option<TxWindow<Vec<BufSlice>>>,
-    rx: Option<RxWindow<Dgram>>,
+/// A random seed from the process's hash keys (which std draws from the OS).
+pub fn random_seed() -> u64 {
+    RandomState::new().hash_one(std::process::id())
+}
+
+fn splitmix(z: &mut u64) -> u64 {
+    *z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut x = *z;
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// The sans-I/O message protocol: see the [module docs](self).
@@ -77,18 +108,22 @@ struct Peer {
 pub struct Engine {
     cfg: EngineConfig,
     pool: Pool,
-    peers: Vec<Peer>,
-    by_addr: HashMap<SocketAddrV4, PeerId>,
+    peers: PeerTable,
     reasm: Reassembler,
     ready: VecDeque<Msg>,
-    /// Peers (indices) that owe an acknowledgement.
-    acks: Vec<usize>,
-    /// Datagrams (their segments) accepted by `send` or due for retransmission and not yet
-    /// handed out by `poll_transmit`.
-    txq: VecDeque<Vec<BufSlice>>,
+    events: VecDeque<Event>,
+    /// Peers that owe an acknowledgement.
+    acks: Vec<PeerId>,
+    /// Datagrams (their segments, with their peer) accepted by `send` or due for
+    /// retransmission and not yet handed out by `poll_transmit`.
+    txq: VecDeque<(PeerId, Vec<BufSlice>)>,
+    /// Peers with timed state (datagrams unacknowledged or held): the timers walk these
+    /// only, never the whole table.
+    timed: Vec<PeerId>,
     scratch_seqs: Vec<u32>,
     sack: Vec<u8>,
     next_timers: Option<Instant>,
+    isn: u64,
     stats: MsgStats,
 }
 
@@ -97,8 +132,10 @@ impl Engine {
     /// it); fails on settings that cannot work together.
     pub fn new(cfg: EngineConfig, pool: Pool) -> Result<Engine, MsgError> {
         let dg = cfg.datagram_payload;
-        if dg == 0 {
-            return Err(MsgError::Config("a datagram payload of 0 bytes (the MTU leaves no room)".into()));
+        if dg < MIN_DATAGRAM_PAYLOAD {
+            return Err(MsgError::Config(format!(
+                "a datagram payload of {dg} B is below the {MIN_DATAGRAM_PAYLOAD} B an MTU of 576 (the IPv4 minimum) leaves; raise the MTU"
+            )));
         }
         let frags = cfg.max_msg.div_ceil(dg).max(1);
         if frags > usize::from(u16::MAX) || cfg.max_msg > u32::MAX as usize {
@@ -115,17 +152,29 @@ impl Engine {
                 cfg.window, cfg.max_msg
             )));
         }
+        if cfg.max_peers == 0 {
+            return Err(MsgError::Config("max_peers is 0: the endpoint could talk to no one".into()));
+        }
+        let lim = ReasmLimits {
+            // A reliable peer has at most one partial message.
+            max_partial: if cfg.reliable { cfg.max_peers } else { cfg.max_partial.max(1) },
+            max_msg: cfg.max_msg,
+            timeout: cfg.partial_timeout,
+            reliable_timeout: cfg.reliable_timeout(),
+        };
         Ok(Engine {
-            reasm: Reassembler::new(64, cfg.max_msg, Duration::from_millis(500)),
+            reasm: Reassembler::new(lim),
             pool,
-            peers: Vec::new(),
-            by_addr: HashMap::new(),
+            peers: PeerTable::new(cfg.max_peers),
             ready: VecDeque::new(),
+            events: VecDeque::new(),
             acks: Vec::new(),
             txq: VecDeque::new(),
+            timed: Vec::new(),
             scratch_seqs: Vec::new(),
             sack: vec![0; SACK_BITS / 8],
             next_timers: None,
+            isn: cfg.seed,
             stats: MsgStats::default(),
             cfg,
         })
@@ -149,14 +198,33 @@ impl Engine {
         s
     }
 
+    /// Peers in the table.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Partial messages held for reassembly.
+    pub fn partials(&self) -> usize {
+        self.reasm.pending()
+    }
+
     /// Adds a peer whose next hop is at `mac` (resolving it is the shell's business);
-    /// adding a known peer returns its id.
+    /// adding a known peer returns its id (and makes a learned peer one the application
+    /// holds, never evicted). A full table evicts an idle learned peer, or refuses.
     pub fn add_peer(&mut self, addr: SocketAddrV4, mac: [u8; 6]) -> Result<PeerId, MsgError> {
-        if let Some(&p) = self.by_addr.get(&addr) {
-            return Ok(p);
+        if let Some(id) = self.peers.lookup(&addr) {
+            if let Some(p) = self.peers.get_mut(id) {
+                p.learned = false;
+            }
+            return Ok(id);
         }
-        if self.peers.len() >= self.cfg.max_peers {
-            return Err(MsgError::TooManyPeers { max: self.cfg.max_peers });
+        self.insert(addr, mac, false).ok_or(MsgError::TooManyPeers { max: self.cfg.max_peers })
+    }
+
+    fn insert(&mut self, addr: SocketAddrV4, mac: [u8; 6], learned: bool) -> Option<PeerId> {
+        if self.peers.is_full() {
+            let victim = self.peers.victim()?;
+            self.evict(victim);
         }
         let link = Link {
             src_mac: self.cfg.mac,
@@ -166,27 +234,52 @@ impl Engine {
             src_port: self.cfg.local.port(),
             dst_port: addr.port(),
         };
-        let (w, rto) = (self.cfg.window, self.cfg.rto_min);
-        let tx = self.cfg.reliable.then(|| TxWindow::new(w, rto));
-        self.peers.push(Peer { link, next_msg: 0, tx, rx: None });
-        let id = PeerId(self.peers.len() as u32 - 1);
-        self.by_addr.insert(addr, id);
-        Ok(id)
+        let isn = (splitmix(&mut self.isn) >> 32) as u32;
+        let (w, rto, tries) = (self.cfg.window, self.cfg.rto_min, self.cfg.max_retries.saturating_add(1));
+        let tx = self.cfg.reliable.then(|| TxWindow::new(w, rto, isn, tries));
+        let peer = Peer {
+            addr,
+            link,
+            next_msg: 0,
+            tx,
+            rx: None,
+            learned,
+            referenced: true,
+            last_rx: Instant::now(),
+            timed: false,
+        };
+        self.peers.insert(peer)
+    }
+
+    fn evict(&mut self, id: PeerId) {
+        let Some(p) = self.peers.remove(id) else { return };
+        self.reasm.drop_peer(id);
+        self.stats.peers_evicted += 1;
+        log::debug!("{}: evicted idle peer {} to make room", self.cfg.local, p.addr);
+        self.event(Event::PeerEvicted { peer: id, addr: p.addr });
+    }
+
+    fn event(&mut self, e: Event) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+            self.stats.events_dropped += 1;
+        }
+        self.events.push_back(e);
     }
 
     /// The peer at `addr`, if it is in the table.
     pub fn peer(&self, addr: SocketAddrV4) -> Option<PeerId> {
-        self.by_addr.get(&addr).copied()
+        self.peers.lookup(&addr)
     }
 
-    /// A peer's address.
+    /// A peer's address (`None` for an id that names no peer).
     pub fn peer_addr(&self, p: PeerId) -> Option<SocketAddrV4> {
-        self.peers.get(p.0 as usize).map(|p| SocketAddrV4::new(p.link.dst_ip, p.link.dst_port))
+        self.peers.get(p).map(|p| p.addr)
     }
 
     /// Reliable datagrams sent and not yet acknowledged, over all peers.
     pub fn unacked(&self) -> u32 {
-        self.peers.iter().filter_map(|p| p.tx.as_ref()).map(|t| t.in_flight()).sum()
+        self.timed.iter().filter_map(|&id| self.peers.get(id)?.tx.as_ref()).map(|t| t.in_flight()).sum()
     }
 
     /// Datagrams waiting for `poll_transmit`.
@@ -230,25 +323,28 @@ impl Engine {
     /// reliability on, the engine keeps references to the frames until the peer
     /// acknowledges them.
     pub fn send(&mut self, now: Instant, peer: PeerId, mut m: MsgBuf) -> Result<(), SendError> {
-        if peer.0 as usize >= self.peers.len() {
+        let ndg = m.datagrams();
+        let can_queue = self.can_queue(ndg);
+        let Some(p) = self.peers.get_mut(peer) else {
             self.stats.unknown_peer_sends += 1;
             return Err(SendError::UnknownPeer(m));
-        }
-        let ndg = m.datagrams();
-        if !self.can_queue(ndg) {
+        };
+        if !can_queue {
             log::trace!("send: {} datagrams wait for the TX ring", self.txq.len());
             self.stats.send_full += 1;
             return Err(SendError::Full(m));
         }
-        let p = &mut self.peers[peer.0 as usize];
         if p.tx.as_ref().is_some_and(|t| t.room() < ndg as u32) {
             log::trace!("send: window full ({} datagrams in flight)", p.tx.as_ref().map_or(0, |t| t.in_flight()));
             self.stats.send_full += 1;
             return Err(SendError::Full(m));
         }
+        p.referenced = true;
         let msg_id = p.next_msg;
-        let reliable = p.tx.is_some();
-        let first_seq = p.tx.as_ref().map_or(0, |t| t.next_seq());
+        let (reliable, first_seq, base) = match &p.tx {
+            Some(t) => (true, t.next_seq(), t.base()),
+            None => (false, 0, 0),
+        };
         let ranges: Vec<_> = m.s.datagrams().collect();
         for (d, r) in ranges.iter().enumerate() {
             let payload: usize = m.s.segs[r.clone()].iter().map(BufSlice::len).sum::<usize>() - HDR_LEN;
@@ -260,7 +356,7 @@ impl Engine {
                 frags: ndg as u16,
                 msg_len: m.len as u32,
                 seq: if reliable { first_seq.wrapping_add(d as u32) } else { 0 },
-                base: 0,
+                base,
             };
             write_headers(&mut m.s.segs[r.clone()], &p.link, &hdr, payload, self.cfg.udp_checksum);
         }
@@ -270,9 +366,13 @@ impl Engine {
             if let Some(tx) = p.tx.as_mut() {
                 tx.sent(now, dgram.clone());
             }
-            self.txq.push_back(dgram);
+            self.txq.push_back((peer, dgram));
         }
         p.next_msg = msg_id.wrapping_add(1);
+        if reliable && !p.timed {
+            p.timed = true;
+            self.timed.push(peer);
+        }
         self.stats.msgs_sent += 1;
         self.stats.bytes_sent += m.len as u64;
         self.stats.dgrams_sent += ndg as u64;
@@ -290,15 +390,28 @@ impl Engine {
         if let Some(ack) = self.next_ack() {
             return Some(ack);
         }
-        if self.txq.front()?.len() as u32 > room {
-            return None;
+        loop {
+            let (peer, d) = self.txq.front()?;
+            if self.peers.get(*peer).is_none() {
+                // Its peer left (lost or evicted): nobody is there to take it.
+                self.txq.pop_front();
+                continue;
+            }
+            if d.len() as u32 > room {
+                return None;
+            }
+            return self.txq.pop_front().map(|(_, d)| d);
         }
-        self.txq.pop_front()
     }
 
     /// The next complete message received.
     pub fn poll_recv(&mut self) -> Option<Msg> {
         self.ready.pop_front()
+    }
+
+    /// The next event for the application (a peer lost or evicted).
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
     }
 
     /// When [`Engine::handle_timeout`] wants to run next (`None`: nothing is timed).
@@ -330,6 +443,10 @@ impl Engine {
             self.stats.not_ours += 1;
             return;
         }
+        if self.cfg.verify_checksum && !wire::udp_verifies(&rx, frags.iter().map(BufSlice::as_bytes)) {
+            self.stats.bad_checksum += 1;
+            return;
+        }
         let hdr_end = rx.payload_off() + MSG_HDR_LEN;
         let Some(hdr) = (rx.payload_len() >= MSG_HDR_LEN && frags[0].len() >= hdr_end)
             .then(|| MsgHdr::parse(&frags[0].as_bytes()[rx.payload_off()..]))
@@ -338,6 +455,21 @@ impl Engine {
             self.stats.bad_header += 1;
             return;
         };
+        // Reliable state only at reliable endpoints, and the other way round: both ends
+        // must agree, and a mismatched datagram makes no state of any kind.
+        let mismatch = match hdr.kind {
+            wire::KIND_DATA => hdr.reliable() != self.cfg.reliable,
+            wire::KIND_ACK => !self.cfg.reliable,
+            wire::KIND_PAD => false,
+            _ => {
+                self.stats.bad_header += 1;
+                return;
+            }
+        };
+        if mismatch {
+            self.stats.mode_mismatch += 1;
+            return;
+        }
         let payload = rx.payload_len() - MSG_HDR_LEN;
         // Trim to exactly [HDR_LEN bytes of headers | payload]: IP options go in front,
         // Ethernet padding behind.
@@ -349,19 +481,15 @@ impl Engine {
             keep -= k;
             k > 0
         });
-        if frags.is_empty() {
-            self.stats.bad_header += 1;
-            return;
-        }
         let src = SocketAddrV4::new(src_ip, rx.src_port);
-        let peer = match self.by_addr.get(&src) {
-            Some(&p) => p,
-            None if self.cfg.accept_unknown_peers => match self.add_peer(src, rx.src_mac) {
-                Ok(p) => {
+        let peer = match self.peers.lookup(&src) {
+            Some(p) => p,
+            None if self.cfg.accept_unknown_peers => match self.insert(src, rx.src_mac, true) {
+                Some(p) => {
                     log::info!("{}: new peer {src} ({})", self.cfg.local, datapath::fmt_mac(&rx.src_mac));
                     p
                 }
-                Err(_) => {
+                None => {
                     self.stats.unknown_peer_drops += 1;
                     return;
                 }
@@ -371,11 +499,15 @@ impl Engine {
                 return;
             }
         };
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.referenced = true;
+            p.last_rx = now;
+        }
         self.stats.dgrams_recv += 1;
         match hdr.kind {
             wire::KIND_ACK => self.on_ack(now, peer, &hdr, &frags[0].as_bytes()[HDR_LEN..]),
             wire::KIND_PAD => self.stats.pads_recv += 1,
-            wire::KIND_DATA => {
+            _ => {
                 let mut first = vec![false; frags.len()];
                 first[0] = true;
                 let d = Dgram { hdr, s: Segs { segs: frags, first }, payload };
@@ -385,49 +517,88 @@ impl Engine {
                     feed(&mut self.reasm, &mut self.ready, &mut self.stats, now, peer, d);
                 }
             }
-            _ => self.stats.bad_header += 1,
         }
         self.arm(now);
     }
 
-    /// Runs the timers due at `now`: retransmissions, expiry of partial messages.
+    /// Runs the timers due at `now`: retransmissions (and giving up after the retry
+    /// limit), expiry of partial messages and of datagrams held for silent peers.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.next_timers.is_none_or(|t| now < t) {
             return;
         }
         self.next_timers = None;
         self.reasm.expire(now);
+        let silent = self.cfg.reliable_timeout();
+        let mut timed = std::mem::take(&mut self.timed);
         let mut due = std::mem::take(&mut self.scratch_seqs);
-        for i in 0..self.peers.len() {
+        timed.retain(|&id| {
+            let Some(p) = self.peers.get_mut(id) else { return false };
+            if let Some(rx) = p.rx.as_mut().filter(|r| r.held() > 0) {
+                if now.saturating_duration_since(p.last_rx) >= silent {
+                    self.stats.held_expired += rx.clear() as u64;
+                }
+            }
             due.clear();
-            match self.peers[i].tx.as_ref() {
-                Some(tx) if tx.in_flight() > 0 => tx.expired(now, &mut due),
-                _ => continue,
+            if let Some(tx) = p.tx.as_ref().filter(|t| t.in_flight() > 0) {
+                if tx.expired(now, &mut due) == Expired::GaveUp {
+                    self.lose(id);
+                    return false;
+                }
             }
             self.stats.timeouts += due.len() as u64;
-            self.retransmit(now, i, &due);
-        }
+            self.retransmit(now, id, &due);
+            let Some(p) = self.peers.get_mut(id) else { return false };
+            p.timed = p.busy();
+            p.timed
+        });
+        timed.append(&mut self.timed); // any made timed meanwhile
+        self.timed = timed;
         self.scratch_seqs = due;
         self.arm(now);
     }
 
+    /// Gives up on a peer that does not acknowledge: drops its state and tells the
+    /// application.
+    fn lose(&mut self, id: PeerId) {
+        let Some(p) = self.peers.remove(id) else { return };
+        let unacked = p.tx.as_ref().map_or(0, |t| t.in_flight());
+        self.reasm.drop_peer(id);
+        self.stats.peers_lost += 1;
+        log::warn!(
+            "{}: peer {} acknowledged nothing through {} retransmissions; giving up on it ({unacked} datagrams unacknowledged)",
+            self.cfg.local,
+            p.addr,
+            self.cfg.max_retries
+        );
+        self.event(Event::PeerLost { peer: id, addr: p.addr, unacked });
+    }
+
     /// Schedules the next timer run while anything is timed: datagrams awaiting
-    /// acknowledgement, partial messages.
+    /// acknowledgement or held for reordering, partial messages.
     fn arm(&mut self, now: Instant) {
         if self.next_timers.is_some() {
             return;
         }
-        if self.unacked() > 0 || self.reasm.pending() > 0 {
+        if !self.timed.is_empty() || self.reasm.pending() > 0 {
             self.next_timers = Some(now + self.cfg.rto_min / 2);
         }
     }
 
     fn reliable_data(&mut self, now: Instant, peer: PeerId, d: Dgram) {
         let w = self.cfg.window;
-        let i = peer.0 as usize;
-        let rxw = self.peers[i].rx.get_or_insert_with(|| RxWindow::new(w));
+        let Some(p) = self.peers.get_mut(peer) else { return };
+        if p.rx.is_none() {
+            // The first datagram seen from this sender says where its sequence starts.
+            if !RxWindow::<Dgram>::can_start(w, d.hdr.seq, d.hdr.base) {
+                self.stats.out_of_window += 1;
+                return;
+            }
+            p.rx = Some(RxWindow::new(w, d.hdr.base));
+        }
+        let Some(rxw) = p.rx.as_mut() else { return };
         if !rxw.ack_due {
-            self.acks.push(i);
+            self.acks.push(peer);
         }
         match rxw.accept(d.hdr.seq, d) {
             Accept::New => {}
@@ -437,26 +608,32 @@ impl Engine {
         while let Some(d) = rxw.deliver() {
             feed(&mut self.reasm, &mut self.ready, &mut self.stats, now, peer, d);
         }
+        if rxw.held() > 0 && !p.timed {
+            p.timed = true;
+            self.timed.push(peer);
+        }
     }
 
     fn on_ack(&mut self, now: Instant, peer: PeerId, hdr: &MsgHdr, sack: &[u8]) {
         self.stats.acks_recv += 1;
         let mut fast = std::mem::take(&mut self.scratch_seqs);
         fast.clear();
-        if let Some(tx) = self.peers[peer.0 as usize].tx.as_mut() {
-            tx.on_ack(now, hdr.seq, sack, &mut fast);
+        if let Some(tx) = self.peers.get_mut(peer).and_then(|p| p.tx.as_mut()) {
+            if tx.on_ack(now, hdr.seq, sack, &mut fast).is_err() {
+                self.stats.bad_acks += 1;
+            }
         }
         self.stats.fast_retransmits += fast.len() as u64;
-        self.retransmit(now, peer.0 as usize, &fast);
+        self.retransmit(now, peer, &fast);
         self.scratch_seqs = fast;
     }
 
-    /// Queues again, by reference, the datagrams `seqs` of peer `i` (those still unacked).
-    fn retransmit(&mut self, now: Instant, i: usize, seqs: &[u32]) {
-        let Some(tx) = self.peers[i].tx.as_mut() else { return };
+    /// Queues again, by reference, the datagrams `seqs` of `peer` (those still unacked).
+    fn retransmit(&mut self, now: Instant, peer: PeerId, seqs: &[u32]) {
+        let Some(tx) = self.peers.get_mut(peer).and_then(|p| p.tx.as_mut()) else { return };
         for &seq in seqs {
             let Some(segs) = tx.get(seq) else { continue };
-            self.txq.push_back(segs.clone());
+            self.txq.push_back((peer, segs.clone()));
             tx.resent(now, seq);
             self.stats.retransmits += 1;
         }
@@ -464,8 +641,8 @@ impl Engine {
 
     /// Builds the next acknowledgement owed, if a frame is free for it.
     fn next_ack(&mut self) -> Option<Vec<BufSlice>> {
-        while let Some(&i) = self.acks.last() {
-            let Some(rxw) = self.peers[i].rx.as_mut().filter(|r| r.ack_due) else {
+        while let Some(&id) = self.acks.last() {
+            let Some(p) = self.peers.get_mut(id).filter(|p| p.rx.as_ref().is_some_and(|r| r.ack_due)) else {
                 self.acks.pop();
                 continue;
             };
@@ -474,14 +651,14 @@ impl Engine {
                 return None;
             };
             self.acks.pop();
+            let rxw = p.rx.as_mut()?;
             let (cum, used) = rxw.ack(&mut self.sack);
             let mut seg = BufSlice::new(buf, 0..HDR_LEN + used)?;
             let hdr = MsgHdr { kind: wire::KIND_ACK, seq: cum, ..MsgHdr::default() };
             if let Some(b) = seg.get_mut() {
                 b[HDR_LEN..].copy_from_slice(&self.sack[..used]);
             }
-            let link = self.peers[i].link;
-            write_headers(std::slice::from_mut(&mut seg), &link, &hdr, used, self.cfg.udp_checksum);
+            write_headers(std::slice::from_mut(&mut seg), &p.link, &hdr, used, self.cfg.udp_checksum);
             self.stats.acks_sent += 1;
             return Some(vec![seg]);
         }
@@ -489,6 +666,8 @@ impl Engine {
     }
 }
 
+#[cfg(test)]
+mod hostile;
 #[cfg(test)]
 mod tests;
 

@@ -37,9 +37,14 @@
 //! **Peers** are IPv4 address/port pairs. [`Endpoint::add_peer`] resolves the MAC once,
 //! from the kernel's neighbour table (the steering program passes ARP to the kernel),
 //! prodding the kernel to resolve it when absent ([`neigh`]); it fails clearly for an
-//! unreachable or silent peer. Senders that were never added are learned from their first
-//! datagram (their frame's source MAC) unless [`EndpointConfig::accept_unknown_peers`] is
-//! off. Nothing on the fast path asks the kernel.
+//! unreachable or silent peer. Datagrams from senders never added are dropped and counted
+//! unless [`EndpointConfig::accept_unknown_peers`] is on (a server answering whoever asks):
+//! then a sender is learned from its first datagram (its frame's source MAC). The table
+//! holds at most [`EndpointConfig::max_peers`]; when it is full, an idle learned peer is
+//! evicted (CLOCK: one not heard from since the last sweep, with nothing unacknowledged or
+//! held), counted and reported ([`Event::PeerEvicted`]); peers the application added are
+//! never evicted. A [`PeerId`] carries its slot's generation, so the id of a peer that
+//! left names nothing. Nothing on the fast path asks the kernel.
 //!
 //! **Reliability** ([`EndpointConfig::reliable`]) is selective acknowledgement and
 //! retransmission over UDP, as eRPC does ([`reliable`]): per-peer datagram sequence
@@ -48,7 +53,14 @@
 //! were acknowledged, a window that bounds datagrams in flight, and in-order delivery per
 //! peer. Unacknowledged datagrams are held as references to their frames and released on
 //! acknowledgement: a retransmission re-posts the same descriptors, it copies nothing.
-//! Why not carry messages over the zero-copy TCP engine: messages keep their boundaries
+//! Sequence numbers start at a random number per peer, which every data datagram carries
+//! (`base`), so an acknowledgement is taken only if it names datagrams actually sent and
+//! outstanding; others are refused whole and counted (`bad_acks`). A datagram
+//! retransmitted [`EndpointConfig::max_retries`] times without an acknowledgement ends
+//! the peer: its unacknowledged frames go back to the pool and [`Endpoint::poll_event`]
+//! reports [`Event::PeerLost`]. Only a reliable endpoint keeps reliable state: reliable
+//! datagrams at an unreliable endpoint (and the other way round) make no state and are
+//! counted (`mode_mismatch`). Why not carry messages over the zero-copy TCP engine: messages keep their boundaries
 //! without framing a byte stream, a lost datagram holds up only delivery to that peer (not
 //! the sender's other peers), the receiver gets the frames the datagrams arrived in, there
 //! is no handshake before the first message, and the latency path (one datagram each way
@@ -58,14 +70,29 @@
 //! ([`AllocError::TooLarge`]) and says when the pool is short ([`AllocError::PoolEmpty`]);
 //! `send` gives the message back when the TX ring or the peer's window cannot take all of
 //! it ([`SendError::Full`]) or the peer is unknown ([`SendError::UnknownPeer`]). Whatever
-//! the endpoint drops on receive (malformed, unknown peer, partial unreliable messages that
-//! expire) is counted in [`MsgStats`].
+//! the endpoint drops on receive (malformed, bad checksum, unknown peer, the other mode,
+//! partial messages that expire) is counted in [`MsgStats`].
+//!
+//! **Bounds.** Everything a peer can make the endpoint hold is bounded, timed out and
+//! counted: peers ([`EndpointConfig::max_peers`], eviction), partial messages
+//! ([`EndpointConfig::max_partial`] unreliable ones, one per reliable peer; each expires
+//! after [`EndpointConfig::partial_timeout`] without progress, a reliable one once its
+//! sender would have given up), the vector a partial message needs (its datagram count may
+//! not exceed what its length needs at the smallest datagram a sender can use, so a forged
+//! count cannot size it), out-of-order datagrams (the window; released when their sender
+//! stays silent as long), unacknowledged datagrams (the window and the retry limit), and
+//! events ([`engine::MAX_EVENTS`]).
 //!
 //! **Checksums.** UDP checksums are computed in software (a read of the payload; there is
 //! no TX checksum offload through xdpilone); [`EndpointConfig::udp_checksum`] off sends 0.
-//! Received checksums are not verified: a veth peer on the same host hands over partial
-//! checksums it leaves to the device, which cannot be told from corrupt ones; a physical
-//! NIC verifies them in hardware.
+//! Received checksums are verified over every buffer of the datagram (a read), failures
+//! dropped and counted (`bad_checksum`); a datagram sent with checksum 0 carries none.
+//! One case needs care: a *kernel* UDP sender on the same host through veth leaves its
+//! checksum to the device (`CHECKSUM_PARTIAL`), and AF_XDP hands the frame over with the
+//! checksum unfinished, so it fails verification. Turn that veth's TX checksum offload off
+//! (`ethtool -K IF tx off`, as the namespace tests do) or set
+//! [`EndpointConfig::verify_checksum`] off. Frames from a physical NIC or from another
+//! endpoint carry full checksums.
 //!
 //! **Where this crate sits.** It is a protocol over the datapath, as `stack` is, so it is a
 //! crate of its own (`datapath/msg`) depending on `datapath` (sockets, rings, the steering
@@ -83,8 +110,11 @@
 //!        └─────────► datapath ──────► umem
 //! ```
 //!
-//! Limits: IPv4 only; no session handshake (a restarted peer needs a fresh endpoint on the
-//! other side when reliability is on); both ends must use the same window.
+//! Limits: IPv4 only; no session handshake: a reliable receiver starts a peer's sequence
+//! where the first datagram it sees says (`base`), so a restarted or re-added peer is
+//! only resynchronised if the other side has forgotten it too (evicted, lost, or a fresh
+//! endpoint); both ends must use the same window and mode. Header version 2 (with
+//! `base`) does not interoperate with version 1.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -113,12 +143,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddrV4;
+
 mod buf;
 mod endpoint;
 pub mod engine;
 mod error;
 pub mod neigh;
 pub mod pattern;
+mod peers;
 mod reasm;
 pub mod reliable;
 pub mod sim;
@@ -133,9 +166,56 @@ pub use engine::{Engine, EngineConfig};
 pub use error::{AllocError, MsgError, SendError};
 pub use pattern::{Mismatch, Pattern};
 
-/// A peer of an endpoint (an index into its table; meaningless to other endpoints).
+/// A peer of an endpoint: a slot of its table and the slot's generation, so the id of a
+/// peer that left (evicted, lost) names nothing rather than the slot's next tenant.
+/// Meaningless to other endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PeerId(pub(crate) u32);
+pub struct PeerId {
+    pub(crate) slot: u32,
+    pub(crate) gen: u32,
+}
+
+impl PeerId {
+    /// The id as one number (e.g. a libfabric `fi_addr_t`); [`PeerId::from_u64`] turns it
+    /// back. Any number is safe to turn back: one that names no peer is refused where used.
+    pub fn as_u64(self) -> u64 {
+        u64::from(self.gen) << 32 | u64::from(self.slot)
+    }
+
+    /// The id that [`PeerId::as_u64`] gave `v` for.
+    pub fn from_u64(v: u64) -> PeerId {
+        PeerId { slot: v as u32, gen: (v >> 32) as u32 }
+    }
+}
+
+/// Something the application should know about, from `Endpoint::poll_event` (or
+/// `Engine::poll_event`). At most [`engine::MAX_EVENTS`] wait; older ones are dropped and
+/// counted in `MsgStats::events_dropped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A reliable datagram to `peer` went unacknowledged through
+    /// `EndpointConfig::max_retries` retransmissions: the endpoint gave up. The `unacked`
+    /// datagrams still outstanding were dropped (their frames went back to the pool), so
+    /// messages sent to it may not have arrived, and the peer left the table: its id now
+    /// names nothing (`send` says `SendError::UnknownPeer`). Add it again to start afresh.
+    PeerLost {
+        /// The peer (its id is stale now).
+        peer: PeerId,
+        /// Its address.
+        addr: SocketAddrV4,
+        /// Datagrams it never acknowledged.
+        unacked: u32,
+    },
+    /// A peer learned from its datagrams was evicted from the full table, idle, to make
+    /// room for another (counted in `MsgStats::peers_evicted`).
+    PeerEvicted {
+        /// The peer (its id is stale now).
+        peer: PeerId,
+        /// Its address.
+        addr: SocketAddrV4,
+    },
+}
 
 /// What an endpoint did, counted. Hot-path outcomes are counts, not errors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -190,4 +270,19 @@ pub struct MsgStats {
     pub reasm_evicted: u64,
     /// Bytes copied by [`Endpoint::copy_to_vec`].
     pub copied_bytes: u64,
+    /// Datagrams whose UDP checksum was wrong (dropped).
+    pub bad_checksum: u64,
+    /// Acknowledgements naming datagrams never sent (refused whole: spoofed or broken).
+    pub bad_acks: u64,
+    /// Datagrams of the other mode (reliable data or acknowledgements at an unreliable
+    /// endpoint, unreliable data at a reliable one): dropped, no state made for them.
+    pub mode_mismatch: u64,
+    /// Learned peers evicted from a full table.
+    pub peers_evicted: u64,
+    /// Peers given up on after the retry limit.
+    pub peers_lost: u64,
+    /// Out-of-order datagrams held for a peer that went silent past the reliable timeout.
+    pub held_expired: u64,
+    /// Events dropped because the application did not take them.
+    pub events_dropped: u64,
 }

@@ -1,19 +1,33 @@
 //! Reassembly: datagrams of one message become one [`Msg`] whose segments are the
 //! datagrams' own frames, in order. Nothing is copied.
 //!
-//! A one-datagram message skips the table. Partial messages wait in a small table, bounded
-//! in entries and (for unreliable messages, whose missing datagrams may never come) in age;
-//! what is evicted or expires is counted, and its frames go back to the pool.
+//! A one-datagram message skips the table. Partial messages wait in a table bounded in
+//! entries and in age, every entry in proportion to what its header claims: a message
+//! says how many datagrams it has, and that count may not exceed what its length needs
+//! at the smallest datagram a sender can use ([`MIN_DATAGRAM_PAYLOAD`]), so a forged
+//! count of 65,535 cannot size a vector. A partial expires when no datagram of it came
+//! for the timeout (unreliable: the missing datagram was lost; reliable: its sender gave
+//! up retransmitting). A reliable peer delivers in order, so it has at most one partial
+//! message: one of a newer id ends the older. What is evicted or expires is counted, and
+//! its frames go back to the pool.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::buf::{Dgram, Msg, Segs};
 use super::PeerId;
 
+/// The least payload a sender puts in a datagram that is not a message's last: what the
+/// IPv4 minimum MTU (576) leaves after the IPv4, UDP and message headers. An engine
+/// refuses a smaller datagram payload, and a receiver refuses a message claiming more
+/// datagrams than its length needs at this size.
+pub const MIN_DATAGRAM_PAYLOAD: usize = 576 - 20 - 8 - super::wire::MSG_HDR_LEN;
+
 /// Why a datagram did not go into a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reject {
-    /// Header fields inconsistent (index past count, length past the maximum, ...).
+    /// Header fields inconsistent (index past count, length past the maximum, more
+    /// datagrams than the length needs, ...).
     Malformed,
     /// The same datagram of a message twice.
     Duplicate,
@@ -21,13 +35,12 @@ pub(crate) enum Reject {
 
 #[derive(Debug)]
 struct Partial {
-    peer: PeerId,
-    id: u32,
     reliable: bool,
     len: usize,
     got: u16,
     bytes: usize,
-    started: Instant,
+    /// When a datagram of it last arrived.
+    last: Instant,
     parts: Vec<Option<Segs>>,
 }
 
@@ -39,26 +52,41 @@ pub(crate) struct ReasmDrops {
     pub bad_length: u64,
 }
 
+/// The reassembler's bounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReasmLimits {
+    /// Partial messages at most.
+    pub max_partial: usize,
+    /// Largest message.
+    pub max_msg: usize,
+    /// Age (since the last datagram) at which an unreliable partial expires.
+    pub timeout: Duration,
+    /// The same for a reliable partial.
+    pub reliable_timeout: Duration,
+}
+
 /// The table of partial messages.
 #[derive(Debug)]
 pub(crate) struct Reassembler {
-    partial: Vec<Partial>,
-    max_partial: usize,
-    max_msg: usize,
-    timeout: Duration,
+    partial: HashMap<(PeerId, u32), Partial>,
+    /// The message id of each reliable peer's partial message.
+    open: HashMap<PeerId, u32>,
+    lim: ReasmLimits,
     pub drops: ReasmDrops,
 }
 
 impl Reassembler {
-    pub fn new(max_partial: usize, max_msg: usize, timeout: Duration) -> Self {
-        Reassembler { partial: Vec::new(), max_partial, max_msg, timeout, drops: ReasmDrops::default() }
+    pub fn new(lim: ReasmLimits) -> Self {
+        Reassembler { partial: HashMap::new(), open: HashMap::new(), lim, drops: ReasmDrops::default() }
     }
 
     /// Adds a datagram from `peer`; returns the message it completes, if any.
     pub fn add(&mut self, now: Instant, peer: PeerId, d: Dgram) -> Result<Option<Msg>, Reject> {
         let h = d.hdr;
         let len = h.msg_len as usize;
-        if h.frags == 0 || h.frag >= h.frags || len > self.max_msg || d.payload > len {
+        let most = len.div_ceil(MIN_DATAGRAM_PAYLOAD).max(1);
+        if h.frags == 0 || h.frag >= h.frags || len > self.lim.max_msg || d.payload > len || usize::from(h.frags) > most
+        {
             return Err(Reject::Malformed);
         }
         if h.frags == 1 {
@@ -67,27 +95,24 @@ impl Reassembler {
             }
             return Ok(Some(Msg { peer, id: h.msg_id, len, s: d.s }));
         }
-        let i = match self.partial.iter().position(|p| p.peer == peer && p.id == h.msg_id) {
-            Some(i) => i,
-            None => {
-                if self.partial.len() >= self.max_partial {
-                    self.evict();
+        let key = (peer, h.msg_id);
+        if !self.partial.contains_key(&key) {
+            if h.reliable() {
+                if let Some(old) = self.open.insert(peer, h.msg_id) {
+                    // In-order delivery: the older message can never complete.
+                    if self.partial.remove(&(peer, old)).is_some() {
+                        self.drops.evicted += 1;
+                    }
                 }
-                self.partial.push(Partial {
-                    peer,
-                    id: h.msg_id,
-                    reliable: h.reliable(),
-                    len,
-                    got: 0,
-                    bytes: 0,
-                    started: now,
-                    parts: (0..h.frags).map(|_| None).collect(),
-                });
-                self.partial.len() - 1
             }
-        };
-        let p = &mut self.partial[i];
-        if p.len != len || p.parts.len() != usize::from(h.frags) {
+            if self.partial.len() >= self.lim.max_partial {
+                self.evict();
+            }
+            let parts = (0..h.frags).map(|_| None).collect();
+            self.partial.insert(key, Partial { reliable: h.reliable(), len, got: 0, bytes: 0, last: now, parts });
+        }
+        let Some(p) = self.partial.get_mut(&key) else { return Err(Reject::Malformed) };
+        if p.len != len || p.parts.len() != usize::from(h.frags) || p.reliable != h.reliable() {
             return Err(Reject::Malformed);
         }
         let slot = &mut p.parts[usize::from(h.frag)];
@@ -97,10 +122,11 @@ impl Reassembler {
         *slot = Some(d.s);
         p.got += 1;
         p.bytes += d.payload;
+        p.last = now;
         if usize::from(p.got) < p.parts.len() {
             return Ok(None);
         }
-        let p = self.partial.swap_remove(i);
+        let p = self.remove(key).ok_or(Reject::Malformed)?;
         if p.bytes != p.len {
             self.drops.bad_length += 1;
             return Err(Reject::Malformed);
@@ -110,24 +136,35 @@ impl Reassembler {
             s.segs.extend(part.segs);
             s.first.extend(part.first);
         }
-        Ok(Some(Msg { peer: p.peer, id: p.id, len: p.len, s }))
+        Ok(Some(Msg { peer, id: h.msg_id, len: p.len, s }))
     }
 
-    /// Drops the oldest unreliable partial message (reliable ones complete: their
-    /// datagrams are retransmitted until they arrive), or the oldest of all.
+    fn remove(&mut self, key: (PeerId, u32)) -> Option<Partial> {
+        let p = self.partial.remove(&key)?;
+        if p.reliable && self.open.get(&key.0) == Some(&key.1) {
+            self.open.remove(&key.0);
+        }
+        Some(p)
+    }
+
+    /// Drops the partial message that made progress longest ago (only ever under pressure:
+    /// the table is full).
     fn evict(&mut self) {
-        let victim = self
-            .partial
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| !p.reliable)
-            .min_by_key(|(_, p)| p.started)
-            .or_else(|| self.partial.iter().enumerate().min_by_key(|(_, p)| p.started))
-            .map(|(i, _)| i);
-        if let Some(i) = victim {
-            self.partial.swap_remove(i);
+        let victim = self.partial.iter().min_by_key(|(_, p)| p.last).map(|(k, _)| *k);
+        if let Some(k) = victim {
+            self.remove(k);
             self.drops.evicted += 1;
         }
+    }
+
+    /// Drops every partial message of `peer` (it left the table); returns how many.
+    pub fn drop_peer(&mut self, peer: PeerId) -> usize {
+        let before = self.partial.len();
+        self.partial.retain(|k, _| k.0 != peer);
+        self.open.remove(&peer);
+        let n = before - self.partial.len();
+        self.drops.evicted += n as u64;
+        n
     }
 
     /// Partial messages held.
@@ -135,11 +172,103 @@ impl Reassembler {
         self.partial.len()
     }
 
-    /// Drops unreliable partial messages older than the timeout.
+    /// Drops partial messages that made no progress for their timeout.
     pub fn expire(&mut self, now: Instant) {
-        let before = self.partial.len();
-        let timeout = self.timeout;
-        self.partial.retain(|p| p.reliable || now.saturating_duration_since(p.started) < timeout);
-        self.drops.expired += (before - self.partial.len()) as u64;
+        let lim = self.lim;
+        let old: Vec<(PeerId, u32)> = self
+            .partial
+            .iter()
+            .filter(|(_, p)| {
+                let t = if p.reliable { lim.reliable_timeout } else { lim.timeout };
+                now.saturating_duration_since(p.last) >= t
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in old {
+            self.remove(k);
+            self.drops.expired += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::heap_pool;
+    use crate::wire::{MsgHdr, FLAG_RELIABLE, HDR_LEN, KIND_DATA};
+    use umem::{BufSlice, Pool};
+
+    fn lim() -> ReasmLimits {
+        ReasmLimits {
+            max_partial: 4,
+            max_msg: 65_536,
+            timeout: Duration::from_millis(10),
+            reliable_timeout: Duration::from_millis(100),
+        }
+    }
+
+    /// Datagram `frag` of `frags` of message `id` (`len` bytes), carrying `payload` bytes.
+    fn dgram(pool: &Pool, id: u32, frag: u16, frags: u16, len: u32, payload: usize, reliable: bool) -> Dgram {
+        let buf = pool.alloc_frame().expect("a frame");
+        let s = BufSlice::new(buf, 0..HDR_LEN + payload).expect("a slice");
+        let flags = if reliable { FLAG_RELIABLE } else { 0 };
+        let hdr = MsgHdr { kind: KIND_DATA, flags, msg_id: id, frag, frags, msg_len: len, ..MsgHdr::default() };
+        Dgram { hdr, s: Segs { segs: vec![s], first: vec![true] }, payload }
+    }
+
+    const P: PeerId = PeerId { slot: 0, gen: 1 };
+
+    #[test]
+    fn a_forged_datagram_count_sizes_nothing() {
+        let pool = heap_pool(16);
+        let mut r = Reassembler::new(lim());
+        let now = Instant::now();
+        // 100 bytes need one datagram; 65,535 is refused before any table entry exists.
+        assert_eq!(r.add(now, P, dgram(&pool, 1, 0, u16::MAX, 100, 10, false)).err(), Some(Reject::Malformed));
+        // The largest message needs at most ceil(65536 / 524) = 126 datagrams.
+        assert_eq!(r.add(now, P, dgram(&pool, 2, 0, 127, 65_536, 524, false)).err(), Some(Reject::Malformed));
+        assert_eq!(r.pending(), 0);
+        assert!(r.add(now, P, dgram(&pool, 3, 0, 126, 65_536, 524, false)).unwrap().is_none());
+        assert_eq!(r.pending(), 1);
+        assert_eq!(pool.stats().frames_free, 15, "only the accepted datagram's frame is held");
+    }
+
+    #[test]
+    fn partials_expire_after_no_progress_reliable_ones_later() {
+        let pool = heap_pool(16);
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(lim());
+        r.add(t0, P, dgram(&pool, 1, 0, 2, 2000, 1000, false)).unwrap();
+        let q = PeerId { slot: 1, gen: 1 };
+        r.add(t0, q, dgram(&pool, 1, 0, 2, 2000, 1000, true)).unwrap();
+        r.expire(t0 + Duration::from_millis(9));
+        assert_eq!(r.pending(), 2);
+        r.expire(t0 + Duration::from_millis(10));
+        assert_eq!((r.pending(), r.drops.expired), (1, 1), "the unreliable one expired");
+        // Progress restarts the clock of the reliable one.
+        r.add(t0 + Duration::from_millis(50), q, dgram(&pool, 2, 0, 3, 3000, 1000, true)).unwrap();
+        assert_eq!(r.drops.evicted, 1, "a newer reliable message of the same peer ended the older");
+        r.expire(t0 + Duration::from_millis(149));
+        assert_eq!(r.pending(), 1);
+        r.expire(t0 + Duration::from_millis(150));
+        assert_eq!(r.pending(), 0);
+        assert_eq!(pool.stats().frames_free, 16, "every frame came back");
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_stalest_and_counts_it() {
+        let pool = heap_pool(16);
+        let t0 = Instant::now();
+        let mut r = Reassembler::new(lim());
+        for id in 0..4u32 {
+            r.add(t0 + Duration::from_millis(u64::from(id)), P, dgram(&pool, id, 0, 2, 2000, 1000, false)).unwrap();
+        }
+        r.add(t0 + Duration::from_millis(5), P, dgram(&pool, 9, 0, 2, 2000, 1000, false)).unwrap();
+        assert_eq!((r.pending(), r.drops.evicted), (4, 1));
+        // Message 0 was the stalest: its second datagram now starts a new partial.
+        let done = r.add(t0 + Duration::from_millis(6), P, dgram(&pool, 1, 1, 2, 2000, 1000, false)).unwrap();
+        assert!(done.is_some_and(|m| m.len() == 2000), "message 1 survived and completes");
+        assert_eq!(r.drop_peer(P), 3);
+        assert_eq!(pool.stats().frames_free, 16);
     }
 }

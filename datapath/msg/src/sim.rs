@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
 
 use super::engine::{Engine, EngineConfig};
-use super::Msg;
+use super::{Msg, Pattern, SendError};
 
 /// A pool of `frames` 4 KiB frames on the heap (no hugepages, not locked): no root needed.
 pub fn heap_pool(frames: u32) -> Pool {
@@ -60,12 +60,14 @@ pub struct Impairment {
     pub latency: Duration,
     /// Extra delay of a reordered datagram, at most.
     pub jitter: Duration,
+    /// Percent of datagrams with one payload byte flipped (a bad checksum).
+    pub corrupt: f64,
 }
 
 impl Impairment {
     /// A perfect link with `latency`.
     pub fn none(latency: Duration) -> Self {
-        Impairment { loss: 0.0, duplicate: 0.0, reorder: 0.0, latency, jitter: Duration::ZERO }
+        Impairment { loss: 0.0, duplicate: 0.0, reorder: 0.0, latency, jitter: Duration::ZERO, corrupt: 0.0 }
     }
 }
 
@@ -97,7 +99,11 @@ impl Wire {
             self.lost += 1;
             return;
         }
-        let bytes: Vec<u8> = frags.iter().flat_map(|f| f.as_bytes().iter().copied()).collect();
+        let mut bytes: Vec<u8> = frags.iter().flat_map(|f| f.as_bytes().iter().copied()).collect();
+        if self.rng.chance(self.imp.corrupt) {
+            let n = bytes.len();
+            bytes[n - 1] ^= 0x5a;
+        }
         let copies = if self.rng.chance(self.imp.duplicate) { 2 } else { 1 };
         for _ in 0..copies {
             let mut at = now + self.imp.latency;
@@ -163,6 +169,9 @@ pub fn end_config(template: &EngineConfig, b: bool) -> EngineConfig {
     let mut c = template.clone();
     c.local = addr(b);
     c.mac = if b { B_MAC } else { A_MAC };
+    if b {
+        c.seed = c.seed.rotate_left(17) ^ 0xb;
+    }
     c
 }
 
@@ -171,8 +180,21 @@ fn addr(b: bool) -> SocketAddrV4 {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+/// Hands the datagram `frags` (of another engine) to `to` at `now`, copied into frames of
+/// its pool as a NIC would; `false` if its pool had too few free frames.
+pub fn carry(to: &mut Engine, now: Instant, frags: &[BufSlice]) -> bool {
+    let bytes: Vec<u8> = frags.iter().flat_map(|f| f.as_bytes().iter().copied()).collect();
+    match copy_into(to.pool(), &bytes) {
+        Some(f) => {
+            to.handle_datagram(now, f);
+            true
+        }
+        None => false,
+    }
+}
+
 /// `bytes` in frames of `pool`, at most a frame per buffer.
-fn copy_into(pool: &Pool, bytes: &[u8]) -> Option<Vec<BufSlice>> {
+pub fn copy_into(pool: &Pool, bytes: &[u8]) -> Option<Vec<BufSlice>> {
     let fs = pool.frame_size() as usize;
     let mut out = Vec::new();
     for chunk in bytes.chunks(fs) {
@@ -243,6 +265,35 @@ impl Pair {
             self.step();
         }
         done(self)
+    }
+
+    /// Sends pattern messages `0..n` from `a` to `b`, at most `depth` sent and not yet
+    /// received, stepping until all arrived and the pair is idle; returns the steps taken,
+    /// or what was missing after `max_steps`. The caller checks `b_got` against `pat`.
+    pub fn stream(&mut self, pat: &Pattern, n: u64, depth: u64, max_steps: u64) -> Result<u64, String> {
+        let to = self.a.peer(addr(true)).ok_or("b is not a peer of a")?;
+        let mut sent = 0;
+        for step in 0..max_steps {
+            while sent < n && sent - (self.b_got.len() as u64) < depth {
+                let mut m = self.a.alloc(pat.size(sent)).map_err(|e| e.to_string())?;
+                pat.fill(sent, &mut m);
+                match self.a.send(self.now, to, m) {
+                    Ok(()) => sent += 1,
+                    Err(SendError::Full(_)) => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            if self.b_got.len() as u64 == n && self.idle() {
+                return Ok(step);
+            }
+            self.step();
+        }
+        Err(format!(
+            "{} of {n} messages arrived in {max_steps} steps (a {:?}, b {:?})",
+            self.b_got.len(),
+            self.a.stats(),
+            self.b.stats()
+        ))
     }
 
     /// Whether nothing is left to do: no datagram queued, in flight or unacknowledged.

@@ -41,8 +41,9 @@ pub const HDR_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN + MSG_HDR_LEN;
 pub const UDP_OFF: usize = ETH_LEN + IPV4_LEN;
 /// Largest SACK bitmap, in bits: the largest reliability window.
 pub const SACK_BITS: usize = 1024;
-/// Header version.
-pub const VERSION: u8 = 1;
+/// Header version. Version 2 carries `base` (random initial sequence numbers); a version 1
+/// endpoint drops it as a bad header, and this one drops version 1.
+pub const VERSION: u8 = 2;
 
 /// The datagram carries part of a message.
 pub const KIND_DATA: u8 = 0;

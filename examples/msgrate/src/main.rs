@@ -91,7 +91,7 @@ fn limit(cli: &Cli) -> u64 {
 }
 
 fn xdp_send(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("msgrate sender")?;
+    let mut ep = cli.ep.bind("msgrate sender", false)?;
     let peer = ep.add_peer(cli.peer.context("--peer")?)?;
     println!("ready");
     let mut sink: Vec<Msg> = Vec::new();
@@ -214,7 +214,7 @@ fn seq_of(m: &Msg) -> u64 {
 }
 
 fn xdp_recv(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("msgrate receiver")?;
+    let mut ep = cli.ep.bind("msgrate receiver", true)?;
     let shutdown = Shutdown::install()?;
     println!("ready");
     let mut got = Vec::new();

@@ -67,11 +67,19 @@ pub struct EpArgs {
     /// Send UDP checksum 0 instead of computing it (IPv4 allows it).
     #[arg(long)]
     pub no_checksum: bool,
+    /// Do not verify received UDP checksums (e.g. a kernel sender on the same host over a
+    /// veth with TX checksum offload on, which leaves them unfinished).
+    #[arg(long)]
+    pub no_verify_checksum: bool,
+    /// Retransmissions of a reliable datagram before its peer is given up on.
+    #[arg(long, default_value_t = 30)]
+    pub max_retries: u32,
 }
 
 impl EpArgs {
-    /// Binds the endpoint and prints what it got.
-    pub fn bind(&self, prog: &str) -> Result<Endpoint> {
+    /// Binds the endpoint and prints what it got. A server or receiver (`accept_unknown`)
+    /// takes messages from senders it was never told about; a client only from its peer.
+    pub fn bind(&self, prog: &str, accept_unknown: bool) -> Result<Endpoint> {
         let iface =
             self.iface.as_deref().context("--iface is needed for the AF_XDP endpoint (or pass --kernel MODE)")?;
         let mut cfg = EndpointConfig::new(iface, self.local);
@@ -92,6 +100,9 @@ impl EpArgs {
             Poll::Blocking => PollMode::Blocking,
         };
         cfg.udp_checksum = !self.no_checksum;
+        cfg.verify_checksum = !self.no_verify_checksum;
+        cfg.max_retries = self.max_retries;
+        cfg.accept_unknown_peers = accept_unknown;
         cfg.ring_size = self.ring;
         let ep = Endpoint::bind(&cfg)?;
         let s = ep.socket();
@@ -111,6 +122,10 @@ impl EpArgs {
             if self.reliable { format!("on, window {} datagrams", self.window) } else { "off".into() }
         );
         println!("  poll            {:?}", self.poll);
+        println!(
+            "  peers           {}",
+            if accept_unknown { "learned from their first datagram" } else { "added only (unknown sources dropped)" }
+        );
         println!(
             "  pool            {} frames on {}{}",
             self.frames,
@@ -141,6 +156,11 @@ pub fn print_stats(prog: &str, ep: &Endpoint) {
         "  dropped         duplicate {} out-of-window {} unknown peer {} not ours {} bad header {} ip fragments {} expired partial {} evicted {}",
         m.dup_dgrams, m.out_of_window, m.unknown_peer_drops, m.not_ours, m.bad_header, m.ip_fragments, m.reasm_expired, m.reasm_evicted
     );
+    println!(
+        "  refused         bad checksum {} bad acks {} other mode {} held expired {}",
+        m.bad_checksum, m.bad_acks, m.mode_mismatch, m.held_expired
+    );
+    println!("  peers           evicted {} lost {}", m.peers_evicted, m.peers_lost);
     println!("  copied          {} bytes (copy_to_vec)", m.copied_bytes);
     println!(
         "  kernel          rx_dropped {} rx_ring_full {} fill_empty {} invalid rx/tx {}/{}",

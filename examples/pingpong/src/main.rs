@@ -109,7 +109,7 @@ fn report(what: &str, size: usize, mut rtts: Vec<u64>, lost: u64) {
 }
 
 fn xdp_client(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("pingpong client")?;
+    let mut ep = cli.ep.bind("pingpong client", false)?;
     let peer = ep.add_peer(cli.peer.context("--peer")?)?;
     println!("ready");
     if let Some(n) = cli.check {
@@ -251,7 +251,7 @@ fn xdp_check(cli: &Cli, ep: &mut Endpoint, peer: PeerId, n: u64) -> Result<()> {
 }
 
 fn xdp_server(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("pingpong server")?;
+    let mut ep = cli.ep.bind("pingpong server", true)?;
     let shutdown = Shutdown::install()?;
     let deadline = (cli.duration > 0).then(|| Instant::now() + Duration::from_secs(cli.duration));
     let pat = Pattern::new(cli.seed, ep.max_msg());
