@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
 
 use super::engine::{random_seed, Engine, EngineConfig};
+use super::steering::Steering;
 use super::wire::{self, HDR_LEN, MSG_HDR_LEN, UDP_LEN};
 use super::{neigh, AllocError, Event, Msg, MsgBuf, MsgError, MsgStats, PeerId, SendError};
-use datapath::{AttachPolicy, BindPolicy, Interface, Proto, RxFrame, SteerProgram, XskConfig, XskSocket};
+use datapath::{
+    AttachMode, AttachPolicy, BindPolicy, Interface, ProgramCounters, RxFrame, SteerProgram, XskConfig, XskSocket,
+};
 
 /// How `recv_wait` waits when nothing has arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +35,8 @@ pub enum PollMode {
 pub struct EndpointConfig {
     /// The interface (e.g. a veth end).
     pub iface: String,
-    /// Its rx queue to bind (the flow must arrive on it: RSS or a single-queue device).
+    /// Its rx queue to bind (the flow must arrive on it: RSS, an `ethtool -N` rule or a
+    /// single-queue device; on veth, the queue the peer sends from). One endpoint per queue.
     pub queue: u32,
     /// Our address and UDP port: the steering program sends this flow to the endpoint.
     pub local: SocketAddrV4,
@@ -140,10 +144,20 @@ impl EndpointConfig {
 
 const RX_BATCH: u32 = 64;
 
+/// How the endpoint's flow reaches it.
+enum Program {
+    /// Its share of the interface's program (`Endpoint::bind`).
+    Shared(Steering),
+    /// A program the caller attached and gave to the endpoint (`with_socket`).
+    Owned(Box<SteerProgram>),
+    /// The caller attached a program and steers (`with_socket` with `None`).
+    Caller,
+}
+
 /// A message endpoint over AF_XDP: see the [module docs](super).
 pub struct Endpoint {
-    // Drop order: the program detaches before the socket closes.
-    program: Option<SteerProgram>,
+    // Drop order: the flow is unsteered (and the program detached) before the socket closes.
+    program: Program,
     sock: XskSocket,
     engine: Engine,
     cfg: EndpointConfig,
@@ -165,8 +179,10 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// Creates the pool, opens the AF_XDP socket, attaches the steering program and steers
-    /// UDP to `cfg.local` into the socket.
+    /// Creates the pool, opens the AF_XDP socket on `cfg.queue`, attaches the steering
+    /// program (or shares the one another endpoint of this process attached to the same
+    /// interface) and steers UDP to `cfg.local` into the socket. One endpoint per queue and
+    /// thread: bind each on its own thread (the pool and the endpoint stay there).
     pub fn bind(cfg: &EndpointConfig) -> Result<Endpoint, MsgError> {
         datapath::caps::require_datapath()?;
         let iface = Interface::by_name(&cfg.iface)?;
@@ -182,11 +198,10 @@ impl Endpoint {
             multi_buffer: cfg.multi_buffer,
             busy_poll: None,
         };
+        // The socket first: a queue that is already taken is reported as such.
         let sock = XskSocket::open(&pool, &iface, &xcfg)?;
-        let mut program = SteerProgram::attach(&iface, cfg.attach)?;
-        program.register(cfg.queue, &sock)?;
-        program.steer(Proto::Udp, (*cfg.local.ip()).into(), cfg.local.port())?;
-        Self::with_socket(sock, Some(program), cfg)
+        let steering = Steering::bind(&iface, cfg.attach, cfg.queue, &sock, cfg.local)?;
+        Self::build(sock, Program::Shared(steering), cfg)
     }
 
     /// An endpoint over a socket the caller opened (and a program the caller attached and
@@ -197,6 +212,10 @@ impl Endpoint {
         program: Option<SteerProgram>,
         cfg: &EndpointConfig,
     ) -> Result<Endpoint, MsgError> {
+        Self::build(sock, program.map_or(Program::Caller, |p| Program::Owned(Box::new(p))), cfg)
+    }
+
+    fn build(sock: XskSocket, program: Program, cfg: &EndpointConfig) -> Result<Endpoint, MsgError> {
         let iface = sock.interface().clone();
         let pool = sock.pool().clone();
         let fs = pool.frame_size() as usize;
@@ -255,9 +274,28 @@ impl Endpoint {
         &self.sock
     }
 
-    /// The steering program, when the endpoint attached it.
-    pub fn program(&self) -> Option<&SteerProgram> {
-        self.program.as_ref()
+    /// The queue bound.
+    pub fn queue(&self) -> u32 {
+        self.sock.queue()
+    }
+
+    /// How the steering program is attached (`None` when the caller attached and kept it).
+    pub fn attach_mode(&self) -> Option<AttachMode> {
+        match &self.program {
+            Program::Shared(s) => Some(s.mode()),
+            Program::Owned(p) => Some(p.mode()),
+            Program::Caller => None,
+        }
+    }
+
+    /// The steering program's counters, summed over every endpoint on the interface
+    /// (`None` when the caller attached and kept the program).
+    pub fn program_counters(&self) -> Option<Result<ProgramCounters, datapath::Error>> {
+        match &self.program {
+            Program::Shared(s) => Some(s.counters()),
+            Program::Owned(p) => Some(p.counters()),
+            Program::Caller => None,
+        }
     }
 
     /// The protocol state machine this endpoint drives.

@@ -429,6 +429,10 @@ impl Engine {
                 self.stats.ip_fragments += 1;
                 return;
             }
+            Err(NotUdp::Icmp) => {
+                self.stats.icmp += 1;
+                return;
+            }
             Err(NotUdp::Malformed | NotUdp::IpChecksum) => {
                 self.stats.not_ours += 1;
                 return;

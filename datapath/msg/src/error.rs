@@ -71,6 +71,17 @@ pub enum MsgError {
         max: usize,
     },
 
+    /// Another endpoint of this process already has the address.
+    #[error(
+        "{local} on {iface} is already bound by another endpoint of this process; give each endpoint its own port"
+    )]
+    AddrInUse {
+        /// The address.
+        local: std::net::SocketAddrV4,
+        /// The interface.
+        iface: String,
+    },
+
     /// A system call of the setup failed.
     #[error("{call} failed: {source}")]
     Syscall {

@@ -29,6 +29,17 @@
 //! the RX ring brought and puts what the engine emits on the TX ring. [`sim`] joins two
 //! engines over a lossy, reordering link on a virtual clock for tests without root.
 //!
+//! **One endpoint per queue and thread.** A NIC spreads flows over its RX queues and an
+//! AF_XDP socket sees only its own queue, so an HPC layer runs one endpoint per queue, each
+//! on its own thread with its own pool (as it runs one per rank or thread). Endpoints of
+//! one process on one interface share its steering program (the first `bind` attaches it,
+//! the last one to go detaches it); each steers its own address and port, and receives
+//! what arrives on its queue: route each flow to its queue with RSS or an `ethtool -N`
+//! rule (`flow-type udp4 dst-port P action Q`). On veth the queue is the sender's: what an
+//! endpoint on queue `q` sends arrives on the peer's queue `q`. A datagram for another
+//! endpoint that lands on this queue is counted as `not_ours`. `msgrate --queues N` runs N
+//! pairs this way.
+//!
 //! **Polling.** [`Endpoint::recv`] never waits. [`Endpoint::recv_wait`] waits as
 //! [`PollMode`] says: `Busy` spins (one core), `Adaptive` spins then sleeps in `poll(2)`,
 //! `Blocking` sleeps at once. There are no threads: the caller's loop drives everything,
@@ -155,6 +166,7 @@ mod peers;
 mod reasm;
 pub mod reliable;
 pub mod sim;
+mod steering;
 pub mod wire;
 
 pub use buf::{Msg, MsgBuf};
@@ -262,6 +274,9 @@ pub struct MsgStats {
     pub not_ours: u64,
     /// IP fragments (dropped: we never send them).
     pub ip_fragments: u64,
+    /// ICMP messages steered to us: errors quoting our flow, such as port unreachable
+    /// from a peer whose endpoint is gone (dropped).
+    pub icmp: u64,
     /// Datagrams with a bad or inconsistent message header.
     pub bad_header: u64,
     /// Unreliable partial messages that expired (a datagram was lost).

@@ -342,6 +342,9 @@ pub enum NotUdp {
     /// An IP fragment or an IPv6 extension header (we never send them; they are the
     /// kernel's business).
     IpFragment,
+    /// An ICMP message (the steering program passes on errors that quote a steered flow,
+    /// e.g. port unreachable once a peer's endpoint is gone).
+    Icmp,
 }
 
 /// Parses Ethernet + IPv4/IPv6 + UDP at the start of `first` (the first buffer of a
@@ -374,8 +377,10 @@ pub fn parse_udp(first: &[u8], total: usize) -> Result<RxUdp, NotUdp> {
             if ip.more_frags() || ip.frag_offset() != 0 {
                 return Err(IpFragment);
             }
-            if ip.next_header() != IpProtocol::Udp {
-                return Err(Malformed);
+            match ip.next_header() {
+                IpProtocol::Udp => {}
+                IpProtocol::Icmp => return Err(Icmp),
+                _ => return Err(Malformed),
             }
             (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()), ETH_LEN + hl, ETH_LEN + total_len)
         }
@@ -390,6 +395,7 @@ pub fn parse_udp(first: &[u8], total: usize) -> Result<RxUdp, NotUdp> {
             }
             match ip.next_header() {
                 IpProtocol::Udp => {}
+                IpProtocol::Icmpv6 => return Err(Icmp),
                 IpProtocol::Ipv6Frag | IpProtocol::HopByHop | IpProtocol::Ipv6Route | IpProtocol::Ipv6Opts => {
                     return Err(IpFragment)
                 }
@@ -551,6 +557,10 @@ mod tests {
         tcp[ETH_LEN + 9] = 6;
         Ipv4Packet::new_unchecked(&mut tcp[ETH_LEN..UDP_OFF]).fill_checksum();
         assert_eq!(parse_udp(&tcp, tcp.len()), Err(NotUdp::Malformed));
+        let mut icmp = f.clone();
+        icmp[ETH_LEN + 9] = 1;
+        Ipv4Packet::new_unchecked(&mut icmp[ETH_LEN..UDP_OFF]).fill_checksum();
+        assert_eq!(parse_udp(&icmp, icmp.len()), Err(NotUdp::Icmp));
         let mut sum = f.clone();
         sum[ETH_LEN + 8] ^= 1; // TTL, checksum not refreshed
         assert_eq!(parse_udp(&sum, sum.len()), Err(NotUdp::IpChecksum));

@@ -107,8 +107,8 @@ impl EpArgs {
         let ep = Endpoint::bind(&cfg)?;
         let s = ep.socket();
         println!("{prog} AF_XDP endpoint {} via {} queue {}", self.local, iface, self.queue);
-        if let Some(p) = ep.program() {
-            println!("  XDP attach      {}", p.mode());
+        if let Some(m) = ep.attach_mode() {
+            println!("  XDP attach      {m}");
         }
         println!("  AF_XDP bind     {}", s.mode());
         println!("  multi-buffer    {}", if s.multi_buffer() { "yes" } else { "no" });
@@ -137,36 +137,59 @@ impl EpArgs {
 }
 
 /// Prints the endpoint's counters (one block, for logs and tests).
+#[allow(dead_code)] // msgrate includes this file and prints through `stats_text`
 pub fn print_stats(prog: &str, ep: &Endpoint) {
+    print!("{}", stats_text(prog, ep));
+}
+
+/// The endpoint's counters as [`print_stats`] prints them.
+pub fn stats_text(prog: &str, ep: &Endpoint) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let m = ep.stats();
     let s = ep.socket().stats();
     let ps = ep.pool().stats();
-    println!("{prog}: endpoint counters");
-    println!(
+    let _ = writeln!(out, "{prog}: endpoint counters");
+    let _ = writeln!(
+        out,
         "  messages        sent {} received {} ({} / {} bytes)",
         m.msgs_sent, m.msgs_recv, m.bytes_sent, m.bytes_recv
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  datagrams       sent {} received {} retransmitted {} (fast {}, timeouts {})",
         m.dgrams_sent, m.dgrams_recv, m.retransmits, m.fast_retransmits, m.timeouts
     );
-    println!("  acks            sent {} received {} deferred {}", m.acks_sent, m.acks_recv, m.acks_deferred);
-    println!("  back-pressure   send full {} alloc empty {}", m.send_full, m.alloc_empty);
-    println!(
+    let _ =
+        writeln!(out, "  acks            sent {} received {} deferred {}", m.acks_sent, m.acks_recv, m.acks_deferred);
+    let _ = writeln!(out, "  back-pressure   send full {} alloc empty {}", m.send_full, m.alloc_empty);
+    let _ = writeln!(
+        out,
         "  dropped         duplicate {} out-of-window {} unknown peer {} not ours {} bad header {} ip fragments {} expired partial {} evicted {}",
         m.dup_dgrams, m.out_of_window, m.unknown_peer_drops, m.not_ours, m.bad_header, m.ip_fragments, m.reasm_expired, m.reasm_evicted
     );
-    println!(
-        "  refused         bad checksum {} bad acks {} other mode {} held expired {}",
-        m.bad_checksum, m.bad_acks, m.mode_mismatch, m.held_expired
+    let _ = writeln!(
+        out,
+        "  refused         bad checksum {} bad acks {} other mode {} held expired {} icmp {}",
+        m.bad_checksum, m.bad_acks, m.mode_mismatch, m.held_expired, m.icmp
     );
-    println!("  peers           evicted {} lost {}", m.peers_evicted, m.peers_lost);
-    println!("  copied          {} bytes (copy_to_vec)", m.copied_bytes);
-    println!(
+    let _ = writeln!(out, "  peers           evicted {} lost {}", m.peers_evicted, m.peers_lost);
+    let _ = writeln!(out, "  copied          {} bytes (copy_to_vec)", m.copied_bytes);
+    let _ = writeln!(
+        out,
         "  kernel          rx_dropped {} rx_ring_full {} fill_empty {} invalid rx/tx {}/{}",
         s.rx_dropped, s.rx_ring_full, s.rx_fill_ring_empty, s.rx_invalid_descs, s.tx_invalid_descs
     );
-    println!("  pool            {} of {} frames free", ps.frames_free, ps.frames);
+    let _ = writeln!(
+        out,
+        "  socket          queue {} rx {} tx {} completed {}",
+        ep.queue(),
+        s.rx_descs,
+        s.tx_descs,
+        s.tx_completed
+    );
+    let _ = writeln!(out, "  pool            {} of {} frames free", ps.frames_free, ps.frames);
+    out
 }
 
 /// How a kernel-socket peer receives.
