@@ -237,17 +237,8 @@ impl Engine {
         let isn = (splitmix(&mut self.isn) >> 32) as u32;
         let (w, rto, tries) = (self.cfg.window, self.cfg.rto_min, self.cfg.max_retries.saturating_add(1));
         let tx = self.cfg.reliable.then(|| TxWindow::new(w, rto, isn, tries));
-        let peer = Peer {
-            addr,
-            link,
-            next_msg: 0,
-            tx,
-            rx: None,
-            learned,
-            referenced: true,
-            last_rx: Instant::now(),
-            timed: false,
-        };
+        let peer =
+            Peer { addr, link, next_msg: 0, tx, rx: None, learned, referenced: true, last_rx: None, timed: false };
         self.peers.insert(peer)
     }
 
@@ -505,7 +496,7 @@ impl Engine {
         };
         if let Some(p) = self.peers.get_mut(peer) {
             p.referenced = true;
-            p.last_rx = now;
+            p.last_rx = Some(now);
         }
         self.stats.dgrams_recv += 1;
         match hdr.kind {
@@ -539,7 +530,7 @@ impl Engine {
         timed.retain(|&id| {
             let Some(p) = self.peers.get_mut(id) else { return false };
             if let Some(rx) = p.rx.as_mut().filter(|r| r.held() > 0) {
-                if now.saturating_duration_since(p.last_rx) >= silent {
+                if p.last_rx.is_none_or(|t| now.saturating_duration_since(t) >= silent) {
                     self.stats.held_expired += rx.clear() as u64;
                 }
             }

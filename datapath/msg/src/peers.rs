@@ -32,8 +32,8 @@ pub(crate) struct Peer {
     pub learned: bool,
     /// Used since the CLOCK hand last passed (second chance).
     pub referenced: bool,
-    /// When a datagram of it last arrived.
-    pub last_rx: Instant,
+    /// When a datagram of it last arrived (`None`: none yet).
+    pub last_rx: Option<Instant>,
     /// In the engine's list of peers with timed state.
     pub timed: bool,
 }
@@ -104,11 +104,19 @@ impl PeerTable {
         s.gen = s.gen.wrapping_add(1);
         let id = PeerId { slot, gen: s.gen };
         self.by_addr.insert(peer.addr, id);
-        if peer.learned {
-            self.clock.push_back(id);
-        }
+        let learned = peer.learned;
         s.peer = Some(peer);
         self.len += 1;
+        if learned {
+            self.clock.push_back(id);
+            if self.clock.len() > 2 * self.max {
+                // Ids of peers that left since the hand last passed: drop them, so the ring
+                // stays bounded by the table.
+                let slots = &self.slots;
+                self.clock
+                    .retain(|id| slots.get(id.slot as usize).is_some_and(|s| s.gen == id.gen && s.peer.is_some()));
+            }
+        }
         Some(id)
     }
 
@@ -127,7 +135,8 @@ impl PeerTable {
     pub fn victim(&mut self) -> Option<PeerId> {
         for _ in 0..2 * self.clock.len() {
             let id = self.clock.pop_front()?;
-            let Some(p) = self.get_mut(id) else { continue }; // already gone
+            // Gone, or adopted by the application since: no longer on the ring.
+            let Some(p) = self.get_mut(id).filter(|p| p.learned) else { continue };
             if p.referenced || p.busy() {
                 p.referenced = false;
                 self.clock.push_back(id);
@@ -154,17 +163,7 @@ mod tests {
             src_port: 1,
             dst_port: port,
         };
-        Peer {
-            addr,
-            link,
-            next_msg: 0,
-            tx: None,
-            rx: None,
-            learned,
-            referenced: false,
-            last_rx: Instant::now(),
-            timed: false,
-        }
+        Peer { addr, link, next_msg: 0, tx: None, rx: None, learned, referenced: false, last_rx: None, timed: false }
     }
 
     #[test]
@@ -198,5 +197,21 @@ mod tests {
         let v = t.victim();
         assert!(v == Some(l1) || v == Some(l3));
         assert_ne!(v, Some(added), "a peer the application added is never evicted");
+    }
+
+    #[test]
+    fn a_learned_peer_the_application_adopts_leaves_the_ring_and_the_ring_stays_bounded() {
+        let mut t = PeerTable::new(2);
+        let l = t.insert(peer(1, true)).unwrap();
+        t.get_mut(l).unwrap().learned = false; // add_peer of a learned peer
+        let m = t.insert(peer(2, true)).unwrap();
+        assert_eq!(t.victim(), Some(m), "the adopted peer is passed over");
+        // Churn of learned peers that leave without the table filling up.
+        t.remove(m);
+        for port in 10..1000 {
+            let id = t.insert(peer(port, true)).unwrap();
+            t.remove(id);
+        }
+        assert!(t.clock.len() <= 2 * 2 + 1, "{} ids on the ring of a 2-peer table", t.clock.len());
     }
 }
