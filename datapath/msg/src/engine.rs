@@ -15,93 +15,29 @@
 //! place. [`crate::sim`] connects two engines over a simulated lossy link.
 
 use std::collections::VecDeque;
-use std::hash::{BuildHasher, RandomState};
-use std::net::{IpAddr, SocketAddrV4};
-use std::time::{Duration, Instant};
+use std::net::SocketAddrV4;
+use std::time::Instant;
 
 use umem::{BufSlice, Pool};
 
-use super::buf::{Dgram, Msg, MsgBuf, Segs};
+use super::buf::{Msg, MsgBuf};
 use super::peers::{Peer, PeerTable};
-use super::reasm::{ReasmLimits, Reassembler, Reject, MIN_DATAGRAM_PAYLOAD};
-use super::reliable::{Accept, Expired, RxWindow, TxWindow, RTO_MAX};
-use super::wire::{self, Link, MsgHdr, NotUdp, HDR_LEN, MSG_HDR_LEN, SACK_BITS, UDP_LEN, UDP_OFF};
+use super::reasm::{ReasmLimits, Reassembler, MIN_DATAGRAM_PAYLOAD};
+use super::reliable::{Expired, TxWindow};
+use super::wire::{self, Link, MsgHdr, HDR_LEN, MSG_HDR_LEN, SACK_BITS, UDP_LEN, UDP_OFF};
 use super::{AllocError, Event, MsgError, MsgStats, PeerId, SendError};
+
+mod config;
+#[cfg(test)]
+mod hostile;
+mod rx;
+#[cfg(test)]
+mod tests;
+
+pub use config::{random_seed, EngineConfig};
 
 /// Events waiting for the application at most; older ones are dropped and counted.
 pub const MAX_EVENTS: usize = 1024;
-
-/// The protocol's settings (the I/O shell's are in [`EndpointConfig`](super::EndpointConfig),
-/// which makes these with [`EndpointConfig::engine`](super::EndpointConfig::engine)).
-#[derive(Clone, Debug)]
-pub struct EngineConfig {
-    /// Our address and UDP port.
-    pub local: SocketAddrV4,
-    /// Our MAC (the source of every frame we build).
-    pub mac: [u8; 6],
-    /// Payload bytes per datagram (the MTU less IPv4, UDP and message headers, and at most
-    /// a frame less [`HDR_LEN`] without multi-buffer); at least
-    /// [`MIN_DATAGRAM_PAYLOAD`](super::reasm::MIN_DATAGRAM_PAYLOAD) (MTU 576).
-    pub datagram_payload: usize,
-    /// Largest message, in bytes.
-    pub max_msg: usize,
-    /// Acknowledge and retransmit.
-    pub reliable: bool,
-    /// Reliability window in datagrams per peer: a power of two, at most [`SACK_BITS`].
-    pub window: u32,
-    /// Lower bound of the retransmission timeout.
-    pub rto_min: Duration,
-    /// Times a reliable datagram is retransmitted before the peer is given up on
-    /// ([`Event::PeerLost`]).
-    pub max_retries: u32,
-    /// Compute UDP checksums (0 on the wire otherwise).
-    pub udp_checksum: bool,
-    /// Verify received UDP checksums (a read of the payload); failures are dropped and
-    /// counted in `bad_checksum`. A datagram sent with checksum 0 carries none.
-    pub verify_checksum: bool,
-    /// Take messages from senders never added with `add_peer` (learned peers, evicted
-    /// when idle to make room).
-    pub accept_unknown_peers: bool,
-    /// Peers at most.
-    pub max_peers: usize,
-    /// Unreliable partial messages at most (a reliable peer has at most one).
-    pub max_partial: usize,
-    /// Time without progress after which an unreliable partial message expires.
-    pub partial_timeout: Duration,
-    /// Datagrams `send` may queue for transmission (the TX ring's size): beyond it `send`
-    /// refuses with `SendError::Full` unless the queue is empty.
-    pub tx_queue: usize,
-    /// Seed of the initial sequence numbers (random by default: acknowledgements can only
-    /// be forged by whoever sees the traffic).
-    pub seed: u64,
-}
-
-impl EngineConfig {
-    /// The defaults of [`EndpointConfig::new`](super::EndpointConfig::new) for an engine
-    /// at `local`, whose frames come from `mac` and carry `datagram_payload` bytes.
-    pub fn new(local: SocketAddrV4, mac: [u8; 6], datagram_payload: usize) -> Self {
-        super::EndpointConfig::new("", local).engine(mac, datagram_payload)
-    }
-
-    /// How long a reliable partial message or out-of-order datagram waits without
-    /// progress: past it, its sender has given up retransmitting.
-    pub fn reliable_timeout(&self) -> Duration {
-        RTO_MAX.saturating_mul(self.max_retries.saturating_add(2)).max(self.partial_timeout)
-    }
-}
-
-/// A random seed from the process's hash keys (which std draws from the OS).
-pub fn random_seed() -> u64 {
-    RandomState::new().hash_one(std::process::id())
-}
-
-fn splitmix(z: &mut u64) -> u64 {
-    *z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut x = *z;
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
 
 /// The sans-I/O message protocol: see the [module docs](self).
 #[derive(Debug)]
@@ -234,7 +170,7 @@ impl Engine {
             src_port: self.cfg.local.port(),
             dst_port: addr.port(),
         };
-        let isn = (splitmix(&mut self.isn) >> 32) as u32;
+        let isn = (config::splitmix(&mut self.isn) >> 32) as u32;
         let (w, rto, tries) = (self.cfg.window, self.cfg.rto_min, self.cfg.max_retries.saturating_add(1));
         let tx = self.cfg.reliable.then(|| TxWindow::new(w, rto, isn, tries));
         let peer =
@@ -410,112 +346,6 @@ impl Engine {
         self.next_timers
     }
 
-    /// Takes one received packet, in the buffers it arrived in (several with multi-buffer).
-    pub fn handle_datagram(&mut self, now: Instant, mut frags: Vec<BufSlice>) {
-        let total: usize = frags.iter().map(BufSlice::len).sum();
-        let Some(first) = frags.first() else { return };
-        let rx = match wire::parse_udp(first.as_bytes(), total) {
-            Ok(rx) => rx,
-            Err(NotUdp::IpFragment) => {
-                self.stats.ip_fragments += 1;
-                return;
-            }
-            Err(NotUdp::Icmp) => {
-                self.stats.icmp += 1;
-                return;
-            }
-            Err(NotUdp::Malformed | NotUdp::IpChecksum) => {
-                self.stats.not_ours += 1;
-                return;
-            }
-        };
-        let (IpAddr::V4(src_ip), IpAddr::V4(dst_ip)) = (rx.src, rx.dst) else {
-            self.stats.not_ours += 1;
-            return;
-        };
-        let local = self.cfg.local;
-        if rx.dst_port != local.port() || (!local.ip().is_unspecified() && dst_ip != *local.ip()) {
-            self.stats.not_ours += 1;
-            return;
-        }
-        if self.cfg.verify_checksum && !wire::udp_verifies(&rx, frags.iter().map(BufSlice::as_bytes)) {
-            self.stats.bad_checksum += 1;
-            return;
-        }
-        let hdr_end = rx.payload_off() + MSG_HDR_LEN;
-        let Some(hdr) = (rx.payload_len() >= MSG_HDR_LEN && frags[0].len() >= hdr_end)
-            .then(|| MsgHdr::parse(&frags[0].as_bytes()[rx.payload_off()..]))
-            .flatten()
-        else {
-            self.stats.bad_header += 1;
-            return;
-        };
-        // Reliable state only at reliable endpoints, and the other way round: both ends
-        // must agree, and a mismatched datagram makes no state of any kind.
-        let mismatch = match hdr.kind {
-            wire::KIND_DATA => hdr.reliable() != self.cfg.reliable,
-            wire::KIND_ACK => !self.cfg.reliable,
-            wire::KIND_PAD => false,
-            _ => {
-                self.stats.bad_header += 1;
-                return;
-            }
-        };
-        if mismatch {
-            self.stats.mode_mismatch += 1;
-            return;
-        }
-        let payload = rx.payload_len() - MSG_HDR_LEN;
-        // Trim to exactly [HDR_LEN bytes of headers | payload]: IP options go in front,
-        // Ethernet padding behind.
-        frags[0].advance(hdr_end - HDR_LEN);
-        let mut keep = HDR_LEN + payload;
-        frags.retain_mut(|f| {
-            let k = keep.min(f.len());
-            f.truncate(k);
-            keep -= k;
-            k > 0
-        });
-        let src = SocketAddrV4::new(src_ip, rx.src_port);
-        let peer = match self.peers.lookup(&src) {
-            Some(p) => p,
-            None if self.cfg.accept_unknown_peers => match self.insert(src, rx.src_mac, true) {
-                Some(p) => {
-                    log::info!("{}: new peer {src} ({})", self.cfg.local, datapath::fmt_mac(&rx.src_mac));
-                    p
-                }
-                None => {
-                    self.stats.unknown_peer_drops += 1;
-                    return;
-                }
-            },
-            None => {
-                self.stats.unknown_peer_drops += 1;
-                return;
-            }
-        };
-        if let Some(p) = self.peers.get_mut(peer) {
-            p.referenced = true;
-            p.last_rx = Some(now);
-        }
-        self.stats.dgrams_recv += 1;
-        match hdr.kind {
-            wire::KIND_ACK => self.on_ack(now, peer, &hdr, &frags[0].as_bytes()[HDR_LEN..]),
-            wire::KIND_PAD => self.stats.pads_recv += 1,
-            _ => {
-                let mut first = vec![false; frags.len()];
-                first[0] = true;
-                let d = Dgram { hdr, s: Segs { segs: frags, first }, payload };
-                if hdr.reliable() {
-                    self.reliable_data(now, peer, d);
-                } else {
-                    feed(&mut self.reasm, &mut self.ready, &mut self.stats, now, peer, d);
-                }
-            }
-        }
-        self.arm(now);
-    }
-
     /// Runs the timers due at `now`: retransmissions (and giving up after the retry
     /// limit), expiry of partial messages and of datagrams held for silent peers.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -580,49 +410,6 @@ impl Engine {
         }
     }
 
-    fn reliable_data(&mut self, now: Instant, peer: PeerId, d: Dgram) {
-        let w = self.cfg.window;
-        let Some(p) = self.peers.get_mut(peer) else { return };
-        if p.rx.is_none() {
-            // The first datagram seen from this sender says where its sequence starts.
-            if !RxWindow::<Dgram>::can_start(w, d.hdr.seq, d.hdr.base) {
-                self.stats.out_of_window += 1;
-                return;
-            }
-            p.rx = Some(RxWindow::new(w, d.hdr.base));
-        }
-        let Some(rxw) = p.rx.as_mut() else { return };
-        if !rxw.ack_due {
-            self.acks.push(peer);
-        }
-        match rxw.accept(d.hdr.seq, d) {
-            Accept::New => {}
-            Accept::Duplicate => self.stats.dup_dgrams += 1,
-            Accept::OutOfWindow => self.stats.out_of_window += 1,
-        }
-        while let Some(d) = rxw.deliver() {
-            feed(&mut self.reasm, &mut self.ready, &mut self.stats, now, peer, d);
-        }
-        if rxw.held() > 0 && !p.timed {
-            p.timed = true;
-            self.timed.push(peer);
-        }
-    }
-
-    fn on_ack(&mut self, now: Instant, peer: PeerId, hdr: &MsgHdr, sack: &[u8]) {
-        self.stats.acks_recv += 1;
-        let mut fast = std::mem::take(&mut self.scratch_seqs);
-        fast.clear();
-        if let Some(tx) = self.peers.get_mut(peer).and_then(|p| p.tx.as_mut()) {
-            if tx.on_ack(now, hdr.seq, sack, &mut fast).is_err() {
-                self.stats.bad_acks += 1;
-            }
-        }
-        self.stats.fast_retransmits += fast.len() as u64;
-        self.retransmit(now, peer, &fast);
-        self.scratch_seqs = fast;
-    }
-
     /// Queues again, by reference, the datagrams `seqs` of `peer` (those still unacked).
     fn retransmit(&mut self, now: Instant, peer: PeerId, seqs: &[u32]) {
         let Some(tx) = self.peers.get_mut(peer).and_then(|p| p.tx.as_mut()) else { return };
@@ -658,32 +445,6 @@ impl Engine {
             return Some(vec![seg]);
         }
         None
-    }
-}
-
-#[cfg(test)]
-mod hostile;
-#[cfg(test)]
-mod tests;
-
-/// Gives a datagram to the reassembler and queues what it completes.
-fn feed(
-    reasm: &mut Reassembler,
-    ready: &mut VecDeque<Msg>,
-    stats: &mut MsgStats,
-    now: Instant,
-    peer: PeerId,
-    d: Dgram,
-) {
-    match reasm.add(now, peer, d) {
-        Ok(Some(m)) => {
-            stats.msgs_recv += 1;
-            stats.bytes_recv += m.len() as u64;
-            ready.push_back(m);
-        }
-        Ok(None) => {}
-        Err(Reject::Malformed) => stats.bad_header += 1,
-        Err(Reject::Duplicate) => stats.dup_dgrams += 1,
     }
 }
 

@@ -15,13 +15,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::buf::{Dgram, Msg, Segs};
+pub(crate) use super::wire::MIN_DATAGRAM_PAYLOAD;
 use super::PeerId;
-
-/// The least payload a sender puts in a datagram that is not a message's last: what the
-/// IPv4 minimum MTU (576) leaves after the IPv4, UDP and message headers. An engine
-/// refuses a smaller datagram payload, and a receiver refuses a message claiming more
-/// datagrams than its length needs at this size.
-pub const MIN_DATAGRAM_PAYLOAD: usize = 576 - 20 - 8 - super::wire::MSG_HDR_LEN;
 
 /// Why a datagram did not go into a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,6 +17,9 @@ use super::engine::{Engine, EngineConfig};
 use super::{Msg, Pattern, SendError};
 
 /// A pool of `frames` 4 KiB frames on the heap (no hugepages, not locked): no root needed.
+///
+/// # Panics
+/// If the pool cannot be made (`frames` is 0, or memory is short): this is a test device.
 pub fn heap_pool(frames: u32) -> Pool {
     Pool::new(&PoolConfig { frames, hugepages: HugePages::Off, lock: false, ..PoolConfig::default() })
         .unwrap_or_else(|e| panic!("a heap pool of {frames} frames: {e}"))
@@ -208,6 +211,9 @@ pub fn copy_into(pool: &Pool, bytes: &[u8]) -> Option<Vec<BufSlice>> {
 impl Pair {
     /// Two engines made from `template` (each with its own heap pool of `frames`), each
     /// knowing the other as a peer, joined by wires impaired as `imp` says.
+    ///
+    /// # Panics
+    /// If `template` cannot make an engine (a test device: the test is wrong).
     pub fn new(template: &EngineConfig, frames: u32, imp: Impairment, seed: u64) -> Pair {
         let mk =
             |b: bool| Engine::new(end_config(template, b), heap_pool(frames)).unwrap_or_else(|e| panic!("engine: {e}"));

@@ -37,6 +37,11 @@ pub const UDP_LEN: usize = UDP_HEADER_LEN;
 pub const MSG_HDR_LEN: usize = 24;
 /// Every header in front of a datagram's payload, as sent.
 pub const HDR_LEN: usize = ETH_LEN + IPV4_LEN + UDP_LEN + MSG_HDR_LEN;
+/// The least payload a sender puts in a datagram that is not a message's last: what the
+/// IPv4 minimum MTU (576) leaves after the IPv4, UDP and message headers. An engine
+/// refuses a smaller datagram payload, and a receiver refuses a message claiming more
+/// datagrams than its length needs at this size.
+pub const MIN_DATAGRAM_PAYLOAD: usize = 576 - IPV4_LEN - UDP_LEN - MSG_HDR_LEN;
 /// Offset of the UDP header in a frame we send.
 pub const UDP_OFF: usize = ETH_LEN + IPV4_LEN;
 /// Largest SACK bitmap, in bits: the largest reliability window.
