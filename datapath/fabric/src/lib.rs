@@ -1,12 +1,12 @@
 //! `afxdp`: a libfabric (OFI) provider over the AF_XDP message endpoint
-//! ([`datapath::msg`]), so unmodified libfabric applications - `fi_pingpong`, Open MPI's
+//! ([`datapath_msg`]), so unmodified libfabric applications - `fi_pingpong`, Open MPI's
 //! `mtl ofi` - send their messages through the kernel-bypass datapath.
 //!
 //! ```text
 //!  MPI / fi_pingpong ── libfabric core (dlopen libafxdp-fi.so, fi_prov_ini)
 //!        │  fi_tsend / fi_trecv / fi_cq_read
 //!        ▼
-//!  entry (C ABI, catch_unwind) ─► core: matching, chunks, CQs, AVs ─► datapath::msg::Endpoint
+//!  entry (C ABI, catch_unwind) ─► core: matching, chunks, CQs, AVs ─► datapath_msg::Endpoint
 //!                                                          (pool frames, reliable for RDM)
 //!        NIC/veth ◄── AF_XDP TX ring ◄─────────────────────────────────────┘
 //!           └──► XDP steer (our UDP port) ─► AF_XDP RX ring ─► Endpoint::recv ─► matching

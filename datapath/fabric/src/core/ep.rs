@@ -1,4 +1,4 @@
-//! One libfabric endpoint over one message endpoint (`datapath::msg::Endpoint`).
+//! One libfabric endpoint over one message endpoint (`datapath_msg::Endpoint`).
 //!
 //! ```text
 //!  fi_send/tsend/inject ─► SendOp queue ─► chunk: alloc frames, copy header + user bytes
@@ -19,7 +19,7 @@ use std::net::{SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use datapath::msg::{AllocError, Endpoint, EndpointConfig, Msg, MsgBuf, MsgError, PeerId, PollMode, SendError};
+use datapath_msg::{AllocError, Endpoint, EndpointConfig, Event, Msg, MsgBuf, MsgError, PeerId, PollMode, SendError};
 
 use super::av::AvTable;
 use super::config::Config;
@@ -80,6 +80,10 @@ pub struct EpStats {
     pub bad_header: u64,
     pub rx_paused: u64,
     pub local_msgs: u64,
+    /// Sends failed because their peer had been lost.
+    pub peer_lost_sends: u64,
+    /// Peers the endpoint gave up on (no acknowledgement through its retries).
+    pub peers_lost: u64,
 }
 
 /// The attributes an endpoint is created with.
@@ -138,6 +142,10 @@ impl EpCore {
         ec.max_msg = HDR + CHUNK;
         ec.reliable = params.kind == EpKind::Rdm;
         ec.poll = PollMode::Busy;
+        // Peers come from the address vector, and the first message from one may arrive
+        // before we send it anything: take datagrams from senders not yet added (the
+        // endpoint bounds its table and evicts idle learned peers).
+        ec.accept_unknown_peers = true;
         let ep = Endpoint::bind(&ec).map_err(|e: MsgError| {
             format!("binding {}/{} for {local}: {e} (FI_AFXDP_IFACE, FI_AFXDP_QUEUE)", cfg.iface, cfg.queue)
         })?;
@@ -333,8 +341,10 @@ impl EpCore {
                         break;
                     }
                     Err(SendError::UnknownPeer(_)) => {
-                        // Peers are never removed from the endpoint, so this is a bug;
-                        // fail the send rather than loop.
+                        // The peer was lost (it stopped acknowledging) or evicted since
+                        // this send was queued: fail the send, and resolve afresh next time.
+                        self.peers.retain(|_, p| *p != peer);
+                        self.stats.peer_lost_sends += 1;
                         let op = self.io.sendq.pop_front();
                         if let (Some(op), Some(q)) = (op, self.tx_cq.and_then(|q| cqs.get_mut(&q))) {
                             q.push(Completion {
@@ -460,6 +470,17 @@ impl EpCore {
             self.matcher.chunk(PeerKey::Net(m.peer()), src, hdr, &runs, &mut out);
         }
         self.io.msgs = msgs;
+        while let Some(ev) = self.io.ep.poll_event() {
+            match ev {
+                Event::PeerLost { peer, addr, unacked } => {
+                    log::warn!("peer {addr} stopped acknowledging; {unacked} datagrams to it were dropped");
+                    self.stats.peers_lost += 1;
+                    self.peers.retain(|_, p| *p != peer);
+                }
+                Event::PeerEvicted { peer, .. } => self.peers.retain(|_, p| *p != peer),
+                _ => {}
+            }
+        }
         push_all(cqs, self.rx_cq, &mut out);
         self.scratch = out;
         if !self.io.sendq.is_empty() {
@@ -503,7 +524,7 @@ impl EpCore {
         let k = self.io.ep.socket().stats();
         // One write, so the lines of two ranks forwarded by mpirun never interleave.
         let line = format!(
-            "afxdp: endpoint {} counters: sends {} injects {} eagain {} recvs {} bytes copied in {} out {} | matched {} unexpected {} no-receive {} stray {} aborted {} bad-header {} rx-paused {} local {} | datagrams sent {} received {} retransmitted {} (fast {}, timeouts {}) acks sent {} received {} dup {} | kernel rx_dropped {} rx_ring_full {} fill_empty {} tx_wakeups {}\n",
+            "afxdp: endpoint {} counters: sends {} injects {} eagain {} recvs {} bytes copied in {} out {} | matched {} unexpected {} no-receive {} stray {} aborted {} bad-header {} rx-paused {} local {} peers-lost {} | datagrams sent {} received {} retransmitted {} (fast {}, timeouts {}) acks sent {} received {} dup {} | kernel rx_dropped {} rx_ring_full {} fill_empty {} tx_wakeups {}\n",
             self.local,
             s.sends,
             s.injects,
@@ -519,6 +540,7 @@ impl EpCore {
             s.bad_header,
             s.rx_paused,
             s.local_msgs,
+            s.peers_lost,
             e.dgrams_sent,
             e.dgrams_recv,
             e.retransmits,

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use datapath::msg::{AllocError, Endpoint, Msg};
+use datapath_msg::{AllocError, Endpoint, Msg};
 
 use super::ep::SendOp;
 use super::proto::{Hdr, Kind, CHUNK, HDR};
