@@ -10,6 +10,7 @@
 //! | `FI_AFXDP_FRAMES` | 4 KiB frames in each endpoint's pool | 8192 |
 //! | `FI_AFXDP_MAX_MSG` | largest RDM message (`ep_attr->max_msg_size`) | 1 GiB |
 //! | `FI_AFXDP_UNEXPECTED_MAX` | bytes of unexpected RDM messages buffered before receive pauses | 64 MiB |
+//! | `FI_AFXDP_LINGER_MS` | how long closing an endpoint waits for its sends to be acknowledged | 5000 |
 //! | `FI_AFXDP_LOG` | `error`, `warn`, `info`, `debug` or `trace` | `warn` |
 
 use std::fmt;
@@ -44,6 +45,8 @@ pub struct Config {
     pub unexpected_max: usize,
     /// Interface MTU.
     pub mtu: u32,
+    /// How long `fi_close` of an endpoint drives it until its sends are acknowledged.
+    pub linger: std::time::Duration,
 }
 
 /// Why the provider cannot offer an endpoint; each names what to set.
@@ -115,7 +118,19 @@ impl Config {
         let frames = parse::<u32>("FI_AFXDP_FRAMES", "a frame count")?.unwrap_or(8192);
         let max_msg = parse_size("FI_AFXDP_MAX_MSG")?.unwrap_or(1 << 30).max(1);
         let unexpected_max = parse_size("FI_AFXDP_UNEXPECTED_MAX")?.unwrap_or(64 << 20);
-        Ok(Config { iface, queue, addr, prefix, port, frames, max_msg, unexpected_max, mtu: info.mtu })
+        let linger = parse::<u64>("FI_AFXDP_LINGER_MS", "milliseconds")?.unwrap_or(5000);
+        Ok(Config {
+            iface,
+            queue,
+            addr,
+            prefix,
+            port,
+            frames,
+            max_msg,
+            unexpected_max,
+            mtu: info.mtu,
+            linger: std::time::Duration::from_millis(linger),
+        })
     }
 
     /// The fabric name: the interface's IPv4 subnet, e.g. `10.77.0.0/24`.
@@ -141,6 +156,7 @@ mod tests {
             max_msg: 1,
             unexpected_max: 1,
             mtu: 1500,
+            linger: std::time::Duration::ZERO,
         };
         assert_eq!(c.fabric_name(), "10.77.0.0/24");
         assert_eq!(Config { prefix: 32, ..c.clone() }.fabric_name(), "10.77.0.2/32");

@@ -4,7 +4,7 @@
 //! is built for (an MPI rank, `fi_pingpong`). Objects name each other by id.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError, Weak};
 use std::time::Duration;
 
 use super::av::AvTable;
@@ -71,14 +71,52 @@ impl DomainState {
 pub struct DomainShared {
     pub cfg: Config,
     state: Mutex<DomainState>,
+    timers: Once,
 }
+
+/// How long an endpoint with timers due may go undriven before the timer thread drives it.
+const TIMER_IDLE: Duration = Duration::from_millis(1);
 
 const fn assert_send<T: Send>() {}
 const _: () = assert_send::<DomainState>();
 
 impl DomainShared {
     pub fn new(cfg: Config) -> DomainShared {
-        DomainShared { cfg, state: Mutex::new(DomainState::default()) }
+        DomainShared { cfg, state: Mutex::new(DomainState::default()), timers: Once::new() }
+    }
+
+    /// Starts the domain's timer thread (once). Reliability needs retransmissions even
+    /// while the application blocks elsewhere without reading a completion queue:
+    /// `fi_pingpong` injects a reply and then waits on its TCP control socket; if that
+    /// reply's datagram was lost, only a retransmission ends the wait, and under manual
+    /// progress nobody would send it. The thread drives an endpoint only when timers are
+    /// due and the application has not driven it for `TIMER_IDLE`, so the application's
+    /// own reads keep the fast path; it takes the domain lock like any entry point, and
+    /// ends when the domain is closed.
+    pub fn start_timers(self: &Arc<Self>) {
+        let weak: Weak<DomainShared> = Arc::downgrade(self);
+        self.timers.call_once(|| {
+            let r = std::thread::Builder::new().name("afxdp-timers".into()).spawn(move || loop {
+                let Some(d) = weak.upgrade() else { return };
+                let busy = {
+                    let mut st = d.lock();
+                    let DomainState { eps, cqs, avs, .. } = &mut *st;
+                    let mut busy = false;
+                    for ep in eps.values_mut() {
+                        if ep.stalled(TIMER_IDLE) {
+                            ep.progress(cqs, avs);
+                        }
+                        busy |= ep.needs_timer();
+                    }
+                    busy
+                };
+                drop(d);
+                std::thread::sleep(if busy { TIMER_IDLE } else { Duration::from_millis(20) });
+            });
+            if let Err(e) = r {
+                log::warn!("no timer thread ({e}): retransmissions run only while the application reads its queues");
+            }
+        });
     }
 
     /// The state, locked. A panic caught at an entry point leaves the lock poisoned; the

@@ -120,6 +120,8 @@ pub struct EpCore {
     unexpected_max: usize,
     pub stats: EpStats,
     scratch: Vec<Completion>,
+    /// When the endpoint was last driven (by the application or the domain's timer thread).
+    last_progress: std::time::Instant,
 }
 
 /// Why an operation was refused (a negated `FI_E*` for the caller).
@@ -175,6 +177,7 @@ impl EpCore {
             unexpected_max: cfg.unexpected_max,
             stats: EpStats::default(),
             scratch: Vec::new(),
+            last_progress: std::time::Instant::now(),
             params,
         })
     }
@@ -192,6 +195,12 @@ impl EpCore {
     /// Whether time alone (retransmission timers, queued sends) needs a progress call soon.
     pub fn needs_timer(&self) -> bool {
         self.io.ep.unacked() > 0 || !self.io.sendq.is_empty()
+    }
+
+    /// Whether the application left this endpoint undriven for `idle` while timers are due:
+    /// the domain's timer thread then drives it (see `DomainShared::start_timers`).
+    pub fn stalled(&self, idle: Duration) -> bool {
+        self.enabled && self.needs_timer() && self.last_progress.elapsed() >= idle
     }
 
     /// The minimum retransmission timeout: how often a waiter must wake while `needs_timer`.
@@ -434,6 +443,7 @@ impl EpCore {
 
     /// Drives the endpoint once: transmit, receive, match, acknowledge, retransmit.
     pub fn progress(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>) {
+        self.last_progress = std::time::Instant::now();
         let mut msgs: Vec<Msg> = std::mem::take(&mut self.io.msgs);
         if self.matcher.unexpected_bytes() > self.unexpected_max {
             // Receive pauses until the application posts receives: the kernel drops what
@@ -489,8 +499,25 @@ impl EpCore {
         }
     }
 
-    /// Operations still queued or posted, failed with an error completion (closing).
-    pub fn close(&mut self, cqs: &mut HashMap<u64, CqCore>) {
+    /// Closes the endpoint. Sends already completed to the application (their bytes were
+    /// in frames) must still arrive, so first it lingers, driving the endpoint until every
+    /// queued send is handed over and every reliable datagram acknowledged, for at most
+    /// `linger`; then operations still queued or posted complete with an error.
+    pub fn close(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>, linger: Duration) {
+        let end = std::time::Instant::now() + linger;
+        self.io.ep.flush();
+        while self.needs_timer() && std::time::Instant::now() < end {
+            self.progress(cqs, avs);
+            crate::ffi::sys::poll_readable(&[self.wait_fd()], self.timer_slice());
+        }
+        if self.needs_timer() {
+            log::warn!(
+                "closing {} with {} sends queued and {} datagrams unacknowledged after {linger:?}",
+                self.local,
+                self.io.sendq.len(),
+                self.io.ep.unacked()
+            );
+        }
         let closed = Some(CompErr { err: FI_ECANCELED, olen: 0, prov_errno: prov_errno::CLOSED });
         for r in self.matcher.drain_posted() {
             if let Some(q) = self.rx_cq.and_then(|q| cqs.get_mut(&q)) {

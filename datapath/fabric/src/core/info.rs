@@ -380,6 +380,7 @@ mod tests {
             max_msg: 1 << 30,
             unexpected_max: 1 << 26,
             mtu: 1500,
+            linger: std::time::Duration::ZERO,
         }
     }
 

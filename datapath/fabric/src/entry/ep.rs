@@ -130,6 +130,9 @@ pub unsafe extern "C" fn open(
                 return -FI_ENODEV;
             }
         };
+        if kind == EpKind::Rdm {
+            dom.shared.start_timers();
+        }
         let mut st = dom.shared.lock();
         let id = st.id();
         st.eps.insert(id, ep);
@@ -177,8 +180,9 @@ unsafe extern "C" fn close(f: *mut fid) -> c_int {
         let Some(o) = (unsafe { ep_obj(f.cast()) }) else { return -FI_EINVAL };
         {
             let mut st = o.shared.lock();
+            let st = &mut *st;
             if let Some(mut ep) = st.eps.remove(&o.id) {
-                ep.close(&mut st.cqs);
+                ep.close(&mut st.cqs, &st.avs, o.shared.cfg.linger);
             }
         }
         // SAFETY: as above; closed once.
