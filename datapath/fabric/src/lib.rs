@@ -23,7 +23,11 @@
 //! `FI_DIRECTED_RECV`, `FI_REMOTE_CQ_DATA`, `FI_PEEK`; address vectors of both kinds over
 //! `sockaddr_in`; completion queues in all four formats with manual progress and blocking
 //! reads (`fi_cq_sread` waits in `ppoll` on the AF_XDP socket); memory registration that
-//! is accepted but not required. Everything else answers `-FI_ENOSYS`.
+//! is accepted but not required. Everything else answers `-FI_ENOSYS`. Reliable sends must
+//! arrive even if the application stops driving the endpoint (it may block on its own
+//! sockets after its last send, as `fi_pingpong` does), so a domain with an RDM endpoint
+//! runs a timer thread that drives an endpoint left undriven for 1 ms while it has
+//! datagrams unacknowledged, and `fi_close` lingers until they are acknowledged.
 //!
 //! **RDM natively, not through `ofi_rxd`.** libfabric's `ofi_rxd` builds RDM over this
 //! provider's DGRAM endpoints by itself (`fi_info -p afxdp` lists `afxdp;ofi_rxd`); this
