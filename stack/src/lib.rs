@@ -46,6 +46,7 @@ pub mod counters;
 pub mod iface;
 pub mod sim;
 pub mod tcp;
+pub mod wheel;
 pub mod wire;
 
 pub use counters::Counters;

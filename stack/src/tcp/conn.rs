@@ -10,6 +10,7 @@ use super::recv_queue::RecvQueue;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
 use super::send_queue::SendQueue;
+use super::timer::Timers;
 use super::TcpConfig;
 use crate::wire::{Seq, TcpHeader};
 
@@ -149,14 +150,9 @@ pub struct Conn {
     /// A tail loss probe was sent since the last ACK that advanced `snd_una`.
     pub(super) tlp_fired: bool,
 
-    // Timers (deadlines).
-    pub(super) rto_at: Option<Instant>,
-    /// Probe timeout (RFC 8985 section 7.2).
-    pub(super) tlp_at: Option<Instant>,
-    pub(super) ack_at: Option<Instant>,
-    pub(super) persist_at: Option<Instant>,
+    // Timers (deadlines, one per kind).
+    pub(super) timers: Timers,
     pub(super) persist_backoff: u32,
-    pub(super) time_wait_at: Option<Instant>,
 
     // Output flags.
     pub(super) ack_now: bool,
@@ -219,12 +215,8 @@ impl Conn {
             rexmit_marks: std::collections::VecDeque::new(),
             retries: 0,
             tlp_fired: false,
-            rto_at: None,
-            tlp_at: None,
-            ack_at: None,
-            persist_at: None,
+            timers: Timers::default(),
             persist_backoff: 0,
-            time_wait_at: None,
             ack_now: false,
             probe_pending: false,
             tlp_pending: false,
@@ -457,12 +449,8 @@ impl Conn {
         self.sendq = SendQueue::new();
         self.recvq = RecvQueue::new(self.cfg.max_ooo_segments);
         self.scoreboard.clear();
-        self.rto_at = None;
-        self.tlp_at = None;
+        self.timers.clear_all();
         self.tlp_pending = false;
-        self.ack_at = None;
-        self.persist_at = None;
-        self.time_wait_at = None;
     }
 
     /// Sequence number of stream byte `off`.

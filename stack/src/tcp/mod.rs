@@ -22,3 +22,4 @@ pub use recv_queue::{Insert, RecvQueue};
 pub use rtt::RttEstimator;
 pub use scoreboard::Scoreboard;
 pub use send_queue::SendQueue;
+pub use timer::{TimerKind, Timers};

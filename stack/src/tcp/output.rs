@@ -5,6 +5,7 @@
 use smoltcp::time::Instant;
 
 use super::conn::{Conn, OutSegment, State};
+use super::timer::TimerKind;
 use crate::counters::Counters;
 use crate::wire::{Seq, TcpFlags, TcpHeader, TcpOptions};
 
@@ -85,7 +86,7 @@ impl Conn {
         }
         out.hdr = h;
         self.ack_now = false;
-        self.ack_at = None;
+        self.timers.clear(TimerKind::DelayedAck);
         self.unacked_segs = 0;
         self.last_ack_sent = self.rcv_nxt;
     }
@@ -123,8 +124,8 @@ impl Conn {
         } else {
             self.rtt_probe = None;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+        if !self.timers.is_set(TimerKind::Retransmit) {
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
         }
         true
     }
@@ -159,8 +160,8 @@ impl Conn {
         if seg_end.gt(self.snd_max) {
             self.snd_max = seg_end;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+        if !self.timers.is_set(TimerKind::Retransmit) {
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
         }
         seg_end.since(seq) as usize
     }
@@ -319,7 +320,7 @@ impl Conn {
     /// Starts the persist timer when a zero window blocks queued data and nothing is in
     /// flight to bring a window update.
     fn arm_persist(&mut self, now: Instant) {
-        if !self.state.synchronized() || self.snd_wnd != 0 || self.persist_at.is_some() {
+        if !self.state.synchronized() || self.snd_wnd != 0 || self.timers.is_set(TimerKind::Persist) {
             return;
         }
         if self.snd_una != self.snd_max {
@@ -329,7 +330,7 @@ impl Conn {
         if unsent {
             let d = self.rtt.rto().total_micros() << self.persist_backoff.min(10);
             let d = smoltcp::time::Duration::from_micros(d).min(self.cfg.max_rto);
-            self.persist_at = Some(now + d);
+            self.timers.set(TimerKind::Persist, now + d);
         }
     }
 }

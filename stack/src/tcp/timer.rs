@@ -1,46 +1,152 @@
-//! Timers: retransmission (RFC 6298), delayed ACK, persist (zero-window probe), TIME-WAIT.
+//! Timers: retransmission (RFC 6298; in SYN-SENT and SYN-RECEIVED it retransmits the
+//! handshake), delayed ACK, persist (zero-window probe), tail loss probe (RFC 8985),
+//! TIME-WAIT.
+//!
+//! A connection keeps one deadline per [`TimerKind`] in [`Timers`]; the stack files each
+//! connection once in its timer wheel, at [`Conn::next_deadline`] (the earliest of them),
+//! and calls [`Conn::handle_timeout`] when that passes, which runs every kind that is due.
+//!
+//! Adding a timer kind (say a RACK reorder timer) takes three steps, all in this file: a
+//! variant of [`TimerKind`], its place in [`TimerKind::ALL`] (the order in which kinds due
+//! at the same time run), and an arm in [`Conn::on_timer`]. Arm it with
+//! `self.timers.set(kind, at)` and stop it with `self.timers.clear(kind)`; the stack
+//! re-files the connection in its wheel after every event, so nothing else changes.
 
 use smoltcp::time::{Duration, Instant};
 
 use super::conn::{Conn, ConnError, State};
 use crate::counters::Counters;
 
+/// What a connection's timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// 2 MSL in TIME-WAIT.
+    TimeWait,
+    /// A delayed ACK is due.
+    DelayedAck,
+    /// Zero-window probe (persist timer).
+    Persist,
+    /// Tail loss probe (RFC 8985 section 7.2 probe timeout).
+    LossProbe,
+    /// Retransmission timeout (RFC 6298), handshake retransmission included.
+    Retransmit,
+}
+
+impl TimerKind {
+    /// How many kinds there are.
+    pub const COUNT: usize = 5;
+    /// Every kind, in the order they run when several are due at once.
+    pub const ALL: [TimerKind; TimerKind::COUNT] =
+        [TimerKind::TimeWait, TimerKind::DelayedAck, TimerKind::Persist, TimerKind::LossProbe, TimerKind::Retransmit];
+}
+
+/// Not armed.
+const OFF: i64 = i64::MAX;
+
+/// One deadline per [`TimerKind`] (microseconds, `OFF` when stopped: 8 bytes a kind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timers {
+    at: [i64; TimerKind::COUNT],
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers { at: [OFF; TimerKind::COUNT] }
+    }
+}
+
+impl Timers {
+    /// The deadline of `kind`, if armed.
+    pub fn get(&self, kind: TimerKind) -> Option<Instant> {
+        let t = self.at[kind as usize];
+        (t != OFF).then(|| Instant::from_micros(t))
+    }
+
+    /// Whether `kind` is armed.
+    pub fn is_set(&self, kind: TimerKind) -> bool {
+        self.at[kind as usize] != OFF
+    }
+
+    /// Arms (or moves) `kind` to fire at `at`.
+    pub fn set(&mut self, kind: TimerKind, at: Instant) {
+        self.at[kind as usize] = at.total_micros().min(OFF - 1);
+    }
+
+    /// Stops `kind`.
+    pub fn clear(&mut self, kind: TimerKind) {
+        self.at[kind as usize] = OFF;
+    }
+
+    /// Stops every kind.
+    pub fn clear_all(&mut self) {
+        self.at = [OFF; TimerKind::COUNT];
+    }
+
+    /// The earliest armed deadline.
+    pub fn next(&self) -> Option<Instant> {
+        let t = *self.at.iter().min().unwrap_or(&OFF);
+        (t != OFF).then(|| Instant::from_micros(t))
+    }
+
+    /// Stops `kind` and returns true if it is due at `now`.
+    fn take_due(&mut self, kind: TimerKind, now: Instant) -> bool {
+        let due = self.at[kind as usize] <= now.total_micros();
+        if due {
+            self.at[kind as usize] = OFF;
+        }
+        due
+    }
+}
+
 impl Conn {
-    /// The earliest deadline, if any timer runs.
+    /// The earliest time the connection needs attention: now if a segment is pending, else
+    /// its next timer.
     pub fn poll_at(&self) -> Option<Instant> {
         if self.rst_pending || self.ack_now || self.probe_pending || self.tlp_pending {
             return Some(Instant::ZERO);
         }
-        [self.rto_at, self.tlp_at, self.ack_at, self.persist_at, self.time_wait_at].into_iter().flatten().min()
+        self.next_deadline()
+    }
+
+    /// The earliest armed timer: where the stack files the connection in its wheel.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The connection's timers.
+    pub fn timers(&self) -> &Timers {
+        &self.timers
     }
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, ctr: &mut Counters) {
-        if self.time_wait_at.is_some_and(|t| t <= now) {
-            self.time_wait_at = None;
-            if self.state == State::TimeWait {
-                self.state = State::Closed;
+        for kind in TimerKind::ALL {
+            if self.timers.take_due(kind, now) {
+                self.on_timer(kind, now, ctr);
             }
         }
-        if self.ack_at.is_some_and(|t| t <= now) {
-            self.ack_at = None;
-            self.ack_now = true;
-        }
-        if self.persist_at.is_some_and(|t| t <= now) {
-            self.persist_at = None;
-            self.persist_backoff += 1;
-            self.probe_pending = true;
-        }
-        if self.tlp_at.is_some_and(|t| t <= now) {
-            self.tlp_at = None;
-            if self.tlp_allowed() {
-                self.tlp_pending = true;
-                self.tlp_fired = true;
+    }
+
+    /// One expired timer.
+    fn on_timer(&mut self, kind: TimerKind, now: Instant, ctr: &mut Counters) {
+        match kind {
+            TimerKind::TimeWait => {
+                if self.state == State::TimeWait {
+                    self.state = State::Closed;
+                }
             }
-        }
-        if self.rto_at.is_some_and(|t| t <= now) {
-            self.rto_at = None;
-            self.on_rto(now, ctr);
+            TimerKind::DelayedAck => self.ack_now = true,
+            TimerKind::Persist => {
+                self.persist_backoff += 1;
+                self.probe_pending = true;
+            }
+            TimerKind::LossProbe => {
+                if self.tlp_allowed() {
+                    self.tlp_pending = true;
+                    self.tlp_fired = true;
+                }
+            }
+            TimerKind::Retransmit => self.on_rto(now, ctr),
         }
     }
 
@@ -63,7 +169,7 @@ impl Conn {
     /// a whole delayed-ACK timeout when one segment is in flight, as Linux does), and only
     /// when that comes before the retransmission timeout.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
-        self.tlp_at = None;
+        self.timers.clear(TimerKind::LossProbe);
         if !self.tlp_allowed() {
             return;
         }
@@ -74,8 +180,8 @@ impl Conn {
             Duration::from_millis(10)
         };
         let at = now + srtt + srtt + margin;
-        if self.rto_at.is_none_or(|r| at < r) {
-            self.tlp_at = Some(at);
+        if self.timers.get(TimerKind::Retransmit).is_none_or(|r| at < r) {
+            self.timers.set(TimerKind::LossProbe, at);
         }
     }
 
@@ -105,7 +211,7 @@ impl Conn {
                 }
                 let flight = self.snd_max.since(self.snd_una) as usize;
                 self.cc.on_rto(now, flight, self.mss);
-                self.tlp_at = None;
+                self.timers.clear(TimerKind::LossProbe);
                 self.tlp_pending = false;
                 self.in_recovery = false;
                 self.inflation = 0;
@@ -117,5 +223,27 @@ impl Conn {
                 self.snd_nxt = self.snd_una;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_keep_one_deadline_per_kind() {
+        let mut t = Timers::default();
+        assert_eq!(t.next(), None);
+        t.set(TimerKind::Retransmit, Instant::from_millis(300));
+        t.set(TimerKind::DelayedAck, Instant::from_millis(40));
+        assert_eq!(t.next(), Some(Instant::from_millis(40)));
+        assert!(!t.take_due(TimerKind::DelayedAck, Instant::from_millis(39)));
+        assert!(t.take_due(TimerKind::DelayedAck, Instant::from_millis(40)));
+        assert!(!t.is_set(TimerKind::DelayedAck));
+        assert_eq!(t.next(), Some(Instant::from_millis(300)));
+        t.set(TimerKind::Retransmit, Instant::from_millis(500));
+        assert_eq!(t.get(TimerKind::Retransmit), Some(Instant::from_millis(500)));
+        t.clear_all();
+        assert_eq!(t.next(), None);
     }
 }
