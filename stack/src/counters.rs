@@ -105,6 +105,11 @@ pub struct Counters {
     /// Connections refused because the accept queue was full.
     pub tcp_accept_queue_full: u64,
 
+    /// Connection entries visited by timers ([`crate::Stack::handle_timeout`]) and output
+    /// ([`crate::Stack::dispatch`]): what a poll costs, which follows the connections that
+    /// had something to do, never the connections that are open.
+    pub conn_visits: u64,
+
     /// Payload bytes copied behind a header because multi-buffer TX is unavailable.
     pub payload_bytes_copied: u64,
     /// TCP payload bytes transmitted (first transmissions and retransmissions).

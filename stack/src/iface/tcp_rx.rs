@@ -31,6 +31,7 @@ impl Stack {
             if let Reply::Rst { seq } = reply {
                 self.queue_rst(reply_route, &hdr, Some(seq), 0);
             }
+            self.note_changed(idx);
             self.after_event(idx);
             return;
         }

@@ -3,6 +3,8 @@
 //! by a virtual clock until both are done.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp as smol_tcp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
