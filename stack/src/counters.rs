@@ -104,6 +104,15 @@ pub struct Counters {
     pub tcp_conn_table_full: u64,
     /// Connections refused because the accept queue was full.
     pub tcp_accept_queue_full: u64,
+    /// Connections that entered TIME-WAIT (kept as compact entries).
+    pub tcp_time_wait: u64,
+    /// TIME-WAIT entries recycled before expiry to stay under the cap (oldest first,
+    /// Linux's `tcp_max_tw_buckets` overflow).
+    pub tcp_time_wait_recycled: u64,
+    /// SYNs for a four-tuple in TIME-WAIT accepted as a new connection (RFC 6191).
+    pub tcp_time_wait_reopened: u64,
+    /// SYNs for a four-tuple in TIME-WAIT dropped as old duplicates (RFC 6191).
+    pub tcp_time_wait_syn_dropped: u64,
 
     /// Connection entries visited by timers ([`crate::Stack::handle_timeout`]) and output
     /// ([`crate::Stack::dispatch`]): what a poll costs, which follows the connections that

@@ -13,6 +13,7 @@ mod neighbor;
 mod output;
 pub(crate) mod table;
 mod tcp_rx;
+mod time_wait;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
@@ -31,6 +32,7 @@ use crate::tcp::{FourTuple, OutSegment, TcpConfig};
 use crate::wheel::TimerWheel;
 use crate::wire::{parse_frame, Route, TcpHeader, L3};
 use table::{Listener, Slot};
+use time_wait::TimeWaitTable;
 
 /// How the stack is set up.
 #[derive(Debug, Clone)]
@@ -49,8 +51,13 @@ pub struct StackConfig {
     pub mtu: usize,
     /// TCP settings for new connections.
     pub tcp: TcpConfig,
-    /// Most connections (any state, TIME-WAIT included).
+    /// Most connections in any state but TIME-WAIT (those are compact entries, capped by
+    /// `max_time_wait`). Beyond it SYNs are dropped and `connect` fails, counted.
     pub max_connections: usize,
+    /// Most TIME-WAIT entries (Linux `tcp_max_tw_buckets`); `None`: `max_connections`. At
+    /// the cap the oldest entry is recycled for the new one (counted in
+    /// `tcp_time_wait_recycled`).
+    pub max_time_wait: Option<usize>,
     /// Most half-open (SYN-RECEIVED) connections; beyond it SYNs get SYN cookies.
     pub max_half_open: usize,
     /// Most established connections waiting in one listener's accept queue.
@@ -79,6 +86,7 @@ impl StackConfig {
             mtu: 1500,
             tcp: TcpConfig::default(),
             max_connections: 65536,
+            max_time_wait: None,
             max_half_open: 1024,
             backlog: 1024,
             secret: 0x5eed_5eed_5eed_5eed,
@@ -90,7 +98,7 @@ impl StackConfig {
     }
 }
 
-type Fixed = BuildHasherDefault<std::hash::DefaultHasher>;
+pub(crate) type Fixed = BuildHasherDefault<std::hash::DefaultHasher>;
 
 /// A control packet waiting for a frame.
 #[derive(Debug)]
@@ -124,6 +132,8 @@ pub struct Stack {
     pub(crate) next_port: u16,
     pub(crate) udp: BTreeMap<u16, api::UdpSocket>,
     pub(crate) listener_gen: u32,
+    /// Connections in TIME-WAIT, as compact entries.
+    pub(crate) time_wait: TimeWaitTable,
     /// Each connection filed once, at its earliest deadline (by slot index).
     pub(crate) wheel: TimerWheel,
     /// Slot indices the wheel handed out (kept to reuse its allocation).
@@ -161,6 +171,7 @@ impl Stack {
             next_port,
             udp: BTreeMap::new(),
             listener_gen: 0,
+            time_wait: TimeWaitTable::default(),
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             ready: VecDeque::new(),
@@ -194,9 +205,24 @@ impl Stack {
         &mut self.neighbors
     }
 
-    /// Connections in the table (any state).
+    /// Connections in the table, in any state but TIME-WAIT.
     pub fn connection_count(&self) -> usize {
         self.live
+    }
+
+    /// Four-tuples in TIME-WAIT (compact entries, not connections).
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// Whether `tuple` (ours, the peer's) is in TIME-WAIT.
+    pub fn is_time_wait(&self, tuple: &FourTuple) -> bool {
+        self.time_wait.contains(tuple)
+    }
+
+    /// The TIME-WAIT cap in force.
+    pub(crate) fn time_wait_cap(&self) -> usize {
+        self.cfg.max_time_wait.unwrap_or(self.cfg.max_connections)
     }
 
     /// Half-open connections.
@@ -324,7 +350,7 @@ impl Stack {
         if !self.control.is_empty() || !self.ready.is_empty() {
             return Some(Instant::ZERO);
         }
-        [self.wheel.next_expiry(), self.unrouted_retry].into_iter().flatten().min()
+        [self.wheel.next_expiry(), self.time_wait.next_expiry(), self.unrouted_retry].into_iter().flatten().min()
     }
 
     /// Runs every timer due at `now`, visiting only the connections whose timers are due.
@@ -340,9 +366,22 @@ impl Stack {
         }
         fired.clear();
         self.fired = fired;
+        while self.time_wait.pop_expired(now) {
+            self.counters.conn_visits += 1;
+        }
         if self.unrouted_retry.is_some_and(|t| t <= now) {
             self.retry_unrouted();
         }
+    }
+
+    /// The timestamp offset of `tuple` (RFC 7323 section 7.1): a keyed hash of the
+    /// four-tuple, the same for every incarnation of it.
+    pub(crate) fn ts_offset(&self, tuple: &FourTuple) -> u32 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        (self.cfg.secret ^ 0x7473_6f66).hash(&mut h);
+        tuple.hash(&mut h);
+        h.finish() as u32
     }
 
     /// An ISN per RFC 6528: a keyed hash of the four-tuple plus a 4 µs clock.
@@ -363,7 +402,11 @@ impl Stack {
             let p = self.next_port;
             self.next_port = if p + 1 >= r.end { r.start } else { p + 1 };
             let local = IpEndpoint::new(local, p);
-            if !self.by_tuple.contains_key(&FourTuple { local, remote }) && !self.listeners.contains_key(&p) {
+            let tuple = FourTuple { local, remote };
+            if !self.by_tuple.contains_key(&tuple)
+                && !self.time_wait.contains(&tuple)
+                && !self.listeners.contains_key(&p)
+            {
                 return Some(local);
             }
         }

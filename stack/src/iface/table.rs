@@ -21,7 +21,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, IpAddress};
 
 use super::{ConnHandle, Stack};
-use crate::tcp::{Conn, State};
+use crate::tcp::{Conn, State, TimeWait, TimerKind};
 
 /// How often connections whose next hop has no MAC retry (a resolution request goes out
 /// with each retry, rate limited per address by the neighbour cache).
@@ -105,8 +105,19 @@ impl Stack {
             e.half_open = false;
             self.half_open -= 1;
         }
-        if e.conn.is_finished() && (e.released || (!e.owned && e.listener.is_some())) {
+        let orphan = e.released || (!e.owned && e.listener.is_some());
+        if e.conn.is_finished() && orphan {
             self.free_slot(idx);
+            return;
+        }
+        if state == State::TimeWait && orphan && !e.conn.wants_output() {
+            // Its last ACK is out: keep only what TIME-WAIT needs, free the connection.
+            let tw = TimeWait::from_conn(&e.conn);
+            let expires = e.conn.timers().get(TimerKind::TimeWait).unwrap_or(Instant::ZERO);
+            self.free_slot(idx);
+            let cap = self.time_wait_cap();
+            self.counters.tcp_time_wait += 1;
+            self.counters.tcp_time_wait_recycled += self.time_wait.insert(tw, expires, cap);
             return;
         }
         match e.conn.next_deadline() {

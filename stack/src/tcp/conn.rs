@@ -199,7 +199,8 @@ impl Conn {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS.
+            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS
+            // unless the stack sets a per-four-tuple one (`Conn::set_ts_offset`).
             ts_offset: iss.0.rotate_left(13),
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
@@ -268,6 +269,14 @@ impl Conn {
         c.snd_wl1 = ack.seq;
         c.snd_wl2 = ack.ack;
         c
+    }
+
+    /// Sets the timestamp clock's offset (RFC 7323 section 7.1) before the first segment.
+    /// A keyed hash of the four-tuple keeps timestamps rising across incarnations of one
+    /// four-tuple, which lets the peer accept a new SYN while it holds the old one in
+    /// TIME-WAIT (RFC 6191).
+    pub fn set_ts_offset(&mut self, offset: u32) {
+        self.ts_offset = offset;
     }
 
     /// Applies the options of the peer's SYN (or SYN-ACK).

@@ -12,6 +12,7 @@ mod rtt;
 mod scoreboard;
 mod send_queue;
 pub mod syn_cookie;
+mod time_wait;
 mod timer;
 
 pub use cc::{CcAlgorithm, CongestionControl, Cubic, NewReno};
@@ -22,4 +23,5 @@ pub use recv_queue::{Insert, RecvQueue};
 pub use rtt::RttEstimator;
 pub use scoreboard::Scoreboard;
 pub use send_queue::SendQueue;
+pub use time_wait::{TimeWait, TwVerdict};
 pub use timer::{TimerKind, Timers};

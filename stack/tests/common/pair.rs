@@ -33,6 +33,9 @@ pub struct Pair {
     pub turns: u64,
     /// The most connection entries one stack visited in one turn.
     pub max_visits: u64,
+    /// When set, every frame put on the wire is also kept in `recorded` with its destination.
+    pub record: bool,
+    pub recorded: Vec<(Side, Vec<u8>)>,
 }
 
 /// A stack config for host `n` (IPv4 and IPv6), with `f` applied.
@@ -60,6 +63,8 @@ impl Pair {
             seq: 0,
             turns: 0,
             max_visits: 0,
+            record: false,
+            recorded: Vec::new(),
         }
     }
 
@@ -95,6 +100,9 @@ impl Pair {
             self.max_visits = self.max_visits.max(stack.counters().conn_visits - before);
             let to = if side == Side::Client { Side::Server } else { Side::Client };
             for bytes in link.tx.drain(..) {
+                if self.record {
+                    self.recorded.push((to, bytes.clone()));
+                }
                 self.seq += 1;
                 self.wire.push(Reverse((now + self.latency, self.seq, to, bytes)));
             }
@@ -134,6 +142,22 @@ impl Pair {
         }
         self.now = end;
         self.turn(app);
+    }
+
+    /// Drops every frame on the wire.
+    pub fn clear_wire(&mut self) {
+        self.wire.clear();
+    }
+
+    /// Hands `bytes` to `side` now, as if it came off the wire.
+    pub fn inject(&mut self, side: Side, bytes: &[u8]) {
+        let now = self.now;
+        let (stack, link) = match side {
+            Side::Client => (&mut self.client, &self.clink),
+            Side::Server => (&mut self.server, &self.slink),
+        };
+        let f = link.rx_frame(bytes).expect("receive pool exhausted");
+        stack.handle_frame(now, f);
     }
 
     pub fn counters(&self, side: Side) -> &Counters {
