@@ -90,8 +90,17 @@ pub struct Counters {
     pub tcp_established: u64,
     /// Connections reset by the peer.
     pub tcp_resets_received: u64,
-    /// Connections that timed out.
+    /// Connections that timed out (retransmissions or handshake retransmissions exhausted).
     pub tcp_timeouts: u64,
+    /// Orphaned connections (closed by the application) dropped after `orphan_retries`
+    /// retransmission timeouts or zero-window probes.
+    pub tcp_orphan_drops: u64,
+    /// Connections dropped after `fin_wait2_timeout` in FIN-WAIT-2.
+    pub tcp_fin_wait2_timeouts: u64,
+    /// Keep-alive probes sent.
+    pub tcp_keepalive_probes: u64,
+    /// Connections reset after unanswered keep-alive probes.
+    pub tcp_keepalive_timeouts: u64,
     /// SYNs received on a listening port.
     pub tcp_syn_received: u64,
     /// SYNs answered with a SYN cookie (half-open queue full).

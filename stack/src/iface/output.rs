@@ -45,6 +45,9 @@ impl Stack {
             match self.serve(now, idx, link, copy, &mut sent) {
                 Served::Done => self.settle(idx, false),
                 Served::Unrouted(hop) => {
+                    if let Some(e) = self.slots[idx as usize].entry.as_mut() {
+                        e.conn.on_no_route(now);
+                    }
                     self.park_unrouted(now, idx, hop);
                     self.settle(idx, false);
                 }

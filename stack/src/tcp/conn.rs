@@ -153,10 +153,15 @@ pub struct Conn {
     // Timers (deadlines, one per kind).
     pub(super) timers: Timers,
     pub(super) persist_backoff: u32,
+    /// Keep-alive probes sent without an answer.
+    pub(super) ka_probes: u32,
+    /// Closed by the application: nobody waits on it, so its lifetime is bounded tighter.
+    pub(super) orphaned: bool,
 
     // Output flags.
     pub(super) ack_now: bool,
     pub(super) probe_pending: bool,
+    pub(super) ka_pending: bool,
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
     pub(super) unacked_segs: u32,
@@ -218,8 +223,11 @@ impl Conn {
             tlp_fired: false,
             timers: Timers::default(),
             persist_backoff: 0,
+            ka_probes: 0,
+            orphaned: false,
             ack_now: false,
             probe_pending: false,
+            ka_pending: false,
             tlp_pending: false,
             rst_pending: false,
             unacked_segs: 0,
@@ -353,6 +361,11 @@ impl Conn {
         (self.sack_ok, self.ts_ok, ws)
     }
 
+    /// Whether the application has closed the connection.
+    pub fn is_orphan(&self) -> bool {
+        self.orphaned
+    }
+
     /// Whether the application may still queue data.
     pub fn may_send(&self) -> bool {
         matches!(self.state, State::Established | State::CloseWait | State::SynReceived | State::SynSent)
@@ -427,8 +440,10 @@ impl Conn {
         }
     }
 
-    /// Closes our side: a FIN follows the queued data.
+    /// Closes our side: a FIN follows the queued data. The connection is then an orphan
+    /// ([`TcpConfig::orphan_retries`] bounds it).
     pub fn close(&mut self) {
+        self.orphaned = true;
         match self.state {
             State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {

@@ -80,6 +80,7 @@ impl Conn {
             self.timers.clear(TimerKind::Retransmit);
             self.retries = 0;
             self.ack_now = true;
+            self.heard_from_peer(now);
         } else {
             // Simultaneous open: answer with SYN-ACK.
             self.snd_wnd = u32::from(hdr.window);
@@ -222,6 +223,7 @@ impl Conn {
             }
         }
 
+        self.heard_from_peer(now);
         if !self.process_ack(now, hdr, plen, ctr) {
             return Reply::None;
         }
@@ -262,6 +264,8 @@ impl Conn {
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
+        self.timers.clear(TimerKind::FinWait2);
+        self.timers.clear(TimerKind::KeepAlive);
         self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
         self.timers.clear(TimerKind::Retransmit);
         self.timers.clear(TimerKind::Persist);
@@ -416,7 +420,10 @@ impl Conn {
         // Our FIN acknowledged.
         if fin_acked {
             match self.state {
-                State::FinWait1 => self.state = State::FinWait2,
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    self.timers.set(TimerKind::FinWait2, now + self.cfg.fin_wait2_timeout);
+                }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
                     self.state = State::Closed;

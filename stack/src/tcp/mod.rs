@@ -16,7 +16,7 @@ mod time_wait;
 mod timer;
 
 pub use cc::{CcAlgorithm, CongestionControl, Cubic, NewReno};
-pub use config::TcpConfig;
+pub use config::{KeepAlive, TcpConfig};
 pub use conn::{Conn, ConnError, FourTuple, OutSegment, State};
 pub use input::Reply;
 pub use recv_queue::{Insert, RecvQueue};

@@ -36,6 +36,8 @@ pub struct Pair {
     /// When set, every frame put on the wire is also kept in `recorded` with its destination.
     pub record: bool,
     pub recorded: Vec<(Side, Vec<u8>)>,
+    /// Frames for this side are lost (a peer that vanished).
+    pub blackhole: Option<Side>,
 }
 
 /// A stack config for host `n` (IPv4 and IPv6), with `f` applied.
@@ -65,6 +67,7 @@ impl Pair {
             max_visits: 0,
             record: false,
             recorded: Vec::new(),
+            blackhole: None,
         }
     }
 
@@ -102,6 +105,9 @@ impl Pair {
             for bytes in link.tx.drain(..) {
                 if self.record {
                     self.recorded.push((to, bytes.clone()));
+                }
+                if self.blackhole == Some(to) {
+                    continue;
                 }
                 self.seq += 1;
                 self.wire.push(Reverse((now + self.latency, self.seq, to, bytes)));
