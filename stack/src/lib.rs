@@ -50,5 +50,7 @@ pub mod wheel;
 pub mod wire;
 
 pub use counters::Counters;
-pub use iface::{ConnHandle, Full, Link, ListenHandle, Readiness, SocketError, Stack, StackConfig, UdpHandle};
+pub use iface::{
+    ConnHandle, Full, Link, ListenHandle, MemoryUse, Readiness, SocketError, Stack, StackConfig, UdpHandle,
+};
 pub use smoltcp::time::{Duration, Instant};

@@ -153,7 +153,7 @@ impl Stack {
         let tuple = FourTuple { local, remote };
         let iss = self.isn(now, &tuple);
         let mss = self.local_mss(&remote.addr);
-        let mut conn = Conn::connect(&self.cfg.tcp, tuple, iss, mss);
+        let mut conn = Conn::connect(&self.tcp, tuple, iss, mss);
         conn.set_ts_offset(self.ts_offset(&tuple));
         Ok(self.insert_conn(conn, None, false, None))
     }

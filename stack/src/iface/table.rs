@@ -62,6 +62,21 @@ pub(crate) struct Slot {
     pub(crate) unrouted: bool,
 }
 
+/// Memory the connection table holds; see [`Stack::memory`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Connections in any state but TIME-WAIT.
+    pub connections: usize,
+    /// Bytes for them: the slots (by the table's capacity, which never shrinks), each
+    /// connection's heap ([`Conn::heap_bytes`]), the four-tuple index, the timer wheel and
+    /// the lists. Frames they reference belong to the pool and are not counted.
+    pub connection_bytes: usize,
+    /// TIME-WAIT entries.
+    pub time_wait: usize,
+    /// Bytes for them: the entries (by capacity) and their four-tuple index.
+    pub time_wait_bytes: usize,
+}
+
 /// A listening port.
 #[derive(Debug, Default)]
 pub(crate) struct Listener {
@@ -129,6 +144,26 @@ impl Stack {
         if (may_ready || changed) && !slot.ready && e.conn.wants_output() {
             slot.ready = true;
             self.ready.push_back(idx);
+        }
+    }
+
+    /// What the connection table holds in memory. Walks the table (each connection's heap):
+    /// for metrics and diagnostics, not for every turn.
+    pub fn memory(&self) -> MemoryUse {
+        let heap: usize = self.slots.iter().filter_map(|s| s.entry.as_ref()).map(|e| e.conn.heap_bytes()).sum();
+        let unrouted: usize = self.unrouted.values().map(|v| v.capacity() * size_of::<ConnHandle>()).sum();
+        MemoryUse {
+            connections: self.live,
+            connection_bytes: self.slots.capacity() * size_of::<Slot>()
+                + self.free.capacity() * size_of::<u32>()
+                + heap
+                + super::hash_map_bytes(&self.by_tuple)
+                + self.wheel.heap_bytes()
+                + (self.ready.capacity() + self.changed.capacity() + self.fired.capacity()) * size_of::<u32>()
+                + super::hash_map_bytes(&self.unrouted)
+                + unrouted,
+            time_wait: self.time_wait.len(),
+            time_wait_bytes: self.time_wait.heap_bytes(),
         }
     }
 

@@ -109,7 +109,7 @@ impl Stack {
             return;
         }
         let iss = iss.unwrap_or_else(|| self.isn(now, &tuple));
-        let mut conn = Conn::accept_syn(&self.cfg.tcp, tuple, iss, local_mss, syn);
+        let mut conn = Conn::accept_syn(&self.tcp, tuple, iss, local_mss, syn);
         conn.set_ts_offset(self.ts_offset(&tuple));
         self.insert_conn(conn, Some(port), true, Some(route.dst_mac));
     }
@@ -140,7 +140,7 @@ impl Stack {
         self.counters.tcp_syn_cookies_accepted += 1;
         self.counters.tcp_established += 1;
         let local_mss = self.local_mss(&tuple.remote.addr);
-        let conn = Conn::from_cookie(&self.cfg.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
+        let conn = Conn::from_cookie(&self.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
         let h = self.insert_conn(conn, Some(port), false, Some(route.dst_mac));
         if let Some(e) = self.slots[h.idx as usize].entry.as_mut() {
             e.conn.handle_segment(now, hdr, payload, &mut self.counters);

@@ -117,6 +117,13 @@ impl TimeWaitTable {
         }
     }
 
+    /// Bytes of heap the table holds: its entries (by capacity), free list and index.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<TwSlot>()
+            + self.free.capacity() * size_of::<u32>()
+            + super::hash_map_bytes(&self.by_tuple)
+    }
+
     /// Links `idx` in expiry order, searching from the tail (where it nearly always goes).
     fn link_sorted(&mut self, idx: u32) {
         let expires = self.slots[idx as usize].expires;

@@ -1,6 +1,8 @@
 //! One TCP connection (RFC 9293): its state, its queues, and the application-facing calls.
 //! Segment input is in `input.rs`, output in `output.rs`, timers in `timer.rs`.
 
+use std::sync::Arc;
+
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
@@ -93,7 +95,8 @@ impl OutSegment {
 /// A TCP connection: the transmission control block and its queues.
 #[derive(Debug)]
 pub struct Conn {
-    pub(super) cfg: TcpConfig,
+    /// Shared by every connection of a stack (one pointer, not a copy, per connection).
+    pub(super) cfg: Arc<TcpConfig>,
     pub(super) tuple: FourTuple,
     pub(super) state: State,
     pub(super) error: Option<ConnError>,
@@ -168,7 +171,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    fn new(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
+    fn new(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
         let mut rcv_wscale = 0;
         if cfg.window_scaling {
             while (cfg.recv_buffer >> rcv_wscale) > 65535 && rcv_wscale < 14 {
@@ -177,7 +180,7 @@ impl Conn {
         }
         let mss = usize::from(local_mss);
         Conn {
-            cfg: cfg.clone(),
+            cfg: Arc::clone(cfg),
             tuple,
             state,
             error: None,
@@ -235,12 +238,12 @@ impl Conn {
     }
 
     /// An active open: the SYN goes out on the next poll.
-    pub fn connect(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
+    pub fn connect(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
         Conn::new(cfg, tuple, iss, local_mss, State::SynSent)
     }
 
     /// A passive open from a received SYN: the SYN-ACK goes out on the next poll.
-    pub fn accept_syn(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
+    pub fn accept_syn(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::SynReceived);
         c.take_syn_options(syn);
         c.irs = syn.seq;
@@ -255,7 +258,7 @@ impl Conn {
     /// A connection completed from a SYN cookie: the handshake's options are not known
     /// except the MSS the cookie carries, so no scaling, SACK or timestamps.
     pub fn from_cookie(
-        cfg: &TcpConfig,
+        cfg: &Arc<TcpConfig>,
         tuple: FourTuple,
         iss: Seq,
         local_mss: u16,
@@ -359,6 +362,17 @@ impl Conn {
     pub fn negotiated(&self) -> (bool, bool, Option<(u8, u8)>) {
         let ws = (self.snd_wscale != 0 || self.rcv_wscale != 0).then_some((self.snd_wscale, self.rcv_wscale));
         (self.sack_ok, self.ts_ok, ws)
+    }
+
+    /// Bytes of heap this connection holds beyond its own struct: the congestion
+    /// controller and the capacity of its queues (which grow with use and are kept).
+    /// Frames it references are the pool's, not counted here.
+    pub fn heap_bytes(&self) -> usize {
+        size_of_val(&*self.cc)
+            + self.sendq.heap_bytes()
+            + self.recvq.heap_bytes()
+            + self.scoreboard.heap_bytes()
+            + self.rexmit_marks.capacity() * size_of::<(Seq, Seq)>()
     }
 
     /// Whether the application has closed the connection.
