@@ -116,6 +116,18 @@ impl OurHost {
         self
     }
 
+    /// A server that keeps its stack (and whatever it went through) and serves the next
+    /// connection it accepts with `role`.
+    pub fn serve_again(&mut self, role: Role, stream: Stream) {
+        assert!(self.listen.is_some(), "not a server");
+        self.conn = None;
+        self.role = role;
+        self.stream = stream;
+        self.pos = 0;
+        self.closed = false;
+        self.finished = false;
+    }
+
     pub fn client_v6(mut self, peer: u8) -> Self {
         self.connect_to = Some(IpEndpoint::new(IpAddress::Ipv6(ip6(peer)), PORT));
         self
