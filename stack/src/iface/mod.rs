@@ -4,7 +4,8 @@
 //! Inputs are [`Stack::handle_frame`] (a received frame) and [`Stack::handle_timeout`];
 //! the output is [`Stack::dispatch`], which builds every pending packet into frames from
 //! the [`Link`] and hands them to it. [`Stack::poll_at`] says when timers next need a call.
-//! None of them walks the connection table: see [`table`] for the lists that replace it.
+//! None of them walks the connection table: the timer wheel, the ready list and the
+//! change list (module `table`) hold what needs attention, TIME-WAIT is a table of its own.
 
 mod api;
 mod control;
