@@ -217,8 +217,7 @@ impl Stack {
     /// Retries every parked connection (their resolution requests go out again).
     pub(crate) fn retry_unrouted(&mut self) {
         self.unrouted_retry = None;
-        let all: Vec<Vec<ConnHandle>> = self.unrouted.drain().map(|(_, v)| v).collect();
-        for list in all {
+        for (_, list) in std::mem::take(&mut self.unrouted) {
             self.wake(list);
         }
     }

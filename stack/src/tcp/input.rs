@@ -264,11 +264,14 @@ impl Conn {
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.timers.clear(TimerKind::FinWait2);
-        self.timers.clear(TimerKind::KeepAlive);
+        // Everything we sent is acknowledged: no retransmission, probe or loss probe is
+        // left to send (the stack then keeps only a compact TIME-WAIT entry).
+        self.timers.clear_all();
         self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
-        self.timers.clear(TimerKind::Retransmit);
-        self.timers.clear(TimerKind::Persist);
+        self.rexmit_pending = false;
+        self.tlp_pending = false;
+        self.probe_pending = false;
+        self.ka_pending = false;
         self.sendq.ack_to(self.sendq.tail());
     }
 
