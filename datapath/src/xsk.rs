@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use umem::{BufSlice, Pool};
+use umem::{BufSlice, Pool, UmemAddr};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
@@ -180,7 +180,7 @@ pub struct XskSocket {
     tx_inflight: Cursor,
     tx_size: u32,
     stats: XskStats,
-    scratch: Vec<u64>,
+    scratch: Vec<UmemAddr>,
     pool: Pool,
 }
 
@@ -368,7 +368,7 @@ impl XskSocket {
             tx_inflight: Cursor::new(cfg.tx_size.next_power_of_two().max(cfg.comp_size) * 2, 0),
             tx_size: cfg.tx_size,
             stats: XskStats::default(),
-            scratch: vec![0; cfg.fill_size as usize],
+            scratch: vec![UmemAddr::default(); cfg.fill_size as usize],
             pool: pool.clone(),
         };
         sock.refill();
@@ -421,7 +421,7 @@ impl XskSocket {
         if n < room {
             self.stats.fill_starved += 1;
         }
-        let put = w.insert(self.scratch[..n].iter().copied());
+        let put = w.insert(self.scratch[..n].iter().map(|a| a.get()));
         w.commit();
         drop(w);
         debug_assert_eq!(put as usize, n);
@@ -438,7 +438,7 @@ impl XskSocket {
         while let Some(desc) = r.read() {
             let base = desc.addr & ADDR_MASK;
             let data = base + (desc.addr >> UNALIGNED_OFFSET_SHIFT);
-            let Ok(buf) = self.pool.reclaim(base) else {
+            let Ok(buf) = self.pool.reclaim(UmemAddr::new(base)) else {
                 self.stats.bad_addrs += 1;
                 continue;
             };
@@ -499,7 +499,7 @@ impl XskSocket {
         let mut c = self.fq.complete(self.scratch.len() as u32);
         let mut n = 0;
         while let Some(addr) = c.read() {
-            if self.pool.release(addr & ADDR_MASK).is_err() {
+            if self.pool.release(UmemAddr::new(addr & ADDR_MASK)).is_err() {
                 self.stats.bad_addrs += 1;
             }
             n += 1;
@@ -650,7 +650,7 @@ impl Drop for TxBatch<'_> {
             // Take the ring slots back, and the leases with them.
             self.ring.cancel(self.capacity);
             for &addr in &self.leased {
-                let _ = self.pool.release(addr);
+                let _ = self.pool.release(UmemAddr::new(addr));
             }
         }
     }
