@@ -36,7 +36,7 @@ fn the_offered_right_edge_never_moves_left_while_the_reader_lags() {
             sent += p.server.write_frames(s, &[BufSlice::new(b, 0..1777).expect("range")]).expect("write");
         }
         // Read 333 bytes every third turn.
-        if step % 3 == 0 {
+        if step.is_multiple_of(3) {
             let _ = p.client.read(c, 333);
         }
     });
