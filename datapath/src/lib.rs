@@ -24,22 +24,27 @@
 //! endpoint for HPC layers is the `datapath-msg` crate (`datapath/msg`), which sits on top
 //! of this one and of `stack`.
 
+mod batch;
 pub mod caps;
 mod error;
 mod iface;
+pub mod netdev;
 mod program;
 pub mod ring;
+mod rings;
 mod signals;
 mod sockopt;
-mod txring;
+mod sys;
 mod xsk;
 
+pub use batch::{PushError, TxBatch, TxChecksum};
 pub use error::Error;
 pub use iface::{fmt_mac, parse_mac, Interface};
+pub use netdev::XskFeatures;
 pub use program::{AttachMode, AttachPolicy, ProgramCounters, Proto, SteerProgram};
 pub use signals::Shutdown;
 pub use sockopt::set_busy_poll;
+pub use sys::XDP_PKT_CONTD;
 pub use xsk::{
-    BindMode, BindPolicy, BusyPoll, PushError, RxFrame, TxBatch, XskConfig, XskSocket, XskStats, XDP_PACKET_HEADROOM,
-    XDP_PKT_CONTD,
+    BindMode, BindPolicy, BusyPoll, RxFrame, TxChecksumOffload, XskConfig, XskSocket, XskStats, XDP_PACKET_HEADROOM,
 };
