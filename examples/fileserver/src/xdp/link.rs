@@ -22,8 +22,10 @@ impl Link for XskLink<'_> {
         self.sock.multi_buffer()
     }
 
-    fn tx_room(&mut self) -> usize {
-        self.sock.tx_free() as usize
+    fn has_tx_room(&mut self, descs: usize) -> bool {
+        // The kernel's consumer index is read again only when the cached view is short.
+        let want = u32::try_from(descs).unwrap_or(u32::MAX);
+        self.sock.tx_room(want) >= want
     }
 
     fn alloc_frame(&mut self) -> Option<Buf> {
