@@ -90,7 +90,10 @@ struct Args {
     /// Attach XDP in generic (skb) mode.
     #[arg(long)]
     skb: bool,
-    /// Never sleep when idle (lowest latency, one core busy per worker).
+    /// Never sleep: each worker spins on its rings (lowest latency, one core busy per
+    /// worker). By default a worker that found nothing to do for a few turns sleeps in
+    /// poll(2) on its AF_XDP socket and io_uring until input or its next timer, also while
+    /// data is in flight.
     #[arg(long)]
     busy: bool,
     /// Control port on the kernel stack: any GET on it returns the counters as text (the

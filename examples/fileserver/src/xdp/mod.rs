@@ -37,6 +37,7 @@
 
 mod control;
 mod core;
+mod idle;
 mod link;
 mod peer;
 mod publish;
@@ -218,6 +219,9 @@ pub fn run(
 
     let failed = wait(&workers, &slots, &prog_counters, &program, stop, dump);
     stop.store(true, Ordering::Relaxed);
+    for w in &workers {
+        w.wake();
+    }
     println!("fileserver: stopping");
     let mut finals = Vec::new();
     let mut errors = Vec::new();

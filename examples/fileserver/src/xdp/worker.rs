@@ -8,12 +8,15 @@
 //!        ─► loop: RX batch ─► Core::turn ─► completions, refill, kick ─► publish ─► sleep?
 //! ```
 //!
+//! It sleeps in `ppoll(2)` when a few turns found nothing to do (see [`super::idle`]), on
+//! its socket, its io_uring and an eventfd that [`Worker::wake`] writes; `--busy` spins.
+//!
 //! The main thread puts the socket (by its descriptor) into the XSKMAP and steers the
 //! port only after every worker reported [`Ready`], and sends "go" only after privileges
 //! are dropped, so nothing is served as root.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -22,10 +25,13 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use datapath::{BindMode, BindPolicy, Interface, XskConfig, XskSocket};
+use fileserver_sys::poll::{self, Wait};
+use rustix::event::EventfdFlags;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stack::{Stack, StackConfig};
 use umem::{Backing, BlockCache, BlockReader, Pool};
 
+use super::idle::{self, Idle, SPIN_TURNS};
 use super::link::XskLink;
 use super::publish::{Publisher, Slot};
 use super::{Core, XdpOpts};
@@ -77,6 +83,8 @@ pub struct Worker {
     pub slot: Arc<Slot>,
     ready: Receiver<Result<Ready>>,
     go: Option<Sender<()>>,
+    /// Written to wake the worker from its sleep.
+    wake: Arc<OwnedFd>,
     thread: JoinHandle<Result<Metrics>>,
 }
 
@@ -88,12 +96,19 @@ impl Worker {
         let slot = Arc::new(Slot::default());
         let (ready_tx, ready) = mpsc::channel();
         let (go, go_rx) = mpsc::channel();
-        let thread_slot = slot.clone();
+        let wake =
+            Arc::new(rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).context("eventfd")?);
+        let (thread_slot, thread_wake) = (slot.clone(), wake.clone());
         let thread = std::thread::Builder::new()
             .name(format!("xdp-q{queue}"))
-            .spawn(move || run(spec, &stop, &thread_slot, &ready_tx, &go_rx))
+            .spawn(move || run(spec, &stop, &thread_slot, &thread_wake, &ready_tx, &go_rx))
             .with_context(|| format!("spawning the worker of queue {queue}"))?;
-        Ok(Worker { queue, cpu, slot, ready, go: Some(go), thread })
+        Ok(Worker { queue, cpu, slot, ready, go: Some(go), wake, thread })
+    }
+
+    /// Wakes the worker if it sleeps (after `stop` is set, so that it sees it now).
+    pub fn wake(&self) {
+        let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
     }
 
     /// Waits (at most `timeout`) until the worker has its socket.
@@ -128,11 +143,12 @@ fn run(
     spec: Spec,
     stop: &AtomicBool,
     slot: &Slot,
+    wake: &OwnedFd,
     ready: &Sender<Result<Ready>>,
     go: &Receiver<()>,
 ) -> Result<Metrics> {
     let (queue, busy) = (spec.queue, spec.opts.busy);
-    let (mut core, mut sock, facts) = match set_up(spec) {
+    let (mut core, mut sock, tx_size, facts) = match set_up(spec) {
         Ok(parts) => parts,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -142,13 +158,15 @@ fn run(
     let _ = ready.send(Ok(facts));
     if go.recv().is_err() {
         // The server gave up before serving (another worker failed).
-        return Ok(metrics(&core, &sock, 0));
+        return Ok(metrics(&core, &sock, &Loop::default()));
     }
-    Ok(serve(&mut core, &mut sock, busy, stop, slot))
+    let mut l = Loop { busy, tx_size, ..Loop::default() };
+    l.serve(&mut core, &mut sock, stop, slot, wake);
+    Ok(metrics(&core, &sock, &l))
 }
 
 /// Pins the thread, builds the pool, socket, reader, cache, stack and core.
-fn set_up(spec: Spec) -> Result<(Core, XskSocket, Ready)> {
+fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let Spec { queue, cpu, iface, mac, addr, opts, secret, root } = spec;
     if let Some(cpu) = cpu {
         let mut set = rustix::thread::CpuSet::new();
@@ -159,8 +177,8 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, Ready)> {
     let t0 = StdInstant::now();
     let pool = Pool::new(&opts.pool.pool_config(opts.frames)).context("creating the pool")?;
     let t1 = StdInstant::now();
-    let sock =
-        XskSocket::open(&pool, &iface, &XskConfig { queue, bind: BindPolicy::PreferZeroCopy, ..XskConfig::default() })?;
+    let xcfg = XskConfig { queue, bind: BindPolicy::PreferZeroCopy, ..XskConfig::default() };
+    let sock = XskSocket::open(&pool, &iface, &xcfg)?;
     let t2 = StdInstant::now();
     let reader = BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
     let t3 = StdInstant::now();
@@ -184,55 +202,83 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, Ready)> {
         uring_time: t3 - t2,
     };
     let core = Core::new(stack, listener, cache, root, opts.limits.clone());
-    Ok((core, sock, ready))
+    Ok((core, sock, xcfg.tx_size, ready))
 }
 
-/// The run-to-completion loop, until `stop`; the final counters.
-fn serve(core: &mut Core, sock: &mut XskSocket, busy: bool, stop: &AtomicBool, slot: &Slot) -> Metrics {
-    let mtu = sock.interface().mtu as usize;
-    let clock = Clock::start();
-    let mut rx = Vec::with_capacity(64);
-    let mut refused = 0u64;
-    let mut idle = 0u32;
-    let mut publisher = Publisher::default();
-    while !stop.load(Ordering::Relaxed) {
-        let now = clock.now();
-        rx.clear();
-        let n = sock.recv(&mut rx, 64);
-        for f in rx.drain(..) {
-            if f.more {
-                // Requests and ACKs fit one frame; a multi-buffer RX packet is not ours.
-                core.metrics.rx_multi_dropped += 1;
-                continue;
+/// The loop's settings and counters.
+#[derive(Debug, Default)]
+struct Loop {
+    /// Never sleep (`--busy`).
+    busy: bool,
+    /// Entries of the TX ring.
+    tx_size: u32,
+    /// Packets the link refused for a reason other than a full ring (should stay 0).
+    refused: u64,
+    turns: u64,
+    sleeps: u64,
+    /// Sleeps bounded by [`idle::MEMORY_WAIT`].
+    memory_sleeps: u64,
+    wait_errors: u64,
+}
+
+impl Loop {
+    /// The run-to-completion loop, until `stop`.
+    fn serve(&mut self, core: &mut Core, sock: &mut XskSocket, stop: &AtomicBool, slot: &Slot, wake: &OwnedFd) {
+        let mtu = sock.interface().mtu as usize;
+        let clock = Clock::start();
+        let mut rx = Vec::with_capacity(64);
+        let mut idle = 0u32;
+        let mut publisher = Publisher::default();
+        let ring = core.blocks().cache().reader().ring().as_raw_fd();
+        let mut fds = [Wait::readable(sock.as_raw_fd()), Wait::readable(ring), Wait::readable(wake.as_raw_fd())];
+        while !stop.load(Ordering::Relaxed) {
+            let now = clock.now();
+            self.turns += 1;
+            rx.clear();
+            let n = sock.recv(&mut rx, 64);
+            for f in rx.drain(..) {
+                if f.more {
+                    // Requests and ACKs fit one frame; a multi-buffer RX packet is not ours.
+                    core.metrics.rx_multi_dropped += 1;
+                    continue;
+                }
+                core.receive(now.mono, f.data);
             }
-            core.receive(now.mono, f.data);
-        }
-        let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut refused });
-        sock.poll();
-        let worked = n > 0 || turn.sent > 0 || turn.completed > 0;
-        idle = if worked { 0 } else { idle + 1 };
-        publisher.turn(worked);
-        let sleep = !busy && idle > 512 && !core.blocks().reading() && sock.tx_in_flight() == 0;
-        if publisher.due(now.mono, sleep) && slot.offer(|| metrics(core, sock, refused)) {
-            publisher.published(now.mono);
-        }
-        if sleep {
-            // Sleep until a packet arrives or the next timer, at most 10 ms.
-            // (smoltcp's `Instant - Instant` is an absolute difference: a past time means now.)
-            let wait = core.poll_at().map_or(StdDuration::from_millis(10), |t| match t > now.mono {
-                true => StdDuration::from_micros((t - now.mono).total_micros().min(10_000)),
-                false => StdDuration::ZERO,
-            });
-            if !wait.is_zero() {
-                sock.wait(wait);
+            let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut self.refused });
+            let reaped = sock.complete();
+            sock.poll();
+            let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
+            idle = if worked { 0 } else { idle.saturating_add(1) };
+            publisher.turn(worked);
+            let sleep = match self.busy || idle < SPIN_TURNS {
+                true => None,
+                false => idle::sleep_for(&Idle {
+                    now: now.mono,
+                    next_timer: core.poll_at(),
+                    tx_unsent: sock.tx_free() < self.tx_size,
+                    tx_in_flight: sock.tx_in_flight() > 0,
+                    memory_wait: core.waiting_for_memory() || core.blocks().pool().stats().frames_free == 0,
+                }),
+            };
+            if publisher.due(now.mono, sleep.is_some()) && slot.offer(|| metrics(core, sock, self)) {
+                publisher.published(now.mono);
+            }
+            if let Some(timeout) = sleep {
+                self.sleeps += 1;
+                self.memory_sleeps += u64::from(timeout == Some(idle::MEMORY_WAIT));
+                if let Err(e) = poll::wait(&mut fds, timeout) {
+                    if self.wait_errors == 0 {
+                        log::warn!("queue {}: ppoll: {e}", sock.queue());
+                    }
+                    self.wait_errors += 1;
+                }
             }
         }
     }
-    metrics(core, sock, refused)
 }
 
-/// The core's counters with the AF_XDP socket's.
-fn metrics(core: &Core, sock: &XskSocket, refused: u64) -> Metrics {
+/// The core's counters with the AF_XDP socket's and the loop's.
+fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
     let mut m: Metrics = core.metrics();
     let xs = sock.stats();
     m.extra.extend([
@@ -245,7 +291,11 @@ fn metrics(core: &Core, sock: &XskSocket, refused: u64) -> Metrics {
         ("xsk_tx_completed_total".into(), xs.tx_completed),
         ("xsk_tx_wakeups_total".into(), xs.tx_wakeups),
         ("xsk_tx_wakeup_errors_total".into(), xs.tx_wakeup_errors),
-        ("xsk_tx_refused_total".into(), refused),
+        ("xsk_tx_refused_total".into(), l.refused),
+        ("loop_turns_total".into(), l.turns),
+        ("loop_sleeps_total".into(), l.sleeps),
+        ("loop_memory_sleeps_total".into(), l.memory_sleeps),
+        ("loop_wait_errors_total".into(), l.wait_errors),
     ]);
     m
 }
