@@ -11,6 +11,7 @@ mod fstest;
 mod fuzz;
 mod impair;
 mod ladder;
+mod mqtest;
 mod msg;
 mod netns;
 mod nginx;
@@ -456,6 +457,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
+    mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
     let ns = suite.finish("namespace tests");
