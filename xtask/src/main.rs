@@ -151,6 +151,15 @@ enum BenchCmd {
         /// A short run.
         #[arg(long)]
         quick: bool,
+        /// Instead of the nginx comparison: the AF_XDP server with each of these worker
+        /// counts (e.g. `1,2`) on a veth pair with as many queues; requests/s of the 16 KiB
+        /// set over keep-alive and with a connection per request, with the server's and the
+        /// client's CPU use (target/bench/files-queues.md).
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<u32>>,
+        /// wrk connections of the --queues runs.
+        #[arg(long, default_value_t = 16, requires = "queues")]
+        connections: u32,
     },
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
@@ -311,7 +320,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
-        Cmd::Bench { what: BenchCmd::Files { seconds, quick } } => {
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections } } => {
+            let bins = prepare()?;
+            ladder::scale_bench(&bins, &queues, if quick { seconds.min(2) } else { seconds }, connections)
+        }
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: None, .. } } => {
             let bins = prepare()?;
             for mtu in [1500, 9000] {
                 let opts = ladder::BenchOpts {
