@@ -208,6 +208,9 @@ fn run(args: Args) -> Result<()> {
             })?;
         }
         Backend::Kernel => {
+            if args.queues != options::Queues::Count(1) || args.cpus.is_some() {
+                bail!("--queues and --cpus are for --backend xdp (the kernel backend runs one thread)");
+            }
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_addr();
             let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
