@@ -13,6 +13,7 @@ mod fstest;
 mod fuzz;
 mod impair;
 mod ladder;
+mod mqtest;
 mod msg;
 mod netns;
 mod nginx;
@@ -152,6 +153,15 @@ enum BenchCmd {
         /// A short run.
         #[arg(long)]
         quick: bool,
+        /// Instead of the nginx comparison: the AF_XDP server with each of these worker
+        /// counts (e.g. `1,2`) on a veth pair with as many queues; requests/s of the 16 KiB
+        /// set over keep-alive and with a connection per request, with the server's and the
+        /// client's CPU use (target/bench/files-queues.md).
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<u32>>,
+        /// wrk connections of the --queues runs.
+        #[arg(long, default_value_t = 16, requires = "queues")]
+        connections: u32,
     },
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
@@ -323,7 +333,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
-        Cmd::Bench { what: BenchCmd::Files { seconds, quick } } => {
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections } } => {
+            let bins = prepare()?;
+            ladder::scale_bench(&bins, &queues, if quick { seconds.min(2) } else { seconds }, connections)
+        }
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: None, .. } } => {
             let bins = prepare()?;
             for mtu in [1500, 9000] {
                 let opts = ladder::BenchOpts {
@@ -475,6 +489,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
+    mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
     fabric::tests(&mut suite, &fabric::Provider::default());
