@@ -15,6 +15,11 @@
 //! (`XDP_USE_SG`) needs 6.6. On veth the socket binds in copy mode (the kernel copies
 //! between its skb and the pool; this process never copies); on drivers with AF_XDP
 //! zero-copy (ice, mlx5, i40e) the NIC DMAs into the pool. [`XskSocket::mode`] says which.
+//! TX checksum offload through AF_XDP TX metadata ([`XskConfig::tx_checksum_offload`])
+//! needs 6.8 (`XDP_UMEM_TX_METADATA_LEN`), and in zero-copy mode a driver that reports
+//! `tx-checksum` in its [`XskFeatures`]; [`XskSocket::tx_checksum`] says what is in force.
+//! The socket, the UMEM registration and the four ring mappings are this crate's own
+//! (`sys`, `rings`): xdpilone, used before, registers no TX metadata.
 //!
 //! An embedding (a messaging library, the TCP stack) owns one [`Pool`](umem::Pool) and one
 //! [`XskSocket`] per queue per thread and runs: `recv` a batch, handle it, `tx_batch` /
