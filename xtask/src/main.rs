@@ -116,7 +116,8 @@ enum NetnsCmd {
         #[arg(long, default_value_t = 1500)]
         mtu: u32,
     },
-    /// Remove every namespace this tool created (names starting with `zc-`).
+    /// Remove the namespaces `netns up` left, and any left by runs that died (names
+    /// starting with `zc-`); namespaces of a test run still in progress are kept.
     Down,
 }
 
