@@ -75,8 +75,15 @@ pub struct ProgramCounters {
     pub passed: u64,
     /// Truncated or inconsistent packets (left to the kernel).
     pub malformed: u64,
-    /// Matched packets with no socket on their queue (left to the kernel).
+    /// Packets of a steered flow that arrived on a queue with no socket: dropped (the
+    /// kernel would reset the flow). Bind every queue, or steer the flow to a bound one.
     pub no_socket: u64,
+    /// IP fragments of steered flows redirected.
+    pub fragments: u64,
+    /// ICMP errors (fragmentation needed, packet too big, ...) quoting a steered flow, redirected.
+    pub icmp_errors: u64,
+    /// Redirected packets that carried VLAN tags.
+    pub vlan: u64,
 }
 
 /// The loaded, attached program and its maps. Dropping it detaches the program.
@@ -177,6 +184,9 @@ impl SteerProgram {
             passed: sums[Counter::Passed as usize],
             malformed: sums[Counter::Malformed as usize],
             no_socket: sums[Counter::NoSocket as usize],
+            fragments: sums[Counter::Fragments as usize],
+            icmp_errors: sums[Counter::IcmpErrors as usize],
+            vlan: sums[Counter::Vlan as usize],
         })
     }
 }

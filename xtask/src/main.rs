@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod ebpf;
 mod fstest;
+mod fuzz;
 mod impair;
 mod ladder;
 mod msg;
@@ -18,6 +19,7 @@ mod setup;
 mod tcpcraft;
 mod tcptest;
 mod toolchain;
+mod txceil;
 mod util;
 
 use std::net::SocketAddr;
@@ -79,6 +81,16 @@ enum Cmd {
         #[arg(long)]
         no_unit: bool,
     },
+    /// Run the fuzz targets in fuzz/ (cargo-fuzz on the pinned nightly), each for a while,
+    /// from its committed seed corpus; prints executions and coverage per target and fails
+    /// on a crash, naming the input and how to minimize it.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Only this target (see fuzz/Cargo.toml).
+        target: Option<String>,
+    },
     /// Benchmarks, each side by side with the kernel's own path in the same run.
     Bench {
         #[command(subcommand)]
@@ -107,6 +119,17 @@ enum NetnsCmd {
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// The AF_XDP transmit ceiling of the veth pair from one core: prebuilt packets, the
+    /// TX ring kept full, at MTU 1500 and 9000 (multi-buffer); packets/s and Gbit/s.
+    Txceil {
+        /// Seconds per MTU.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Leave the client's receive processing on the sender's core (veth's default)
+        /// instead of moving it to the other core with RPS.
+        #[arg(long)]
+        same_core: bool,
+    },
     /// AF_XDP UDP echo vs a kernel UDP echo server: datagrams per second and the ratio.
     Echo {
         /// Seconds per measurement.
@@ -193,10 +216,27 @@ enum Internal {
         a: String,
         #[arg(long)]
         b: String,
+        /// Mean loss each way, percent.
         #[arg(long, default_value_t = 1.0)]
         loss_pct: f64,
+        /// Mean loss burst in frames (Gilbert-Elliott); 1 for independent losses.
+        #[arg(long, default_value_t = 1.0)]
+        burst_len: f64,
+        /// Frames reordered (by one) each way, percent.
         #[arg(long, default_value_t = 1.0)]
         reorder_pct: f64,
+        /// One-way delay each way, milliseconds (RTT = 2 x this).
+        #[arg(long, default_value_t = 0.0)]
+        delay_ms: f64,
+        /// Extra uniform random delay, milliseconds (delays without reordering).
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Bottleneck rate each way, Mbit/s (default: unlimited).
+        #[arg(long)]
+        rate_mbit: Option<f64>,
+        /// Bottleneck queue, KiB (drop-tail).
+        #[arg(long, default_value_t = 2048)]
+        queue_kb: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long, default_value_t = 600.0)]
@@ -257,7 +297,15 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Ok(())
         }
         Cmd::Demo => demo(),
+        Cmd::Fuzz { seconds, target } => {
+            setup::ensure(setup::Profile::Full)?;
+            fuzz::run(seconds, target.as_deref()).map(|_| ())
+        }
         Cmd::Test { filter, no_unit } => test(filter, no_unit),
+        Cmd::Bench { what: BenchCmd::Txceil { seconds, same_core } } => {
+            let bins = prepare()?;
+            txceil::bench(&bins, seconds, same_core)
+        }
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
@@ -299,9 +347,33 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Internal::UdpFlood { server, size, seconds, window } => client::udp_flood(server, size, seconds, window),
             Internal::UdpKernelEcho { port, seconds } => client::udp_kernel_echo(port, seconds),
             Internal::TcpRefused { server } => client::tcp_refused(server),
-            Internal::Impair { a, b, loss_pct, reorder_pct, seed, seconds } => {
-                impair::impair(&a, &b, loss_pct, reorder_pct, seed, seconds)
-            }
+            Internal::Impair {
+                a,
+                b,
+                loss_pct,
+                burst_len,
+                reorder_pct,
+                delay_ms,
+                jitter_ms,
+                rate_mbit,
+                queue_kb,
+                seed,
+                seconds,
+            } => impair::impair(
+                &a,
+                &b,
+                &impair::Args {
+                    loss_pct,
+                    burst_len,
+                    reorder_pct,
+                    delay_ms,
+                    jitter_ms,
+                    rate_mbit,
+                    queue_kb,
+                    seed,
+                    seconds,
+                },
+            ),
             Internal::TcpCraft { iface, server, server_mac, count, syns } => {
                 tcpcraft::craft(&iface, server, &server_mac, count, syns)
             }
@@ -331,11 +403,14 @@ fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
         "pingpong",
         "-p",
         "msgrate",
+        "-p",
+        "txceil",
     ]))?;
     let xtask = std::env::current_exe()?;
     Ok(nstest::Bins {
         echo: nstest::release_bin(&root(), "udp-echo")?,
         fileserver: nstest::release_bin(&root(), "fileserver")?,
+        txceil: nstest::release_bin(&root(), "txceil")?,
         msg: msg::MsgBins {
             pingpong: nstest::release_bin(&root(), "pingpong")?,
             msgrate: nstest::release_bin(&root(), "msgrate")?,
@@ -344,6 +419,9 @@ fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
         xtask,
     })
 }
+
+/// How long the test command runs each fuzz target (`cargo xtask fuzz` runs longer).
+const FUZZ_REGRESSION_SECONDS: u64 = 20;
 
 fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     setup::ensure(setup::Profile::Full)?;
@@ -366,6 +444,8 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
         // The committed XDP object must come from the sources in the tree.
         println!("eBPF object: cargo xtask ebpf --check");
         ebpf::check(true).context("eBPF object check")?;
+        println!("fuzz regression: every target for {FUZZ_REGRESSION_SECONDS} s over its committed corpus");
+        fuzz::run(FUZZ_REGRESSION_SECONDS, None).context("fuzz regression")?;
         println!("unit tests: cargo test --workspace");
         if run(Command::new(env!("CARGO")).current_dir(root()).args(["test", "--workspace"])).is_err() {
             failed = true;

@@ -94,6 +94,20 @@ impl Netns {
         c
     }
 
+    /// Steers the client veth's receive processing to `cpu` with RPS, as on two hosts: veth
+    /// hands a packet to its peer with `netif_rx` on the *sending* CPU, so without RPS the
+    /// client's whole TCP receive runs in softirq on the server's core.
+    pub fn client_rps(&self, cpu: u32) -> Result<()> {
+        rps(&self.client, &self.cli_if, cpu)
+    }
+
+    /// The client veth's MAC address.
+    pub fn client_mac(&self) -> Result<String> {
+        let (ok, text) = output(self.in_client("cat").arg(format!("/sys/class/net/{}/address", self.cli_if)))?;
+        anyhow::ensure!(ok, "reading the client MAC: {text}");
+        Ok(text.trim().to_string())
+    }
+
     /// Sets the MTU of both ends.
     pub fn set_mtu(&self, mtu: u32) -> Result<()> {
         let m = mtu.to_string();
@@ -122,6 +136,14 @@ impl Drop for Netns {
             delete(n);
         }
     }
+}
+
+/// Sets RPS on every rx queue of `iface` in namespace `ns` to `cpu`.
+pub fn rps(ns: &str, iface: &str, cpu: u32) -> Result<()> {
+    let mask = format!("{:x}", 1u64 << cpu);
+    let script = format!("for q in /sys/class/net/{iface}/queues/rx-*; do echo {mask} > $q/rps_cpus; done");
+    run(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", &script]))
+        .with_context(|| format!("setting RPS on {iface} to CPU {cpu}"))
 }
 
 fn delete(name: &str) {

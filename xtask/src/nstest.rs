@@ -61,6 +61,7 @@ impl Suite {
 pub struct Bins {
     pub echo: PathBuf,
     pub fileserver: PathBuf,
+    pub txceil: PathBuf,
     pub msg: crate::msg::MsgBins,
     pub xtask: PathBuf,
 }

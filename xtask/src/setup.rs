@@ -63,6 +63,7 @@ fn survey(profile: Profile, pin: &Pin) -> Vec<Status> {
         out.push(apt_status("LLVM packages for bpf-linker", &llvm));
         out.push(toolchain_status(pin));
         out.push(linker_status(pin));
+        out.push(fuzz_status(pin));
     }
     let pages = hugepages();
     out.push(Status {
@@ -126,6 +127,7 @@ pub fn run_all(profile: Profile) -> Result<()> {
     if profile == Profile::Full {
         step("rustfmt and clippy", install_lint_tools)?;
         ensure_ebpf_toolchain(&pin)?;
+        step(&format!("cargo-fuzz {}", pin.fuzz_version), || install_fuzz(&pin))?;
     }
     step("hugepages", reserve_hugepages)?;
     println!("setup: done in {:.0} s", start.elapsed().as_secs_f64());
@@ -353,6 +355,32 @@ fn install_linker(pin: &Pin) -> Result<String> {
     } else {
         format!("replaced {} with {}", before.found, after.found)
     })
+}
+
+fn fuzz_status(pin: &Pin) -> Status {
+    let found = cmd_ok(Command::new("cargo").args(["fuzz", "--version"])).map(|v| v.trim().to_string());
+    let ok = found.as_deref().is_some_and(|v| v.split_whitespace().nth(1) == Some(pin.fuzz_version.as_str()));
+    Status {
+        name: "cargo-fuzz".into(),
+        found: found.unwrap_or_else(|| "not installed".into()),
+        needed: format!("cargo-fuzz {} (runs on {})", pin.fuzz_version, pin.channel),
+        ok,
+    }
+}
+
+fn install_fuzz(pin: &Pin) -> Result<String> {
+    let before = fuzz_status(pin);
+    if before.ok {
+        return Ok("present".into());
+    }
+    run(Command::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked", "--force", "--version", &format!("={}", pin.fuzz_version)])
+        .env_remove("RUSTUP_TOOLCHAIN"))?;
+    let after = fuzz_status(pin);
+    if !after.ok {
+        bail!("cargo-fuzz was installed but `cargo fuzz --version` says {}", after.found);
+    }
+    Ok(format!("installed ({})", after.found))
 }
 
 fn hugepages() -> u64 {

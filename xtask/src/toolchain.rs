@@ -24,6 +24,8 @@ pub struct Pin {
     pub linker_apt: Vec<String>,
     /// The LLVM installation bpf-linker builds against.
     pub llvm_prefix: String,
+    /// cargo-fuzz's crates.io version (it runs on `channel`).
+    pub fuzz_version: String,
     /// The file's text, hashed into the object's input digest.
     pub raw: String,
 }
@@ -41,6 +43,7 @@ impl Pin {
         let table = |name: &str| doc.get(name).and_then(|t| t.as_table()).with_context(|| format!("no [{name}] table"));
         let rust = table("rust")?;
         let linker = table("bpf-linker")?;
+        let fuzz = table("cargo-fuzz")?;
         let string = |t: &toml::Table, k: &str| {
             t.get(k).and_then(|v| v.as_str()).map(String::from).with_context(|| format!("missing string `{k}`"))
         };
@@ -66,6 +69,7 @@ impl Pin {
             linker_features: list(linker, "features")?,
             linker_apt: list(linker, "apt")?,
             llvm_prefix: string(linker, "llvm-prefix")?,
+            fuzz_version: string(fuzz, "version")?,
             raw,
         })
     }

@@ -1,21 +1,27 @@
 //! Steering XDP program (Linux >= 5.18 for `xdp.frags`; AF_XDP redirect needs >= 4.18).
 //!
 //! ```text
-//!  packet ─► parse eth / IPv4 / IPv6 / UDP|TCP ─► FLOWS hit? ─yes─► XSKS[rx_queue] (AF_XDP)
-//!                                                     │no
-//!                                                     └──────────► XDP_PASS (kernel)
+//!  packet ─► steer_common::parse::classify ─► FLOWS hit? ─yes─► XSKS[rx_queue] (AF_XDP)
+//!                 │                              │no             └─ no socket there: DROP
+//!                 │                              └──────────► XDP_PASS (kernel)
+//!                 └─ later fragment ─► FRAGS hit (its first fragment was steered)? ─► XSKS
 //! ```
 //!
-//! Anything the program does not understand (ARP, ICMP, IP options it cannot follow,
-//! fragments, VLAN tags) goes to the kernel: the program only ever takes what it was told to.
+//! The parsing is `steer_common::parse` (shared with the fuzz target, which checks it
+//! against smoltcp): Ethernet, up to two VLAN tags, IPv4 or IPv6 with extension headers,
+//! TCP/UDP, fragments, and ICMP errors that quote a steered flow's packet. Anything else
+//! (ARP, ICMP echo, other ports and protocols) goes to the kernel: the program only ever
+//! takes what it was told to. A packet of a steered flow on a queue with no socket is
+//! dropped and counted, never passed: the kernel has no socket for it and would reset it.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
-use aya_ebpf::bindings::xdp_action::XDP_PASS;
+use aya_ebpf::bindings::xdp_action::{XDP_DROP, XDP_PASS};
 use aya_ebpf::macros::{map, xdp};
-use aya_ebpf::maps::{HashMap, PerCpuArray, XskMap};
+use aya_ebpf::maps::{HashMap, LruHashMap, PerCpuArray, XskMap};
 use aya_ebpf::programs::XdpContext;
-use steer_common::{Counter, FlowAction, FlowKey, COUNTERS, IPPROTO_TCP, IPPROTO_UDP, MAX_FLOWS, MAX_QUEUES};
+use steer_common::parse::{classify_into, Bytes, Classified, Kind};
+use steer_common::{Counter, FlowAction, FlowKey, FragKey, COUNTERS, MAX_FLOWS, MAX_FRAGS, MAX_QUEUES};
 
 #[map(name = "XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -23,108 +29,106 @@ static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
 #[map(name = "FLOWS")]
 static FLOWS: HashMap<FlowKey, FlowAction> = HashMap::with_max_entries(MAX_FLOWS, 0);
 
+#[map(name = "FRAGS")]
+static FRAGS: LruHashMap<FragKey, u8> = LruHashMap::with_max_entries(MAX_FRAGS, 0);
+
 #[map(name = "COUNTERS")]
 static COUNTERS_MAP: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS, 0);
-
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const IPV6_HLEN: usize = 40;
-
-/// Why a packet is not ours.
-enum Pass {
-    /// Well-formed, just not a steered flow.
-    NotOurs,
-    /// Headers shorter than they claim.
-    Malformed,
-}
 
 #[xdp(frags)]
 pub fn steer(ctx: XdpContext) -> u32 {
     count(Counter::Seen);
-    match try_steer(&ctx) {
-        Ok(action) => action,
-        Err(Pass::NotOurs) => {
-            count(Counter::Passed);
-            XDP_PASS
-        }
-        Err(Pass::Malformed) => {
+    let mut c = Classified::default();
+    classify_into(&Packet(&ctx), &mut c);
+    let steered = match c.kind {
+        Kind::Pass => false,
+        Kind::Malformed => {
             count(Counter::Malformed);
-            XDP_PASS
+            return XDP_PASS;
         }
-    }
-}
-
-fn try_steer(ctx: &XdpContext) -> Result<u32, Pass> {
-    let ethertype = u16::from_be_bytes(read::<[u8; 2]>(ctx, 12)?);
-    let mut key = FlowKey::default();
-    let l4 = match ethertype {
-        ETH_P_IP => {
-            let vihl: u8 = read(ctx, ETH_HLEN)?;
-            if vihl >> 4 != 4 {
-                return Err(Pass::Malformed);
+        Kind::Transport => is_steered(&mut c.flow),
+        Kind::IcmpError => {
+            let hit = is_steered(&mut c.flow);
+            if hit {
+                count(Counter::IcmpErrors);
             }
-            let ihl = usize::from(vihl & 0x0f) * 4;
-            if ihl < 20 {
-                return Err(Pass::Malformed);
-            }
-            let frag = u16::from_be_bytes(read::<[u8; 2]>(ctx, ETH_HLEN + 6)?);
-            // More-fragments flag or a fragment offset: reassembly is the kernel's job.
-            if frag & 0x3fff != 0 {
-                return Err(Pass::NotOurs);
-            }
-            key.proto = read(ctx, ETH_HLEN + 9)?;
-            let dst: [u8; 4] = read(ctx, ETH_HLEN + 16)?;
-            key.addr[10] = 0xff;
-            key.addr[11] = 0xff;
-            key.addr[12..].copy_from_slice(&dst);
-            ETH_HLEN + ihl
+            hit
         }
-        ETH_P_IPV6 => {
-            // Only a transport header right behind the fixed header is followed; extension
-            // headers go to the kernel.
-            key.proto = read(ctx, ETH_HLEN + 6)?;
-            key.addr = read(ctx, ETH_HLEN + 24)?;
-            ETH_HLEN + IPV6_HLEN
+        Kind::FirstFragment => {
+            let hit = is_steered(&mut c.flow);
+            if hit {
+                // Best effort: a full map evicts its least recently used entry.
+                let _ = FRAGS.insert(c.frag, 1, 0);
+                count(Counter::Fragments);
+            }
+            hit
         }
-        _ => return Err(Pass::NotOurs),
+        Kind::Fragment => {
+            let hit = FRAGS.get_ptr(c.frag).is_some();
+            if hit {
+                count(Counter::Fragments);
+            }
+            hit
+        }
     };
-    if key.proto != IPPROTO_UDP && key.proto != IPPROTO_TCP {
-        return Err(Pass::NotOurs);
+    if !steered {
+        count(Counter::Passed);
+        return XDP_PASS;
     }
-    // Both UDP and TCP carry the destination port at offset 2.
-    key.port = read(ctx, l4 + 2)?;
-    if FLOWS.get_ptr(key).is_none() && FLOWS.get_ptr(key.any_addr()).is_none() {
-        return Err(Pass::NotOurs);
+    if c.vlan_tags > 0 {
+        count(Counter::Vlan);
     }
     // SAFETY: ctx.ctx points to the kernel's xdp_md for this invocation.
     let queue = unsafe { (*ctx.ctx).rx_queue_index };
-    match XSKS.redirect(queue, u64::from(XDP_PASS)) {
+    match XSKS.redirect(queue, u64::from(XDP_DROP)) {
         Ok(action) => {
             count(Counter::Redirected);
-            Ok(action)
+            action
         }
-        Err(action) => {
+        Err(_) => {
             count(Counter::NoSocket);
-            Ok(action)
+            XDP_DROP
         }
     }
 }
 
-/// Reads a `T` at `offset` from the start of the packet, or `Malformed` if the packet is
-/// shorter. Every access to packet bytes goes through here, so the verifier sees one bound
-/// check per read.
+/// Whether `key` or its address wildcard is in the steering table (the wildcard is tried
+/// in place, to keep one key on the stack).
 #[inline(always)]
-fn read<T: Copy>(ctx: &XdpContext, offset: usize) -> Result<T, Pass> {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    let len = size_of::<T>();
-    if start + offset + len > end {
-        return Err(Pass::Malformed);
+fn is_steered(key: &mut FlowKey) -> bool {
+    if FLOWS.get_ptr(*key).is_some() {
+        return true;
     }
-    // SAFETY: [start + offset, start + offset + len) was checked to lie inside the packet's
-    // linear data; T is Copy and read unaligned.
-    Ok(unsafe { core::ptr::read_unaligned((start + offset) as *const T) })
+    key.addr = [0; 16];
+    FLOWS.get_ptr(*key).is_some()
+}
+
+/// The packet's linear data as [`Bytes`]: one bound check against `data_end` per read.
+///
+/// `data` and `data_end` are read afresh (volatile) for every load. Otherwise LLVM, seeing
+/// one `data_end`, drops a check that an earlier one implies through a variable offset
+/// (say, the IPv4 header length), and the verifier, which tracks packet ranges per pointer,
+/// rejects the read whose check was dropped.
+struct Packet<'a>(&'a XdpContext);
+
+impl Bytes for Packet<'_> {
+    #[inline(always)]
+    fn load<const N: usize>(&self, offset: usize) -> Option<[u8; N]> {
+        let md = self.0.ctx;
+        // SAFETY: `md` is the kernel's xdp_md for this invocation, valid for the whole run.
+        let (start, end) = unsafe {
+            (
+                core::ptr::read_volatile(core::ptr::addr_of!((*md).data)) as usize,
+                core::ptr::read_volatile(core::ptr::addr_of!((*md).data_end)) as usize,
+            )
+        };
+        if start + offset + N > end {
+            return None;
+        }
+        // SAFETY: [start + offset, start + offset + N) was checked to lie inside the
+        // packet's linear data; the array is read unaligned.
+        Some(unsafe { core::ptr::read_unaligned((start + offset) as *const [u8; N]) })
+    }
 }
 
 #[inline(always)]
