@@ -23,9 +23,10 @@ pub struct TcpConfig {
     pub delayed_ack: Option<Duration>,
     /// RTO before the first RTT sample (RFC 6298: 1 s).
     pub initial_rto: Duration,
-    /// Lower RTO bound (Linux: 200 ms).
+    /// Lower bound of the RTO's variance term (Linux `tcp_rto_min`: 200 ms): the timeout
+    /// is at least the smoothed RTT plus this.
     pub min_rto: Duration,
-    /// Upper RTO bound.
+    /// Upper RTO bound, backoff included (Linux `TCP_RTO_MAX`: 120 s).
     pub max_rto: Duration,
     /// Retransmissions of one segment before the connection is dropped.
     pub max_retries: u32,
@@ -55,7 +56,7 @@ impl Default for TcpConfig {
             delayed_ack: Some(Duration::from_millis(40)),
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
-            max_rto: Duration::from_secs(60),
+            max_rto: Duration::from_secs(120),
             max_retries: 15,
             syn_retries: 6,
             time_wait: Duration::from_secs(60),
