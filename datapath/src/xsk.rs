@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
-use umem::{BufSlice, Pool};
+use umem::{BufSlice, Pool, UmemAddr};
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, User};
 
@@ -180,7 +180,7 @@ pub struct XskSocket {
     tx_inflight: Cursor,
     tx_size: u32,
     stats: XskStats,
-    scratch: Vec<u64>,
+    scratch: Vec<UmemAddr>,
     pool: Pool,
 }
 
@@ -269,7 +269,7 @@ impl XskSocket {
                 what: "opening an AF_XDP socket",
             }),
             ("setsockopt(XDP_UMEM_REG)", libc::ENOMEM | libc::EPERM | libc::ENOBUFS) => {
-                Err(Error::Memlock { call: f.call, limit: memlock_limit(), source: io })
+                Err(Error::Memlock { call: f.call, limit: umem::error::memlock_limit(), source: io })
             }
             (call, errno) => Err(Error::sys(call, errno)),
         }
@@ -368,7 +368,7 @@ impl XskSocket {
             tx_inflight: Cursor::new(cfg.tx_size.next_power_of_two().max(cfg.comp_size) * 2, 0),
             tx_size: cfg.tx_size,
             stats: XskStats::default(),
-            scratch: vec![0; cfg.fill_size as usize],
+            scratch: vec![UmemAddr::default(); cfg.fill_size as usize],
             pool: pool.clone(),
         };
         sock.refill();
@@ -421,7 +421,7 @@ impl XskSocket {
         if n < room {
             self.stats.fill_starved += 1;
         }
-        let put = w.insert(self.scratch[..n].iter().copied());
+        let put = w.insert(self.scratch[..n].iter().map(|a| a.get()));
         w.commit();
         drop(w);
         debug_assert_eq!(put as usize, n);
@@ -438,7 +438,7 @@ impl XskSocket {
         while let Some(desc) = r.read() {
             let base = desc.addr & ADDR_MASK;
             let data = base + (desc.addr >> UNALIGNED_OFFSET_SHIFT);
-            let Ok(buf) = self.pool.reclaim(base) else {
+            let Ok(buf) = self.pool.reclaim(UmemAddr::new(base)) else {
                 self.stats.bad_addrs += 1;
                 continue;
             };
@@ -468,20 +468,7 @@ impl XskSocket {
 
     /// Starts a transmit batch of at most `max` descriptors.
     pub fn tx_batch(&mut self, max: u32) -> TxBatch<'_> {
-        let (start, capacity) = self.tx.reserve(max);
-        TxBatch {
-            ring: &mut self.tx,
-            start,
-            pool: &self.pool,
-            stats: &mut self.stats,
-            inflight: &mut self.tx_inflight,
-            multi_buffer: self.multi_buffer,
-            leased: Vec::new(),
-            capacity,
-            used: 0,
-            committed: false,
-            refused: 0,
-        }
+        TxBatch::new(&mut self.tx, &self.pool, &mut self.stats, &mut self.tx_inflight, self.multi_buffer, max)
     }
 
     /// Reaps completions (freeing what the kernel has sent), refills the fill ring, and
@@ -499,7 +486,7 @@ impl XskSocket {
         let mut c = self.fq.complete(self.scratch.len() as u32);
         let mut n = 0;
         while let Some(addr) = c.read() {
-            if self.pool.release(addr & ADDR_MASK).is_err() {
+            if self.pool.release(UmemAddr::new(addr & ADDR_MASK)).is_err() {
                 self.stats.bad_addrs += 1;
             }
             n += 1;
@@ -599,7 +586,33 @@ pub enum PushError {
     BadLength,
 }
 
-impl TxBatch<'_> {
+impl<'a> TxBatch<'a> {
+    /// Reserves up to `max` slots of `ring` for a batch whose descriptors lease frames of
+    /// `pool`, and counts into `stats` and `inflight` what it commits.
+    pub(crate) fn new(
+        ring: &'a mut TxRing,
+        pool: &'a Pool,
+        stats: &'a mut XskStats,
+        inflight: &'a mut Cursor,
+        multi_buffer: bool,
+        max: u32,
+    ) -> TxBatch<'a> {
+        let (start, capacity) = ring.reserve(max);
+        TxBatch {
+            ring,
+            start,
+            pool,
+            stats,
+            inflight,
+            multi_buffer,
+            leased: Vec::new(),
+            capacity,
+            used: 0,
+            committed: false,
+            refused: 0,
+        }
+    }
+
     /// Descriptors still free in this batch.
     pub fn remaining(&self) -> u32 {
         self.capacity - self.used
@@ -650,7 +663,7 @@ impl Drop for TxBatch<'_> {
             // Take the ring slots back, and the leases with them.
             self.ring.cancel(self.capacity);
             for &addr in &self.leased {
-                let _ = self.pool.release(addr);
+                let _ = self.pool.release(UmemAddr::new(addr));
             }
         }
     }
@@ -675,17 +688,4 @@ fn setsockopt_u32(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: u32) -> st
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn memlock_limit() -> String {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the exclusively borrowed `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return "unknown".into();
-    }
-    if lim.rlim_cur == libc::RLIM_INFINITY {
-        "unlimited".into()
-    } else {
-        format!("{} bytes", lim.rlim_cur)
-    }
 }

@@ -139,10 +139,36 @@ struct Inner {
     read_leases: Cell<u64>,
 }
 
+/// An address in the pool's UMEM: a byte offset from the start of the mapping, the way
+/// AF_XDP descriptors (and, added to the base, io_uring fixed-buffer reads) name memory.
+/// Leases are named by it: [`Buf::lease_write`] gives one, [`Pool::reclaim`] and
+/// [`Pool::release`] take one back.
+#[doc(alias = "xdp_desc.addr")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct UmemAddr(u64);
+
+impl UmemAddr {
+    /// The address `offset` bytes into the UMEM.
+    pub const fn new(offset: u64) -> UmemAddr {
+        UmemAddr(offset)
+    }
+
+    /// The offset, as a ring descriptor carries it.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for UmemAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
 /// An address handed back by the kernel (or a caller) that names no leased slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("UMEM address {0:#x} names no leased slot of this pool")]
-pub struct BadAddr(pub u64);
+#[error("UMEM address {0} names no leased slot of this pool")]
+pub struct BadAddr(pub UmemAddr);
 
 /// Counts of where the pool's slots are; see the module docs for the states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -262,7 +288,7 @@ impl Pool {
 
     /// Moves up to `out.len()` free frames straight into write leases (for the fill ring)
     /// and writes their addresses; returns how many. No handle is built on the way.
-    pub fn lease_free_frames(&self, out: &mut [u64]) -> usize {
+    pub fn lease_free_frames(&self, out: &mut [UmemAddr]) -> usize {
         let mut free = self.inner.free_frames.borrow_mut();
         let n = out.len().min(free.len());
         for addr in &mut out[..n] {
@@ -270,7 +296,7 @@ impl Pool {
             let s = &self.inner.slots[slot as usize];
             s.refs.set(1);
             s.leases.set(1);
-            *addr = self.inner.layout.slot_range(slot).start;
+            *addr = UmemAddr(self.inner.layout.slot_range(slot).start);
         }
         self.inner.write_leases.set(self.inner.write_leases.get() + n as u64);
         n
@@ -278,7 +304,7 @@ impl Pool {
 
     /// Turns a write lease back into a handle: the kernel has finished writing the slot
     /// that holds `addr` (an RX descriptor, an io_uring completion).
-    pub fn reclaim(&self, addr: u64) -> Result<Buf, BadAddr> {
+    pub fn reclaim(&self, addr: UmemAddr) -> Result<Buf, BadAddr> {
         let slot = self.leased_slot(addr)?;
         let s = &self.inner.slots[slot as usize];
         s.leases.set(s.leases.get() - 1);
@@ -287,7 +313,7 @@ impl Pool {
     }
 
     /// Ends a read lease: the kernel has finished reading `addr` (a TX completion).
-    pub fn release(&self, addr: u64) -> Result<(), BadAddr> {
+    pub fn release(&self, addr: UmemAddr) -> Result<(), BadAddr> {
         let slot = self.leased_slot(addr)?;
         let s = &self.inner.slots[slot as usize];
         s.leases.set(s.leases.get() - 1);
@@ -296,8 +322,8 @@ impl Pool {
         Ok(())
     }
 
-    fn leased_slot(&self, addr: u64) -> Result<u32, BadAddr> {
-        let slot = self.inner.layout.slot_of(addr).ok_or(BadAddr(addr))?;
+    fn leased_slot(&self, addr: UmemAddr) -> Result<u32, BadAddr> {
+        let slot = self.inner.layout.slot_of(addr.0).ok_or(BadAddr(addr))?;
         if self.inner.slots[slot as usize].leases.get() == 0 {
             return Err(BadAddr(addr));
         }
@@ -407,7 +433,7 @@ impl Buf {
 
     /// Hands the slot to the kernel for writing (fill ring, io_uring read), returning its
     /// address. Fails, giving the handle back, unless this is the only reference.
-    pub fn lease_write(self) -> Result<u64, Buf> {
+    pub fn lease_write(self) -> Result<UmemAddr, Buf> {
         if !self.is_unique() {
             return Err(self);
         }
@@ -417,7 +443,7 @@ impl Buf {
         self.pool.write_leases.set(self.pool.write_leases.get() + 1);
         // The reference passes to the lease; `Pool::reclaim` turns it back into a handle.
         std::mem::forget(self);
-        Ok(addr)
+        Ok(UmemAddr(addr))
     }
 
     /// Adds a reference that the kernel holds for reading (a TX descriptor), ended by

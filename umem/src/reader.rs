@@ -30,7 +30,7 @@ use std::path::Path;
 
 use crate::dio::{self, Access, BufferedWhy, DioAlign, FileKey, OpenedFile};
 use crate::error::Error;
-use crate::pool::{BufSlice, Pool};
+use crate::pool::{BufSlice, Pool, UmemAddr};
 use crate::uring::Ring;
 
 /// Whether files are opened with `O_DIRECT`.
@@ -159,7 +159,7 @@ struct Request {
     offset: u64,
     len: u32,
     /// UMEM address of the leased block.
-    block: u64,
+    block: UmemAddr,
     /// Where in the block the read starts (aligned).
     data_off: u32,
     /// `offset - read_off`: the bytes read in front of the ones asked for.
@@ -402,7 +402,7 @@ impl BlockReader {
                 continue;
             };
             req.direct = f.info.is_direct();
-            let dest = req.block + u64::from(req.data_off + req.got);
+            let dest = req.block.get() + u64::from(req.data_off + req.got);
             let Some(sqe) =
                 self.ring.read_fixed(f.file.as_raw_fd(), dest, req.want - req.got, req.read_off + u64::from(req.got))
             else {

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use umem::{Buf, BufSlice, HugePages, Pool, PoolConfig};
+use umem::{Buf, BufSlice, HugePages, Pool, PoolConfig, UmemAddr};
 
 fn pool(frames: u32, blocks: u32) -> Pool {
     Pool::new(&PoolConfig {
@@ -25,7 +25,7 @@ fn random_alloc_free_never_duplicates_or_loses() {
     let start = p.stats();
     let mut rng = SmallRng::seed_from_u64(42);
     let mut held: Vec<Buf> = Vec::new();
-    let mut leased: Vec<u64> = Vec::new();
+    let mut leased: Vec<UmemAddr> = Vec::new();
     for step in 0..200_000u32 {
         match rng.random_range(0..6) {
             0 | 1 => {
@@ -70,10 +70,10 @@ fn random_alloc_free_never_duplicates_or_loses() {
 }
 
 /// Distinct slots held + leased + free == total, and no address is free and held at once.
-fn check_invariants(p: &Pool, held: &[Buf], leased: &[u64]) {
+fn check_invariants(p: &Pool, held: &[Buf], leased: &[UmemAddr]) {
     let mut distinct: HashSet<u64> = held.iter().map(Buf::addr).collect();
     for a in leased {
-        assert!(distinct.insert(*a), "slot {a:#x} is both held and leased");
+        assert!(distinct.insert(a.get()), "slot {a} is both held and leased");
     }
     let s = p.stats();
     let in_use = distinct.len() as u32;
@@ -100,13 +100,13 @@ fn shared_slot_is_freed_by_the_last_reference_only() {
     let s = BufSlice::new(b.clone(), 0..5).unwrap();
     assert!(b.get_mut().is_none(), "no writing while shared");
     s.buf().lease_read();
-    let addr = s.addr();
+    let addr = UmemAddr::new(s.addr());
     drop(b);
     assert_eq!(p.stats().frames_free, 3);
     assert_eq!(s.as_bytes(), b"hello");
     drop(s);
     assert_eq!(p.stats().frames_free, 3, "the TX lease still holds it");
-    p.release(addr + 2).unwrap();
+    p.release(UmemAddr::new(addr.get() + 2)).unwrap();
     assert_eq!(p.stats().frames_free, 4);
     assert!(p.release(addr).is_err(), "a second release names no lease");
 }
@@ -119,20 +119,20 @@ fn write_lease_needs_uniqueness() {
     let b = b.lease_write().expect_err("shared frame cannot be leased for writing");
     drop(other);
     let addr = b.lease_write().expect("unique now");
-    assert!(p.reclaim(addr + 4096 * 10).is_err(), "out of range");
+    assert!(p.reclaim(UmemAddr::new(addr.get() + 4096 * 10)).is_err(), "out of range");
     let back = p.reclaim(addr).unwrap();
-    assert_eq!(back.addr(), addr);
+    assert_eq!(back.addr(), addr.get());
 }
 
 #[test]
 fn lease_free_frames_fills_and_reclaims() {
     let p = pool(16, 0);
-    let mut addrs = [0u64; 32];
+    let mut addrs = [UmemAddr::default(); 32];
     let n = p.lease_free_frames(&mut addrs);
     assert_eq!(n, 16);
     assert_eq!(p.stats().frames_free, 0);
     assert_eq!(p.stats().write_leases, 16);
-    let set: HashSet<u64> = addrs[..n].iter().copied().collect();
+    let set: HashSet<UmemAddr> = addrs[..n].iter().copied().collect();
     assert_eq!(set.len(), 16);
     for a in &addrs[..n] {
         drop(p.reclaim(*a).unwrap());

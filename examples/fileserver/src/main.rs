@@ -1,19 +1,6 @@
-//! `fileserver`: a static HTTP/1.1 file server. Two backends share one HTTP layer:
-//!
-//! * `kernel`: ordinary TCP sockets, with the file bytes moved by one chosen method
-//!   (`read-write`, `mmap`, `sendfile`, `splice`, `msg-zerocopy`, `direct-uring`): the
-//!   rungs of the copy ladder, to measure.
-//! * `xdp`: AF_XDP over the pinned pool with the user-space TCP stack: file blocks read by
-//!   io_uring `O_DIRECT` into the pool and sent from there without a CPU copy.
+//! `fileserver`: the command line of the static HTTP/1.1 file server (see the library
+//! crate's docs for the backends and the session they share).
 #![forbid(unsafe_code)]
-
-mod held;
-mod http;
-mod kernel;
-mod metrics;
-mod privdrop;
-mod root;
-mod xdp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -23,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
+use fileserver::{kernel, options, privdrop, root, xdp};
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
 /// ETag/Last-Modified validators). Paths never escape --root; no directory listings.
@@ -69,7 +57,8 @@ struct Args {
     /// 2 MiB hugepages for the pool: prefer (fall back to 4 KiB with a warning), require, off.
     #[arg(long, default_value = "prefer", value_parser = ["prefer", "require", "off"])]
     hugepages: String,
-    /// Blocks the cache keeps for small/hot files.
+    /// Blocks the cache keeps for small/hot files (at most half of --blocks, so streamed
+    /// files always find room).
     #[arg(long, default_value_t = 512)]
     cache_blocks: u32,
     /// Files larger than this (bytes) stream through without entering the cache (nginx
@@ -118,6 +107,18 @@ impl Args {
             _ => umem::HugePages::Prefer,
         }
     }
+
+    /// The pool and cache settings both backends use.
+    fn pool_opts(&self) -> options::PoolOpts {
+        options::PoolOpts {
+            block_kib: self.block_kib,
+            blocks: self.blocks,
+            hugepages: self.hugepages(),
+            cache_blocks: self.cache_blocks,
+            direct_threshold: self.direct_threshold,
+            direct_io: !self.no_direct_io,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -138,7 +139,7 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     let root = root::Root::open(&args.root)?;
-    let limits = kernel::Limits {
+    let limits = options::Limits {
         max_connections: args.max_connections,
         head_timeout: Duration::from_secs(args.head_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
@@ -163,12 +164,7 @@ fn run(args: Args) -> Result<()> {
                 port: args.port,
                 queue: args.queue,
                 frames: args.frames,
-                block_kib: args.block_kib,
-                blocks: args.blocks,
-                hugepages: args.hugepages(),
-                cache_blocks: args.cache_blocks,
-                direct_threshold: args.direct_threshold,
-                direct_io: !args.no_direct_io,
+                pool: args.pool_opts(),
                 force_copy: args.force_copy,
                 skb: args.skb,
                 busy: args.busy,
@@ -183,15 +179,7 @@ fn run(args: Args) -> Result<()> {
         Backend::Kernel => {
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_port.map(|p| SocketAddr::new(args.addr, p));
-            let direct = kernel::DirectOpts {
-                block_kib: args.block_kib,
-                blocks: args.blocks,
-                hugepages: args.hugepages(),
-                cache_blocks: args.cache_blocks,
-                direct_threshold: args.direct_threshold,
-                direct_io: !args.no_direct_io,
-            };
-            let mut server = kernel::Server::bind(addr, metrics, args.method, &direct, root, limits)?;
+            let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
             println!("  method          {}", args.method.name());

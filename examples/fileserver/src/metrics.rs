@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::http::Status;
+use crate::session::Timeout;
 
 /// Server-wide counters.
 #[derive(Debug, Default, Clone)]
@@ -31,6 +32,15 @@ impl Metrics {
         self.requests += 1;
         if let Some(i) = Status::ALL.iter().position(|x| *x == s) {
             self.by_status[i] += 1;
+        }
+    }
+
+    /// Counts a connection ended by a timer.
+    pub fn timed_out(&mut self, why: Timeout) {
+        match why {
+            Timeout::Head => self.timeouts_head += 1,
+            Timeout::Idle => self.timeouts_idle += 1,
+            Timeout::Write => self.timeouts_write += 1,
         }
     }
 

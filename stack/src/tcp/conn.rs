@@ -1,6 +1,8 @@
 //! One TCP connection (RFC 9293): its state, its queues, and the application-facing calls.
 //! Segment input is in `input.rs`, output in `output.rs`, timers in `timer.rs`.
 
+use std::sync::Arc;
+
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
@@ -93,7 +95,8 @@ impl OutSegment {
 /// A TCP connection: the transmission control block and its queues.
 #[derive(Debug)]
 pub struct Conn {
-    pub(super) cfg: TcpConfig,
+    /// Shared by every connection of a stack (one pointer, not a copy, per connection).
+    pub(super) cfg: Arc<TcpConfig>,
     pub(super) tuple: FourTuple,
     pub(super) state: State,
     pub(super) error: Option<ConnError>,
@@ -153,17 +156,22 @@ pub struct Conn {
     // Timers (deadlines, one per kind).
     pub(super) timers: Timers,
     pub(super) persist_backoff: u32,
+    /// Keep-alive probes sent without an answer.
+    pub(super) ka_probes: u32,
+    /// Closed by the application: nobody waits on it, so its lifetime is bounded tighter.
+    pub(super) orphaned: bool,
 
     // Output flags.
     pub(super) ack_now: bool,
     pub(super) probe_pending: bool,
+    pub(super) ka_pending: bool,
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
     pub(super) unacked_segs: u32,
 }
 
 impl Conn {
-    fn new(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
+    fn new(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
         let mut rcv_wscale = 0;
         if cfg.window_scaling {
             while (cfg.recv_buffer >> rcv_wscale) > 65535 && rcv_wscale < 14 {
@@ -172,7 +180,7 @@ impl Conn {
         }
         let mss = usize::from(local_mss);
         Conn {
-            cfg: cfg.clone(),
+            cfg: Arc::clone(cfg),
             tuple,
             state,
             error: None,
@@ -199,7 +207,8 @@ impl Conn {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS.
+            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS
+            // unless the stack sets a per-four-tuple one (`Conn::set_ts_offset`).
             ts_offset: iss.0.rotate_left(13),
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
@@ -217,8 +226,11 @@ impl Conn {
             tlp_fired: false,
             timers: Timers::default(),
             persist_backoff: 0,
+            ka_probes: 0,
+            orphaned: false,
             ack_now: false,
             probe_pending: false,
+            ka_pending: false,
             tlp_pending: false,
             rst_pending: false,
             unacked_segs: 0,
@@ -226,12 +238,12 @@ impl Conn {
     }
 
     /// An active open: the SYN goes out on the next poll.
-    pub fn connect(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
+    pub fn connect(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
         Conn::new(cfg, tuple, iss, local_mss, State::SynSent)
     }
 
     /// A passive open from a received SYN: the SYN-ACK goes out on the next poll.
-    pub fn accept_syn(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
+    pub fn accept_syn(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::SynReceived);
         c.take_syn_options(syn);
         c.irs = syn.seq;
@@ -246,7 +258,7 @@ impl Conn {
     /// A connection completed from a SYN cookie: the handshake's options are not known
     /// except the MSS the cookie carries, so no scaling, SACK or timestamps.
     pub fn from_cookie(
-        cfg: &TcpConfig,
+        cfg: &Arc<TcpConfig>,
         tuple: FourTuple,
         iss: Seq,
         local_mss: u16,
@@ -268,6 +280,14 @@ impl Conn {
         c.snd_wl1 = ack.seq;
         c.snd_wl2 = ack.ack;
         c
+    }
+
+    /// Sets the timestamp clock's offset (RFC 7323 section 7.1) before the first segment.
+    /// A keyed hash of the four-tuple keeps timestamps rising across incarnations of one
+    /// four-tuple, which lets the peer accept a new SYN while it holds the old one in
+    /// TIME-WAIT (RFC 6191).
+    pub fn set_ts_offset(&mut self, offset: u32) {
+        self.ts_offset = offset;
     }
 
     /// Applies the options of the peer's SYN (or SYN-ACK).
@@ -344,6 +364,22 @@ impl Conn {
         (self.sack_ok, self.ts_ok, ws)
     }
 
+    /// Bytes of heap this connection holds beyond its own struct: the congestion
+    /// controller and the capacity of its queues (which grow with use and are kept).
+    /// Frames it references are the pool's, not counted here.
+    pub fn heap_bytes(&self) -> usize {
+        size_of_val(&*self.cc)
+            + self.sendq.heap_bytes()
+            + self.recvq.heap_bytes()
+            + self.scoreboard.heap_bytes()
+            + self.rexmit_marks.capacity() * size_of::<(Seq, Seq)>()
+    }
+
+    /// Whether the application has closed the connection.
+    pub fn is_orphan(&self) -> bool {
+        self.orphaned
+    }
+
     /// Whether the application may still queue data.
     pub fn may_send(&self) -> bool {
         matches!(self.state, State::Established | State::CloseWait | State::SynReceived | State::SynSent)
@@ -418,8 +454,10 @@ impl Conn {
         }
     }
 
-    /// Closes our side: a FIN follows the queued data.
+    /// Closes our side: a FIN follows the queued data. The connection is then an orphan
+    /// ([`TcpConfig::orphan_retries`] bounds it).
     pub fn close(&mut self) {
+        self.orphaned = true;
         match self.state {
             State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {

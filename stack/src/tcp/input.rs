@@ -80,6 +80,7 @@ impl Conn {
             self.timers.clear(TimerKind::Retransmit);
             self.retries = 0;
             self.ack_now = true;
+            self.heard_from_peer(now);
         } else {
             // Simultaneous open: answer with SYN-ACK.
             self.snd_wnd = u32::from(hdr.window);
@@ -222,6 +223,7 @@ impl Conn {
             }
         }
 
+        self.heard_from_peer(now);
         if !self.process_ack(now, hdr, plen, ctr) {
             return Reply::None;
         }
@@ -262,9 +264,14 @@ impl Conn {
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
+        // Everything we sent is acknowledged: no retransmission, probe or loss probe is
+        // left to send (the stack then keeps only a compact TIME-WAIT entry).
+        self.timers.clear_all();
         self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
-        self.timers.clear(TimerKind::Retransmit);
-        self.timers.clear(TimerKind::Persist);
+        self.rexmit_pending = false;
+        self.tlp_pending = false;
+        self.probe_pending = false;
+        self.ka_pending = false;
         self.sendq.ack_to(self.sendq.tail());
     }
 
@@ -416,7 +423,10 @@ impl Conn {
         // Our FIN acknowledged.
         if fin_acked {
             match self.state {
-                State::FinWait1 => self.state = State::FinWait2,
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    self.timers.set(TimerKind::FinWait2, now + self.cfg.fin_wait2_timeout);
+                }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
                     self.state = State::Closed;

@@ -30,11 +30,13 @@ impl Conn {
             return true;
         }
         self.arm_persist(now);
-        if self.state.synchronized() && (self.ack_now || self.probe_pending) {
+        if self.state.synchronized() && (self.ack_now || self.probe_pending || self.ka_pending) {
             let probe = std::mem::take(&mut self.probe_pending);
-            // A window probe is an ACK one byte left of the window: it elicits an ACK that
-            // carries the current window without consuming sequence space.
-            let seq = if probe { self.snd_una.sub(1) } else { self.snd_nxt };
+            let keepalive = std::mem::take(&mut self.ka_pending);
+            // A window (or keep-alive) probe is an ACK one byte left of the window: it
+            // elicits an ACK that carries the current window without consuming sequence
+            // space.
+            let seq = if probe || keepalive { self.snd_una.sub(1) } else { self.snd_nxt };
             if probe {
                 ctr.tcp_window_probes += 1;
             }
@@ -300,9 +302,24 @@ impl Conn {
         true
     }
 
+    /// The stack could not route the segment it would send (no MAC for the next hop yet).
+    /// A SYN that cannot leave counts as sent and lost: the retransmission timer runs, so a
+    /// connection to an address that never resolves times out after `syn_retries`.
+    pub fn on_no_route(&mut self, now: Instant) {
+        if self.state == State::SynSent && !self.timers.is_set(TimerKind::Retransmit) {
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
+        }
+    }
+
     /// Whether [`Conn::poll_segment`] may produce something (cheap; may say yes spuriously).
     pub fn wants_output(&self) -> bool {
-        if self.rst_pending || self.ack_now || self.probe_pending || self.rexmit_pending || self.tlp_pending {
+        if self.rst_pending
+            || self.ack_now
+            || self.probe_pending
+            || self.ka_pending
+            || self.rexmit_pending
+            || self.tlp_pending
+        {
             return true;
         }
         match self.state {

@@ -1,6 +1,16 @@
 //! Timers: retransmission (RFC 6298; in SYN-SENT and SYN-RECEIVED it retransmits the
 //! handshake), delayed ACK, persist (zero-window probe), tail loss probe (RFC 8985),
-//! TIME-WAIT.
+//! TIME-WAIT, FIN-WAIT-2 and keep-alive.
+//!
+//! Every state has a bounded lifetime once the application has let go:
+//!
+//! | state | bound |
+//! |---|---|
+//! | SYN-SENT, SYN-RECEIVED | `syn_retries` handshake retransmissions |
+//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions; keep-alive if enabled |
+//! | FIN-WAIT-1, CLOSING, LAST-ACK | `orphan_retries` retransmissions, or zero-window probes answered with a zero window |
+//! | FIN-WAIT-2 | `fin_wait2_timeout` |
+//! | TIME-WAIT | `time_wait`, and the stack's TIME-WAIT cap |
 //!
 //! A connection keeps one deadline per [`TimerKind`] in [`Timers`]; the stack files each
 //! connection once in its timer wheel, at [`Conn::next_deadline`] (the earliest of them),
@@ -30,14 +40,25 @@ pub enum TimerKind {
     LossProbe,
     /// Retransmission timeout (RFC 6298), handshake retransmission included.
     Retransmit,
+    /// FIN-WAIT-2 waited long enough for the peer's FIN.
+    FinWait2,
+    /// Idle long enough for a keep-alive probe (or the next one).
+    KeepAlive,
 }
 
 impl TimerKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 7;
     /// Every kind, in the order they run when several are due at once.
-    pub const ALL: [TimerKind; TimerKind::COUNT] =
-        [TimerKind::TimeWait, TimerKind::DelayedAck, TimerKind::Persist, TimerKind::LossProbe, TimerKind::Retransmit];
+    pub const ALL: [TimerKind; TimerKind::COUNT] = [
+        TimerKind::TimeWait,
+        TimerKind::DelayedAck,
+        TimerKind::Persist,
+        TimerKind::LossProbe,
+        TimerKind::Retransmit,
+        TimerKind::FinWait2,
+        TimerKind::KeepAlive,
+    ];
 }
 
 /// Not armed.
@@ -102,7 +123,7 @@ impl Conn {
     /// The earliest time the connection needs attention: now if a segment is pending, else
     /// its next timer.
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.rst_pending || self.ack_now || self.probe_pending || self.tlp_pending {
+        if self.rst_pending || self.ack_now || self.probe_pending || self.ka_pending || self.tlp_pending {
             return Some(Instant::ZERO);
         }
         self.next_deadline()
@@ -137,6 +158,13 @@ impl Conn {
             }
             TimerKind::DelayedAck => self.ack_now = true,
             TimerKind::Persist => {
+                // RFC 1122 4.2.2.17 keeps probing as long as the peer answers; an orphan,
+                // with no application to give up on it, is dropped after a bound.
+                if self.orphaned && self.persist_backoff >= self.cfg.orphan_retries {
+                    ctr.tcp_orphan_drops += 1;
+                    self.fail(ConnError::TimedOut);
+                    return;
+                }
                 self.persist_backoff += 1;
                 self.probe_pending = true;
             }
@@ -147,7 +175,47 @@ impl Conn {
                 }
             }
             TimerKind::Retransmit => self.on_rto(now, ctr),
+            TimerKind::FinWait2 => {
+                if self.state == State::FinWait2 {
+                    ctr.tcp_fin_wait2_timeouts += 1;
+                    self.fail(ConnError::TimedOut);
+                }
+            }
+            TimerKind::KeepAlive => self.on_keepalive(now, ctr),
         }
+    }
+
+    /// The peer showed it is alive (an acceptable segment): restart the keep-alive clock.
+    pub(super) fn heard_from_peer(&mut self, now: Instant) {
+        self.ka_probes = 0;
+        if let Some(ka) = self.cfg.keepalive {
+            if matches!(self.state, State::Established | State::CloseWait) {
+                self.timers.set(TimerKind::KeepAlive, now + ka.idle);
+            }
+        }
+    }
+
+    /// Keep-alive (RFC 9293 3.8.4): probe an idle connection; reset it when `probes` go
+    /// unanswered. While data are outstanding the retransmission timer watches instead.
+    fn on_keepalive(&mut self, now: Instant, ctr: &mut Counters) {
+        let Some(ka) = self.cfg.keepalive else { return };
+        if !matches!(self.state, State::Established | State::CloseWait) {
+            return;
+        }
+        if self.snd_una != self.snd_max || !self.sendq.is_empty() {
+            self.timers.set(TimerKind::KeepAlive, now + ka.idle);
+            return;
+        }
+        if self.ka_probes >= ka.probes {
+            ctr.tcp_keepalive_timeouts += 1;
+            self.rst_pending = true;
+            self.fail(ConnError::TimedOut);
+            return;
+        }
+        self.ka_probes += 1;
+        ctr.tcp_keepalive_probes += 1;
+        self.ka_pending = true;
+        self.timers.set(TimerKind::KeepAlive, now + ka.interval);
     }
 
     /// Whether a tail loss probe may be sent: data outstanding, SACK on (the probe's ACK
@@ -204,8 +272,16 @@ impl Conn {
                 if self.snd_una == self.snd_max {
                     return;
                 }
-                if self.retries > self.cfg.max_retries {
+                let limit = if self.orphaned {
+                    self.cfg.orphan_retries.min(self.cfg.max_retries)
+                } else {
+                    self.cfg.max_retries
+                };
+                if self.retries > limit {
                     ctr.tcp_timeouts += 1;
+                    if self.orphaned {
+                        ctr.tcp_orphan_drops += 1;
+                    }
                     self.fail(ConnError::TimedOut);
                     return;
                 }

@@ -8,18 +8,20 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::rc::Rc;
 
+use fileserver_sys::FileMap;
 use mio::net::TcpStream;
 use rustix::pipe::{PipeFlags, SpliceFlags};
-use umem::FileMap;
 
-use super::direct::Stream;
 use super::method::Method;
+use crate::blocks::BlockStream;
 use crate::metrics::Metrics;
+use crate::session::{Progress, Wait};
 
 /// Staging buffer of `read-write`, and the most one `splice` moves into the pipe.
 pub(super) const STAGE: usize = 64 * 1024;
 
 /// Where the body's bytes come from.
+#[derive(Debug)]
 pub(super) enum Source {
     /// `read-write`, `sendfile`, `splice`: the open file.
     File(File),
@@ -27,10 +29,11 @@ pub(super) enum Source {
     /// are unconfirmed).
     Map(Rc<FileMap>),
     /// `direct-uring`: blocks read into the pool.
-    Blocks(Stream),
+    Blocks(BlockStream),
 }
 
 /// The bytes `pos..end` of a file still to send.
+#[derive(Debug)]
 pub(super) struct Body {
     pub pos: u64,
     pub end: u64,
@@ -45,26 +48,35 @@ impl Body {
     pub fn new(src: Source, start: u64, end: u64) -> Body {
         Body { pos: start, end, src, stage: Vec::new(), stage_off: 0, zc_last: None }
     }
+
+    /// The block stream of a `direct-uring` body.
+    pub fn stream_mut(&mut self) -> Option<&mut BlockStream> {
+        match &mut self.src {
+            Source::Blocks(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// A connection's pipe for `splice`: (read end, write end, bytes in it).
 pub(super) type Pipe = (OwnedFd, OwnedFd, usize);
 
-/// Moves body bytes with one of the page-cache methods. Ok(true): the body is complete;
-/// Ok(false): the socket is full (try again when writable).
+/// Moves body bytes with one of the page-cache methods, until the body is complete or the
+/// socket is full (try again when writable).
 pub(super) fn send(
     method: Method,
     sock: &mut TcpStream,
     b: &mut Body,
     pipe: &mut Option<Pipe>,
     m: &mut Metrics,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Progress> {
+    let mut sent = 0;
     loop {
         let progressed = match (method, &b.src) {
             (Method::ReadWrite, Source::File(file)) => {
                 if b.stage_off == b.stage.len() {
                     if b.pos == b.end {
-                        return Ok(true);
+                        return Ok(Progress::done(sent));
                     }
                     let n = STAGE.min((b.end - b.pos) as usize);
                     b.stage.resize(n, 0);
@@ -84,13 +96,13 @@ pub(super) fn send(
                         m.bytes_sent += n as u64;
                         n
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::blocked(sent, Wait::Room)),
                     Err(e) => return Err(e),
                 }
             }
             (Method::Mmap, Source::Map(map)) => {
                 if b.pos == b.end {
-                    return Ok(true);
+                    return Ok(Progress::done(sent));
                 }
                 let bytes = map.as_slice().get(b.pos as usize..b.end as usize).ok_or(ErrorKind::UnexpectedEof)?;
                 match sock.write(bytes) {
@@ -100,13 +112,13 @@ pub(super) fn send(
                         m.bytes_sent += n as u64;
                         n
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::blocked(sent, Wait::Room)),
                     Err(e) => return Err(e),
                 }
             }
             (Method::Sendfile, Source::File(file)) => {
                 if b.pos == b.end {
-                    return Ok(true);
+                    return Ok(Progress::done(sent));
                 }
                 let want = (b.end - b.pos).min(1 << 30) as usize;
                 match rustix::fs::sendfile(&*sock, file, Some(&mut b.pos), want) {
@@ -115,7 +127,7 @@ pub(super) fn send(
                         m.bytes_sent += n as u64;
                         n
                     }
-                    Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                    Err(rustix::io::Errno::AGAIN) => return Ok(Progress::blocked(sent, Wait::Room)),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -127,7 +139,7 @@ pub(super) fn send(
                 let Some((r, w, inpipe)) = pipe.as_mut() else { return Err(ErrorKind::Other.into()) };
                 if *inpipe == 0 {
                     if b.pos == b.end {
-                        return Ok(true);
+                        return Ok(Progress::done(sent));
                     }
                     let want = (b.end - b.pos).min(STAGE as u64) as usize;
                     let n = rustix::pipe::splice(
@@ -159,7 +171,7 @@ pub(super) fn send(
                         m.bytes_sent += n as u64;
                         n
                     }
-                    Err(rustix::io::Errno::AGAIN) => return Ok(false),
+                    Err(rustix::io::Errno::AGAIN) => return Ok(Progress::blocked(sent, Wait::Room)),
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -168,5 +180,6 @@ pub(super) fn send(
         if progressed == 0 {
             return Err(ErrorKind::WriteZero.into());
         }
+        sent += progressed;
     }
 }

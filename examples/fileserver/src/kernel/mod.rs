@@ -11,55 +11,42 @@
 //! | `msg-zerocopy` | `send(MSG_ZEROCOPY)` from a mapping, completions from the error queue | 0 (the kernel reports when it copied after all) |
 //! | `direct-uring` | io_uring `O_DIRECT` `READ_FIXED` into a pinned pool, `write` from it | 1 (pool->socket), no page cache |
 //!
-//! The per-connection state is bounded: a 16 KiB request buffer, at most 16 pipelined
-//! responses queued, one 64 KiB staging buffer for `read-write`, one pipe for `splice`,
-//! at most 8 pool blocks ahead for `direct-uring`. Slow or idle clients are closed on
-//! timers (head, idle, write) without holding others up.
+//! Each connection is a [`Session`] (the HTTP logic both backends share) over a socket;
+//! [`sink`] moves its responses with the method. The per-connection state is bounded: the
+//! session's request buffer and response queue, one 64 KiB staging buffer for
+//! `read-write`, one pipe for `splice`, at most 8 pool blocks ahead for `direct-uring`.
+//! Slow or idle clients are closed on timers (head, idle, write) without holding others up.
 
 mod body;
 mod direct;
 mod method;
+mod sink;
 mod zerocopy;
 
-use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use rustix::fs::OFlags;
-use umem::FileMap;
 
-use crate::http::{self, Parsed, Status};
+use crate::blocks::{self, BlockStream, HasStreams};
 use crate::metrics::Metrics;
-use crate::root::{Opened, Root};
-use body::{Body, Pipe, Source};
+use crate::options::{Limits, PoolOpts};
+use crate::root::Root;
+use crate::session::table::{SessionId, Table};
+use crate::session::{Clock, Now, Served, Session, Timeout};
+use body::{Body, Pipe};
 use direct::Direct;
-pub use direct::DirectOpts;
 pub use method::Method;
+use sink::KernelTransport;
 use zerocopy::{ZcConn, ZcStats};
 
-/// Limits and timers.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub max_connections: usize,
-    /// A request head must arrive within this (slowloris).
-    pub head_timeout: Duration,
-    /// An idle keep-alive connection is closed after this.
-    pub idle_timeout: Duration,
-    /// A response that makes no progress for this long is abandoned.
-    pub write_timeout: Duration,
-}
-
-const INBUF: usize = 16 * 1024;
-const MAX_QUEUED: usize = 16;
 const LISTENER: Token = Token(0);
 const METRICS: Token = Token(1);
 const RING: Token = Token(2);
@@ -68,26 +55,24 @@ const CONN0: usize = 3;
 /// Rounds of "reap completions, drive the connections they wake" per loop turn.
 const PUMP_ROUNDS: usize = 64;
 
-struct Pending {
-    head: Vec<u8>,
-    head_off: usize,
-    body: Option<Body>,
-    close: bool,
-}
-
+#[derive(Debug)]
 struct Conn {
     sock: TcpStream,
-    metrics_port: bool,
-    inbuf: Vec<u8>,
-    queue: VecDeque<Pending>,
+    /// A connection to the control port (answered with the counters).
+    control: bool,
+    session: Session<Body>,
     pipe: Option<Pipe>,
     zc: Option<ZcConn>,
-    closing: bool,
-    last_progress: Instant,
-    head_started: Option<Instant>,
+}
+
+impl HasStreams for Conn {
+    fn streams_mut(&mut self) -> impl Iterator<Item = &mut BlockStream> {
+        self.session.bodies_mut().filter_map(Body::stream_mut)
+    }
 }
 
 /// The server loop's state.
+#[derive(Debug)]
 pub struct Server {
     method: Method,
     root: Root,
@@ -95,10 +80,13 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
-    conns: Vec<Option<Conn>>,
-    free: Vec<usize>,
+    conns: Table<Conn>,
     direct: Option<Direct>,
     zc: ZcStats,
+    /// Scratch for ids (reused, so a pass allocates nothing).
+    ids: Vec<SessionId>,
+    due: Vec<(SessionId, Timeout)>,
+    clock: Clock,
     pub metrics: Metrics,
 }
 
@@ -109,10 +97,11 @@ impl Server {
         addr: SocketAddr,
         metrics: Option<SocketAddr>,
         method: Method,
-        direct: &DirectOpts,
+        direct: &PoolOpts,
         root: Root,
         limits: Limits,
     ) -> Result<Server> {
+        let timers = limits.longest_timeout();
         let poll = Poll::new().context("epoll_create")?;
         let mut listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -141,10 +130,12 @@ impl Server {
             poll,
             listener,
             metrics_listener,
-            conns: Vec::new(),
-            free: Vec::new(),
+            conns: Table::new(timers),
             direct,
             zc: ZcStats::default(),
+            ids: Vec::new(),
+            due: Vec::new(),
+            clock: Clock::start(),
             metrics: Metrics::default(),
         })
     }
@@ -161,28 +152,41 @@ impl Server {
     /// Serves until `stop` is set; prints the counters whenever `dump` is set.
     pub fn run(&mut self, stop: &Arc<AtomicBool>, dump: &Arc<AtomicBool>) -> Result<()> {
         let mut events = Events::with_capacity(256);
+        let mut now = self.clock.now();
         while !stop.load(Ordering::Relaxed) {
             let timeout = match &self.direct {
-                Some(d) if !d.starved.is_empty() => Duration::from_millis(2),
+                _ if self.conns.has_retries() => Duration::from_millis(2),
                 // The ring's descriptor wakes the loop; this is only a safety net.
-                Some(d) if d.reading() => Duration::from_millis(20),
+                Some(d) if d.blocks.reading() => Duration::from_millis(20),
                 _ => Duration::from_millis(200),
             };
+            // Wake for the next HTTP timer (the wheel knows it to within a few ticks),
+            // reckoned from the last turn's clock (waking early is harmless).
+            let timeout = self.conns.next_timer().map_or(timeout, |t| {
+                let until = if t > now.mono { (t - now.mono).total_micros() } else { 0 };
+                timeout.min(Duration::from_micros(until))
+            });
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e).context("epoll_wait"),
             }
+            now = self.clock.now();
+            self.conns.begin_turn();
             for ev in &events {
                 match ev.token() {
-                    LISTENER => self.accept(false),
-                    METRICS => self.accept(true),
+                    LISTENER => self.accept(now, false),
+                    METRICS => self.accept(now, true),
                     RING => {}
-                    Token(t) => self.drive(t - CONN0),
+                    Token(t) => {
+                        if let Some(id) = self.conns.id_at(t - CONN0) {
+                            self.drive(now, id);
+                        }
+                    }
                 }
             }
-            self.pump();
-            self.timers();
+            self.pump(now);
+            self.timers(now);
             if dump.swap(false, Ordering::Relaxed) {
                 print!("{}", self.render());
             }
@@ -192,37 +196,35 @@ impl Server {
 
     /// `direct-uring`: submits reads, hands finished blocks to their bodies and drives the
     /// connections that can move again, until no read completes in a round.
-    fn pump(&mut self) {
-        let mut retry = self.direct.as_mut().map(|d| std::mem::take(&mut d.starved)).unwrap_or_default();
+    fn pump(&mut self, now: Now) {
+        let mut ids = std::mem::take(&mut self.ids);
         for _ in 0..PUMP_ROUNDS {
             let Server { direct, conns, .. } = self;
-            let Some(d) = direct.as_mut() else { return };
-            let mut woken = d.poll(|idx, ticket, want| {
-                let Some(c) = conns.get_mut(idx).and_then(Option::as_mut) else { return };
-                let mut want = Some(want);
-                for p in c.queue.iter_mut() {
-                    if let Some(Body { src: Source::Blocks(s), .. }) = p.body.as_mut() {
-                        s.deliver(ticket, &mut want);
+            if let Some(d) = direct.as_mut() {
+                d.blocks.poll(|d| {
+                    let id = d.0;
+                    if blocks::deliver(conns, d) {
+                        conns.wake(id);
                     }
-                }
-            });
-            woken.append(&mut retry);
-            if woken.is_empty() {
-                return;
+                });
             }
-            woken.sort_unstable();
-            woken.dedup();
-            for idx in woken {
-                self.drive(idx);
+            conns.take_ready(&mut ids);
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids.drain(..) {
+                self.drive(now, id);
             }
         }
+        ids.clear();
+        self.ids = ids;
     }
 
-    fn accept(&mut self, metrics_port: bool) {
+    fn accept(&mut self, now: Now, control: bool) {
         loop {
-            let l = if metrics_port { self.metrics_listener.as_ref() } else { Some(&self.listener) };
+            let l = if control { self.metrics_listener.as_ref() } else { Some(&self.listener) };
             let Some(l) = l else { return };
-            let (mut sock, _) = match l.accept() {
+            let (sock, _) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -230,252 +232,82 @@ impl Server {
                     return;
                 }
             };
-            let open = self.conns.len() - self.free.len();
-            if open >= self.limits.max_connections {
+            if self.conns.len() >= self.limits.max_connections {
                 self.metrics.refused_connections += 1;
                 continue;
             }
-            let idx = self.free.pop().unwrap_or_else(|| {
-                self.conns.push(None);
-                self.conns.len() - 1
-            });
-            if let Err(e) =
-                self.poll.registry().register(&mut sock, Token(idx + CONN0), Interest::READABLE | Interest::WRITABLE)
-            {
+            let _ = sock.set_nodelay(true);
+            let zc = (self.method == Method::MsgZerocopy && !control).then(|| ZcConn::new(sock.as_fd()));
+            let id = self.conns.insert(Conn { sock, control, session: Session::new(now.mono), pipe: None, zc });
+            let Some(c) = self.conns.get_mut(id) else { continue };
+            let token = Token(id.index() + CONN0);
+            if let Err(e) = self.poll.registry().register(&mut c.sock, token, Interest::READABLE | Interest::WRITABLE) {
                 log::warn!("epoll_ctl: {e}");
-                self.free.push(idx);
+                self.conns.remove(id);
                 continue;
             }
-            let _ = sock.set_nodelay(true);
-            let zc = (self.method == Method::MsgZerocopy && !metrics_port).then(|| ZcConn::new(sock.as_fd()));
             self.metrics.connections += 1;
             self.metrics.connections_open += 1;
-            self.conns[idx] = Some(Conn {
-                sock,
-                metrics_port,
-                inbuf: Vec::with_capacity(INBUF),
-                queue: VecDeque::new(),
-                pipe: None,
-                zc,
-                closing: false,
-                last_progress: Instant::now(),
-                head_started: None,
-            });
-            self.drive(idx);
+            self.drive(now, id);
         }
     }
 
     /// Reads what there is, answers complete requests, writes what it can.
-    fn drive(&mut self, idx: usize) {
-        let Some(mut c) = self.conns.get_mut(idx).and_then(Option::take) else { return };
-        if let Some(zc) = c.zc.as_mut() {
-            zc.reap(c.sock.as_fd(), &mut self.zc);
-        }
-        let alive = loop {
-            let read_more = self.read(&mut c);
-            self.answer(&mut c);
-            let wrote = match self.flush(idx, &mut c) {
-                Ok(progress) => progress,
-                Err(()) => break false,
-            };
-            if c.closing && c.queue.is_empty() {
-                break false;
-            }
-            // Reading stopped for back-pressure and writing made room: read again.
-            if !(read_more && wrote) {
-                break read_more || !c.queue.is_empty() || !c.closing;
-            }
+    fn drive(&mut self, now: Now, id: SessionId) {
+        let text = match self.conns.get(id) {
+            Some(c) if c.control => Some(self.render()),
+            Some(_) => None,
+            None => return,
         };
-        if alive {
-            self.conns[idx] = Some(c);
-        } else {
-            self.close(idx, c);
+        let Server { conns, direct, root, method, metrics, zc, limits, .. } = self;
+        let Some(Conn { sock, session, pipe, zc: czc, .. }) = conns.get_mut(id) else { return };
+        if let Some(z) = czc.as_mut() {
+            z.reap(sock.as_fd(), zc);
+        }
+        let mut t = KernelTransport {
+            sock,
+            pipe,
+            zc: czc.as_mut(),
+            zc_stats: zc,
+            root,
+            method: *method,
+            direct: direct.as_mut(),
+            control: text.as_deref(),
+            id,
+        };
+        let served = session.serve(now, &mut t, metrics);
+        let deadline = session.deadline(limits).0;
+        match served {
+            Served::Open { retry } => {
+                conns.arm(id, deadline);
+                if retry {
+                    conns.retry_later(id);
+                }
+            }
+            Served::Done | Served::ReadFailed | Served::SendFailed => self.close(id),
         }
     }
 
-    fn close(&mut self, idx: usize, mut c: Conn) {
+    fn close(&mut self, id: SessionId) {
+        let Some(mut c) = self.conns.remove(id) else { return };
         let _ = self.poll.registry().deregister(&mut c.sock);
         if let Some(zc) = c.zc.as_mut() {
             zc.reap(c.sock.as_fd(), &mut self.zc);
             zc.close(&mut self.zc);
         }
         self.metrics.connections_open -= 1;
-        self.free.push(idx);
     }
 
-    /// Reads into the request buffer. Returns true if it stopped for back-pressure (queue
-    /// full) rather than for lack of data.
-    fn read(&mut self, c: &mut Conn) -> bool {
-        if c.closing {
-            return false;
+    /// Closes the connections whose deadline passed (the wheel names only those).
+    fn timers(&mut self, now: Now) {
+        let mut due = std::mem::take(&mut self.due);
+        let limits = &self.limits;
+        self.conns.expire(now.mono, |c| c.session.deadline(limits), &mut due);
+        for (id, why) in due.drain(..) {
+            self.metrics.timed_out(why);
+            self.close(id);
         }
-        loop {
-            if c.queue.len() >= MAX_QUEUED {
-                return true;
-            }
-            let len = c.inbuf.len();
-            if len >= INBUF + http::MAX_HEAD {
-                return false;
-            }
-            c.inbuf.resize(len + 4096, 0);
-            match c.sock.read(&mut c.inbuf[len..]) {
-                Ok(0) => {
-                    c.inbuf.truncate(len);
-                    c.closing = true;
-                    return false;
-                }
-                Ok(n) => {
-                    c.inbuf.truncate(len + n);
-                    if c.head_started.is_none() {
-                        c.head_started = Some(Instant::now());
-                    }
-                    c.last_progress = Instant::now();
-                    // Answer as we go so the buffer stays small under pipelining.
-                    self.answer(c);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    c.inbuf.truncate(len);
-                    return false;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => c.inbuf.truncate(len),
-                Err(_) => {
-                    c.inbuf.truncate(len);
-                    c.closing = true;
-                    c.queue.clear();
-                    return false;
-                }
-            }
-        }
-    }
-
-    /// Turns complete requests at the front of the buffer into queued responses.
-    fn answer(&mut self, c: &mut Conn) {
-        while !c.closing && c.queue.len() < MAX_QUEUED && !c.inbuf.is_empty() {
-            let now = SystemTime::now();
-            let (head, consumed, body) = match http::parse(&c.inbuf) {
-                Parsed::Partial => return,
-                Parsed::Error { status, consumed, close, http11 } => {
-                    (http::answer_error(status, http11, close, false, now), consumed, None)
-                }
-                Parsed::Request(req, consumed) if c.metrics_port => {
-                    let text = self.render();
-                    (http::answer_text(&req, &text, now), consumed, None)
-                }
-                Parsed::Request(req, consumed) => match self.root.resolve(&req.path, OFlags::empty()) {
-                    Ok(o) => {
-                        let head = http::answer_file(&req, &o.path, &o.v, now);
-                        let body = match head.body {
-                            Some(r) => match self.body(o, r) {
-                                Ok(b) => Some(b),
-                                Err(()) => {
-                                    let h =
-                                        http::answer_error(Status::InternalError, req.http11, true, req.head_only, now);
-                                    self.push(c, h, consumed, None);
-                                    continue;
-                                }
-                            },
-                            None => None,
-                        };
-                        (head, consumed, body)
-                    }
-                    Err(status) => {
-                        (http::answer_error(status, req.http11, !req.keep_alive, req.head_only, now), consumed, None)
-                    }
-                },
-            };
-            self.push(c, head, consumed, body);
-        }
-    }
-
-    fn push(&mut self, c: &mut Conn, head: http::Head, consumed: usize, body: Option<Body>) {
-        self.metrics.count(head.status);
-        c.inbuf.drain(..consumed.min(c.inbuf.len()));
-        c.head_started = (!c.inbuf.is_empty()).then(Instant::now);
-        if head.close {
-            c.closing = true;
-        }
-        c.queue.push_back(Pending { head: head.bytes, head_off: 0, body, close: head.close });
-    }
-
-    /// Prepares the body of a response as the method wants it; Err (logged) means 500.
-    fn body(&mut self, o: Opened, r: http::ByteRange) -> Result<Body, ()> {
-        let src = if self.method.maps() {
-            let map = FileMap::new(&o.file, r.end as usize).map_err(|e| log::warn!("{}: {e}", o.path))?;
-            Source::Map(Rc::new(map))
-        } else if let Some(d) = self.direct.as_mut() {
-            Source::Blocks(d.open(o.file, r.start, r.end).map_err(|e| log::warn!("{}: {}", o.path, e))?)
-        } else {
-            Source::File(o.file)
-        };
-        Ok(Body::new(src, r.start, r.end))
-    }
-
-    /// Writes queued responses. Ok(true) if a response finished; Err on a dead socket.
-    fn flush(&mut self, idx: usize, c: &mut Conn) -> Result<bool, ()> {
-        let mut finished = false;
-        while let Some(p) = c.queue.front_mut() {
-            while p.head_off < p.head.len() {
-                match c.sock.write(&p.head[p.head_off..]) {
-                    Ok(n) => {
-                        p.head_off += n;
-                        c.last_progress = Instant::now();
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(finished),
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(_) => return Err(()),
-                }
-            }
-            if let Some(b) = p.body.as_mut() {
-                let before = b.pos;
-                let sent = match (self.method, self.direct.as_mut(), c.zc.as_mut()) {
-                    (Method::DirectUring, Some(d), _) => direct::send(d, idx, &mut c.sock, b, &mut self.metrics),
-                    (Method::MsgZerocopy, _, Some(zc)) => {
-                        zerocopy::send(&mut c.sock, b, zc, &mut self.zc, &mut self.metrics)
-                    }
-                    (m, _, _) => body::send(m, &mut c.sock, b, &mut c.pipe, &mut self.metrics),
-                };
-                if b.pos != before {
-                    c.last_progress = Instant::now();
-                }
-                match sent {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(finished),
-                    Err(e) => {
-                        log::debug!("sending body: {e}");
-                        return Err(());
-                    }
-                }
-            }
-            let close = p.close;
-            c.queue.pop_front();
-            finished = true;
-            if close {
-                c.closing = true;
-                c.queue.clear();
-                return Ok(true);
-            }
-        }
-        Ok(finished)
-    }
-
-    fn timers(&mut self) {
-        let now = Instant::now();
-        for idx in 0..self.conns.len() {
-            let Some(c) = self.conns[idx].as_ref() else { continue };
-            let expired = if !c.queue.is_empty() {
-                (now - c.last_progress > self.limits.write_timeout).then_some(&mut self.metrics.timeouts_write)
-            } else if let Some(t) = c.head_started {
-                (now - t > self.limits.head_timeout).then_some(&mut self.metrics.timeouts_head)
-            } else {
-                (now - c.last_progress > self.limits.idle_timeout).then_some(&mut self.metrics.timeouts_idle)
-            };
-            if let Some(counter) = expired {
-                *counter += 1;
-                if let Some(c) = self.conns[idx].take() {
-                    self.close(idx, c);
-                }
-            }
-        }
+        self.due = due;
     }
 
     /// The counters as text, with the method's own (what the kernel reported, what the
@@ -485,7 +317,7 @@ impl Server {
         match self.method {
             Method::MsgZerocopy => {
                 let z = &self.zc;
-                let busy = self.conns.iter().flatten().filter_map(|c| c.zc.as_ref()).filter(|z| z.busy()).count();
+                let busy = self.conns.iter().filter_map(|(_, c)| c.zc.as_ref()).filter(|z| z.busy()).count();
                 m.extra = vec![
                     ("zerocopy_sends_total".into(), z.sends),
                     ("zerocopy_completed_total".into(), z.completed),

@@ -1,5 +1,5 @@
 //! The `msg-zerocopy` rung: `send(MSG_ZEROCOPY)` from a file mapping, with the kernel's
-//! completion notifications read from the socket's error queue (see `umem::zerocopy`).
+//! completion notifications read from the socket's error queue (see `fileserver_sys::zerocopy`).
 //!
 //! Every successful send call gets the socket's next id. A body's mapping is kept (shared
 //! with an `Rc`) until the notification for its last call arrived, so the pages the kernel
@@ -12,12 +12,13 @@ use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::rc::Rc;
 
+use fileserver_sys::zerocopy::{self, Notice};
+use fileserver_sys::FileMap;
 use mio::net::TcpStream;
-use umem::zerocopy::{self, Notice};
-use umem::FileMap;
 
 use super::body::{Body, Source};
 use crate::metrics::Metrics;
+use crate::session::{Progress, Wait};
 
 /// What the kernel told us, server-wide.
 #[derive(Debug, Default, Clone, Copy)]
@@ -39,6 +40,7 @@ pub(super) struct ZcStats {
     pub reap_errors: u64,
 }
 
+#[derive(Debug)]
 struct Sent {
     id: u32,
     len: u64,
@@ -46,6 +48,7 @@ struct Sent {
 }
 
 /// One connection's zero-copy bookkeeping.
+#[derive(Debug)]
 pub(super) struct ZcConn {
     /// `SO_ZEROCOPY` is on (else bodies go out with plain writes, counted).
     enabled: bool,
@@ -119,23 +122,25 @@ impl ZcConn {
     }
 }
 
-/// Sends body bytes with `MSG_ZEROCOPY`. Ok(true): the body is complete (its mapping is
-/// retired until confirmed); Ok(false): the socket is full.
+/// Sends body bytes with `MSG_ZEROCOPY` until the body is complete (its mapping is then
+/// retired until confirmed) or the socket is full.
 pub(super) fn send(
     sock: &mut TcpStream,
     b: &mut Body,
     zc: &mut ZcConn,
     st: &mut ZcStats,
     m: &mut Metrics,
-) -> std::io::Result<bool> {
+) -> std::io::Result<Progress> {
     let Source::Map(map) = &b.src else { return Err(std::io::Error::other("msg-zerocopy body without a mapping")) };
     let map = map.clone();
+    let start = b.pos;
+    let sent = |b: &Body| (b.pos - start) as usize;
     loop {
         if b.pos == b.end {
             if let Some(last) = b.zc_last.take() {
                 zc.retired.push_back((last, map));
             }
-            return Ok(true);
+            return Ok(Progress::done(sent(b)));
         }
         let bytes = map.as_slice().get(b.pos as usize..b.end as usize).ok_or(ErrorKind::UnexpectedEof)?;
         let res =
@@ -151,7 +156,7 @@ pub(super) fn send(
                 st.sends += 1;
                 m.bytes_sent += n as u64;
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::blocked(sent(b), Wait::Room)),
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e)
                 if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error())
@@ -168,7 +173,7 @@ pub(super) fn send(
                         m.bytes_copied += n as u64;
                         m.bytes_sent += n as u64;
                     }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::blocked(sent(b), Wait::Room)),
                     Err(e) => return Err(e),
                 }
             }

@@ -1,12 +1,11 @@
-//! A read-only memory map of a file, for the kernel-socket `mmap` method of the file
-//! server (the "mmap + write" rung of the copy ladder). It lives here because `umem` is
-//! where the project keeps its unsafe memory code.
+//! A read-only memory map of a file, for the kernel-socket `mmap` and `msg-zerocopy`
+//! methods of the file server (the "mmap + write" rung of the copy ladder).
+#![allow(unsafe_code)]
 
 use std::fs::File;
+use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-
-use crate::Error;
 
 /// `len` bytes of a file mapped read-only and shared. Unmapped on drop.
 ///
@@ -21,7 +20,7 @@ pub struct FileMap {
 
 impl FileMap {
     /// Maps the first `len` bytes of `file` (a zero `len` maps nothing).
-    pub fn new(file: &File, len: usize) -> Result<FileMap, Error> {
+    pub fn new(file: &File, len: usize) -> io::Result<FileMap> {
         if len == 0 {
             return Ok(FileMap { ptr: None, len: 0 });
         }
@@ -30,7 +29,7 @@ impl FileMap {
         let p =
             unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if p == libc::MAP_FAILED {
-            return Err(Error::last("mmap(file)"));
+            return Err(io::Error::last_os_error());
         }
         Ok(FileMap { ptr: NonNull::new(p.cast()), len })
     }
@@ -52,5 +51,19 @@ impl Drop for FileMap {
             // SAFETY: exactly the mapping made in `new`; no borrow of it outlives `self`.
             unsafe { libc::munmap(p.as_ptr().cast(), self.len) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn a_mapping_reads_the_file_and_an_empty_one_maps_nothing() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(b"mapped bytes").unwrap();
+        assert_eq!(FileMap::new(&f, 6).unwrap().as_slice(), b"mapped");
+        assert_eq!(FileMap::new(&f, 0).unwrap().as_slice(), b"");
     }
 }

@@ -14,7 +14,7 @@ use super::MsgBuf;
 pub enum MsgError {
     /// The AF_XDP socket or the XDP program.
     #[error(transparent)]
-    Datapath(#[from] crate::Error),
+    Datapath(#[from] datapath::Error),
 
     /// The pool.
     #[error("creating the endpoint's frame pool: {0}")]
@@ -69,6 +69,17 @@ pub enum MsgError {
     TooManyPeers {
         /// The limit.
         max: usize,
+    },
+
+    /// Another endpoint of this process already has the address.
+    #[error(
+        "{local} on {iface} is already bound by another endpoint of this process; give each endpoint its own port"
+    )]
+    AddrInUse {
+        /// The address.
+        local: std::net::SocketAddrV4,
+        /// The interface.
+        iface: String,
     },
 
     /// A system call of the setup failed.

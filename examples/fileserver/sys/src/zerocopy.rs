@@ -1,7 +1,6 @@
 //! `MSG_ZEROCOPY` sends on kernel TCP sockets and their completion notifications: the
 //! "send with MSG_ZEROCOPY" rung of the copy ladder, for the file server's kernel backend.
-//! It lives here because `umem` is where the project keeps its unsafe syscall code; rustix
-//! has neither `SO_ZEROCOPY` nor a parser for `sock_extended_err` control messages.
+//! rustix has neither `SO_ZEROCOPY` nor a parser for `sock_extended_err` control messages.
 //!
 //! ```text
 //!   setsockopt(SO_ZEROCOPY, 1)                       once per socket
@@ -17,12 +16,11 @@
 //! on delivery). Readiness of a notification is `EPOLLERR` on the socket.
 //!
 //! Needs Linux 4.14 for TCP.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd};
-
-use crate::error::Error;
 
 /// `SO_EE_ORIGIN_ZEROCOPY` (linux/errqueue.h; not in the libc crate).
 const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
@@ -48,7 +46,7 @@ impl Notice {
 }
 
 /// Turns on `SO_ZEROCOPY` for a socket (needed before any `MSG_ZEROCOPY` send).
-pub fn enable(sock: BorrowedFd<'_>) -> Result<(), Error> {
+pub fn enable(sock: BorrowedFd<'_>) -> io::Result<()> {
     let one: libc::c_int = 1;
     // SAFETY: setsockopt reads one c_int from a live local of exactly that size.
     let rc = unsafe {
@@ -61,7 +59,8 @@ pub fn enable(sock: BorrowedFd<'_>) -> Result<(), Error> {
         )
     };
     if rc != 0 {
-        return Err(Error::last("setsockopt(SO_ZEROCOPY)"));
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("setsockopt(SO_ZEROCOPY): {e}")));
     }
     Ok(())
 }

@@ -11,23 +11,9 @@
 use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use datapath::{fmt_mac, parse_mac};
+
 use super::MsgError;
-
-/// Our interface's MAC, from sysfs.
-pub fn own_mac(iface: &str) -> Result<[u8; 6], MsgError> {
-    let path = format!("/sys/class/net/{iface}/address");
-    let text = std::fs::read_to_string(&path).map_err(|source| MsgError::Read { path: path.clone(), source })?;
-    parse_mac(text.trim()).ok_or(MsgError::Parse { path, what: "a MAC address" })
-}
-
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in &mut mac {
-        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
 
 /// The next hop towards `dst` out of `iface`: `dst` itself when on-link, else the gateway
 /// of the most specific route. `None` when no route through `iface` covers `dst`.
@@ -102,11 +88,6 @@ pub fn resolve(iface: &str, dst: Ipv4Addr, timeout: Duration) -> Result<[u8; 6],
     Err(MsgError::Unresolved { peer: dst, hop, iface: iface.into(), waited: timeout })
 }
 
-/// `aa:bb:cc:dd:ee:ff`.
-pub fn fmt_mac(m: &[u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +119,5 @@ eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
         assert_eq!(arp_entry(ARP, "veth0", ip("10.77.0.1")), Some([0x6e, 0x1b, 0x3c, 0x4d, 0x5e, 0x6f]));
         assert_eq!(arp_entry(ARP, "veth0", ip("10.77.0.9")), None);
         assert_eq!(arp_entry(ARP, "eth0", ip("10.77.0.1")), None);
-        assert_eq!(parse_mac("6e:1b:3c:4d:5e"), None);
     }
 }

@@ -1,0 +1,288 @@
+//! The AF_XDP backend's server core: the user-space stack, the block cache and one HTTP
+//! [`Session`] per connection. It owns no device and reads no clock: a loop hands it
+//! received frames ([`Core::receive`]) and a [`Link`] to transmit on ([`Core::turn`]), so
+//! the AF_XDP socket and a simulated wire drive the same code.
+//!
+//! ```text
+//!   frames ──► Core::receive ──► Stack::handle_frame, and wake the peer's session
+//!   Core::turn(now, link):  accept ─► block completions ─► the woken sessions (read,
+//!                           answer, feed, write) ─► Stack::poll(now, link) ─► due HTTP timers
+//! ```
+//!
+//! A turn serves only the sessions with something to do: those a frame, an accept or a
+//! finished block read woke, and those that waited for pool memory on the last turn. The
+//! HTTP timers (head, idle, write) sit in the table's timer wheel, re-armed after each
+//! service. Nothing per turn walks the connections, and after warm-up nothing allocates.
+
+use std::collections::HashMap;
+
+use smoltcp::wire::IpEndpoint;
+use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
+use umem::{BlockCache, BufSlice};
+
+use super::sink::{SinkStats, StackTransport};
+use crate::blocks::{self, BlockStream, Blocks, HasStreams};
+use crate::metrics::Metrics;
+use crate::options::Limits;
+use crate::root::Root;
+use crate::session::table::{SessionId, Table};
+use crate::session::{Now, Served, Session, Timeout};
+
+/// One connection: the stack's handle, its peer and the HTTP session over it.
+#[derive(Debug)]
+struct XConn {
+    h: ConnHandle,
+    peer: IpEndpoint,
+    session: Session<BlockStream>,
+}
+
+impl HasStreams for XConn {
+    fn streams_mut(&mut self) -> impl Iterator<Item = &mut BlockStream> {
+        self.session.bodies_mut()
+    }
+}
+
+/// What a turn did (the loop sleeps only after turns that did nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// Frames the stack transmitted.
+    pub sent: usize,
+    /// Block reads that finished.
+    pub completed: usize,
+}
+
+/// Work the core did, counted (tests show it follows activity, not open connections).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Sessions served.
+    pub serviced: u64,
+    /// Timer entries the wheel looked at.
+    pub timer_visits: u64,
+}
+
+/// The server core; see the module docs.
+#[derive(Debug)]
+pub struct Core {
+    stack: Stack,
+    listener: ListenHandle,
+    blocks: Blocks,
+    conns: Table<XConn>,
+    /// Sessions by peer, to wake the one a frame is for.
+    peers: HashMap<IpEndpoint, SessionId>,
+    root: Root,
+    limits: Limits,
+    /// HTTP counters.
+    pub metrics: Metrics,
+    sink: SinkStats,
+    /// Scratch for head frames and for ids (reused, so a pass allocates nothing).
+    frames: Vec<BufSlice>,
+    ids: Vec<SessionId>,
+    due: Vec<(SessionId, Timeout)>,
+    work: Work,
+}
+
+impl Core {
+    /// A core serving `listener` of `stack` from the files beneath `root`, through `cache`
+    /// (whose pool also gives the frames for response heads).
+    pub fn new(stack: Stack, listener: ListenHandle, cache: BlockCache, root: Root, limits: Limits) -> Core {
+        let timers = limits.longest_timeout();
+        Core {
+            stack,
+            listener,
+            blocks: Blocks::new(cache),
+            conns: Table::new(timers),
+            peers: HashMap::new(),
+            root,
+            limits,
+            metrics: Metrics::default(),
+            sink: SinkStats::default(),
+            frames: Vec::new(),
+            ids: Vec::new(),
+            due: Vec::new(),
+            work: Work::default(),
+        }
+    }
+
+    /// The stack (counters, timers).
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// The block cache and its pool.
+    pub fn blocks(&self) -> &Blocks {
+        &self.blocks
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Each connection's TCP state and queue lengths (for a failing test's message).
+    pub fn describe_connections(&self) -> Vec<String> {
+        self.conns
+            .iter()
+            .map(|(_, c)| match self.stack.conn(c.h) {
+                Some(k) => format!(
+                    "{:?} poll_at {:?} wants_output {} cwnd {} send_queued {} send_space {} session {}",
+                    k.state(),
+                    k.poll_at(),
+                    k.wants_output(),
+                    k.cwnd(),
+                    k.send_queued(),
+                    k.send_space(),
+                    c.session.describe()
+                ),
+                None => "gone".into(),
+            })
+            .collect()
+    }
+
+    /// Work done so far.
+    pub fn work(&self) -> Work {
+        self.work
+    }
+
+    /// When the core next has work without new input: the stack's timers or the HTTP
+    /// timers. Past times mean now. Sessions waiting for pool memory are not counted: the
+    /// memory comes back with acknowledgements and transmit completions, which are input
+    /// (and the next turn retries them).
+    pub fn poll_at(&self) -> Option<Instant> {
+        [self.stack.poll_at(), self.conns.next_timer()].into_iter().flatten().min()
+    }
+
+    /// Takes one received frame, and wakes the session it is for.
+    pub fn receive(&mut self, now: Instant, frame: BufSlice) {
+        if let Some(id) = super::peer::source(frame.as_bytes()).and_then(|p| self.peers.get(&p)) {
+            self.conns.wake(*id);
+        }
+        self.stack.handle_frame(now, frame);
+    }
+
+    /// One turn of the server after a batch of frames: accepts, routes finished block
+    /// reads, serves the sessions that have work, runs the stack's timers and transmits
+    /// on `link`, then ends the sessions whose HTTP timers ran out.
+    pub fn turn<L: Link>(&mut self, now: Now, link: &mut L) -> Turn {
+        while let Some(h) = self.stack.accept(self.listener) {
+            self.add(now, h);
+        }
+        self.conns.begin_turn();
+        let completed = self.poll_blocks();
+        let mut ids = std::mem::take(&mut self.ids);
+        self.conns.take_ready(&mut ids);
+        for id in ids.drain(..) {
+            self.service(now, id);
+        }
+        self.ids = ids;
+        let sent = self.stack.poll(now.mono, link);
+        self.timers(now.mono);
+        Turn { sent, completed }
+    }
+
+    fn add(&mut self, now: Now, h: ConnHandle) {
+        self.metrics.connections += 1;
+        let peer = self.stack.conn(h).map(|c| c.tuple().remote);
+        let Some(peer) = peer.filter(|_| self.conns.len() < self.limits.max_connections) else {
+            self.metrics.refused_connections += 1;
+            let _ = self.stack.abort(h);
+            return;
+        };
+        let id = self.conns.insert(XConn { h, peer, session: Session::new(now.mono) });
+        self.peers.insert(peer, id);
+        self.conns.wake(id);
+        self.metrics.connections_open += 1;
+    }
+
+    fn drop_conn(&mut self, id: SessionId, graceful: bool) {
+        if let Some(c) = self.conns.remove(id) {
+            let _ = if graceful { self.stack.close(c.h) } else { self.stack.abort(c.h) };
+            if self.peers.get(&c.peer) == Some(&id) {
+                self.peers.remove(&c.peer);
+            }
+            self.metrics.connections_open -= 1;
+        }
+    }
+
+    /// Hands finished block reads to the sessions that wait for them, and wakes those.
+    fn poll_blocks(&mut self) -> usize {
+        let Core { blocks, conns, .. } = self;
+        blocks.poll(|d| {
+            let id = d.0;
+            if blocks::deliver(conns, d) {
+                conns.wake(id);
+            }
+        })
+    }
+
+    /// Reads requests, answers them, moves blocks and bytes along for one connection.
+    fn service(&mut self, now: Now, id: SessionId) {
+        self.work.serviced += 1;
+        let Core { stack, blocks, conns, root, metrics, frames, sink, limits, .. } = self;
+        let Some(c) = conns.get_mut(id) else { return };
+        let ready = stack.readiness(c.h);
+        if ready.closed || ready.error.is_some() {
+            return self.drop_conn(id, true);
+        }
+        let mut t = StackTransport { stack, h: c.h, id, root, blocks, frames, stats: sink };
+        let served = c.session.serve(now, &mut t, metrics);
+        let deadline = c.session.deadline(limits).0;
+        match served {
+            Served::Open { retry } => {
+                conns.arm(id, deadline);
+                if retry {
+                    conns.retry_later(id);
+                }
+            }
+            Served::Done | Served::ReadFailed => self.drop_conn(id, true),
+            Served::SendFailed => self.drop_conn(id, false),
+        }
+    }
+
+    /// Ends the sessions whose deadline passed (the wheel names only those).
+    fn timers(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
+        let limits = &self.limits;
+        self.work.timer_visits += self.conns.expire(now, |c| c.session.deadline(limits), &mut due) as u64;
+        for (id, why) in due.drain(..) {
+            self.metrics.timed_out(why);
+            self.drop_conn(id, false);
+        }
+        self.due = due;
+    }
+
+    /// The HTTP counters with the stack's, the cache's and the pool's.
+    pub fn metrics(&self) -> Metrics {
+        let mut m = self.metrics.clone();
+        let s = self.stack.counters();
+        m.bytes_copied = s.payload_bytes_copied;
+        let ps = self.blocks.pool().stats();
+        m.extra = vec![
+            ("tcp_retransmits_total".into(), s.tcp_retransmits),
+            ("tcp_fast_recoveries_total".into(), s.tcp_fast_recoveries),
+            ("tcp_loss_probes_total".into(), s.tcp_loss_probes),
+            ("tcp_bad_offset_total".into(), s.tcp_bad_offset),
+            ("tcp_bad_options_total".into(), s.tcp_bad_options),
+            ("tcp_rst_bad_seq_total".into(), s.tcp_rst_bad_seq),
+            ("tcp_rst_challenged_total".into(), s.tcp_rst_challenged),
+            ("tcp_syn_received_total".into(), s.tcp_syn_received),
+            ("tcp_syn_challenged_total".into(), s.tcp_syn_challenged),
+            ("tcp_out_of_window_total".into(), s.tcp_out_of_window),
+            ("tcp_conn_table_full_total".into(), s.tcp_conn_table_full),
+            ("tcp_syn_cookies_sent_total".into(), s.tcp_syn_cookies_sent),
+            ("tcp_rto_expired_total".into(), s.tcp_rto_expired),
+            ("tcp_established_total".into(), s.tcp_established),
+            ("tx_payload_bytes_total".into(), s.tx_payload_bytes),
+            ("stack_tx_link_full_total".into(), s.tx_link_full),
+            ("stack_tx_no_frame_total".into(), s.tx_no_frame),
+            ("stack_tx_frames_total".into(), s.tx_frames),
+            ("stack_rx_frames_total".into(), s.rx_frames),
+            ("tcp_bad_checksum_total".into(), s.tcp_bad_checksum),
+            ("rx_multi_buffer_dropped_total".into(), m.rx_multi_dropped),
+            ("head_frame_waits_total".into(), self.sink.head_frame_waits),
+            ("pool_frames_free".into(), u64::from(ps.frames_free)),
+            ("pool_blocks_free".into(), u64::from(ps.blocks_free)),
+        ];
+        self.blocks.counters(&mut m.extra);
+        m
+    }
+}
