@@ -46,12 +46,15 @@ pub struct TcpConfig {
     /// Keep-alive probes on idle connections (RFC 9293 3.8.4, `SO_KEEPALIVE`); off by
     /// default, as in Linux.
     pub keepalive: Option<KeepAlive>,
-    /// Congestion control for new connections.
+    /// Congestion control for new connections (CUBIC, as Linux).
     pub congestion: CcAlgorithm,
+    /// HyStart++ (RFC 9406) in the first slow start: leave it when the RTT shows the
+    /// bottleneck queue filling, before it overflows (Linux's CUBIC `hystart`).
+    pub hystart: bool,
     /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
     pub max_payload_frags: usize,
     /// Tail loss probes (RFC 8985 section 7; Linux `tcp_early_retrans`): when no ACK comes
-    /// for about two round trips, send one segment to draw one, instead of waiting for the
+    /// for two smoothed RTTs, send one segment to draw one, instead of waiting for the
     /// retransmission timeout. Needs SACK.
     pub tail_loss_probe: bool,
 }
@@ -75,7 +78,8 @@ impl Default for TcpConfig {
             time_wait: Duration::from_secs(60),
             fin_wait2_timeout: Duration::from_secs(60),
             keepalive: None,
-            congestion: CcAlgorithm::NewReno,
+            congestion: CcAlgorithm::Cubic,
+            hystart: true,
             max_payload_frags: 8,
             tail_loss_probe: true,
         }

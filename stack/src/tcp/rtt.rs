@@ -99,62 +99,62 @@ impl RttEstimator {
 
 /// A running minimum over a time window, kept as the best three samples of the window's
 /// thirds (Kathleen Nichols' algorithm, Linux `lib/minmax.c`): constant space, and a
-/// stale minimum ages out instead of holding forever.
+/// stale minimum ages out instead of holding forever. Values are microseconds (`u32`),
+/// times microseconds of the clock: 40 bytes, in every connection.
 #[derive(Debug, Clone)]
 pub struct WindowedMin {
-    window: Duration,
-    /// `(time, value)`, best first; empty until the first sample.
-    s: [(Instant, Duration); 3],
-    set: bool,
+    window: u32,
+    /// When each of the best three was taken, best first.
+    t: [i64; 3],
+    /// Their values; `u32::MAX` until the first sample.
+    v: [u32; 3],
 }
 
 impl WindowedMin {
-    /// A filter over `window`.
+    /// A filter over `window` (at most about 71 minutes).
     pub fn new(window: Duration) -> Self {
-        WindowedMin { window, s: [(Instant::ZERO, Duration::ZERO); 3], set: false }
+        WindowedMin { window: window.total_micros().min(u64::from(u32::MAX)) as u32, t: [0; 3], v: [u32::MAX; 3] }
     }
 
     /// The minimum, once sampled.
     pub fn get(&self) -> Option<Duration> {
-        self.set.then_some(self.s[0].1)
+        (self.v[0] != u32::MAX).then(|| Duration::from_micros(u64::from(self.v[0])))
     }
 
     /// Adds a sample taken at `now`.
     pub fn update(&mut self, now: Instant, v: Duration) {
-        let val = (now, v);
-        if !self.set || v <= self.s[0].1 || now - self.s[2].0 > self.window {
-            self.s = [val; 3];
-            self.set = true;
+        let (now, v) = (now.total_micros(), v.total_micros().min(u64::from(u32::MAX - 1)) as u32);
+        let w = i64::from(self.window);
+        if self.v[0] == u32::MAX || v <= self.v[0] || now - self.t[2] > w {
+            self.t = [now; 3];
+            self.v = [v; 3];
             return;
         }
-        if v <= self.s[1].1 {
-            self.s[1] = val;
-            self.s[2] = val;
-        } else if v <= self.s[2].1 {
-            self.s[2] = val;
+        if v <= self.v[1] {
+            (self.t[1], self.v[1]) = (now, v);
+            (self.t[2], self.v[2]) = (now, v);
+        } else if v <= self.v[2] {
+            (self.t[2], self.v[2]) = (now, v);
         }
-        self.subwin_update(now, val);
+        let dt = now - self.t[0];
+        if dt > w {
+            // The best sample left the window: promote the others.
+            self.shift(now, v);
+            if now - self.t[0] > w {
+                self.shift(now, v);
+            }
+        } else if self.t[1] == self.t[0] && dt > w / 4 {
+            // A quarter of the window passed with no better sample: take a second choice.
+            (self.t[1], self.v[1]) = (now, v);
+            (self.t[2], self.v[2]) = (now, v);
+        } else if self.t[2] == self.t[1] && dt > w / 2 {
+            (self.t[2], self.v[2]) = (now, v);
+        }
     }
 
-    fn subwin_update(&mut self, now: Instant, val: (Instant, Duration)) {
-        let dt = now - self.s[0].0;
-        if dt > self.window {
-            // The best sample left the window: promote the others.
-            self.s[0] = self.s[1];
-            self.s[1] = self.s[2];
-            self.s[2] = val;
-            if now - self.s[0].0 > self.window {
-                self.s[0] = self.s[1];
-                self.s[1] = self.s[2];
-                self.s[2] = val;
-            }
-        } else if self.s[1].0 == self.s[0].0 && dt > self.window / 4 {
-            // A quarter of the window passed with no better sample: take a second choice.
-            self.s[1] = val;
-            self.s[2] = val;
-        } else if self.s[2].0 == self.s[1].0 && dt > self.window / 2 {
-            self.s[2] = val;
-        }
+    fn shift(&mut self, now: i64, v: u32) {
+        self.t = [self.t[1], self.t[2], now];
+        self.v = [self.v[1], self.v[2], v];
     }
 }
 
