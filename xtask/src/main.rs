@@ -21,6 +21,7 @@ mod tcptest;
 mod toolchain;
 mod txceil;
 mod util;
+mod wan;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -165,6 +166,10 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2048)]
         size_mib: u64,
     },
+    /// Downloads through a wide-area path (the impairing forwarder: delay, loss,
+    /// reordering): our TCP vs the kernel's sendfile over a grid of RTT by loss, printed
+    /// as ratios, with retransmitted bytes against the bytes the forwarder dropped.
+    Wan(wan::WanOpts),
     /// One TCP connection: our stack over AF_XDP vs the kernel's sendfile, the same file
     /// to curl on the same veth pair, MTU 1500 and 9000; throughput and server CPU s/GiB,
     /// printed as ratios.
@@ -337,6 +342,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
             setup::ensure(setup::Profile::Full)?;
             bench_blocks::run(size_mib)
+        }
+        Cmd::Bench { what: BenchCmd::Wan(opts) } => {
+            let bins = prepare()?;
+            wan::bench(&bins, &opts)
         }
         Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
             let bins = prepare()?;
