@@ -7,6 +7,8 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod ebpf;
+mod fabric;
+mod fabric_bench;
 mod fstest;
 mod fuzz;
 mod impair;
@@ -170,6 +172,17 @@ enum BenchCmd {
     /// reordering): our TCP vs the kernel's sendfile over a grid of RTT by loss, printed
     /// as ratios, with retransmitted bytes against the bytes the forwarder dropped.
     Wan(wan::WanOpts),
+    /// The libfabric provider: fi_pingpong latency and MB/s against libfabric's udp and
+    /// tcp providers (and ofi_rxd over ours), and MPI ping-pong against Open MPI's btl tcp,
+    /// on one veth pair; ratios in target/bench/fabric.md.
+    Fabric {
+        /// fi_pingpong runs per row (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// fi_pingpong iterations at 64 B (a tenth of them at 64 KiB and for MPI).
+        #[arg(long, default_value_t = 20000)]
+        iters: u32,
+    },
     /// One TCP connection: our stack over AF_XDP vs the kernel's sendfile, the same file
     /// to curl on the same veth pair, MTU 1500 and 9000; throughput and server CPU s/GiB,
     /// printed as ratios.
@@ -347,6 +360,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             wan::bench(&bins, &opts)
         }
+        Cmd::Bench { what: BenchCmd::Fabric { runs, iters } } => {
+            setup::require_root("bench fabric (it creates namespaces and attaches XDP)")?;
+            setup::ensure(setup::Profile::Full)?;
+            netns::install_cleanup();
+            fabric_bench::bench(&fabric::Provider::default(), runs, iters)
+        }
         Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
             let bins = prepare()?;
             tcptest::bench(&bins, size_mib, runs)
@@ -467,6 +486,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     ladder::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
+    fabric::tests(&mut suite, &fabric::Provider::default());
     let ns = suite.finish("namespace tests");
     if failed {
         bail!("unit tests or the eBPF object check failed (see above)");
