@@ -18,6 +18,7 @@ mod msg;
 mod netns;
 mod nginx;
 mod nstest;
+mod offloadtest;
 mod setup;
 mod tcpcraft;
 mod tcptest;
@@ -498,6 +499,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
