@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 
+pub(crate) use bench::lua;
 pub use bench::{bench, BenchOpts};
 pub use scale::bench as scale_bench;
 
