@@ -211,6 +211,7 @@ pub fn run(bins: &Bins, o: &SoakOpts) -> Result<()> {
         ranges_failed: rg.failed,
         stallers,
         stallers_cut: cut,
+        write_timeouts: counter(&metrics, "fileserver_timeouts_total{phase=\"write\"}").unwrap_or(0),
     };
     let mut all = checks::checks(&start, &samples, &end, &v, alive);
     all.push(Check {

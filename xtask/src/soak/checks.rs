@@ -77,9 +77,19 @@ pub struct Verdicts {
     pub ranges_ok: u64,
     pub range_mismatches: u64,
     pub ranges_failed: u64,
-    /// Zero-window stallers opened, and those the server cut off before they gave up.
+    /// Zero-window stallers opened, and those that saw the server cut them off before
+    /// they gave up.
     pub stallers: u64,
     pub stallers_cut: u64,
+    /// Responses the server dropped for making no progress (its write timeouts).
+    pub write_timeouts: u64,
+}
+
+/// Stallers that may miss being cut: the server's cut is one RST, which the 1% loss
+/// drops now and then, leaving that staller waiting on its side (the server has let go
+/// either way, as its write timeouts show). One in 20 is allowed, and at least one.
+pub fn stallers_allowed_uncut(stallers: u64) -> u64 {
+    stallers.div_ceil(20).max(1)
 }
 
 /// One check of the end report.
@@ -115,8 +125,15 @@ pub fn checks(start: &Snapshot, samples: &[Snapshot], end: &Snapshot, v: &Verdic
     );
     check(
         "stallers cut off by the server",
-        v.stallers_cut == v.stallers,
-        format!("{} of {} zero-window stallers cut", v.stallers_cut, v.stallers),
+        v.write_timeouts >= v.stallers
+            && v.stallers_cut + stallers_allowed_uncut(v.stallers).min(v.stallers) >= v.stallers,
+        format!(
+            "{} of {} zero-window stallers saw the cut (at most {} may miss its RST); {} write timeouts",
+            v.stallers_cut,
+            v.stallers,
+            stallers_allowed_uncut(v.stallers),
+            v.write_timeouts
+        ),
     );
     check(
         "pool frames back",
@@ -241,7 +258,14 @@ mod tests {
     }
 
     fn good() -> Verdicts {
-        Verdicts { downloads_ok: 3, ranges_ok: 100, stallers: 8, stallers_cut: 8, ..Verdicts::default() }
+        Verdicts {
+            downloads_ok: 3,
+            ranges_ok: 100,
+            stallers: 40,
+            stallers_cut: 38,
+            write_timeouts: 41,
+            ..Verdicts::default()
+        }
     }
 
     fn failed(c: &[Check]) -> Vec<&'static str> {
@@ -269,7 +293,7 @@ mod tests {
         end.blocks_free -= 1;
         end.time_wait = 1;
         end.fds = 13;
-        let v = Verdicts { sha_mismatches: 1, range_mismatches: 2, stallers_cut: 7, ..good() };
+        let v = Verdicts { sha_mismatches: 1, range_mismatches: 2, stallers_cut: 37, ..good() };
         let c = checks(&start, &samples, &end, &v, true);
         assert_eq!(
             failed(&c),
@@ -301,6 +325,22 @@ mod tests {
         ] {
             assert!(f.contains(&name), "{name} should fail: {f:?}");
         }
+    }
+
+    #[test]
+    fn stallers_need_the_servers_write_timeouts_and_nearly_all_to_see_the_cut() {
+        let start = snap(7, 0, 1000);
+        let samples = [snap(7, 60, 1000)];
+        let run = |v: Verdicts| {
+            let c = checks(&start, &samples, &snap(7, 90, 1000), &v, true);
+            c.iter().find(|c| c.name == "stallers cut off by the server").map(|c| c.ok)
+        };
+        assert_eq!(run(good()), Some(true));
+        assert_eq!(run(Verdicts { write_timeouts: 39, ..good() }), Some(false), "fewer timeouts than stallers");
+        assert_eq!(run(Verdicts { stallers: 4, stallers_cut: 3, write_timeouts: 4, ..good() }), Some(true));
+        assert_eq!(run(Verdicts { stallers: 12, stallers_cut: 8, write_timeouts: 27, ..good() }), Some(false));
+        assert_eq!(stallers_allowed_uncut(0), 1);
+        assert_eq!(stallers_allowed_uncut(360), 18);
     }
 
     #[test]
