@@ -82,6 +82,11 @@ impl Ab {
                 .context("ab's time taken")?,
         })
     }
+
+    /// Completed requests per second.
+    pub fn req_s(&self) -> f64 {
+        self.complete as f64 / self.secs.max(1e-9)
+    }
 }
 
 /// Requests `ab` finished before it gave up on a run (`Total of N requests completed`,
@@ -119,7 +124,7 @@ Requests per second:    37368.12 [#/sec] (mean)
 ";
         let a = Ab::parse(text).unwrap();
         assert_eq!((a.complete, a.failed, a.non2xx), (200_000, 7, 3));
-        assert!((a.secs - 5.352).abs() < 1e-9);
+        assert!((a.secs - 5.352).abs() < 1e-9 && (a.req_s() - 200_000.0 / 5.352).abs() < 1e-6);
         let clean = "Time taken for tests:   1.000 seconds\nComplete requests:      10\nFailed requests:        0\n";
         assert_eq!(Ab::parse(clean).unwrap(), Ab { complete: 10, failed: 0, non2xx: 0, secs: 1.0 });
         assert!(Ab::parse("apr_socket_recv: Connection reset by peer (104)\n").is_err());

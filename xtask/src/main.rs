@@ -5,6 +5,7 @@
 mod bench;
 mod bench_blocks;
 mod client;
+mod conns;
 mod demo;
 mod ebpf;
 mod fabric;
@@ -189,6 +190,12 @@ enum BenchCmd {
         #[arg(long)]
         same_core: bool,
     },
+    /// Many and short connections, the file server on AF_XDP vs nginx (`sendfile on`),
+    /// each pinned to one core: 1 KiB files with a connection per request (wrk with
+    /// `Connection: close`, and `ab -n 200000 -c 32`), and 16 KiB files over 100, 1,000
+    /// and 10,000 keep-alive connections; requests/s, failures and ratios in
+    /// target/bench/conns.md.
+    Conns(conns::ConnsOpts),
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
     Msg {
@@ -420,6 +427,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Ladder(opts) } => {
             let bins = prepare()?;
             ladder::bench(&bins, &opts)
+        }
+        Cmd::Bench { what: BenchCmd::Conns(opts) } => {
+            let bins = prepare()?;
+            conns::bench(&bins, &opts)
         }
         Cmd::Bench { what: BenchCmd::Msg { seconds } } => {
             let bins = prepare()?;
