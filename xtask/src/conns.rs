@@ -6,7 +6,9 @@
 //! * 16 KiB files over 100, 1,000 and 10,000 keep-alive connections (wrk, its descriptor
 //!   limit raised; nginx's `worker_connections` raised to fit).
 //!
-//! Each server runs pinned to CPU 1 and every client to CPU 0; the client's veth has RPS
+//! Each run starts once the server has let go of the connections of the run before it
+//! (the client holds none but in TIME-WAIT). Each server runs pinned to CPU 1 and every
+//! client to CPU 0; the client's veth has RPS
 //! to CPU 0, so its receive processing runs on its side, as on two hosts. Requests/s,
 //! failed requests and ratios ours/nginx go to the terminal and `target/bench/conns.md`.
 //! Nothing is asserted about speed.
@@ -225,11 +227,39 @@ fn start(name: &str, bins: &Bins, ns: &Netns, www: &Path, most: u32) -> Result<S
     Ok(Server { _nginx: None, _ours: Some(d) })
 }
 
-/// One run of `load` (after a 1 s warm-up for the wrk sets).
+/// Longest wait for a server to let go of the last run's connections.
+const SETTLE: Duration = Duration::from_secs(60);
+
+/// Waits (at most [`SETTLE`]) until the client holds no connection to the server in any
+/// state but TIME-WAIT, so a run never starts while the server is still closing the
+/// last one's (10,000 at once take a while); returns the connections still held.
+fn settle(ns: &Netns) -> usize {
+    let end = Instant::now() + SETTLE;
+    let filter = format!("( dport = :{PORT} )");
+    loop {
+        let held = cmd_ok(ns.in_client("ss").args(["-Htn", "state", "connected", "exclude", "time-wait", &filter]))
+            .map_or(0, |t| t.lines().filter(|l| !l.trim().is_empty()).count());
+        if held == 0 || Instant::now() >= end {
+            return held;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One run of `load` (after a 1 s warm-up for the wrk sets), each started once the
+/// server has let go of the connections before it.
 fn measure(ns: &Netns, data: &Data, load: &Load, secs: u64) -> Result<Rate> {
+    let settled = |what: &str| {
+        let held = settle(ns);
+        if held > 0 {
+            println!("  ({held} connections still not closed {} s after the {what})", SETTLE.as_secs());
+        }
+    };
+    settled("previous run");
     match *load {
         Load::Close(c) => {
             let _ = wrk(ns, &data.close_1k, c, 1);
+            settled("warm-up");
             wrk(ns, &data.close_1k, c, secs).map(Rate::from)
         }
         Load::Ab(n) => {
@@ -240,6 +270,7 @@ fn measure(ns: &Netns, data: &Data, load: &Load, secs: u64) -> Result<Rate> {
         }
         Load::KeepAlive(c) => {
             let _ = wrk(ns, &data.keep_16k, c, 1);
+            settled("warm-up");
             wrk(ns, &data.keep_16k, c, secs).map(Rate::from)
         }
     }
