@@ -35,7 +35,8 @@ fn setup(size: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, Blocks
     .unwrap();
     let reader = BlockReader::new(&pool, &ReaderConfig::default()).unwrap();
     // Nothing cached: every block is a read of its own.
-    let cache = BlockCache::new(reader, &CacheConfig { capacity: 0, max_file_size: 0, max_open_files: 8 });
+    let cache =
+        BlockCache::new(reader, &CacheConfig { capacity: 0, max_file_size: 0, max_open_files: 8, admit_large: false });
     (dir, path, data, Blocks::new(cache))
 }
 
