@@ -9,6 +9,7 @@ mod demo;
 mod ebpf;
 mod fabric;
 mod fabric_bench;
+mod fscache;
 mod fstest;
 mod fuzz;
 mod impair;
@@ -474,6 +475,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    fscache::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
