@@ -51,8 +51,8 @@ pub struct ClientStats {
     pub duplicates: u64,
     /// Segments beyond `rcv_nxt` (a gap: never expected here).
     pub out_of_order: u64,
-    /// Frames that did not parse, or named no connection; responses that did not parse;
-    /// body bytes that differed (with `verify`).
+    /// Frames that did not parse, or named no connection; responses that did not parse
+    /// or were not 200 OK; body bytes that differed (with `verify`).
     pub bad: u64,
     /// Segments not sent because the server's pool had no free frame.
     pub no_frame: u64,
@@ -277,11 +277,14 @@ impl Client {
                     }
                     return done;
                 };
-                let Some(len) = content_length(&p.head[..end]) else {
+                let Some((status, len)) = status_and_length(&p.head[..end]) else {
                     self.stats.bad += 1;
                     p.head.clear();
                     return done;
                 };
+                if status != 200 {
+                    self.stats.bad += 1;
+                }
                 // Bytes past the head in what was taken belong to the body.
                 let past = p.head.len() - end;
                 chunk = &chunk[take - past..];
@@ -390,8 +393,8 @@ fn parse(frags: &[BufSlice]) -> Option<(TcpHeader, usize, usize)> {
     (have == plen).then_some((hdr, L4 + thl, plen))
 }
 
-/// The `Content-Length` of a response head.
-fn content_length(head: &[u8]) -> Option<u64> {
+/// The status and `Content-Length` of a response head.
+fn status_and_length(head: &[u8]) -> Option<(u16, u64)> {
     let mut hs = [httparse::EMPTY_HEADER; 24];
     let mut r = httparse::Response::new(&mut hs);
     match r.parse(head) {
@@ -399,5 +402,5 @@ fn content_length(head: &[u8]) -> Option<u64> {
         _ => return None,
     }
     let h = r.headers.iter().find(|h| h.name.eq_ignore_ascii_case("content-length"))?;
-    std::str::from_utf8(h.value).ok()?.trim().parse().ok()
+    Some((r.code?, std::str::from_utf8(h.value).ok()?.trim().parse().ok()?))
 }
