@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use crate::admit::{self, Admission};
 use crate::clock::Clock;
-use crate::dio::{self, FileKey};
+use crate::dio::{self, FileKey, FileMeta};
 use crate::error::Error;
 use crate::pool::BufSlice;
 use crate::reader::{BlockReader, Completion, FileId, ReqId};
@@ -249,6 +249,14 @@ impl BlockCache {
     /// stale.
     pub fn open(&mut self, path: &Path) -> Result<CachedFile, Error> {
         let meta = dio::statx_path(path)?;
+        self.open_with(path, meta)
+    }
+
+    /// [`open`](Self::open) with the `statx` already taken by the caller, on a descriptor
+    /// of the file `path` names ([`dio::statx_fd`] on the one just opened to serve the
+    /// request): one path walk less. Take `meta` afresh for every request, as `open`
+    /// would, or a changed file is served stale.
+    pub fn open_with(&mut self, path: &Path, meta: FileMeta) -> Result<CachedFile, Error> {
         if !meta.regular {
             return Err(Error::NotRegular { path: path.to_owned() });
         }
