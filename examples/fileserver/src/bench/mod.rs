@@ -112,6 +112,8 @@ pub struct Measured {
     pub segments: u64,
     /// Descriptors they took.
     pub descriptors: u64,
+    /// Frames the server received (ACKs and requests).
+    pub rx_frames: u64,
     /// Retransmissions (0 expected: the link loses nothing).
     pub retransmits: u64,
     /// Payload bytes the server's CPU copied (0 expected).
@@ -143,7 +145,7 @@ impl Measured {
         let c = &self.client_stats;
         format!(
             "RESULT workload={workload} mtu={mtu} gbit_per_sec={:.2} ns_per_segment={:.1} requests_per_sec={:.0} \
-             server_s={:.4} client_s={:.4} turns={} segments={} descriptors={} acks={} responses={} body_bytes={} \
+             server_s={:.4} client_s={:.4} turns={} segments={} descriptors={} rx_frames={} acks={} responses={} body_bytes={} \
              retransmits={} copied={} disk_bytes={} out_of_order={} bad={}",
             self.gbit_per_sec(),
             self.ns_per_segment(),
@@ -153,6 +155,7 @@ impl Measured {
             self.turns,
             self.segments,
             self.descriptors,
+            self.rx_frames,
             c.acks,
             c.responses,
             c.body_bytes,
@@ -273,6 +276,7 @@ impl Bench {
         }
         let after = self.core.stack().counters();
         m.segments = after.tcp_tx_segments - before.tcp_tx_segments;
+        m.rx_frames = after.rx_frames - before.rx_frames;
         m.descriptors = self.link.descriptors_total() - descs_before;
         m.retransmits = after.tcp_retransmits - before.tcp_retransmits;
         m.copied = after.payload_bytes_copied - before.payload_bytes_copied;
