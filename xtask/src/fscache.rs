@@ -42,6 +42,7 @@ fn hot_file(bins: &Bins) -> Result<()> {
     server.wait_line("ready", Duration::from_secs(60))?;
     let started = server.lines_so_far().join("\n");
     ensure!(started.contains("cache 4608 blocks = 1152 MiB"), "not the default cache:\n{started}");
+    println!("{}", started.lines().map(|l| format!("  | {l}")).collect::<Vec<_>>().join("\n"));
 
     let mut deltas = Vec::new();
     for n in 1..=3 {
@@ -77,7 +78,8 @@ fn hot_file(bins: &Bins) -> Result<()> {
     Ok(())
 }
 
-/// The cache and reader counters of the control port.
+/// The cache and reader counters of the control port (on the server namespace's loopback;
+/// the sums over workers, the lines without a `queue` label).
 #[derive(Debug, Clone, Copy, Default)]
 struct Counters {
     disk: u64,
@@ -92,7 +94,7 @@ struct Counters {
 impl Counters {
     fn read(ns: &Netns) -> Result<Counters> {
         let (ok, text) =
-            output(ns.in_client("curl").args(["-sf", "--max-time", "10", &format!("http://{SRV_ADDR}:9100/metrics")]))?;
+            output(ns.in_server("curl").args(["-sf", "--max-time", "10", "http://127.0.0.1:9100/metrics"]))?;
         ensure!(ok, "the control port did not answer: {text}");
         let c = |name: &str| -> Result<u64> {
             text.lines()
