@@ -4,6 +4,7 @@
 //! sharing the same slots; acknowledged bytes are dropped from the front, and a slot's
 //! reference goes with the last of its bytes. Nothing here ever copies a payload byte.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 
 use umem::BufSlice;
@@ -17,6 +18,12 @@ pub struct SendQueue {
     head: u64,
     /// Stream offset one past the last byte queued.
     tail: u64,
+    /// Slices dropped from the front so far: `slices[i]` is slice number `popped + i`.
+    popped: u64,
+    /// The number of the slice the last [`gather`](Self::gather) ended in. Sending moves
+    /// forward, so the next one almost always starts there or in the slice after, and
+    /// needs no search.
+    hint: Cell<u64>,
 }
 
 impl SendQueue {
@@ -68,6 +75,7 @@ impl SendQueue {
             let end = *start + s.len() as u64;
             if end <= upto {
                 self.slices.pop_front();
+                self.popped += 1;
             } else {
                 if *start < upto {
                     s.advance((upto - *start) as usize);
@@ -86,8 +94,15 @@ impl SendQueue {
         if at < self.head || at >= self.tail || len == 0 {
             return 0;
         }
-        // The last slice starting at or before `at`.
-        let mut i = self.slices.partition_point(|(start, _)| *start <= at) - 1;
+        // The slice holding `at`: where the last gather ended, the one after, or searched.
+        let holds = |i: usize| self.slices.get(i).is_some_and(|(s, b)| *s <= at && at < *s + b.len() as u64);
+        let h = self.hint.get().saturating_sub(self.popped) as usize;
+        let mut i = match (holds(h), holds(h + 1)) {
+            (true, _) => h,
+            (false, true) => h + 1,
+            // The last slice starting at or before `at`.
+            (false, false) => self.slices.partition_point(|(start, _)| *start <= at) - 1,
+        };
         let mut pos = at;
         let end = (at + len as u64).min(self.tail);
         let mut n = 0;
@@ -100,6 +115,7 @@ impl SendQueue {
             }
             pos += take as u64;
             n += 1;
+            self.hint.set(self.popped + i as u64);
             i += 1;
         }
         (pos - at) as usize
@@ -147,6 +163,23 @@ pub(crate) mod tests {
         assert_eq!(q.gather(1500, 10_000, 8, &mut out), 1500);
         assert_eq!(out[0].len(), 500);
         out.clear();
+        // Gathers that follow each other, and jumps back (a retransmission), after the
+        // front moved: each finds its bytes.
+        let mut q2 = SendQueue::new();
+        for i in 0..6u8 {
+            let mut b = p.alloc_frame().unwrap();
+            b.get_mut().unwrap()[..100].fill(i);
+            q2.push(BufSlice::new(b, 0..100).unwrap());
+        }
+        for (at, want) in [(0, 0), (40, 0), (100, 1), (250, 2), (120, 1), (599, 5), (300, 3)] {
+            let mut o = Vec::new();
+            assert_eq!(q2.gather(at, 30, 8, &mut o), 30.min(600 - at as usize), "at {at}");
+            assert_eq!(o[0].as_bytes()[0], want, "at {at}");
+            if at == 250 {
+                q2.ack_to(100);
+            }
+        }
+        drop(q2);
         q.ack_to(3000);
         assert!(q.is_empty());
         assert_eq!(p.stats().frames_free, 64);
