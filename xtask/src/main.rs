@@ -19,6 +19,7 @@ mod msg;
 mod netns;
 mod nginx;
 mod nstest;
+mod offloadtest;
 mod pipeline;
 mod setup;
 mod tcpcraft;
@@ -511,6 +512,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     fscache::tests(&mut suite, &bins);
+    offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);

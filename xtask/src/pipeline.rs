@@ -32,6 +32,10 @@ pub struct Opts {
     /// The client ACKs every this many segments (and at the end of each batch).
     #[arg(long, default_value_t = 4)]
     pub ack_every: u32,
+    /// The server sums every TCP checksum itself (by default they are left to the NIC
+    /// through TX metadata, as the file server does where the socket has it).
+    #[arg(long)]
+    pub no_tx_offload: bool,
     /// A short run (a 256 MiB file, one download, 30,000 requests).
     #[arg(long)]
     pub quick: bool,
@@ -81,6 +85,9 @@ pub fn bench(opts: &Opts) -> Result<()> {
                 "--ack-every",
                 &opts.ack_every.to_string(),
             ]);
+            if opts.no_tx_offload {
+                cmd.arg("--no-tx-offload");
+            }
             let (ok, text) = output(&mut cmd)?;
             ensure!(ok, "pipeline failed:\n{text}");
             print!(
@@ -130,8 +137,12 @@ pub fn bench(opts: &Opts) -> Result<()> {
             s.get("client_s")? / s.get("server_s")?.max(1e-9),
         ));
     }
+    let checksums = match opts.no_tx_offload {
+        true => "TCP checksums summed by the server",
+        false => "TCP checksums left to the NIC (TX metadata), as the file server does where it can",
+    };
     let note = format!(
-        "one core (CPU 1), no kernel in the loop; a {large_mib} MiB file from the block cache, {downloads} \
+        "one core (CPU 1), no kernel in the loop; {checksums}; a {large_mib} MiB file from the block cache, {downloads} \
          download(s) on one connection; {requests} requests over {} keep-alive connections cycling through \
          256 files of 16 KiB; the client ACKs every {} segments and at the end of each batch; rates are on \
          the server's time (client time shown apart); 0 retransmissions, 0 payload bytes copied, 0 bytes \

@@ -15,13 +15,14 @@
 //! the server builds the segments it would build for one. There is no loss on the link, so
 //! a segment out of order is a server bug: counted, and answered with a duplicate ACK.
 //! With `verify`, body bytes are checked against the seeded stream the files were written
-//! from (reads only; for tests).
+//! from, and every segment's TCP checksum is checked (reads only; for tests).
 
 use std::collections::VecDeque;
 
+use smoltcp::wire::IpProtocol;
 use smoltcp::wire::{EthernetAddress, IpAddress};
 use stack::sim::Stream;
-use stack::wire::{Route, Seq, TcpFlags, TcpHeader, TcpOptions};
+use stack::wire::{pseudo_header, Checksum, Route, Seq, TcpFlags, TcpHeader, TcpOptions};
 use umem::{BufSlice, Pool};
 
 /// Ethernet + IPv4 header bytes in front of TCP (the server sends no IP options).
@@ -54,6 +55,8 @@ pub struct ClientStats {
     /// Frames that did not parse, or named no connection; responses that did not parse
     /// or were not 200 OK; body bytes that differed (with `verify`).
     pub bad: u64,
+    /// Segments whose TCP checksum was wrong (checked with `verify` only).
+    pub bad_checksums: u64,
     /// Segments not sent because the server's pool had no free frame.
     pub no_frame: u64,
 }
@@ -191,6 +194,9 @@ impl Client {
             self.stats.bad += 1;
             return;
         };
+        if self.verify && !self.checksum_ok(frags, payload_at - L4 + plen) {
+            self.stats.bad_checksums += 1;
+        }
         let i = usize::from(hdr.dst_port.wrapping_sub(self.base_port));
         let Some(p) = self.peers.get_mut(i).filter(|p| p.port == hdr.dst_port && hdr.src_port == self.server_port)
         else {
@@ -259,6 +265,17 @@ impl Client {
             }
         }
         self.dirty = dirty;
+    }
+
+    /// Whether the TCP checksum of a segment of `len` bytes (header and payload) from the
+    /// server holds.
+    fn checksum_ok(&self, frags: &[BufSlice], len: usize) -> bool {
+        let mut c = Checksum::with_sum(pseudo_header(&self.route.dst_ip, &self.route.src_ip, IpProtocol::Tcp, len));
+        c.add(&frags[0].as_bytes()[L4..]);
+        for f in &frags[1..] {
+            c.add(f.as_bytes());
+        }
+        c.sum() == 0xffff
     }
 
     /// Response bytes `chunk` for connection `i`; returns the responses it completed.

@@ -16,6 +16,10 @@
 //! workloads are served from the cache (the disk bytes they read are reported; 0 is
 //! expected): a large file downloaded after the two requests that admit it, and a set of
 //! small files after one request each.
+//!
+//! TCP checksums are left to the NIC by default, as the file server does where its socket
+//! has TX metadata (and zero-copy NICs finish them in hardware); `tx_offload` off makes
+//! the server sum every payload byte itself, as it must on a device without.
 
 pub mod client;
 pub mod link;
@@ -28,7 +32,7 @@ use std::time::{Duration, Instant as WallInstant};
 use anyhow::{bail, Context, Result};
 use smoltcp::wire::{EthernetAddress, IpAddress, Ipv4Address, Ipv4Cidr};
 use stack::sim::Stream;
-use stack::{Stack, StackConfig};
+use stack::{Stack, StackConfig, TxOffload};
 use umem::{BlockCache, BlockReader, BufSlice, HugePages, Pool, PoolConfig};
 
 use self::client::{Client, ClientStats, Plan};
@@ -46,6 +50,9 @@ const RX_BATCH: usize = 64;
 /// Seed of the large file's bytes; small file `i` uses `SMALL_SEED + i`.
 const LARGE_SEED: u64 = 1;
 const SMALL_SEED: u64 = 1000;
+/// The TX metadata the file server's socket registers (`sizeof(struct xsk_tx_metadata)`,
+/// datapath's `XSK_TX_METADATA_LEN`): the headroom every descriptor leaves free.
+const TX_METADATA_LEN: usize = 24;
 
 fn server_ip() -> Ipv4Address {
     Ipv4Address::new(10, 0, 0, 1)
@@ -70,7 +77,10 @@ pub struct Options {
     pub ring: usize,
     /// The client ACKs every this many segments (and at the end of each batch).
     pub ack_every: u32,
-    /// Check every body byte received against the file (slow; for tests).
+    /// Leave TCP checksums to the NIC (TX metadata), with its headroom per descriptor.
+    pub tx_offload: bool,
+    /// Check every body byte received against the file, and every TCP checksum (the
+    /// link then finishes partial checksums in software). Slow; for tests.
     pub verify: bool,
     /// Give up after this much wall time per workload.
     pub limit: Duration,
@@ -93,6 +103,7 @@ impl Options {
             },
             ring: 2048,
             ack_every: 4,
+            tx_offload: true,
             verify: false,
             limit: Duration::from_secs(120),
         }
@@ -114,6 +125,8 @@ pub struct Measured {
     pub descriptors: u64,
     /// Frames the server received (ACKs and requests).
     pub rx_frames: u64,
+    /// Segments whose checksum the NIC was left to finish.
+    pub partial_checksums: u64,
     /// Retransmissions (0 expected: the link loses nothing).
     pub retransmits: u64,
     /// Payload bytes the server's CPU copied (0 expected).
@@ -146,7 +159,7 @@ impl Measured {
         format!(
             "RESULT workload={workload} mtu={mtu} gbit_per_sec={:.2} ns_per_segment={:.1} requests_per_sec={:.0} \
              server_s={:.4} client_s={:.4} turns={} segments={} descriptors={} rx_frames={} acks={} responses={} body_bytes={} \
-             retransmits={} copied={} disk_bytes={} out_of_order={} bad={}",
+             partial_checksums={} retransmits={} copied={} disk_bytes={} out_of_order={} bad={} bad_checksums={}",
             self.gbit_per_sec(),
             self.ns_per_segment(),
             self.requests_per_sec(),
@@ -159,11 +172,13 @@ impl Measured {
             c.acks,
             c.responses,
             c.body_bytes,
+            self.partial_checksums,
             self.retransmits,
             self.copied,
             self.disk_bytes,
             c.out_of_order,
             c.bad,
+            c.bad_checksums,
         )
     }
 }
@@ -200,9 +215,13 @@ impl Bench {
             write_timeout: Duration::from_secs(30),
         };
         let core = Core::new(stack, listener, cache, Root::open(&opts.dir)?, limits);
+        let offload = match opts.tx_offload {
+            true => TxOffload { checksum: true, headroom: TX_METADATA_LEN },
+            false => TxOffload::default(),
+        };
         Ok(Bench {
             core,
-            link: BenchLink::new(pool.clone(), opts.mtu, opts.ring),
+            link: BenchLink::new(pool.clone(), opts.mtu, opts.ring, offload, opts.verify),
             pool,
             rx: VecDeque::with_capacity(4096),
             clock: Clock::start(),
@@ -242,6 +261,7 @@ impl Bench {
     pub fn run(&mut self, client: &mut Client, timed: bool) -> Result<Measured> {
         let before = self.core.stack().counters().clone();
         let descs_before = self.link.descriptors_total();
+        let partial_before = self.link.partial_total();
         let disk_before = self.disk_bytes();
         let mut m = Measured::default();
         let started = WallInstant::now();
@@ -278,6 +298,7 @@ impl Bench {
         m.segments = after.tcp_tx_segments - before.tcp_tx_segments;
         m.rx_frames = after.rx_frames - before.rx_frames;
         m.descriptors = self.link.descriptors_total() - descs_before;
+        m.partial_checksums = self.link.partial_total() - partial_before;
         m.retransmits = after.tcp_retransmits - before.tcp_retransmits;
         m.copied = after.payload_bytes_copied - before.payload_bytes_copied;
         m.disk_bytes = self.disk_bytes() - disk_before;

@@ -30,12 +30,17 @@ const LARGE_SIZE: u64 = (1 << 20) + 13;
 fn the_large_workload_delivers_every_byte_from_memory_at_both_mtus() {
     let dir = tempfile::Builder::new().prefix("fs-bench-").tempdir_in("/var/tmp").unwrap();
     write_files(dir.path(), LARGE_SIZE, 0, 0).unwrap();
-    for mtu in [1500, 9000] {
-        let mut b = Bench::new(&opts(dir.path(), mtu)).unwrap();
+    for (mtu, offload) in [(1500, true), (9000, true), (1500, false), (9000, false)] {
+        let mut o = opts(dir.path(), mtu);
+        o.tx_offload = offload;
+        let mut b = Bench::new(&o).unwrap();
         let m = large(&mut b, 3).unwrap();
         let c = m.client_stats;
         assert_eq!((c.responses, c.body_bytes), (3, 3 * LARGE_SIZE), "mtu {mtu}: {m:?}");
         assert_eq!((c.bad, c.out_of_order, c.duplicates), (0, 0, 0), "mtu {mtu}: {m:?}");
+        assert_eq!(c.bad_checksums, 0, "mtu {mtu}, offload {offload}: {m:?}");
+        let partial = if offload { m.segments } else { 0 };
+        assert_eq!(m.partial_checksums, partial, "mtu {mtu}, offload {offload}: segments left to the NIC");
         assert_eq!((m.retransmits, m.copied, m.disk_bytes), (0, 0, 0), "mtu {mtu}: {m:?}");
         let mss = (mtu - 52) as u64;
         assert!(m.segments >= 3 * LARGE_SIZE / mss, "mtu {mtu}: {} segments", m.segments);
@@ -56,4 +61,19 @@ fn the_small_workload_answers_every_request_on_keep_alive_connections() {
     assert_eq!((c.bad, c.out_of_order), (0, 0), "{m:?}");
     assert_eq!((m.retransmits, m.copied, m.disk_bytes), (0, 0, 0), "{m:?}");
     assert_eq!(b.core().open_connections(), 5, "one warm-up and four timed connections, kept alive");
+}
+
+/// The client's checksum check can fail: with the link offering offload but not finishing
+/// the checksums it was left, every segment the client receives is counted bad.
+#[test]
+fn unfinished_checksums_are_caught_by_the_verifying_client() {
+    let dir = tempfile::Builder::new().prefix("fs-bench-").tempdir_in("/var/tmp").unwrap();
+    write_files(dir.path(), 0, 4, 3000).unwrap();
+    let mut b = Bench::new(&opts(dir.path(), 1500)).unwrap();
+    b.link.leave_checksums_unfinished();
+    let m = small(&mut b, 4, 2, 20).unwrap();
+    let c = m.client_stats;
+    assert_eq!(c.responses, 20, "{m:?}");
+    assert!(m.partial_checksums > 0, "{m:?}");
+    assert_eq!(c.bad_checksums, m.partial_checksums, "every segment left unfinished is caught: {m:?}");
 }

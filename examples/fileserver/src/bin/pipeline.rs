@@ -57,7 +57,11 @@ struct Args {
     /// Only this workload: `large` or `small`.
     #[arg(long, value_parser = ["large", "small"])]
     only: Option<String>,
-    /// Check every body byte (slow: not a measurement).
+    /// The server sums every TCP checksum itself, as on a NIC without checksum offload
+    /// (by default they are left to the NIC, as the file server does with TX metadata).
+    #[arg(long)]
+    no_tx_offload: bool,
+    /// Check every body byte and TCP checksum (slow: not a measurement).
     #[arg(long)]
     verify: bool,
 }
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
         o.ring = a.ring;
         o.ack_every = a.ack_every;
         o.verify = a.verify;
+        o.tx_offload = !a.no_tx_offload;
         o.limit = Duration::from_secs(600);
         o.pool.hugepages = match a.hugepages.as_str() {
             "require" => umem::HugePages::Require,
