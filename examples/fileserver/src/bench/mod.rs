@@ -202,18 +202,19 @@ impl Bench {
             .context("creating the server's pool (smaller: --blocks; or --hugepages off)")?;
         let reader = BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the block reader")?;
         let cache = BlockCache::new(reader, &opts.pool.cache_config());
-        let mut cfg = StackConfig::new(SERVER_MAC);
-        cfg.ipv4 = Some(Ipv4Cidr::new(server_ip(), 24));
-        cfg.mtu = opts.mtu;
-        cfg.secret = 0x5e;
-        let mut stack = Stack::new(cfg);
-        let listener = stack.listen(PORT).map_err(|e| anyhow::anyhow!("listen: {e}"))?;
         let limits = Limits {
             max_connections: 1024,
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
         };
+        let mut cfg = StackConfig::new(SERVER_MAC);
+        cfg.ipv4 = Some(Ipv4Cidr::new(server_ip(), 24));
+        cfg.mtu = opts.mtu;
+        cfg.secret = 0x5e;
+        crate::xdp::size_table(&mut cfg, limits.max_connections);
+        let mut stack = Stack::new(cfg);
+        let listener = stack.listen(PORT).map_err(|e| anyhow::anyhow!("listen: {e}"))?;
         let core = Core::new(stack, listener, cache, Root::open(&opts.dir)?, limits);
         let offload = match opts.tx_offload {
             true => TxOffload { checksum: true, headroom: TX_METADATA_LEN },

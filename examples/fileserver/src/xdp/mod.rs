@@ -73,6 +73,7 @@ use datapath::{AttachPolicy, Interface, ProgramCounters, Proto, SteerProgram, Tx
 use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
 use self::publish::Slot;
+pub(crate) use self::worker::size_table;
 use self::worker::{Spec, Worker};
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};
