@@ -152,6 +152,23 @@ pub struct Counters {
     pub ndp_adverts_sent: u64,
     /// Neighbour solicitations sent.
     pub ndp_solicits_sent: u64,
+
+    // Hostile input (issue: hostile peers).
+    /// Frames from a broadcast, multicast or all-zero source MAC (no station sends from
+    /// one): dropped.
+    pub rx_bad_src_mac: u64,
+    /// NDP messages with a hop limit other than 255 (RFC 4861: sent from off the link):
+    /// dropped.
+    pub ndp_bad_hop_limit: u64,
+    /// Neighbour information not recorded: over a static entry, a MAC no peer can have,
+    /// an unsolicited advertisement for an unknown address, or the cache full.
+    pub neighbor_refused: u64,
+    /// ACKs to a listener that would complete a SYN-cookie handshake while no cookie was
+    /// sent within a cookie's lifetime: refused unchecked (answered with RST).
+    pub tcp_syn_cookies_not_recent: u64,
+    /// Valid cookie ACKs that found the accept queue full (dropped, or reset with
+    /// `StackConfig::abort_on_overflow`); also counted in `tcp_accept_queue_full`.
+    pub tcp_syn_cookies_overflow: u64,
 }
 
 impl Counters {

@@ -99,6 +99,7 @@
 
 pub mod counters;
 pub mod iface;
+pub mod keyed;
 pub mod sim;
 pub mod tcp;
 pub mod wheel;

@@ -17,7 +17,6 @@ mod tcp_rx;
 mod time_wait;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use smoltcp::time::Instant;
@@ -26,10 +25,11 @@ use umem::BufSlice;
 
 pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
 pub use link::{Full, Link};
-pub use neighbor::NeighborCache;
+pub use neighbor::{Learned, NeighborCache};
 pub use table::MemoryUse;
 
 use crate::counters::Counters;
+use crate::keyed::{Keyed, Purpose, SipKey};
 use crate::tcp::syn_cookie::SynCookies;
 use crate::tcp::{FourTuple, OutSegment, TcpConfig};
 use crate::wheel::TimerWheel;
@@ -75,7 +75,15 @@ pub struct StackConfig {
     pub max_half_open: usize,
     /// Most established connections waiting in one listener's accept queue.
     pub backlog: usize,
-    /// Secret for ISNs (RFC 6528) and SYN cookies. Fixed in tests for determinism.
+    /// When the ACK that completes a SYN-cookie handshake finds the accept queue full:
+    /// reset the connection (Linux `tcp_abort_on_overflow = 1`) instead of dropping the
+    /// ACK and letting the peer's retransmission try again (the default, as in Linux).
+    /// Either way `tcp_syn_cookies_overflow` counts it.
+    pub abort_on_overflow: bool,
+    /// The secret that keys initial sequence numbers (RFC 6528), timestamp offsets, SYN
+    /// cookies and the hash maps indexed by what peers send (see [`crate::keyed`]). Drawn
+    /// from the operating system's random source by [`StackConfig::new`]
+    /// ([`StackConfig::random_secret`]); set a fixed one only for reproducible tests.
     pub secret: u64,
     /// Copy payload behind the header even when the link can do multi-buffer.
     pub force_copy: bool,
@@ -102,7 +110,8 @@ impl StackConfig {
             max_time_wait: None,
             max_half_open: 1024,
             backlog: 1024,
-            secret: 0x5eed_5eed_5eed_5eed,
+            abort_on_overflow: false,
+            secret: StackConfig::random_secret().unwrap_or_else(|_| fallback_secret(&mac)),
             force_copy: false,
             ephemeral_ports: 32768..61000,
             max_control_queue: 4096,
@@ -111,7 +120,20 @@ impl StackConfig {
     }
 }
 
-pub(crate) type Fixed = BuildHasherDefault<std::hash::DefaultHasher>;
+impl StackConfig {
+    /// 64 random bits from the operating system (`getrandom(2)`), for
+    /// [`StackConfig::secret`].
+    pub fn random_secret() -> std::io::Result<u64> {
+        getrandom::u64().map_err(|e| std::io::Error::other(format!("getrandom: {e}")))
+    }
+}
+
+/// Without `getrandom(2)` (never seen on Linux 3.17 and later): the standard library's
+/// per-process random hash keys, which it draws from the same source or its fallbacks.
+fn fallback_secret(mac: &EthernetAddress) -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::RandomState::new().hash_one(mac.0)
+}
 
 /// Heap bytes of a hash map (hashbrown: a power-of-two number of buckets, at most 7/8
 /// full, each a key, a value and a control byte).
@@ -150,7 +172,7 @@ pub struct Stack {
     pub(crate) free: Vec<u32>,
     pub(crate) live: usize,
     pub(crate) half_open: usize,
-    pub(crate) by_tuple: HashMap<FourTuple, u32, Fixed>,
+    pub(crate) by_tuple: HashMap<FourTuple, u32, Keyed>,
     pub(crate) listeners: BTreeMap<u16, Listener>,
     pub(crate) neighbors: NeighborCache,
     pub(crate) control: VecDeque<Control>,
@@ -169,8 +191,11 @@ pub struct Stack {
     /// Connections whose readiness may have changed for the application.
     pub(crate) changed: VecDeque<u32>,
     /// Connections waiting for their next hop's MAC, by next hop.
-    pub(crate) unrouted: HashMap<IpAddress, Vec<ConnHandle>, Fixed>,
+    pub(crate) unrouted: HashMap<IpAddress, Vec<ConnHandle>, Keyed>,
     pub(crate) unrouted_retry: Option<Instant>,
+    /// Keys of the ISN and timestamp-offset functions (sub-keys of `cfg.secret`).
+    isn_key: SipKey,
+    ts_key: SipKey,
     /// The link's frame size, once a frame has been seen.
     frame_cap: Option<usize>,
     out: OutSegment,
@@ -182,6 +207,9 @@ impl Stack {
     pub fn new(cfg: StackConfig) -> Stack {
         let cookies = SynCookies::new(cfg.secret);
         let next_port = cfg.ephemeral_ports.start;
+        let keyed = Keyed::new(cfg.secret);
+        let (isn_key, ts_key) =
+            (SipKey::derive(cfg.secret, Purpose::Isn), SipKey::derive(cfg.secret, Purpose::TsOffset));
         Stack {
             tcp: Arc::new(cfg.tcp.clone()),
             cfg,
@@ -190,21 +218,23 @@ impl Stack {
             free: Vec::new(),
             live: 0,
             half_open: 0,
-            by_tuple: HashMap::default(),
+            by_tuple: HashMap::with_hasher(keyed),
             listeners: BTreeMap::new(),
-            neighbors: NeighborCache::default(),
+            neighbors: NeighborCache::with_hasher(keyed),
             control: VecDeque::new(),
             cookies,
             next_port,
             udp: BTreeMap::new(),
             listener_gen: 0,
-            time_wait: TimeWaitTable::default(),
+            time_wait: TimeWaitTable::new(keyed),
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             ready: VecDeque::new(),
             changed: VecDeque::new(),
-            unrouted: HashMap::default(),
+            unrouted: HashMap::with_hasher(keyed),
             unrouted_retry: None,
+            isn_key,
+            ts_key,
             frame_cap: None,
             out: OutSegment::default(),
             frags: Vec::new(),
@@ -345,6 +375,11 @@ impl Stack {
             self.counters.rx_not_for_us += 1;
             return;
         }
+        if !neighbor::is_peer_mac(&parsed.src_mac) {
+            // No station sends from a group or all-zero address (IEEE 802): forged.
+            self.counters.rx_bad_src_mac += 1;
+            return;
+        }
         match parsed.l3 {
             L3::Arp(repr) => self.handle_arp(now, repr, frame),
             L3::Ip(ref ip) => {
@@ -356,12 +391,7 @@ impl Stack {
                     return;
                 }
                 match ip.protocol {
-                    IpProtocol::Tcp => {
-                        if self.on_link(&ip.src) {
-                            self.learn_neighbor(now, ip.src, parsed.src_mac);
-                        }
-                        self.handle_tcp(now, parsed.src_mac, ip.clone(), frame)
-                    }
+                    IpProtocol::Tcp => self.handle_tcp(now, parsed.src_mac, ip.clone(), frame),
                     IpProtocol::Udp => self.handle_udp(now, &parsed, ip.clone(), frame),
                     IpProtocol::Icmp => self.handle_icmpv4(ip.clone(), frame),
                     _ => self.counters.rx_unknown_protocol += 1,
@@ -404,21 +434,14 @@ impl Stack {
     /// The timestamp offset of `tuple` (RFC 7323 section 7.1): a keyed hash of the
     /// four-tuple, the same for every incarnation of it.
     pub(crate) fn ts_offset(&self, tuple: &FourTuple) -> u32 {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut h = DefaultHasher::new();
-        (self.cfg.secret ^ 0x7473_6f66).hash(&mut h);
-        tuple.hash(&mut h);
-        h.finish() as u32
+        self.ts_key.hash_one(tuple) as u32
     }
 
-    /// An ISN per RFC 6528: a keyed hash of the four-tuple plus a 4 µs clock.
+    /// An ISN per RFC 6528: `M + F(local, remote, secret)`, with `M` a clock ticking every
+    /// 4 µs and `F` SipHash-2-4 of the four-tuple under a sub-key of the stack's secret.
     pub(crate) fn isn(&self, now: Instant, tuple: &FourTuple) -> crate::wire::Seq {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut h = DefaultHasher::new();
-        self.cfg.secret.hash(&mut h);
-        tuple.hash(&mut h);
         let m = (now.total_micros().max(0) / 4) as u32;
-        crate::wire::Seq((h.finish() as u32).wrapping_add(m))
+        crate::wire::Seq((self.isn_key.hash_one(tuple) as u32).wrapping_add(m))
     }
 
     /// A free local endpoint for an active open to `remote`.

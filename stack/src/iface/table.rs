@@ -206,7 +206,10 @@ impl Stack {
 
     /// Records a neighbour and wakes the connections waiting for it.
     pub(crate) fn learn_neighbor(&mut self, now: Instant, ip: IpAddress, mac: EthernetAddress) {
-        self.neighbors.learn(now, ip, mac);
+        if self.neighbors.learn(now, ip, mac) != super::Learned::Yes {
+            self.counters.neighbor_refused += 1;
+            return;
+        }
         if !self.unrouted.is_empty() {
             if let Some(list) = self.unrouted.remove(&ip) {
                 self.wake(list);

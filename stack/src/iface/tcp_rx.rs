@@ -6,6 +6,7 @@ use smoltcp::wire::{EthernetAddress, IpEndpoint};
 use umem::BufSlice;
 
 use super::{Control, Stack};
+use crate::tcp::syn_cookie::CookieError;
 use crate::tcp::{Conn, FourTuple, Reply, TwVerdict};
 use crate::wire::{parse_tcp, IpInfo, Route, Seq, TcpFlags, TcpHeader, TcpOptions};
 
@@ -26,6 +27,11 @@ impl Stack {
         let reply_route = Route { src_mac: self.cfg.mac, dst_mac: src_mac, src_ip: ip.dst, dst_ip: ip.src };
 
         if let Some(&idx) = self.by_tuple.get(&tuple) {
+            // The checksum held and the segment is for one of our connections: where it
+            // came from is the peer's MAC.
+            if self.on_link(&ip.src) {
+                self.learn_neighbor(now, ip.src, src_mac);
+            }
             let Some(e) = self.slots[idx as usize].entry.as_mut() else { return };
             let reply = e.conn.handle_segment(now, &hdr, payload, &mut self.counters);
             if let Reply::Rst { seq } = reply {
@@ -123,10 +129,20 @@ impl Stack {
         payload: Option<BufSlice>,
         plen: usize,
     ) {
-        let Some(peer_mss) = self.cookies.check(now, &tuple, hdr.seq.sub(1), hdr.ack.sub(1)) else {
-            self.counters.tcp_syn_cookies_invalid += 1;
-            self.queue_rst(route, hdr, None, plen);
-            return;
+        let peer_mss = match self.cookies.check(now, &tuple, hdr.seq.sub(1), hdr.ack.sub(1)) {
+            Ok(mss) => mss,
+            Err(CookieError::NotRecent) => {
+                // No cookie is in use: an ACK for no connection (RFC 9293 3.10.7.1).
+                self.counters.tcp_syn_cookies_not_recent += 1;
+                self.counters.tcp_no_socket += 1;
+                self.queue_rst(route, hdr, None, plen);
+                return;
+            }
+            Err(CookieError::Invalid) => {
+                self.counters.tcp_syn_cookies_invalid += 1;
+                self.queue_rst(route, hdr, None, plen);
+                return;
+            }
         };
         if self.live >= self.cfg.max_connections {
             self.counters.tcp_conn_table_full += 1;
@@ -134,7 +150,14 @@ impl Stack {
         }
         let port = tuple.local.port;
         if self.listeners.get(&port).is_some_and(|l| l.accept.len() >= self.cfg.backlog) {
+            // The peer believes it is connected. Linux's answer: drop the ACK and let the
+            // peer's retransmission (of its data, which carries the same ACK) find room
+            // later, or with `tcp_abort_on_overflow` reset it.
             self.counters.tcp_accept_queue_full += 1;
+            self.counters.tcp_syn_cookies_overflow += 1;
+            if self.cfg.abort_on_overflow {
+                self.queue_rst(route, hdr, None, plen);
+            }
             return;
         }
         self.counters.tcp_syn_cookies_accepted += 1;

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use smoltcp::time::Instant;
 
-use super::Fixed;
+use crate::keyed::Keyed;
 use crate::tcp::{FourTuple, TimeWait};
 
 const NIL: u32 = u32::MAX;
@@ -24,16 +24,27 @@ struct TwSlot {
 }
 
 /// The table: see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TimeWaitTable {
     slots: Vec<TwSlot>,
     free: Vec<u32>,
-    by_tuple: HashMap<FourTuple, u32, Fixed>,
+    by_tuple: HashMap<FourTuple, u32, Keyed>,
     head: Option<u32>,
     tail: Option<u32>,
 }
 
 impl TimeWaitTable {
+    /// An empty table whose index hashes with `hasher`.
+    pub(crate) fn new(hasher: Keyed) -> Self {
+        TimeWaitTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_tuple: HashMap::with_hasher(hasher),
+            head: None,
+            tail: None,
+        }
+    }
+
     /// Entries held.
     pub(crate) fn len(&self) -> usize {
         self.by_tuple.len()

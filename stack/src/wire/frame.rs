@@ -78,6 +78,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, WireError> {
         }
         EthernetProtocol::Ipv4 => {
             let pkt = Ipv4Packet::new_checked(eth.payload()).map_err(|_| WireError::Ipv4)?;
+            if pkt.version() != 4 {
+                return Err(WireError::Ipv4);
+            }
             if !pkt.verify_checksum() {
                 return Err(WireError::Ipv4Checksum);
             }
