@@ -169,6 +169,17 @@ pub struct Counters {
     /// Valid cookie ACKs that found the accept queue full (dropped, or reset with
     /// `StackConfig::abort_on_overflow`); also counted in `tcp_accept_queue_full`.
     pub tcp_syn_cookies_overflow: u64,
+    /// VLAN-tagged frames (no VLAN is configured): dropped.
+    pub rx_vlan: u64,
+    /// IPv6 fragments (not reassembled): dropped.
+    pub rx_ipv6_fragments: u64,
+    /// ICMP "fragmentation needed" and ICMPv6 "packet too big" messages quoting TCP.
+    pub icmp_pmtu_received: u64,
+    /// Of those, refused: for no connection of ours, quoting a sequence number outside
+    /// what is in flight (RFC 5927 section 4.1), or with no usable MTU.
+    pub icmp_pmtu_rejected: u64,
+    /// Connections whose send MSS a path MTU message lowered.
+    pub tcp_pmtu_lowered: u64,
 }
 
 impl Counters {
@@ -177,10 +188,12 @@ impl Counters {
         let c = match e {
             WireError::Ethernet => &mut self.rx_bad_ethernet,
             WireError::Ethertype => &mut self.rx_unknown_ethertype,
+            WireError::Vlan => &mut self.rx_vlan,
             WireError::Arp => &mut self.rx_bad_arp,
             WireError::Ipv4 => &mut self.rx_bad_ipv4,
             WireError::Ipv4Checksum => &mut self.rx_bad_ipv4_checksum,
             WireError::Ipv4Fragment => &mut self.rx_ipv4_fragments,
+            WireError::Ipv6Fragment => &mut self.rx_ipv6_fragments,
             WireError::Ipv6 => &mut self.rx_bad_ipv6,
             WireError::Ipv6Extension => &mut self.rx_ipv6_extension,
             WireError::TcpChecksum => &mut self.tcp_bad_checksum,

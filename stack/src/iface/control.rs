@@ -5,8 +5,8 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message,
-    Icmpv4Packet, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
-    Ipv6Packet, NdiscNeighborFlags, NdiscRepr, UdpPacket,
+    Icmpv4Packet, Icmpv6Message, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
+    Ipv6Address, Ipv6Packet, NdiscNeighborFlags, NdiscRepr, UdpPacket,
 };
 use umem::{Buf, BufSlice};
 
@@ -91,6 +91,13 @@ impl Stack {
             self.counters.wire(WireError::Icmp);
             return;
         }
+        if pkt.msg_type() == Icmpv4Message::DstUnreachable && pkt.msg_code() == 4 {
+            // Fragmentation needed and DF set (RFC 1191): the next-hop MTU in bytes 6..8.
+            let b = ip.l4_bytes(frame.as_bytes());
+            let mtu = u32::from(u16::from_be_bytes([b[6], b[7]]));
+            let quoted = crate::wire::quoted_tcp_v4(pkt.data());
+            return self.handle_pmtu(mtu, quoted);
+        }
         if pkt.msg_type() != Icmpv4Message::EchoRequest {
             return;
         }
@@ -130,6 +137,16 @@ impl Stack {
             self.counters.wire(WireError::Icmp);
             return;
         };
+        if pkt.msg_type() == Icmpv6Message::PktTooBig {
+            // Parsed here, not by `Icmpv6Repr`, which wants the whole quoted packet: an
+            // error quotes only as much of it as fits in the minimum MTU.
+            if dst != ours || !pkt.verify_checksum(&src, &dst) {
+                self.counters.wire(WireError::Icmp);
+                return;
+            }
+            let quoted = crate::wire::quoted_tcp_v6(pkt.payload());
+            return self.handle_pmtu(pkt.pkt_too_big_mtu(), quoted);
+        }
         let Ok(repr) = Icmpv6Repr::parse(&src, &dst, &pkt, &ChecksumCapabilities::default()) else {
             self.counters.wire(WireError::Icmp);
             return;
@@ -153,7 +170,7 @@ impl Stack {
                 ipp.set_dst_addr(src);
                 ipp.set_hop_limit(HOP_LIMIT);
                 let mut icmp = Icmpv6Packet::new_unchecked(&mut buf[ip.l4.clone()]);
-                icmp.set_msg_type(smoltcp::wire::Icmpv6Message::EchoReply);
+                icmp.set_msg_type(Icmpv6Message::EchoReply);
                 icmp.fill_checksum(&ours, &src);
                 frame.truncate(end);
                 self.counters.icmp_echo_replies += 1;

@@ -12,6 +12,7 @@ mod control;
 mod link;
 mod neighbor;
 mod output;
+mod pmtu;
 pub(crate) mod table;
 mod tcp_rx;
 mod time_wait;

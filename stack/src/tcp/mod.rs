@@ -7,6 +7,7 @@ mod config;
 mod conn;
 mod input;
 mod output;
+pub mod pmtu;
 mod recv_queue;
 mod rtt;
 mod scoreboard;
