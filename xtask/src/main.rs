@@ -7,6 +7,8 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod ebpf;
+mod fabric;
+mod fabric_bench;
 mod fstest;
 mod fuzz;
 mod impair;
@@ -164,6 +166,17 @@ enum BenchCmd {
         /// Size of the test file in MiB.
         #[arg(long, default_value_t = 2048)]
         size_mib: u64,
+    },
+    /// The libfabric provider: fi_pingpong latency and MB/s against libfabric's udp and
+    /// tcp providers (and ofi_rxd over ours), and MPI ping-pong against Open MPI's btl tcp,
+    /// on one veth pair; ratios in target/bench/fabric.md.
+    Fabric {
+        /// fi_pingpong runs per row (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// fi_pingpong iterations at 64 B (a tenth of them at 64 KiB and for MPI).
+        #[arg(long, default_value_t = 20000)]
+        iters: u32,
     },
     /// One TCP connection: our stack over AF_XDP vs the kernel's sendfile, the same file
     /// to curl on the same veth pair, MTU 1500 and 9000; throughput and server CPU s/GiB,
@@ -338,6 +351,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             setup::ensure(setup::Profile::Full)?;
             bench_blocks::run(size_mib)
         }
+        Cmd::Bench { what: BenchCmd::Fabric { runs, iters } } => {
+            setup::require_root("bench fabric (it creates namespaces and attaches XDP)")?;
+            setup::ensure(setup::Profile::Full)?;
+            netns::install_cleanup();
+            fabric_bench::bench(&fabric::Provider::default(), runs, iters)
+        }
         Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
             let bins = prepare()?;
             tcptest::bench(&bins, size_mib, runs)
@@ -458,6 +477,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     ladder::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
+    fabric::tests(&mut suite, &fabric::Provider::default());
     let ns = suite.finish("namespace tests");
     if failed {
         bail!("unit tests or the eBPF object check failed (see above)");
