@@ -180,6 +180,19 @@ pub struct Counters {
     pub icmp_pmtu_rejected: u64,
     /// Connections whose send MSS a path MTU message lowered.
     pub tcp_pmtu_lowered: u64,
+    /// Segments without a timestamp on a connection that uses timestamps (RFC 7323
+    /// section 3.2): dropped.
+    pub tcp_ts_missing: u64,
+    /// Segments acknowledging data older than a window below `snd_una` (RFC 5961
+    /// section 5): dropped, answered with a challenge ACK.
+    pub tcp_ack_too_old: u64,
+    /// Challenge ACKs sent (RFC 5961: for an in-window RST, a SYN on a synchronized
+    /// connection, an unacceptable ACK).
+    pub tcp_challenge_acks: u64,
+    /// ACKs not sent for dropped segments (challenges, duplicate ACKs for segments out of
+    /// the window or rejected by PAWS) because the connection, or the TIME-WAIT entry,
+    /// sent one less than 500 ms before (RFC 5961 section 7).
+    pub tcp_oow_acks_limited: u64,
 }
 
 impl Counters {

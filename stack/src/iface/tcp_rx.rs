@@ -53,7 +53,11 @@ impl Stack {
                 }
                 TwVerdict::Ack { restart } => {
                     let ack = tw.ack(now);
-                    self.push_control(Control::Tcp { route: reply_route, hdr: ack });
+                    if self.time_wait.may_ack(t, now, &hdr, prange.len()) {
+                        self.push_control(Control::Tcp { route: reply_route, hdr: ack });
+                    } else {
+                        self.counters.tcp_oow_acks_limited += 1;
+                    }
                     if restart {
                         self.time_wait.restart(t, now + self.cfg.tcp.time_wait);
                     }

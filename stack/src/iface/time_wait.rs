@@ -12,6 +12,7 @@ use smoltcp::time::Instant;
 
 use crate::keyed::Keyed;
 use crate::tcp::{FourTuple, TimeWait};
+use crate::wire::TcpHeader;
 
 const NIL: u32 = u32::MAX;
 
@@ -19,6 +20,8 @@ const NIL: u32 = u32::MAX;
 struct TwSlot {
     tw: Option<TimeWait>,
     expires: Instant,
+    /// When this entry last answered a segment (at most one ACK per 500 ms).
+    last_ack: Instant,
     prev: u32,
     next: u32,
 }
@@ -80,7 +83,7 @@ impl TimeWaitTable {
             recycled += 1;
         }
         let tuple = tw.tuple();
-        let slot = TwSlot { tw: Some(tw), expires, prev: NIL, next: NIL };
+        let slot = TwSlot { tw: Some(tw), expires, last_ack: crate::tcp::validate::NEVER, prev: NIL, next: NIL };
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -94,6 +97,14 @@ impl TimeWaitTable {
         self.by_tuple.insert(tuple, idx);
         self.link_sorted(idx);
         recycled
+    }
+
+    /// Whether entry `idx` may answer `hdr` (carrying `plen` bytes) with an ACK now: the
+    /// rate limit of RFC 5961 section 7, as for connections (Linux rate-limits TIME-WAIT
+    /// ACKs the same way). A flood of segments for a closed four-tuple draws a few ACKs.
+    pub(crate) fn may_ack(&mut self, idx: u32, now: Instant, hdr: &TcpHeader, plen: usize) -> bool {
+        let Some(s) = self.slots.get_mut(idx as usize) else { return false };
+        crate::tcp::validate::oow_ack_allowed(&mut s.last_ack, now, hdr, plen)
     }
 
     /// Waits 2 MSL again from `expires`.

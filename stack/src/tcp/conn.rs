@@ -168,6 +168,12 @@ pub struct Conn {
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
     pub(super) unacked_segs: u32,
+
+    // Hostile input (`validate.rs`).
+    /// When `ts_recent` was last taken from a segment (it lapses after 24 days).
+    pub(super) ts_recent_at: Instant,
+    /// When the last ACK for a dropped segment went out (rate limit).
+    pub(super) last_oow_ack: Instant,
 }
 
 impl Conn {
@@ -234,6 +240,8 @@ impl Conn {
             tlp_pending: false,
             rst_pending: false,
             unacked_segs: 0,
+            ts_recent_at: super::validate::UNTIL_UPDATED,
+            last_oow_ack: super::validate::NEVER,
         }
     }
 
@@ -356,6 +364,11 @@ impl Conn {
     /// Smoothed RTT, once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
+    }
+
+    /// The peer's last timestamp (RFC 7323 `TS.Recent`), when timestamps are in use.
+    pub fn ts_recent(&self) -> Option<u32> {
+        self.ts_ok.then_some(self.ts_recent)
     }
 
     /// Whether SACK, timestamps and window scaling were negotiated: `(sack, ts, wscale)`.

@@ -142,14 +142,8 @@ impl Conn {
         let seg_len = hdr.seq_len(plen);
 
         // PAWS (RFC 7323 section 5).
-        if self.ts_ok && !f.has(TcpFlags::RST) {
-            if let Some((tsval, _)) = hdr.options.timestamp {
-                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
-                    ctr.tcp_paws_rejected += 1;
-                    self.ack_now = true;
-                    return Reply::None;
-                }
-            }
+        if self.paws_rejects(now, hdr, plen, ctr) {
+            return Reply::None;
         }
 
         // Sequence acceptability.
@@ -169,7 +163,7 @@ impl Conn {
             if self.state == State::TimeWait && f.has(TcpFlags::FIN) {
                 self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
             }
-            self.ack_now = true;
+            self.oow_ack(now, hdr, plen, ctr);
             return Reply::None;
         }
 
@@ -180,7 +174,7 @@ impl Conn {
                 self.fail(ConnError::Reset);
             } else {
                 ctr.tcp_rst_challenged += 1;
-                self.ack_now = true;
+                self.challenge_ack(now, hdr, plen, ctr);
             }
             return Reply::None;
         }
@@ -188,7 +182,7 @@ impl Conn {
         // SYN in a synchronized state (RFC 5961 section 4).
         if f.has(TcpFlags::SYN) {
             ctr.tcp_syn_challenged += 1;
-            self.ack_now = true;
+            self.challenge_ack(now, hdr, plen, ctr);
             return Reply::None;
         }
 
@@ -217,11 +211,7 @@ impl Conn {
         }
 
         // Timestamp to echo (RFC 7323 section 4.3).
-        if let (true, Some((tsval, _))) = (self.ts_ok, hdr.options.timestamp) {
-            if hdr.seq.le(self.last_ack_sent) {
-                self.ts_recent = tsval;
-            }
-        }
+        self.update_ts_recent(now, hdr);
 
         self.heard_from_peer(now);
         if !self.process_ack(now, hdr, plen, ctr) {
@@ -277,12 +267,11 @@ impl Conn {
 
     /// ACK processing; false when the segment is to be dropped.
     fn process_ack(&mut self, now: Instant, hdr: &TcpHeader, plen: usize, ctr: &mut Counters) -> bool {
-        let ack = hdr.ack;
-        if ack.gt(self.snd_max) {
-            ctr.tcp_ack_unsent += 1;
-            self.ack_now = true;
+        // RFC 5961 section 5.
+        if !self.ack_acceptable(now, hdr, plen, ctr) {
             return false;
         }
+        let ack = hdr.ack;
         let wnd = u32::from(hdr.window) << self.snd_wscale;
 
         // SACK blocks (ignore D-SACK below the cumulative ACK).

@@ -15,6 +15,7 @@ mod send_queue;
 pub mod syn_cookie;
 mod time_wait;
 mod timer;
+pub(crate) mod validate;
 
 pub use cc::{CcAlgorithm, CongestionControl, Cubic, NewReno};
 pub use config::{KeepAlive, TcpConfig};

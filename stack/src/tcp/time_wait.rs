@@ -87,6 +87,11 @@ impl TimeWait {
             ctr.tcp_rst_bad_seq += 1;
             return TwVerdict::Ignore;
         }
+        if self.ts_ok && hdr.options.timestamp.is_none() {
+            // RFC 7323 section 3.2: with timestamps in use, a segment without one is dropped.
+            ctr.tcp_ts_missing += 1;
+            return TwVerdict::Ignore;
+        }
         if let (true, Some((tsval, _))) = (self.ts_ok, hdr.options.timestamp) {
             if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
                 ctr.tcp_paws_rejected += 1;
