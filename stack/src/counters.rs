@@ -193,6 +193,23 @@ pub struct Counters {
     /// the window or rejected by PAWS) because the connection, or the TIME-WAIT entry,
     /// sent one less than 500 ms before (RFC 5961 section 7).
     pub tcp_oow_acks_limited: u64,
+
+    // Receive memory, counted in pool frames (issue: hostile peers, item 1).
+    /// In-order segments copied into a compact frame instead of pinning the frame they
+    /// arrived in (small payloads, or any while the queues are over budget).
+    pub tcp_rx_coalesced: u64,
+    /// Bytes those copies moved: receive-side copies, apart from `payload_bytes_copied`
+    /// (which counts transmit copies).
+    pub rx_bytes_coalesced: u64,
+    /// Out-of-order segments dropped to make room: for a segment below them in the
+    /// connection's budget (Linux `tcp_prune_ofo_queue`), or because the pool ran low.
+    pub tcp_ooo_pruned: u64,
+    /// Connections whose out-of-order queue was dropped because the pool's free frames
+    /// fell below `StackConfig::pressure.prune_below`.
+    pub tcp_pressure_prunes: u64,
+    /// New connections (SYNs, cookie ACKs) refused because the pool's free frames stayed
+    /// below `StackConfig::pressure.refuse_below` after pruning.
+    pub tcp_pressure_refused: u64,
 }
 
 impl Counters {

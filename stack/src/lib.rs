@@ -114,6 +114,7 @@ pub mod wire;
 
 pub use counters::Counters;
 pub use iface::{
-    ConnHandle, Full, Link, ListenHandle, MemoryUse, Readiness, SocketError, Stack, StackConfig, UdpHandle,
+    ConnHandle, Full, Link, ListenHandle, MemoryUse, PoolPressure, Pressure, Readiness, SocketError, Stack,
+    StackConfig, UdpHandle,
 };
 pub use smoltcp::time::{Duration, Instant};

@@ -16,9 +16,10 @@ fn lt(a: u32, b: u32) -> bool {
 
 #[test]
 fn the_offered_right_edge_never_moves_left_while_the_reader_lags() {
-    // The client (host 1) reads slowly and in odd amounts; its 1 MiB buffer means a
-    // window scale of 5, so most windows are not multiples of the scaling unit.
-    let mut p = Pair::new(config(1, |_| {}), config(2, |_| {}), 2048);
+    // The client (host 1) reads slowly and in odd amounts; its 3 MiB buffer (pool memory:
+    // about 1 MiB of window in 1448-byte segments a 4 KiB frame) means a window scale of
+    // 6, so most windows are not multiples of the scaling unit.
+    let mut p = Pair::new(config(1, |c| c.tcp.recv_buffer = 3 << 20), config(2, |_| {}), 2048);
     let l = p.server.listen(PORT).expect("listen");
     let c = p.client.connect(p.now, IpEndpoint::new(IpAddress::Ipv4(ip(2)), PORT)).expect("connect");
     p.record = true;

@@ -155,6 +155,7 @@ impl Stack {
         let mss = self.local_mss(&remote.addr);
         let mut conn = Conn::connect(&self.tcp, tuple, iss, mss);
         conn.set_ts_offset(self.ts_offset(&tuple));
+        conn.set_rx_frame_size(self.rx_truesize);
         Ok(self.insert_conn(conn, None, false, None))
     }
 

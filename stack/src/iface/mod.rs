@@ -13,6 +13,7 @@ mod link;
 mod neighbor;
 mod output;
 mod pmtu;
+mod pressure;
 pub(crate) mod table;
 mod tcp_rx;
 mod time_wait;
@@ -27,6 +28,7 @@ use umem::BufSlice;
 pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
 pub use link::{Full, Link};
 pub use neighbor::{Learned, NeighborCache};
+pub use pressure::{PoolPressure, Pressure};
 pub use table::MemoryUse;
 
 use crate::counters::Counters;
@@ -61,11 +63,11 @@ pub struct StackConfig {
     /// and change lists) is bounded by it; they grow on demand and keep their peak size.
     ///
     /// Memory (x86_64, measured by `tests/memory.rs` through [`Stack::memory`] on 8192 of
-    /// each): an idle established connection takes about 700 bytes: its 560-byte slot
-    /// (the `Conn` is 528), 24 bytes of heap (the NewReno controller; CUBIC's is 64), about
+    /// each): an idle established connection takes about 740 bytes: its 600-byte slot
+    /// (the `Conn` is 568), 24 bytes of heap (the NewReno controller; CUBIC's is 64), about
     /// 90 bytes of four-tuple index and 24 of timer-wheel node. Queues that have held data
     /// keep their capacity (16 to 32 bytes per slice or segment they held at once). A
-    /// TIME-WAIT entry takes about 170 bytes: an 80-byte entry and about 90 bytes of index.
+    /// TIME-WAIT entry takes about 180 bytes: an 88-byte entry and about 90 bytes of index.
     /// Frames referenced by queues are the pool's and not counted here.
     pub max_connections: usize,
     /// Most TIME-WAIT entries (Linux `tcp_max_tw_buckets`); `None`: `max_connections`. At
@@ -92,6 +94,9 @@ pub struct StackConfig {
     pub ephemeral_ports: core::ops::Range<u16>,
     /// Most queued control replies (RST, ARP, ICMP).
     pub max_control_queue: usize,
+    /// What to do when the pool runs short of frames (pruning out-of-order queues, then
+    /// refusing connections): see [`PoolPressure`].
+    pub pressure: PoolPressure,
     /// Datagrams queued per UDP socket.
     pub udp_queue: usize,
 }
@@ -116,6 +121,7 @@ impl StackConfig {
             force_copy: false,
             ephemeral_ports: 32768..61000,
             max_control_queue: 4096,
+            pressure: PoolPressure::default(),
             udp_queue: 1024,
         }
     }
@@ -199,6 +205,13 @@ pub struct Stack {
     ts_key: SipKey,
     /// The link's frame size, once a frame has been seen.
     frame_cap: Option<usize>,
+    /// The size of the slot the last TCP segment arrived in (0 before any): what a
+    /// received segment pins, for the windows of new connections.
+    pub(crate) rx_truesize: usize,
+    /// The pool received frames come from (learned from the first), watched for pressure.
+    pub(crate) rx_pool: Option<umem::Pool>,
+    /// Connections that started holding out-of-order data, oldest first (pressure.rs).
+    pub(crate) ooo_conns: VecDeque<u32>,
     out: OutSegment,
     frags: Vec<BufSlice>,
 }
@@ -237,6 +250,9 @@ impl Stack {
             isn_key,
             ts_key,
             frame_cap: None,
+            rx_truesize: 0,
+            rx_pool: None,
+            ooo_conns: VecDeque::new(),
             out: OutSegment::default(),
             frags: Vec::new(),
         }
@@ -364,6 +380,9 @@ impl Stack {
     /// for ARP and ICMP echo replies, and dropped otherwise. Malformed frames are counted.
     pub fn handle_frame(&mut self, now: Instant, frame: BufSlice) {
         self.counters.rx_frames += 1;
+        if self.rx_pool.is_none() {
+            self.rx_pool = Some(frame.buf().pool());
+        }
         let parsed = match parse_frame(frame.as_bytes()) {
             Ok(p) => p,
             Err(e) => {
@@ -443,6 +462,16 @@ impl Stack {
     pub(crate) fn isn(&self, now: Instant, tuple: &FourTuple) -> crate::wire::Seq {
         let m = (now.total_micros().max(0) / 4) as u32;
         crate::wire::Seq((self.isn_key.hash_one(tuple) as u32).wrapping_add(m))
+    }
+
+    /// The window a SYN-ACK offers without a connection behind it (a SYN cookie's): what
+    /// the receive budget holds in full segments in the frames segments arrive in.
+    pub(crate) fn initial_window(&self, remote: &IpAddress) -> usize {
+        let b = self.cfg.tcp.recv_buffer;
+        match self.rx_truesize {
+            0 => b / 2,
+            t => b / t * usize::from(self.local_mss(remote)).min(t),
+        }
     }
 
     /// A free local endpoint for an active open to `remote`.

@@ -60,6 +60,8 @@ pub(crate) struct Slot {
     pub(crate) changed: bool,
     /// Listed in `Stack::unrouted`.
     pub(crate) unrouted: bool,
+    /// Listed in `Stack::ooo_conns`.
+    pub(crate) ooo_listed: bool,
 }
 
 /// Memory the connection table holds; see [`Stack::memory`].

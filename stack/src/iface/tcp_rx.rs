@@ -23,6 +23,7 @@ impl Stack {
         let tuple =
             FourTuple { local: IpEndpoint::new(ip.dst, hdr.dst_port), remote: IpEndpoint::new(ip.src, hdr.src_port) };
         let payload = if prange.is_empty() { None } else { frame.slice(prange.clone()) };
+        self.rx_truesize = frame.buf().capacity();
         drop(frame);
         let reply_route = Route { src_mac: self.cfg.mac, dst_mac: src_mac, src_ip: ip.dst, dst_ip: ip.src };
 
@@ -33,12 +34,20 @@ impl Stack {
                 self.learn_neighbor(now, ip.src, src_mac);
             }
             let Some(e) = self.slots[idx as usize].entry.as_mut() else { return };
+            if e.conn.state() == crate::tcp::State::SynSent {
+                // The first frame this connection sees: its size sets the windows offered.
+                e.conn.set_rx_frame_size(self.rx_truesize);
+            }
             let reply = e.conn.handle_segment(now, &hdr, payload, &mut self.counters);
             if let Reply::Rst { seq } = reply {
                 self.queue_rst(reply_route, &hdr, Some(seq), 0);
             }
             self.note_changed(idx);
+            self.note_ooo(idx);
             self.after_event(idx);
+            if !prange.is_empty() {
+                self.relieve_pressure();
+            }
             return;
         }
 
@@ -81,6 +90,9 @@ impl Stack {
             return;
         }
         if hdr.flags.has(TcpFlags::SYN) && !hdr.flags.has(TcpFlags::ACK) {
+            if !self.admit_new() {
+                return;
+            }
             self.on_syn(now, tuple, reply_route, &hdr, iss);
         } else if hdr.flags.has(TcpFlags::ACK) && !hdr.flags.has(TcpFlags::SYN) {
             self.on_cookie_ack(now, tuple, reply_route, &hdr, payload, plen);
@@ -111,7 +123,7 @@ impl Stack {
                 seq: isn,
                 ack: syn.seq.add(1),
                 flags: TcpFlags::SYN | TcpFlags::ACK,
-                window: self.cfg.tcp.recv_buffer.min(65535) as u16,
+                window: self.initial_window(&tuple.remote.addr).min(65535) as u16,
                 options: TcpOptions { mss: Some(local_mss), ..Default::default() },
             };
             self.counters.tcp_syn_cookies_sent += 1;
@@ -121,6 +133,7 @@ impl Stack {
         let iss = iss.unwrap_or_else(|| self.isn(now, &tuple));
         let mut conn = Conn::accept_syn(&self.tcp, tuple, iss, local_mss, syn);
         conn.set_ts_offset(self.ts_offset(&tuple));
+        conn.set_rx_frame_size(self.rx_truesize);
         self.insert_conn(conn, Some(port), true, Some(route.dst_mac));
     }
 
@@ -152,6 +165,9 @@ impl Stack {
             self.counters.tcp_conn_table_full += 1;
             return;
         }
+        if !self.admit_new() {
+            return;
+        }
         let port = tuple.local.port;
         if self.listeners.get(&port).is_some_and(|l| l.accept.len() >= self.cfg.backlog) {
             // The peer believes it is connected. Linux's answer: drop the ACK and let the
@@ -167,7 +183,8 @@ impl Stack {
         self.counters.tcp_syn_cookies_accepted += 1;
         self.counters.tcp_established += 1;
         let local_mss = self.local_mss(&tuple.remote.addr);
-        let conn = Conn::from_cookie(&self.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
+        let mut conn = Conn::from_cookie(&self.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
+        conn.set_rx_frame_size(self.rx_truesize);
         let h = self.insert_conn(conn, Some(port), false, Some(route.dst_mac));
         if let Some(e) = self.slots[h.idx as usize].entry.as_mut() {
             e.conn.handle_segment(now, hdr, payload, &mut self.counters);

@@ -449,9 +449,32 @@ impl Conn {
         Some(s)
     }
 
-    /// Window bytes free in the receive buffer.
+    /// Window bytes free in the receive buffer: what the pool memory left in the budget
+    /// holds (see `recv_queue.rs`).
     pub(super) fn rcv_window_avail(&self) -> usize {
-        self.cfg.recv_buffer.saturating_sub(self.recvq.ready_len() + self.recvq.ooo_len())
+        self.recvq.window(self.cfg.recv_buffer)
+    }
+
+    /// Pool bytes the receive queues pin (each queued segment at its frame's size).
+    pub fn recv_memory(&self) -> usize {
+        self.recvq.mem()
+    }
+
+    /// Tells the receive side the size of the frames segments arrive in, so that the
+    /// windows offered before the first data (the handshake's) already fit the memory
+    /// budget ([`TcpConfig::recv_buffer`] counts frames, not payload).
+    pub fn set_rx_frame_size(&mut self, truesize: usize) {
+        self.recvq.set_ratio_hint(usize::from(self.local_mss), truesize);
+    }
+
+    /// Drops the out-of-order queue (the pool runs short); returns the segments dropped.
+    pub fn prune_ooo(&mut self) -> usize {
+        self.recvq.prune_ooo()
+    }
+
+    /// Whether out-of-order data is held.
+    pub fn has_ooo(&self) -> bool {
+        self.recvq.has_ooo()
     }
 
     /// Sends a window update when reading opened the window enough (RFC 9293 3.8.6.2.2).

@@ -467,7 +467,7 @@ impl Conn {
             let keep = if right.gt(seq) { right.since(seq) as usize } else { 0 };
             p.truncate(keep);
         }
-        match self.recvq.insert(self.rcv_nxt, seq, p) {
+        match self.recvq.insert(self.rcv_nxt, seq, p, self.cfg.recv_buffer, ctr) {
             Insert::InOrder { advanced, filled } => {
                 self.rcv_nxt = self.rcv_nxt.add_len(advanced);
                 self.unacked_segs += 1;
