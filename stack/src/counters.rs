@@ -210,6 +210,16 @@ pub struct Counters {
     /// New connections (SYNs, cookie ACKs) refused because the pool's free frames stayed
     /// below `StackConfig::pressure.refuse_below` after pruning.
     pub tcp_pressure_refused: u64,
+
+    // Orphans (issue: hostile peers, items 2 and 3).
+    /// Bytes received and not read when the application closed: dropped then.
+    pub tcp_close_discarded: u64,
+    /// Connections reset because new data arrived after the application closed (FIN-WAIT,
+    /// nobody to read it; Linux `TCPAbortOnData`).
+    pub tcp_abort_on_data: u64,
+    /// Connections dropped after `max_retries` zero-window probes went unanswered (the
+    /// peer vanished behind its zero window); also counted in `tcp_timeouts`.
+    pub tcp_probe_timeouts: u64,
 }
 
 impl Counters {

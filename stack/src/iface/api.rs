@@ -202,8 +202,9 @@ impl Stack {
     /// connection lingers in the table through FIN-WAIT / TIME-WAIT).
     pub fn close(&mut self, h: ConnHandle) -> Result<(), SocketError> {
         let e = self.entry_mut(h)?;
-        e.conn.close();
+        let dropped = e.conn.close();
         e.released = true;
+        self.counters.tcp_close_discarded += dropped as u64;
         self.after_event(h.idx);
         Ok(())
     }

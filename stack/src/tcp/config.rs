@@ -33,8 +33,9 @@ pub struct TcpConfig {
     /// Upper RTO bound.
     pub max_rto: Duration,
     /// Retransmissions of one segment before the connection is dropped (Linux
-    /// `tcp_retries2`). With the backoff capped at `max_rto` this also bounds the time:
-    /// at most `max_retries * max_rto` without an acknowledgment.
+    /// `tcp_retries2`), and zero-window probes left unanswered. With the backoff capped at
+    /// `max_rto` this also bounds the time: at most `max_retries * max_rto` without an
+    /// acknowledgment.
     pub max_retries: u32,
     /// For an orphaned connection (closed by the application, so no one waits on it):
     /// retransmission timeouts, and zero-window probes the peer answers with a zero

@@ -174,6 +174,9 @@ pub struct Conn {
     pub(super) ts_recent_at: Instant,
     /// When the last ACK for a dropped segment went out (rate limit).
     pub(super) last_oow_ack: Instant,
+    /// Zero-window probes sent since the peer was last heard from (Linux
+    /// `icsk_probes_out`): a peer that stops answering is given up after `max_retries`.
+    pub(super) probes_unanswered: u32,
 }
 
 impl Conn {
@@ -242,6 +245,7 @@ impl Conn {
             unacked_segs: 0,
             ts_recent_at: super::validate::UNTIL_UPDATED,
             last_oow_ack: super::validate::NEVER,
+            probes_unanswered: 0,
         }
     }
 
@@ -491,9 +495,13 @@ impl Conn {
     }
 
     /// Closes our side: a FIN follows the queued data. The connection is then an orphan
-    /// ([`TcpConfig::orphan_retries`] bounds it).
-    pub fn close(&mut self) {
+    /// ([`TcpConfig::orphan_retries`] bounds it): nobody will read, so what was received
+    /// and not read is dropped now (its frames go back to the pool), and new data from the
+    /// peer resets the connection (RFC 1122 4.2.2.13, as Linux does). Returns the bytes
+    /// dropped unread.
+    pub fn close(&mut self) -> usize {
         self.orphaned = true;
+        let dropped = self.recvq.clear();
         match self.state {
             State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {
@@ -506,6 +514,7 @@ impl Conn {
             }
             _ => {}
         }
+        dropped
     }
 
     /// Aborts: a RST goes out (if synchronized) and the connection is closed.

@@ -221,6 +221,18 @@ impl Conn {
             return Reply::None;
         }
 
+        // New data for an application that closed (so will never read it): reset
+        // (RFC 1122 4.2.2.13; Linux's tcp_rcv_state_process, `TCPAbortOnData`).
+        if self.orphaned
+            && plen > 0
+            && matches!(self.state, State::FinWait1 | State::FinWait2)
+            && hdr.seq.add_len(plen).gt(self.rcv_nxt)
+        {
+            ctr.tcp_abort_on_data += 1;
+            self.fail(ConnError::Aborted);
+            return Reply::Rst { seq: hdr.ack };
+        }
+
         // Payload.
         if let Some(p) = payload.filter(|p| !p.is_empty()) {
             if matches!(self.state, State::Established | State::FinWait1 | State::FinWait2) {

@@ -7,7 +7,7 @@
 //! | state | bound |
 //! |---|---|
 //! | SYN-SENT, SYN-RECEIVED | `syn_retries` handshake retransmissions |
-//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions; keep-alive if enabled |
+//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions, or zero-window probes nobody answers; keep-alive if enabled |
 //! | FIN-WAIT-1, CLOSING, LAST-ACK | `orphan_retries` retransmissions, or zero-window probes answered with a zero window |
 //! | FIN-WAIT-2 | `fin_wait2_timeout` |
 //! | TIME-WAIT | `time_wait`, and the stack's TIME-WAIT cap |
@@ -165,6 +165,15 @@ impl Conn {
                     self.fail(ConnError::TimedOut);
                     return;
                 }
+                // Probes nobody answers: the peer vanished behind its zero window. Linux
+                // gives up after `tcp_retries2` of them, owned connection or not.
+                if self.probes_unanswered >= self.cfg.max_retries {
+                    ctr.tcp_timeouts += 1;
+                    ctr.tcp_probe_timeouts += 1;
+                    self.fail(ConnError::TimedOut);
+                    return;
+                }
+                self.probes_unanswered += 1;
                 self.persist_backoff += 1;
                 self.probe_pending = true;
             }
@@ -188,6 +197,7 @@ impl Conn {
     /// The peer showed it is alive (an acceptable segment): restart the keep-alive clock.
     pub(super) fn heard_from_peer(&mut self, now: Instant) {
         self.ka_probes = 0;
+        self.probes_unanswered = 0;
         if let Some(ka) = self.cfg.keepalive {
             if matches!(self.state, State::Established | State::CloseWait) {
                 self.timers.set(TimerKind::KeepAlive, now + ka.idle);
