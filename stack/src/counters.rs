@@ -95,7 +95,8 @@ pub struct Counters {
     /// Orphaned connections (closed by the application) dropped after `orphan_retries`
     /// retransmission timeouts or zero-window probes.
     pub tcp_orphan_drops: u64,
-    /// Connections dropped after `fin_wait2_timeout` in FIN-WAIT-2.
+    /// Connections (and compact FIN-WAIT-2 entries) dropped after `fin_wait2_timeout` in
+    /// FIN-WAIT-2.
     pub tcp_fin_wait2_timeouts: u64,
     /// Keep-alive probes sent.
     pub tcp_keepalive_probes: u64,
@@ -220,6 +221,9 @@ pub struct Counters {
     /// Connections dropped after `max_retries` zero-window probes went unanswered (the
     /// peer vanished behind its zero window); also counted in `tcp_timeouts`.
     pub tcp_probe_timeouts: u64,
+    /// Orphans in FIN-WAIT-2 turned into compact entries (no connection, no frame); those
+    /// that time out are counted in `tcp_fin_wait2_timeouts`.
+    pub tcp_fin_wait2_entries: u64,
 }
 
 impl Counters {

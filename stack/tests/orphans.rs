@@ -124,3 +124,59 @@ fn a_vanished_zero_window_client_releases_every_block_while_owned() {
     assert_eq!(p.server.readiness(s).error, Some(ConnError::TimedOut));
     assert!(all_free(&p.slink), "references left in the pool: {:?}", p.slink.pool.stats());
 }
+
+/// `n` connections, each answered and closed by the server at once (an HTTP response with
+/// `Connection: close`); the clients acknowledge the FIN and never close. Returns the
+/// client handles.
+fn abandon_in_fin_wait_2(p: &mut Pair, n: usize) -> Vec<ConnHandle> {
+    let l = p.server.listen(PORT).expect("listen");
+    let to = IpEndpoint::new(IpAddress::Ipv4(ip(2)), PORT);
+    let clients: Vec<ConnHandle> = (0..n).map(|_| p.client.connect(p.now, to).expect("connect")).collect();
+    p.run_until(
+        Duration::from_secs(10),
+        &mut |p| {
+            while let Some(s) = p.server.accept(l) {
+                let mut b = p.slink.pool.alloc_frame().expect("frame");
+                b.get_mut().expect("unique")[..100].fill(b'r');
+                p.server.write_frames(s, &[BufSlice::new(b, 0..100).expect("range")]).expect("write");
+                p.server.close(s).expect("close");
+            }
+        },
+        &mut |p| p.counters(Side::Server).tcp_fin_wait2_entries == n as u64,
+    );
+    clients
+}
+
+#[test]
+fn connections_abandoned_in_fin_wait_2_are_compact_entries_that_expire() {
+    let n = 2000;
+    let mut p = Pair::new(
+        config(1, |c| c.max_connections = 4096),
+        config(2, |c| c.tcp.fin_wait2_timeout = Duration::from_secs(5)),
+        4096,
+    );
+    let clients = abandon_in_fin_wait_2(&mut p, n);
+    assert_eq!(p.server.connection_count(), 0, "orphans in FIN-WAIT-2 kept as connections");
+    assert_eq!(p.counters(Side::Server).tcp_fin_wait2_entries, n as u64);
+    assert!(all_free(&p.slink), "a FIN-WAIT-2 entry holds a frame");
+    let m = p.server.memory();
+    assert_eq!(m.time_wait, n);
+    assert!(m.time_wait_bytes / n <= 200, "{} bytes per entry", m.time_wait_bytes / n);
+    // One peer closes after all: its entry takes the FIN and waits out TIME-WAIT.
+    p.client.close(clients[0]).expect("close");
+    p.run_for(Duration::from_millis(10), &mut |_| {});
+    assert_eq!((p.server.fin_wait2_count(), p.server.time_wait_count()), (n - 1, 1));
+    assert_eq!(p.client.connection_count(), n - 1, "the closing peer's FIN was not acknowledged");
+    // The rest time out.
+    p.run_for(Duration::from_secs(6), &mut |_| {});
+    assert_eq!(p.server.fin_wait2_count(), 0);
+    assert_eq!(p.counters(Side::Server).tcp_fin_wait2_timeouts, n as u64 - 1);
+}
+
+#[test]
+fn fin_wait_2_entries_share_the_time_wait_cap() {
+    let mut p = Pair::new(config(1, |_| {}), config(2, |c| c.max_time_wait = Some(100)), 1024);
+    abandon_in_fin_wait_2(&mut p, 150);
+    assert_eq!(p.server.fin_wait2_count(), 100);
+    assert_eq!(p.counters(Side::Server).tcp_time_wait_recycled, 50, "the oldest recycled, counted");
+}

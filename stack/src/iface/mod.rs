@@ -286,12 +286,18 @@ impl Stack {
 
     /// Four-tuples in TIME-WAIT (compact entries, not connections).
     pub fn time_wait_count(&self) -> usize {
-        self.time_wait.len()
+        self.time_wait.len() - self.time_wait.fin_wait2_len()
+    }
+
+    /// Orphans in FIN-WAIT-2 (compact entries, not connections: closed by the
+    /// application, everything sent acknowledged, waiting for the peer's FIN).
+    pub fn fin_wait2_count(&self) -> usize {
+        self.time_wait.fin_wait2_len()
     }
 
     /// Whether `tuple` (ours, the peer's) is in TIME-WAIT.
     pub fn is_time_wait(&self, tuple: &FourTuple) -> bool {
-        self.time_wait.contains(tuple)
+        self.time_wait.find(tuple).and_then(|t| self.time_wait.get(t)).is_some_and(|tw| !tw.is_fin_wait2())
     }
 
     /// The TIME-WAIT cap in force.
@@ -443,8 +449,11 @@ impl Stack {
         }
         fired.clear();
         self.fired = fired;
-        while self.time_wait.pop_expired(now) {
+        while let Some(kind) = self.time_wait.pop_expired(now) {
             self.counters.conn_visits += 1;
+            if kind == time_wait::Expired::FinWait2 {
+                self.counters.tcp_fin_wait2_timeouts += 1;
+            }
         }
         if self.unrouted_retry.is_some_and(|t| t <= now) {
             self.retry_unrouted();

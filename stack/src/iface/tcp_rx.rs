@@ -77,6 +77,19 @@ impl Stack {
                     iss = Some(tw.reopen_iss());
                     self.time_wait.remove(t);
                 }
+                TwVerdict::Reset => {
+                    self.time_wait.remove(t);
+                    self.queue_rst(reply_route, &hdr, None, prange.len());
+                    return;
+                }
+                TwVerdict::PeerFin => {
+                    self.time_wait.peer_fin(t, &hdr, now + self.cfg.tcp.time_wait);
+                    self.counters.tcp_time_wait += 1;
+                    if let Some(ack) = self.time_wait.get(t).map(|tw| tw.ack(now)) {
+                        self.push_control(Control::Tcp { route: reply_route, hdr: ack });
+                    }
+                    return;
+                }
             }
         }
 

@@ -5,6 +5,7 @@
 mod cc;
 mod config;
 mod conn;
+mod fin_wait2;
 mod input;
 mod output;
 pub mod pmtu;
