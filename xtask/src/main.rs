@@ -13,6 +13,7 @@ mod fstest;
 mod fuzz;
 mod impair;
 mod ladder;
+mod mqtest;
 mod msg;
 mod netns;
 mod nginx;
@@ -24,6 +25,7 @@ mod tcptest;
 mod toolchain;
 mod txceil;
 mod util;
+mod wan;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -116,7 +118,8 @@ enum NetnsCmd {
         #[arg(long, default_value_t = 1500)]
         mtu: u32,
     },
-    /// Remove every namespace this tool created (names starting with `zc-`).
+    /// Remove the namespaces `netns up` left, and any left by runs that died (names
+    /// starting with `zc-`); namespaces of a test run still in progress are kept.
     Down,
 }
 
@@ -153,6 +156,15 @@ enum BenchCmd {
         /// A short run.
         #[arg(long)]
         quick: bool,
+        /// Instead of the nginx comparison: the AF_XDP server with each of these worker
+        /// counts (e.g. `1,2`) on a veth pair with as many queues; requests/s of the 16 KiB
+        /// set over keep-alive and with a connection per request, with the server's and the
+        /// client's CPU use (target/bench/files-queues.md).
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<u32>>,
+        /// wrk connections of the --queues runs.
+        #[arg(long, default_value_t = 16, requires = "queues")]
+        connections: u32,
     },
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
@@ -168,6 +180,10 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2048)]
         size_mib: u64,
     },
+    /// Downloads through a wide-area path (the impairing forwarder: delay, loss,
+    /// reordering): our TCP vs the kernel's sendfile over a grid of RTT by loss, printed
+    /// as ratios, with retransmitted bytes against the bytes the forwarder dropped.
+    Wan(wan::WanOpts),
     /// The libfabric provider: fi_pingpong latency and MB/s against libfabric's udp and
     /// tcp providers (and ofi_rxd over ours), and MPI ping-pong against Open MPI's btl tcp,
     /// on one veth pair; ratios in target/bench/fabric.md.
@@ -366,7 +382,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
-        Cmd::Bench { what: BenchCmd::Files { seconds, quick } } => {
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections } } => {
+            let bins = prepare()?;
+            ladder::scale_bench(&bins, &queues, if quick { seconds.min(2) } else { seconds }, connections)
+        }
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: None, .. } } => {
             let bins = prepare()?;
             for mtu in [1500, 9000] {
                 let opts = ladder::BenchOpts {
@@ -393,6 +413,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
             setup::ensure(setup::Profile::Full)?;
             bench_blocks::run(size_mib)
+        }
+        Cmd::Bench { what: BenchCmd::Wan(opts) } => {
+            let bins = prepare()?;
+            wan::bench(&bins, &opts)
         }
         Cmd::Bench { what: BenchCmd::Fabric { runs, iters } } => {
             setup::require_root("bench fabric (it creates namespaces and attaches XDP)")?;
@@ -526,6 +550,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
+    mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
     fabric::tests(&mut suite, &fabric::Provider::default());

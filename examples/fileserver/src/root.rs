@@ -36,6 +36,12 @@ impl Root {
         Ok(Root { dir })
     }
 
+    /// Another handle on the same directory (one per worker thread).
+    pub fn try_clone(&self) -> anyhow::Result<Root> {
+        let dir = self.dir.try_clone().map_err(|e| anyhow::anyhow!("duplicating the --root descriptor: {e}"))?;
+        Ok(Root { dir })
+    }
+
     /// Opens the file a request path names. `extra` adds open flags (e.g. `O_DIRECT`).
     pub fn resolve(&self, path: &str, extra: OFlags) -> Result<Opened, Status> {
         let rel = path.trim_start_matches('/');

@@ -63,11 +63,12 @@ pub struct StackConfig {
     /// and change lists) is bounded by it; they grow on demand and keep their peak size.
     ///
     /// Memory (x86_64, measured by `tests/memory.rs` through [`Stack::memory`] on 8192 of
-    /// each): an idle established connection takes about 740 bytes: its 600-byte slot
-    /// (the `Conn` is 568), 24 bytes of heap (the NewReno controller; CUBIC's is 64), about
+    /// each): an idle established connection takes about 800 bytes: its 568-byte slot
+    /// (the `Conn` is 536), 64 bytes of heap (the CUBIC controller; NewReno's is 24), about
     /// 90 bytes of four-tuple index and 24 of timer-wheel node. Queues that have held data
     /// keep their capacity (16 to 32 bytes per slice or segment they held at once). A
-    /// TIME-WAIT entry takes about 180 bytes: an 88-byte entry and about 90 bytes of index.
+    /// TIME-WAIT (or FIN-WAIT-2) entry takes about 180 bytes: a 90-byte entry and about 90
+    /// bytes of index.
     /// Frames referenced by queues are the pool's and not counted here.
     pub max_connections: usize,
     /// Most TIME-WAIT entries (Linux `tcp_max_tw_buckets`); `None`: `max_connections`. At

@@ -28,8 +28,8 @@ const FW2: usize = 1;
 struct TwSlot {
     tw: Option<TimeWait>,
     expires: Instant,
-    /// When this entry last answered a segment (at most one ACK per 500 ms).
-    last_ack: Instant,
+    /// When this entry last answered a segment, in 8 ms ticks (at most one ACK per 500 ms).
+    last_ack: u16,
     prev: u32,
     next: u32,
 }

@@ -6,6 +6,7 @@
 use smoltcp::wire::IpAddress;
 
 use super::conn::Conn;
+use super::rtx_queue::Verdict;
 use crate::wire::Seq;
 
 /// The smallest path MTU believed for IPv4 (Linux `min_pmtu`: 552).
@@ -22,9 +23,10 @@ impl Conn {
     }
 
     /// Lowers the send MSS to what a path MTU of `mtu` bytes carries (taken no lower than
-    /// the family's floor), and resends the first unacknowledged segment at the new size:
-    /// the one that did not fit is lost, and no congestion is to blame (Linux's
-    /// `tcp_simple_retransmit`). Returns whether the MSS went down.
+    /// the family's floor), and marks every segment in flight larger than that lost, to go
+    /// again cut at the new size: they did not fit, and no congestion is to blame (Linux's
+    /// `tcp_simple_retransmit`; without SACK, the first unacknowledged one goes again).
+    /// Returns whether the MSS went down.
     pub fn on_path_mtu(&mut self, mtu: usize) -> bool {
         let (floor, ip) = match self.tuple.remote.addr {
             IpAddress::Ipv4(_) => (MIN_PMTU_V4, 20),
@@ -37,7 +39,11 @@ impl Conn {
         }
         self.mss = mss;
         if self.snd_max.gt(self.snd_una) {
-            self.rexmit_pending = true;
+            if self.sack_ok {
+                self.lm().rtx.detect(&mut |s| if s.len() > mss { Verdict::Lost } else { Verdict::Wait });
+            } else {
+                self.rexmit_pending = true;
+            }
         }
         true
     }

@@ -34,31 +34,38 @@ pub enum Insert {
 }
 
 /// The payload-per-pool-byte ratio assumed before the first segment (Linux's
-/// `TCP_DEFAULT_SCALING_RATIO`): a half.
-const DEFAULT_RATIO: (u32, u32) = (1, 2);
+/// `TCP_DEFAULT_SCALING_RATIO`): a half, in 1/65536ths.
+const DEFAULT_RATIO: u32 = 1 << 15;
 
 /// Received data.
 #[derive(Debug)]
 pub struct RecvQueue {
     ready: VecDeque<BufSlice>,
-    ready_len: usize,
+    ready_len: u32,
     /// Non-overlapping, sorted by sequence number (all above `rcv_nxt`).
     ooo: Vec<(Seq, BufSlice)>,
-    ooo_len: usize,
-    max_ooo_segments: usize,
+    ooo_len: u32,
+    max_ooo_segments: u32,
     /// Left edge of the most recently received out-of-order block (for SACK ordering).
     last_ooo: Option<Seq>,
     /// Pool bytes the entries of both queues pin (each at its slot's size).
-    mem: usize,
-    /// The best payload-to-slot ratio a received segment showed: `(payload, slot)`.
-    ratio: (u32, u32),
+    mem: u32,
+    /// The best payload-to-slot ratio a received segment showed, in 1/65536ths.
+    ratio: u32,
+    /// Whether `ratio` was observed (or hinted) rather than assumed.
+    ratio_known: bool,
     /// The last ready entry is a compact frame of ours, open for more bytes.
     tail_compact: bool,
 }
 
 /// Pool bytes `s` pins: its whole slot.
-fn truesize(s: &BufSlice) -> usize {
-    s.buf().capacity()
+fn truesize(s: &BufSlice) -> u32 {
+    s.buf().capacity() as u32
+}
+
+/// `len` payload bytes in a slot of `size`, in 1/65536ths.
+fn ratio_of(len: usize, size: usize) -> u32 {
+    ((len.min(size) as u64) << 16).checked_div(size as u64).unwrap_or(0) as u32
 }
 
 impl RecvQueue {
@@ -69,10 +76,11 @@ impl RecvQueue {
             ready_len: 0,
             ooo: Vec::new(),
             ooo_len: 0,
-            max_ooo_segments,
+            max_ooo_segments: max_ooo_segments.min(u32::MAX as usize) as u32,
             last_ooo: None,
             mem: 0,
             ratio: DEFAULT_RATIO,
+            ratio_known: false,
             tail_compact: false,
         }
     }
@@ -84,12 +92,12 @@ impl RecvQueue {
 
     /// Bytes ready for the application.
     pub fn ready_len(&self) -> usize {
-        self.ready_len
+        self.ready_len as usize
     }
 
     /// Bytes held out of order.
     pub fn ooo_len(&self) -> usize {
-        self.ooo_len
+        self.ooo_len as usize
     }
 
     /// Whether any out-of-order data is held.
@@ -99,20 +107,20 @@ impl RecvQueue {
 
     /// Pool bytes both queues pin: every entry at the size of its frame or block.
     pub fn mem(&self) -> usize {
-        self.mem
+        self.mem as usize
     }
 
     /// The window to offer with a budget of `budget` pool bytes: what the unused part
     /// holds at the best payload-per-slot ratio seen (a half before any data).
     pub fn window(&self, budget: usize) -> usize {
-        let free = budget.saturating_sub(self.mem) as u64;
-        (free * u64::from(self.ratio.0) / u64::from(self.ratio.1.max(1))) as usize
+        let free = budget.saturating_sub(self.mem as usize) as u64;
+        ((free * u64::from(self.ratio)) >> 16) as usize
     }
 
     /// Takes the next ready slice.
     pub fn pop(&mut self) -> Option<BufSlice> {
         let s = self.ready.pop_front()?;
-        self.ready_len -= s.len();
+        self.ready_len -= s.len() as u32;
         self.mem -= truesize(&s);
         if self.ready.is_empty() {
             self.tail_compact = false;
@@ -125,7 +133,7 @@ impl RecvQueue {
         let front = self.ready.front_mut()?;
         if front.len() > max {
             let head = front.split_to(max);
-            self.ready_len -= head.len();
+            self.ready_len -= head.len() as u32;
             return Some(head);
         }
         self.pop()
@@ -146,8 +154,8 @@ impl RecvQueue {
     /// Drops everything held (the application closed and will read no more): returns
     /// the bytes dropped.
     pub fn clear(&mut self) -> usize {
-        let dropped = self.ready_len + self.ooo_len;
-        *self = RecvQueue::new(self.max_ooo_segments);
+        let dropped = self.ready_len() + self.ooo_len();
+        *self = RecvQueue::new(self.max_ooo_segments as usize);
         dropped
     }
 
@@ -187,13 +195,13 @@ impl RecvQueue {
                     break;
                 }
                 let (s, mut p) = self.ooo.remove(0);
-                self.ooo_len -= p.len();
+                self.ooo_len -= p.len() as u32;
                 let skip = next.since(s) as usize;
                 if skip < p.len() {
                     p.advance(skip);
                     next = next.add_len(p.len());
                     advanced += p.len();
-                    self.ready_len += p.len();
+                    self.ready_len += p.len() as u32;
                     self.ready.push_back(p);
                     self.tail_compact = false;
                 } else {
@@ -212,16 +220,17 @@ impl RecvQueue {
     /// `mss` bytes in slots of `truesize` (known from the frame a SYN came in).
     pub fn set_ratio_hint(&mut self, mss: usize, truesize: usize) {
         if mss > 0 && truesize > 0 {
-            self.ratio = (mss.min(truesize) as u32, truesize as u32);
+            self.ratio = ratio_of(mss, truesize);
+            self.ratio_known = true;
         }
     }
 
     /// Learns the payload-per-slot ratio from a received segment (the best one seen).
     fn observe(&mut self, p: &BufSlice) {
-        let (len, size) = (p.len() as u64, truesize(p) as u64);
-        let (a, b) = (u64::from(self.ratio.0), u64::from(self.ratio.1));
-        if self.ratio == DEFAULT_RATIO || len * b > a * size {
-            self.ratio = (p.len() as u32, truesize(p).max(1) as u32);
+        let r = ratio_of(p.len(), truesize(p) as usize);
+        if !self.ratio_known || r > self.ratio {
+            self.ratio = r;
+            self.ratio_known = true;
         }
     }
 
@@ -229,10 +238,10 @@ impl RecvQueue {
     /// for the slot it pins (a quarter of a frame or less) or the queues are over budget,
     /// else kept by reference.
     fn push_ready(&mut self, s: BufSlice, budget: usize, ctr: &mut Counters) {
-        self.ready_len += s.len();
+        self.ready_len += s.len() as u32;
         let frame = s.buf().pool().frame_size() as usize;
-        let small = s.len() * 4 <= frame && s.len() * 4 <= truesize(&s);
-        let over = self.mem + truesize(&s) > budget && s.len() <= frame;
+        let small = s.len() * 4 <= frame && s.len() * 4 <= truesize(&s) as usize;
+        let over = (self.mem + truesize(&s)) as usize > budget && s.len() <= frame;
         if (small || over) && self.coalesce(&s) {
             ctr.tcp_rx_coalesced += 1;
             ctr.rx_bytes_coalesced += s.len() as u64;
@@ -249,7 +258,7 @@ impl RecvQueue {
         if self.tail_compact {
             if let Some(tail) = self.ready.back_mut() {
                 let at = tail.len();
-                let fits = tail.offset() + at + s.len() <= tail.buf().capacity();
+                let fits = tail.offset() + at + s.len() <= truesize(tail) as usize;
                 // Only while no one else holds the frame (the application may hold a piece).
                 if fits && tail.buf().is_unique() && tail.set_len(at + s.len()) {
                     if let Some(b) = tail.get_mut() {
@@ -307,12 +316,12 @@ impl RecvQueue {
         }
         // Room in the budget (every piece counted at its slot) and in the count: made by
         // dropping what lies above the new data, which is further from being useful.
-        let need: usize = pieces.iter().map(|(_, p)| truesize(p)).sum();
-        while self.mem + need > budget || self.ooo.len() + pieces.len() > self.max_ooo_segments {
+        let need: usize = pieces.iter().map(|(_, p)| truesize(p) as usize).sum();
+        while self.mem as usize + need > budget || self.ooo.len() + pieces.len() > self.max_ooo_segments as usize {
             match self.ooo.last() {
                 Some((s, _)) if s.gt(seq) => {
                     if let Some((_, p)) = self.ooo.pop() {
-                        self.ooo_len -= p.len();
+                        self.ooo_len -= p.len() as u32;
                         self.mem -= truesize(&p);
                         ctr.tcp_ooo_pruned += 1;
                     }
@@ -322,12 +331,29 @@ impl RecvQueue {
         }
         for (s, p) in pieces {
             let i = self.ooo.partition_point(|(x, _)| x.lt(s));
-            self.ooo_len += p.len();
+            self.ooo_len += p.len() as u32;
             self.mem += truesize(&p);
             self.ooo.insert(i, (s, p));
         }
         self.last_ooo = Some(seq);
         Insert::OutOfOrder
+    }
+
+    /// The first contiguous part of `[seq, end)` already held out of order, if any.
+    pub fn held_overlap(&self, seq: Seq, end: Seq) -> Option<(Seq, Seq)> {
+        let mut i = self.ooo.partition_point(|(s, p)| s.add_len(p.len()).le(seq));
+        let (s, p) = self.ooo.get(i)?;
+        let a = s.max(seq);
+        let mut b = s.add_len(p.len());
+        while b.lt(end) {
+            i += 1;
+            match self.ooo.get(i) {
+                Some((s, p)) if *s == b => b = s.add_len(p.len()),
+                _ => break,
+            }
+        }
+        let b = b.min(end);
+        a.lt(b).then_some((a, b))
     }
 
     /// SACK blocks for the out-of-order data: the block holding the most recent arrival
@@ -384,6 +410,10 @@ mod tests {
         assert_eq!(q.insert(nxt, Seq(1150), seg(&p, 9, 100), ANY, c), Insert::OutOfOrder);
         let s = q.sack_blocks(4);
         assert_eq!(s.as_slice(), &[(Seq(1150), Seq(1300)), (Seq(1400), Seq(1500))]);
+        assert_eq!(q.held_overlap(Seq(1180), Seq(1260)), Some((Seq(1180), Seq(1260))));
+        assert_eq!(q.held_overlap(Seq(1280), Seq(1450)), Some((Seq(1280), Seq(1300))));
+        assert_eq!(q.held_overlap(Seq(1300), Seq(1400)), None);
+        assert_eq!(q.held_overlap(Seq(1000), Seq(1150)), None);
         assert_eq!(q.insert(nxt, Seq(1200), seg(&p, 7, 50), ANY, c), Insert::Duplicate);
         match q.insert(nxt, Seq(1000), seg(&p, 0, 200), ANY, c) {
             Insert::InOrder { advanced, filled } => {

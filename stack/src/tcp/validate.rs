@@ -29,12 +29,20 @@ use crate::wire::{TcpFlags, TcpHeader};
 pub const INVALID_ACK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// After this long without an update `TS.Recent` is no longer believed (RFC 7323 5.5).
-const TS_RECENT_LIFETIME: Duration = Duration::from_secs(24 * 24 * 3600);
+const TS_RECENT_LIFETIME_SECS: u64 = 24 * 24 * 3600;
 
-/// "Never": far enough from any clock reading that adding an interval cannot overflow.
-pub(crate) const NEVER: Instant = Instant::from_micros_const(i64::MIN / 4);
-/// "Not yet known": `TS.Recent` set from a SYN, valid until its first update.
-pub(super) const UNTIL_UPDATED: Instant = Instant::from_micros_const(i64::MAX / 4);
+/// The times kept here are coarse and wrap, so each costs a connection 2 bytes: the rate
+/// limit's in ticks of 8 ms (wrapping every 9 minutes, which at worst withholds one ACK),
+/// `TS.Recent`'s age in hours (wrapping every 7 years).
+const TICK_MS: i64 = 8;
+/// No ACK sent yet.
+pub(crate) const NEVER: u16 = u16::MAX;
+/// `TS.Recent` set from a SYN, valid until its first update.
+pub(super) const UNTIL_UPDATED: u16 = u16::MAX;
+
+fn hours(now: Instant) -> u16 {
+    (now.secs().max(0) / 3600) as u16
+}
 
 impl Conn {
     /// PAWS (RFC 7323 section 5): whether to drop `hdr`. A segment with an old timestamp
@@ -52,7 +60,8 @@ impl Conn {
             ctr.tcp_ts_missing += 1;
             return true;
         };
-        let valid = now < self.ts_recent_at + TS_RECENT_LIFETIME;
+        let valid = self.ts_recent_at == UNTIL_UPDATED
+            || u64::from(hours(now).wrapping_sub(self.ts_recent_at)) * 3600 < TS_RECENT_LIFETIME_SECS;
         if valid && (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
             ctr.tcp_paws_rejected += 1;
             self.oow_ack(now, hdr, plen, ctr);
@@ -67,7 +76,7 @@ impl Conn {
         if let (true, Some((tsval, _))) = (self.ts_ok, hdr.options.timestamp) {
             if hdr.seq.le(self.last_ack_sent) {
                 self.ts_recent = tsval;
-                self.ts_recent_at = now;
+                self.ts_recent_at = hours(now).min(UNTIL_UPDATED - 1);
             }
         }
     }
@@ -108,14 +117,16 @@ impl Conn {
 
 /// The rate limit on ACKs for dropped segments, for anything that keeps `last`, the time
 /// of the last one (a connection, a TIME-WAIT entry): whether one may answer `hdr` now.
-pub(crate) fn oow_ack_allowed(last: &mut Instant, now: Instant, hdr: &TcpHeader, plen: usize) -> bool {
+pub(crate) fn oow_ack_allowed(last: &mut u16, now: Instant, hdr: &TcpHeader, plen: usize) -> bool {
     if plen > 0 && !hdr.flags.has(TcpFlags::SYN) {
         // A retransmission of the peer's: never part of an ACK loop, always answered.
         return true;
     }
-    if now < *last + INVALID_ACK_INTERVAL {
+    let tick = ((now.total_millis().max(0) / TICK_MS) as u16).min(NEVER - 1);
+    let interval = INVALID_ACK_INTERVAL.total_millis().div_ceil(TICK_MS as u64);
+    if *last != NEVER && u64::from(tick.wrapping_sub(*last)) < interval {
         return false;
     }
-    *last = now;
+    *last = tick;
     true
 }

@@ -151,6 +151,12 @@ impl Core {
         [self.stack.poll_at(), self.conns.next_timer()].into_iter().flatten().min()
     }
 
+    /// Whether a session waits for pool memory (retried every turn; the memory comes back
+    /// with acknowledgements and transmit completions).
+    pub fn waiting_for_memory(&self) -> bool {
+        self.conns.has_retries()
+    }
+
     /// Takes one received frame, and wakes the session it is for.
     pub fn receive(&mut self, now: Instant, frame: BufSlice) {
         if let Some(id) = super::peer::source(frame.as_bytes()).and_then(|p| self.peers.get(&p)) {
