@@ -441,6 +441,16 @@ fn pool_free(text: &str) -> Result<(u64, u64)> {
 /// Waits (at most `limit`) until the pool's free frames are back at their count at
 /// `start`, and its free blocks at least at theirs (the block cache may have given up a
 /// block it held then, never more).
+/// The longest an orphan lasts with the stack's default TCP settings, which the file
+/// server keeps: `orphan_retries` (8) timeouts and the last one, backed off from the
+/// initial RTO (1 s, before any RTT sample) and capped at `max_rto` (120 s): 367 s.
+fn orphan_lifetime() -> Duration {
+    const ORPHAN_RETRIES: u32 = 8;
+    const INITIAL_RTO_SECS: u64 = 1;
+    const MAX_RTO_SECS: u64 = 120;
+    Duration::from_secs((0..=ORPHAN_RETRIES).map(|k| (INITIAL_RTO_SECS << k).min(MAX_RTO_SECS)).sum())
+}
+
 fn pool_back(ns: &Netns, port: u16, start: (u64, u64), limit: Duration) -> Result<(u64, u64)> {
     let end = Instant::now() + limit;
     loop {
@@ -609,22 +619,27 @@ pub fn fin_wait2_test(bins: &Bins, www: &Path, sha: &str) -> Result<()> {
     ensure!(done >= 69_000, "only {done} of 70000 connections reached FIN-WAIT-2: {r}");
     let flood_end = Instant::now();
     let after_flood = metrics(&ns, 9100)?;
+    println!("  {r}");
+    println!(
+        "  after the flood: {}",
+        show(&after_flood, &["pool_frames_free", "pool_blocks_free", "connections_open"])
+    );
     let got = get(&ns, "/big", 300)?;
     ensure!(got == sha, "the download after the flood differs: {got} != {sha}");
-    // Connections the flood gave up on time out too (an orphan retransmitting its FIN to a
-    // vanished peer lasts up to `orphan_retries` backed-off timeouts).
-    let back = pool_back(&ns, 9100, start, Duration::from_secs(300))?;
+    let download_end = Instant::now();
+    // Connections the flood gave up on time out too: an orphan retransmitting to a vanished
+    // peer lasts up to `orphan_retries` backed-off timeouts.
+    let back = pool_back(&ns, 9100, start, orphan_lifetime() + Duration::from_secs(30))?;
+    let back_after = download_end.elapsed();
     // The entries expire 60 s (the stack's fin_wait2_timeout) after the last of them.
     std::thread::sleep((flood_end + Duration::from_secs(65)).saturating_duration_since(Instant::now()));
     let (ok, text) = srv.terminate(Duration::from_secs(20))?;
     ensure!(ok, "fileserver did not exit cleanly:\n{text}");
     let ok200 = counter(&text, "fileserver_responses_total{status=\"200\"}").unwrap_or(0);
     ensure!(ok200 > done, "{ok200} responses for {done} abandoned connections and a download");
-    println!("  {r}");
-    println!("  then 1 GiB byte-exact; pool back at {back:?} free frames/blocks");
     println!(
-        "  after the flood: {}",
-        show(&after_flood, &["pool_frames_free", "pool_blocks_free", "connections_open"])
+        "  then 1 GiB byte-exact; pool back at {back:?} free frames/blocks {:.0} s after the download",
+        back_after.as_secs_f64()
     );
     println!(
         "  server counted: {}",
