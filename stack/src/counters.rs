@@ -116,6 +116,8 @@ pub struct Counters {
     pub tcp_reordering_seen: u64,
     /// The largest reordering seen, in segments (a maximum, not a count).
     pub tcp_reordering_max: u64,
+    /// Times pacing held data back until its departure time.
+    pub tcp_pacing_waits: u64,
     /// Slow starts where HyStart++ (RFC 9406) saw the RTT rise and slowed growth.
     pub tcp_hystart_css: u64,
     /// Slow starts HyStart++ ended before any loss.

@@ -8,6 +8,7 @@ use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
 
 use super::cc::CongestionControl;
+use super::pacing;
 use super::prr::Prr;
 use super::recovery::Loss;
 use super::recv_queue::RecvQueue;
@@ -410,6 +411,15 @@ impl Conn {
         } else {
             self.cc.cwnd() + self.inflation
         }
+    }
+
+    /// The pacing rate in bytes per second, 0 before an RTT is known (as Linux's
+    /// `sk_pacing_rate`, it is kept whether or not [`TcpConfig::pacing`] enforces it):
+    /// Linux's default for a loss-based controller, `max(cwnd, outstanding) / srtt` times 2
+    /// in slow start and 1.2 after (`tcp_update_pacing_rate`).
+    pub fn pacing_rate(&self) -> u64 {
+        let outstanding = self.snd_max.since(self.snd_una) as usize;
+        pacing::default_rate(self.cwnd(), self.cc.ssthresh(), outstanding, self.rtt.srtt())
     }
 
     /// Where loss recovery stands, with its numbers.

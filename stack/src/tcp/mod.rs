@@ -9,6 +9,7 @@ mod dsack;
 mod hystart;
 mod input;
 mod output;
+mod pacing;
 mod prr;
 mod rack;
 mod recovery;

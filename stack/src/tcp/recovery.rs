@@ -12,6 +12,7 @@ use super::cc::AckInfo;
 use super::conn::{CaState, Conn};
 use super::dsack::dsack_block;
 use super::hystart::SsEvent;
+use super::pacing::Pacer;
 use super::prr::Prr;
 use super::rack::Rack;
 use super::rtx_queue::{RtxQueue, Seg, EVER_RETRANS};
@@ -22,8 +23,9 @@ use crate::counters::Counters;
 use crate::wire::{Seq, TcpHeader};
 
 /// The loss-recovery state of a connection that has sent data: its retransmission queue
-/// and SACK scoreboard, RACK, PRR and undo. Boxed, and made on the first transmission of
-/// data, so an idle connection (or one that has only received) does not carry it.
+/// and SACK scoreboard, RACK, PRR, undo and the pacer. Boxed, and made on the first
+/// transmission of data, so an idle connection (or one that has only received) does not
+/// carry it.
 #[derive(Debug)]
 pub(super) struct Loss {
     pub(super) rtx: RtxQueue,
@@ -33,6 +35,7 @@ pub(super) struct Loss {
     /// The window PRR allows in fast recovery (pipe plus `sndcnt` at the last ACK).
     pub(super) prr_cwnd: usize,
     pub(super) undo: Undo,
+    pub(super) pacer: Pacer,
 }
 
 impl Loss {
@@ -43,6 +46,7 @@ impl Loss {
         prr: Prr::ZERO,
         prr_cwnd: 0,
         undo: Undo::NONE,
+        pacer: Pacer::new(),
     };
 }
 
