@@ -87,6 +87,11 @@ pub struct RecoveryInfo {
     pub reo_wnd_mult: u32,
     /// Send MSS.
     pub mss: usize,
+    /// The pacing rate, bytes/s (0: not paced yet).
+    pub pacing_rate: u64,
+    /// The delivery rate of the last sample not limited by the application (or a faster
+    /// one since), bytes/s, and whether it was (Linux `tcpi_delivery_rate`).
+    pub delivery_rate: Option<(u64, bool)>,
 }
 
 /// A tail loss probe in flight (RFC 8985 section 7.3, `TLP.end_seq` and `TLP.is_retrans`).
@@ -434,6 +439,8 @@ impl Conn {
             lost: self.ls().rtx.lost(),
             reo_wnd_mult: self.ls().rack.reo_wnd_mult(),
             mss: self.mss,
+            pacing_rate: self.pacing_rate(),
+            delivery_rate: self.ls().rate.last_rate(),
         }
     }
 
@@ -485,6 +492,7 @@ impl Conn {
     /// Queues payload by reference; takes as much of `slices` as fits the send buffer
     /// (splitting the last one) and returns the bytes taken.
     pub fn send(&mut self, slices: &[BufSlice]) -> usize {
+        self.check_app_limited();
         let mut space = self.send_space();
         let mut taken = 0;
         for s in slices {

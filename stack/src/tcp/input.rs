@@ -285,7 +285,7 @@ impl Conn {
             return false;
         }
         let wnd = u32::from(hdr.window) << self.snd_wscale;
-        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high());
+        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high(), self.ls().rtx.lost_total());
         if self.sack_ok {
             self.take_sack_blocks(now, hdr, &mut ev, ctr);
         }
@@ -323,6 +323,7 @@ impl Conn {
         if self.sack_ok {
             self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
+        self.rate_sample(now, &ev);
         true
     }
 

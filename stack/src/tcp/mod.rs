@@ -12,6 +12,7 @@ mod output;
 mod pacing;
 mod prr;
 mod rack;
+mod rate;
 mod recovery;
 mod recv_queue;
 mod rtt;
@@ -29,6 +30,7 @@ pub use conn::{CaState, Conn, ConnError, FourTuple, OutSegment, RecoveryInfo, St
 pub use hystart::SsEvent;
 pub use input::Reply;
 pub use prr::Prr;
+pub use rate::RateSample;
 pub use recv_queue::{Insert, RecvQueue};
 pub use rtt::RttEstimator;
 pub use scoreboard::Scoreboard;

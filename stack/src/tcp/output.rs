@@ -184,7 +184,8 @@ impl Conn {
         let (rate, mss) = (self.pacing_rate(), self.mss);
         let l = self.lm();
         l.pacer.on_sent(now, got, rate, mss);
-        l.rtx.on_transmit(now, seq, seg_end, snd_max);
+        let (tx, app_limited) = l.rate.on_send(now, l.rtx.is_empty());
+        l.rtx.on_transmit(now, seq, seg_end, snd_max, tx, app_limited);
         if out.retransmit {
             l.undo.on_retransmit(tsval, 1);
         }

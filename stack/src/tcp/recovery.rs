@@ -15,6 +15,7 @@ use super::hystart::SsEvent;
 use super::pacing::Pacer;
 use super::prr::Prr;
 use super::rack::Rack;
+use super::rate::{Newest, Rate, RateSample};
 use super::rtx_queue::{RtxQueue, Seg, EVER_RETRANS};
 use super::scoreboard::Scoreboard;
 use super::timer::TimerKind;
@@ -36,6 +37,7 @@ pub(super) struct Loss {
     pub(super) prr_cwnd: usize,
     pub(super) undo: Undo,
     pub(super) pacer: Pacer,
+    pub(super) rate: Rate,
 }
 
 impl Loss {
@@ -47,6 +49,7 @@ impl Loss {
         prr_cwnd: 0,
         undo: Undo::NONE,
         pacer: Pacer::new(),
+        rate: Rate::new(),
     };
 }
 
@@ -87,11 +90,17 @@ pub(super) struct AckEvent {
     pub(super) dsack: Option<(Seq, Seq)>,
     /// Its SACK blocks reported data not SACKed before.
     pub(super) sacked_new: bool,
+    /// The most recently sent segment it delivered, for the rate sample.
+    newest: Newest,
+    /// Bytes ever marked lost before it.
+    prior_lost: u64,
 }
 
 impl AckEvent {
-    pub(super) fn new(prior_una: Seq, prior_fack: Option<Seq>) -> Self {
+    pub(super) fn new(prior_una: Seq, prior_fack: Option<Seq>, prior_lost: u64) -> Self {
         AckEvent {
+            newest: Newest::default(),
+            prior_lost,
             prior_una,
             prior_fack,
             delivered: 0,
@@ -116,6 +125,7 @@ impl AckEvent {
         sacked: bool,
     ) {
         self.delivered += s.len();
+        self.newest.note(s);
         if let Some(rack) = rack {
             // An ACK echoing a timestamp older than the retransmission answers the
             // original: it says nothing about when the retransmission arrived.
@@ -173,6 +183,31 @@ impl Conn {
         let sack = self.sack_ok;
         let Loss { rtx, rack, .. } = self.lm();
         rtx.ack(hdr.ack, &mut |s| ev.note(sack.then_some(&mut *rack), now, min_rtt, echo, s, false));
+    }
+
+    /// The ACK's delivery-rate sample (Linux `tcp_rate_gen`), once loss detection has run.
+    pub(super) fn rate_sample(&mut self, now: Instant, ev: &AckEvent) -> RateSample {
+        let min_rtt = self.rtt.min_rtt();
+        let Some(l) = self.loss.as_deref_mut() else { return RateSample::default() };
+        let lost = l.rtx.lost_total().saturating_sub(ev.prior_lost) as usize;
+        l.rate.on_ack(now, &ev.newest, ev.delivered, lost, min_rtt)
+    }
+
+    /// The application is about to queue data: if less than a segment was left to send,
+    /// the sender was application-limited (Linux `tcp_rate_check_app_limited`, from
+    /// `tcp_sendmsg`).
+    pub(super) fn check_app_limited(&mut self) {
+        if self.loss.is_none() || !self.state.synchronized() {
+            return;
+        }
+        let unsent = self.sendq.tail().saturating_sub(self.data_off(self.snd_nxt.max(self.snd_una)));
+        if unsent >= self.mss as u64 {
+            return;
+        }
+        let (in_flight, cwnd) = (self.flight(), self.cwnd());
+        let l = self.lm();
+        let (lost, retrans) = (l.rtx.lost(), l.rtx.retrans());
+        l.rate.check_app_limited(in_flight, cwnd, lost, retrans);
     }
 
     /// Reordering shown by this ACK (Linux `tcp_check_sack_reordering`): its degree, the
