@@ -14,43 +14,27 @@ use stack::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
 
-/// Our sender, keeping its connection's state after every poll.
-struct Watched {
-    inner: OurHost,
-    seen: Rc<RefCell<Vec<(Instant, RecoveryInfo)>>>,
-}
+/// The sender's connection state after each of its polls.
+type Seen = Rc<RefCell<Vec<(Instant, RecoveryInfo)>>>;
 
-impl Host for Watched {
-    fn receive(&mut self, now: Instant, frame: &[u8]) {
-        self.inner.receive(now, frame);
-    }
-    fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        self.inner.poll(now, out);
-        if let Some(c) = self.inner.conn.and_then(|h| self.inner.stack.conn(h)) {
-            self.seen.borrow_mut().push((now, c.recovery_info()));
+/// Our sender, keeping its connection's state after every poll.
+fn watched(host: OurHost) -> (Spy<OurHost>, Seen) {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    let spy = Spy::new(host, move |now, h: &OurHost| {
+        if let Some(c) = h.connection() {
+            log.borrow_mut().push((now, c.recovery_info()));
         }
-    }
-    fn poll_at(&mut self, now: Instant) -> Option<Instant> {
-        self.inner.poll_at(now)
-    }
-    fn done(&self) -> bool {
-        self.inner.done()
-    }
-    fn progress(&self) -> u64 {
-        self.inner.progress()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
+    });
+    (spy, seen)
 }
 
 #[test]
 fn a_bulk_senders_samples_measure_the_bottleneck() {
     let total = 16 * MIB;
     let stream = Stream::new(71);
-    let seen = Rc::new(RefCell::new(Vec::new()));
     let host = OurHost::new(1, tcp_config(), true, Role::Send { total }, stream).client(2);
-    let mut a = Watched { inner: host, seen: seen.clone() };
+    let (mut a, seen) = watched(host);
     let rx = TcpConfig { recv_buffer: 8 << 20, ..tcp_config() };
     let mut b = OurHost::new(2, rx, true, Role::Recv { total }, stream).server();
     let f = Faults {
@@ -81,10 +65,9 @@ fn a_bulk_senders_samples_measure_the_bottleneck() {
 fn a_sender_short_of_data_marks_its_samples_application_limited() {
     let total = 4 * MIB;
     let stream = Stream::new(72);
-    let seen = Rc::new(RefCell::new(Vec::new()));
     let small = TcpConfig { send_buffer: 64 << 10, ..tcp_config() };
     let host = OurHost::new(1, small, true, Role::Send { total }, stream).client(2);
-    let mut a = Watched { inner: host, seen: seen.clone() };
+    let (mut a, seen) = watched(host);
     let mut b = OurHost::new(2, tcp_config(), true, Role::Recv { total }, stream).server();
     let f = Faults {
         latency: Duration::from_millis(10),

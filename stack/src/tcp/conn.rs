@@ -7,6 +7,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
 
+use super::bbr::BbrInfo;
 use super::cc::CongestionControl;
 use super::pacing;
 use super::prr::Prr;
@@ -50,9 +51,10 @@ impl State {
     }
 }
 
-/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states).
+/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states), in
+/// Linux's order (a later state is a deeper one).
 #[doc(alias = "tcp_ca_state")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum CaState {
     /// No loss being repaired.
     #[default]
@@ -273,7 +275,7 @@ impl Conn {
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
-            cc: cfg.congestion.build(mss, cfg.hystart),
+            cc: cfg.congestion.build(mss, cfg.hystart, iss.0),
             ca: CaState::Open,
             recover: iss,
             loss: None,
@@ -328,7 +330,7 @@ impl Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::Established);
         c.rcv_wscale = 0;
         c.mss = usize::from(peer_mss.min(local_mss));
-        c.cc = cfg.congestion.build(c.mss, cfg.hystart);
+        c.cc = cfg.congestion.build(c.mss, cfg.hystart, iss.0);
         c.irs = ack.seq.sub(1);
         c.rcv_nxt = ack.seq;
         c.rcv_adv = ack.seq;
@@ -370,7 +372,7 @@ impl Conn {
             mss = mss.saturating_sub(12);
         }
         self.mss = mss.max(64);
-        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart);
+        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart, self.iss.0);
     }
 
     /// The connection's endpoints.
@@ -411,7 +413,7 @@ impl Conn {
     /// Congestion window in bytes: the one sending is held to now (PRR's during fast
     /// recovery).
     pub fn cwnd(&self) -> usize {
-        if self.ca == CaState::Recovery && self.sack_ok {
+        if self.ca == CaState::Recovery && self.sack_ok && !self.cc.model_based() {
             self.ls().prr_cwnd
         } else {
             self.cc.cwnd() + self.inflation
@@ -419,10 +421,13 @@ impl Conn {
     }
 
     /// The pacing rate in bytes per second, 0 before an RTT is known (as Linux's
-    /// `sk_pacing_rate`, it is kept whether or not [`TcpConfig::pacing`] enforces it):
-    /// Linux's default for a loss-based controller, `max(cwnd, outstanding) / srtt` times 2
+    /// `sk_pacing_rate`, it is kept whether or not [`TcpConfig::pacing`] enforces it): the
+    /// controller's (BBR's model), or Linux's default for a loss-based controller, `max(cwnd, outstanding) / srtt` times 2
     /// in slow start and 1.2 after (`tcp_update_pacing_rate`).
     pub fn pacing_rate(&self) -> u64 {
+        if let Some(rate) = self.cc.pacing_rate() {
+            return rate;
+        }
         let outstanding = self.snd_max.since(self.snd_una) as usize;
         pacing::default_rate(self.cwnd(), self.cc.ssthresh(), outstanding, self.rtt.srtt())
     }
@@ -442,6 +447,11 @@ impl Conn {
             pacing_rate: self.pacing_rate(),
             delivery_rate: self.ls().rate.last_rate(),
         }
+    }
+
+    /// BBR's model of the path, if the connection runs BBR.
+    pub fn bbr_info(&self) -> Option<BbrInfo> {
+        self.cc.bbr_info()
     }
 
     /// Smoothed RTT, once measured.

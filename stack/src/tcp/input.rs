@@ -285,7 +285,8 @@ impl Conn {
             return false;
         }
         let wnd = u32::from(hdr.window) << self.snd_wscale;
-        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high(), self.ls().rtx.lost_total());
+        let mut ev =
+            AckEvent::new(self.snd_una, self.ls().scoreboard.high(), self.ls().rtx.lost_total(), self.flight());
         if self.sack_ok {
             self.take_sack_blocks(now, hdr, &mut ev, ctr);
         }
@@ -323,7 +324,7 @@ impl Conn {
         if self.sack_ok {
             self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
-        self.rate_sample(now, &ev);
+        self.cong_control(now, &ev, rtt);
         true
     }
 

@@ -2,12 +2,14 @@
 //! queue holds references to pool frames and file blocks, and whose receive queue hands
 //! the application slices of the frames that arrived.
 
+mod bbr;
 mod cc;
 mod config;
 mod conn;
 mod dsack;
 mod hystart;
 mod input;
+mod minmax;
 mod output;
 mod pacing;
 mod prr;
@@ -24,7 +26,8 @@ mod time_wait;
 mod timer;
 mod undo;
 
-pub use cc::{AckInfo, CcAlgorithm, CongestionControl, Cubic, NewReno};
+pub use bbr::{Bbr, BbrInfo, BbrMode};
+pub use cc::{AckInfo, AckSample, CcAlgorithm, CongestionControl, Cubic, NewReno};
 pub use config::{KeepAlive, TcpConfig};
 pub use conn::{CaState, Conn, ConnError, FourTuple, OutSegment, RecoveryInfo, State};
 pub use hystart::SsEvent;

@@ -182,6 +182,10 @@ impl Conn {
         let (snd_max, recovering) = (self.snd_max, self.ca == CaState::Recovery);
         let tsval = (out.retransmit && self.ts_ok).then(|| self.now_ms(now));
         let (rate, mss) = (self.pacing_rate(), self.mss);
+        if self.flight() == 0 {
+            let app_limited = self.ls().rate.is_app_limited();
+            self.cc.on_tx_start(now, app_limited);
+        }
         let l = self.lm();
         l.pacer.on_sent(now, got, rate, mss);
         let (tx, app_limited) = l.rate.on_send(now, l.rtx.is_empty());

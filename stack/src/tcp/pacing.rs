@@ -99,6 +99,13 @@ impl Pacer {
         }
     }
 
+    /// How long after `now` the next burst may leave (zero if it may now): what is
+    /// already committed to the pacing queue, for a controller that looks at it (BBR).
+    pub fn backlog(&self, now: Instant) -> Duration {
+        let ahead = self.next_ns.saturating_sub(now.total_micros().saturating_mul(1000));
+        Duration::from_micros((ahead.max(0) / 1000) as u64)
+    }
+
     /// A data segment of `len` payload bytes left at `now`, paced at `rate` bytes/s (0:
     /// unpaced) with send MSS `mss`.
     pub fn on_sent(&mut self, now: Instant, len: usize, rate: u64, mss: usize) {

@@ -128,13 +128,16 @@ impl Rate {
     }
 
     /// Bytes delivered so far (Linux `tp->delivered`).
-    #[cfg(test)]
     pub fn delivered(&self) -> u64 {
         self.delivered
     }
 
+    /// When the last delivery was (Linux `tp->delivered_mstamp`).
+    pub fn delivered_at(&self) -> Instant {
+        self.delivered_at
+    }
+
     /// Whether the sender is application-limited now.
-    #[cfg(test)]
     pub fn is_app_limited(&self) -> bool {
         self.app_limited != 0
     }
@@ -202,6 +205,12 @@ impl Rate {
             self.last = (delivered, interval, rs.app_limited);
         }
         rs
+    }
+
+    /// Marks the sender application-limited until what is in flight now is delivered (BBR
+    /// in ProbeRTT, whose low rate says nothing about the path).
+    pub fn mark_app_limited(&mut self, in_flight: usize) {
+        self.app_limited = (self.delivered + in_flight as u64).max(1);
     }
 
     /// Linux `tcp_rate_check_app_limited`, when less than a segment is left to send: the

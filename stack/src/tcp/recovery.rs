@@ -8,7 +8,7 @@
 
 use smoltcp::time::{Duration, Instant};
 
-use super::cc::AckInfo;
+use super::cc::{AckInfo, AckSample};
 use super::conn::{CaState, Conn};
 use super::dsack::dsack_block;
 use super::hystart::SsEvent;
@@ -94,13 +94,16 @@ pub(super) struct AckEvent {
     newest: Newest,
     /// Bytes ever marked lost before it.
     prior_lost: u64,
+    /// Bytes in flight before it.
+    prior_in_flight: usize,
 }
 
 impl AckEvent {
-    pub(super) fn new(prior_una: Seq, prior_fack: Option<Seq>, prior_lost: u64) -> Self {
+    pub(super) fn new(prior_una: Seq, prior_fack: Option<Seq>, prior_lost: u64, prior_in_flight: usize) -> Self {
         AckEvent {
             newest: Newest::default(),
             prior_lost,
+            prior_in_flight,
             prior_una,
             prior_fack,
             delivered: 0,
@@ -186,11 +189,43 @@ impl Conn {
     }
 
     /// The ACK's delivery-rate sample (Linux `tcp_rate_gen`), once loss detection has run.
-    pub(super) fn rate_sample(&mut self, now: Instant, ev: &AckEvent) -> RateSample {
+    fn rate_sample(&mut self, now: Instant, ev: &AckEvent) -> RateSample {
         let min_rtt = self.rtt.min_rtt();
         let Some(l) = self.loss.as_deref_mut() else { return RateSample::default() };
         let lost = l.rtx.lost_total().saturating_sub(ev.prior_lost) as usize;
         l.rate.on_ack(now, &ev.newest, ev.delivered, lost, min_rtt)
+    }
+
+    /// The end of an ACK (Linux `tcp_rate_gen` and `tcp_cong_control`): the rate sample,
+    /// and for a model-based controller the window and pacing rate from it, in every
+    /// state (loss-based ones have had their window from PRR or `grow`). `rtt`: the ACK's
+    /// sample of the newest segment it delivered.
+    pub(super) fn cong_control(&mut self, now: Instant, ev: &AckEvent, rtt: Option<Duration>) {
+        let rs = self.rate_sample(now, ev);
+        if !self.cc.model_based() || self.loss.is_none() || self.snd_max == ev.prior_una {
+            return;
+        }
+        let in_flight = self.flight();
+        let l = self.ls();
+        let s = AckSample {
+            now,
+            mss: self.mss,
+            rs,
+            delivered: l.rate.delivered(),
+            delivered_at: l.rate.delivered_at(),
+            lost: l.rtx.lost_total(),
+            in_flight,
+            prior_in_flight: ev.prior_in_flight,
+            rtt,
+            min_rtt: self.rtt.min_rtt(),
+            srtt: self.rtt.srtt(),
+            ca: self.ca,
+            pacing_backlog: l.pacer.backlog(now),
+        };
+        self.cc.on_sample(&s);
+        if self.cc.wants_app_limited() {
+            self.lm().rate.mark_app_limited(in_flight);
+        }
     }
 
     /// The application is about to queue data: if less than a segment was left to send,
@@ -262,6 +297,9 @@ impl Conn {
 
     /// Grows the window outside recovery.
     pub(super) fn grow(&mut self, now: Instant, ack: Seq, delivered: usize, rtt: Option<Duration>, ctr: &mut Counters) {
+        if self.cc.model_based() {
+            return;
+        }
         let a = AckInfo {
             now,
             acked: delivered,
@@ -334,7 +372,7 @@ impl Conn {
 
         let newly_lost = if self.lm().rack.take_advanced() { self.rack_mark_lost(now, ctr) } else { 0 };
 
-        if self.ca == CaState::Recovery {
+        if self.ca == CaState::Recovery && !self.cc.model_based() {
             let (ssthresh, mss) = (self.cc.ssthresh(), self.mss);
             let l = self.lm();
             let pipe = l.rtx.pipe();
@@ -371,7 +409,7 @@ impl Conn {
         if !self.sack_ok || !self.state.synchronized() || self.ls().rtx.is_empty() {
             return;
         }
-        if self.rack_mark_lost(now, ctr) > 0 && self.ca == CaState::Recovery {
+        if self.rack_mark_lost(now, ctr) > 0 && self.ca == CaState::Recovery && !self.cc.model_based() {
             let (ssthresh, mss) = (self.cc.ssthresh(), self.mss);
             let l = self.lm();
             let pipe = l.rtx.pipe();
