@@ -1,8 +1,16 @@
-//! The stack's device seam over an AF_XDP socket: a packet's fragments become one TX
-//! batch (header frame with `XDP_PKT_CONTD`, then payload descriptors into file blocks).
+//! The stack's device seam over an AF_XDP socket: a packet's fragments become descriptors
+//! (header frame with `XDP_PKT_CONTD`, then payload descriptors into file blocks), written
+//! into the TX ring as the stack hands them over and published together by
+//! `XskSocket::poll` after the turn: one TX batch per turn, not one per packet, and nothing
+//! allocated for either.
+//!
+//! Where the socket has TX checksum offload, the stack leaves each segment's checksum to
+//! it: the header carries the pseudo-header sum and a checksum request sits in the TX
+//! metadata in front of it (copy mode: the kernel marks the skb `CHECKSUM_PARTIAL`;
+//! zero-copy: the NIC finishes it). No payload byte is read by this process then.
 
-use datapath::{PushError, XskSocket};
-use stack::{Full, Link};
+use datapath::{PushError, TxChecksum, XskSocket};
+use stack::{Full, Link, PartialChecksum, TxOffload};
 use umem::{Buf, BufSlice};
 
 /// `stack::Link` for one socket.
@@ -11,6 +19,20 @@ pub struct XskLink<'a> {
     pub mtu: usize,
     /// Packets refused for a reason other than a full ring (should stay 0).
     pub refused: &'a mut u64,
+}
+
+impl XskLink<'_> {
+    fn outcome(&mut self, res: Result<(), PushError>) -> Result<(), Full> {
+        match res {
+            Ok(()) => Ok(()),
+            Err(PushError::Full) => Err(Full),
+            Err(e) => {
+                *self.refused += 1;
+                log::warn!("transmit refused: {e}");
+                Err(Full)
+            }
+        }
+    }
 }
 
 impl Link for XskLink<'_> {
@@ -22,8 +44,14 @@ impl Link for XskLink<'_> {
         self.sock.multi_buffer()
     }
 
-    fn tx_room(&mut self) -> usize {
-        self.sock.tx_free() as usize
+    fn has_tx_room(&mut self, descs: usize) -> bool {
+        // The kernel's consumer index is read again only when the cached view is short.
+        let want = u32::try_from(descs).unwrap_or(u32::MAX);
+        self.sock.tx_room(want) >= want
+    }
+
+    fn tx_offload(&self) -> TxOffload {
+        TxOffload { checksum: self.sock.tx_checksum_offload(), headroom: self.sock.tx_metadata_len() as usize }
     }
 
     fn alloc_frame(&mut self) -> Option<Buf> {
@@ -31,18 +59,12 @@ impl Link for XskLink<'_> {
     }
 
     fn transmit(&mut self, frags: &[BufSlice]) -> Result<(), Full> {
-        let mut batch = self.sock.tx_batch(frags.len() as u32);
-        match batch.push(frags) {
-            Ok(()) => {
-                batch.commit();
-                Ok(())
-            }
-            Err(PushError::Full) => Err(Full),
-            Err(e) => {
-                *self.refused += 1;
-                log::warn!("transmit refused: {e}");
-                Err(Full)
-            }
-        }
+        let res = self.sock.queue_tx(frags);
+        self.outcome(res)
+    }
+
+    fn transmit_partial(&mut self, frags: &mut [BufSlice], csum: PartialChecksum) -> Result<(), Full> {
+        let res = self.sock.queue_tx_with_checksum(frags, TxChecksum { start: csum.start, offset: csum.offset });
+        self.outcome(res)
     }
 }

@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use datapath::{BindMode, BindPolicy, Interface, XskConfig, XskSocket};
+use datapath::{BindMode, BindPolicy, Interface, TxChecksumOffload, XskConfig, XskSocket};
 use fileserver_sys::poll::{self, Wait};
 use rustix::event::EventfdFlags;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
@@ -62,6 +62,7 @@ pub struct Ready {
     pub fd: RawFd,
     pub mode: BindMode,
     pub multi_buffer: bool,
+    pub tx_checksum: TxChecksumOffload,
     pub backing: Backing,
     pub locked: bool,
     /// Bytes of the pool.
@@ -177,7 +178,12 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let t0 = StdInstant::now();
     let pool = Pool::new(&opts.pool.pool_config(opts.frames)).context("creating the pool")?;
     let t1 = StdInstant::now();
-    let xcfg = XskConfig { queue, bind: BindPolicy::PreferZeroCopy, ..XskConfig::default() };
+    let xcfg = XskConfig {
+        queue,
+        bind: BindPolicy::PreferZeroCopy,
+        tx_checksum_offload: opts.tx_offload,
+        ..XskConfig::default()
+    };
     let sock = XskSocket::open(&pool, &iface, &xcfg)?;
     let t2 = StdInstant::now();
     let reader = BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
@@ -194,6 +200,7 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
         fd: sock.as_raw_fd(),
         mode: sock.mode(),
         multi_buffer: sock.multi_buffer(),
+        tx_checksum: sock.tx_checksum(),
         backing: pool.backing(),
         locked: pool.locked(),
         pool_bytes: pool.used_len(),
