@@ -128,6 +128,8 @@ fn bbr_converges_to_the_bottleneck_and_keeps_the_queue_small() {
         cubic.done
     );
     assert!(rtts <= 15.0, "{rtts:.1} RTTs to reach the bottleneck");
+    assert_eq!((bbr.sender.tcp_bbr_pipe_full, bbr.sender.tcp_bbr_policers), (1, 0), "one Startup, no policer");
+    assert_eq!(cubic.sender.tcp_bbr_pipe_full, 0, "CUBIC counted as BBR");
     assert!(after >= 0.95 * bn, "{:.1}% of the bottleneck in steady state", after / bn * 100.0);
     // The path's RTT is 20 ms plus serialization; a full queue would add 120 ms.
     assert!(p95 < 30.0, "BBR's srtt p95 {p95:.1} ms: the queue is not kept small");
@@ -220,6 +222,7 @@ fn probe_rtt_comes_after_10_s_holds_4_segments_for_200_ms_and_returns() {
     assert!(t1 - t0 >= Duration::from_millis(200), "only {} ms", (t1 - t0).total_millis());
     assert!(t1 - t0 < Duration::from_millis(400), "{} ms", (t1 - t0).total_millis());
     assert_eq!(modes[exit].1, BbrMode::ProbeBw);
+    assert!((1..=2).contains(&o.sender.tcp_bbr_probe_rtts), "{} ProbeRTTs in 20 s", o.sender.tcp_bbr_probe_rtts);
     let bbr = o.snaps.iter().rev().find_map(|s| s.bbr).expect("bbr");
     assert!(bbr.min_rtt.is_some_and(|m| m > Duration::from_millis(20)), "min RTT after {:?}", bbr.min_rtt);
 }

@@ -31,7 +31,7 @@
 
 use smoltcp::time::{Duration, Instant};
 
-use super::cc::{AckInfo, AckSample, CongestionControl};
+use super::cc::{AckInfo, AckSample, CongestionControl, ModelEvents};
 use super::conn::CaState;
 use super::hystart::SsEvent;
 use super::minmax::MinMax;
@@ -695,7 +695,8 @@ impl CongestionControl for Bbr {
         true
     }
 
-    fn on_sample(&mut self, s: &AckSample) {
+    fn on_sample(&mut self, s: &AckSample) -> ModelEvents {
+        let (full, mode, lt) = (self.full_bw_reached, self.mode, self.lt_use_bw);
         self.mss = s.mss.max(1);
         (self.delivered, self.delivered_at, self.lost) = (s.delivered, s.delivered_at, s.lost);
         self.update_bw(s);
@@ -710,6 +711,11 @@ impl CongestionControl for Bbr {
         let bw = self.bw();
         self.set_pacing_rate(bw, self.pacing_gain, s.srtt);
         self.set_cwnd(s, bw, self.cwnd_gain);
+        ModelEvents {
+            pipe_full: self.full_bw_reached && !full,
+            probe_rtt: self.mode == BbrMode::ProbeRtt && mode != BbrMode::ProbeRtt,
+            policer: self.lt_use_bw && !lt,
+        }
     }
 
     fn wants_app_limited(&self) -> bool {

@@ -73,6 +73,17 @@ pub struct AckSample {
     pub pacing_backlog: Duration,
 }
 
+/// What one ACK changed in a model-based controller's state, for the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelEvents {
+    /// Startup found the pipe full (the bandwidth stopped growing).
+    pub pipe_full: bool,
+    /// ProbeRTT began.
+    pub probe_rtt: bool,
+    /// A token-bucket policer was detected: it paces at the policed rate for a while.
+    pub policer: bool,
+}
+
 impl AckInfo {
     fn ss(&self) -> SsAck {
         SsAck { acked: self.acked, mss: self.mss, rtt: self.rtt, ack: self.ack, snd_nxt: self.snd_nxt }
@@ -107,8 +118,11 @@ pub trait CongestionControl: Debug {
     fn model_based(&self) -> bool {
         false
     }
-    /// Every ACK of data in flight, for a model-based controller.
-    fn on_sample(&mut self, _s: &AckSample) {}
+    /// Every ACK of data in flight, for a model-based controller; returns what changed in
+    /// its model, for the counters.
+    fn on_sample(&mut self, _s: &AckSample) -> ModelEvents {
+        ModelEvents::default()
+    }
     /// Whether the connection is to mark itself application-limited now (BBR in
     /// ProbeRTT: its low rate says nothing about the path).
     fn wants_app_limited(&self) -> bool {
@@ -153,10 +167,11 @@ impl CcAlgorithm {
         }
     }
 
-    /// The name, as Linux's `tcp_congestion_control` spells it.
+    /// The name, as Linux's `tcp_congestion_control` spells it (Linux's `reno` is
+    /// NewReno with SACK; `newreno` parses too).
     pub fn name(self) -> &'static str {
         match self {
-            CcAlgorithm::NewReno => "newreno",
+            CcAlgorithm::NewReno => "reno",
             CcAlgorithm::Cubic => "cubic",
             CcAlgorithm::Bbr => "bbr",
         }
@@ -171,7 +186,7 @@ impl core::str::FromStr for CcAlgorithm {
             "newreno" | "reno" => Ok(CcAlgorithm::NewReno),
             "cubic" => Ok(CcAlgorithm::Cubic),
             "bbr" => Ok(CcAlgorithm::Bbr),
-            _ => Err(format!("unknown congestion control {s:?}: give cubic, bbr or newreno")),
+            _ => Err(format!("unknown congestion control {s:?}: give cubic, bbr or reno (newreno)")),
         }
     }
 }
@@ -415,6 +430,16 @@ impl CongestionControl for Cubic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_say_what_to_give() {
+        for cc in [CcAlgorithm::Cubic, CcAlgorithm::Bbr, CcAlgorithm::NewReno] {
+            assert_eq!(cc.name().parse::<CcAlgorithm>(), Ok(cc));
+        }
+        assert_eq!("newreno".parse::<CcAlgorithm>(), Ok(CcAlgorithm::NewReno));
+        let e = "vegas".parse::<CcAlgorithm>().unwrap_err();
+        assert!(e.contains("vegas") && e.contains("bbr"), "{e}");
+    }
 
     fn ack(now: Instant, acked: usize, mss: usize, srtt_ms: u64) -> AckInfo {
         AckInfo {

@@ -324,7 +324,7 @@ impl Conn {
         if self.sack_ok {
             self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
-        self.cong_control(now, &ev, rtt);
+        self.cong_control(now, &ev, rtt, ctr);
         true
     }
 

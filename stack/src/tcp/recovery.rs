@@ -200,7 +200,7 @@ impl Conn {
     /// and for a model-based controller the window and pacing rate from it, in every
     /// state (loss-based ones have had their window from PRR or `grow`). `rtt`: the ACK's
     /// sample of the newest segment it delivered.
-    pub(super) fn cong_control(&mut self, now: Instant, ev: &AckEvent, rtt: Option<Duration>) {
+    pub(super) fn cong_control(&mut self, now: Instant, ev: &AckEvent, rtt: Option<Duration>, ctr: &mut Counters) {
         let rs = self.rate_sample(now, ev);
         if !self.cc.model_based() || self.loss.is_none() || self.snd_max == ev.prior_una {
             return;
@@ -222,7 +222,10 @@ impl Conn {
             ca: self.ca,
             pacing_backlog: l.pacer.backlog(now),
         };
-        self.cc.on_sample(&s);
+        let e = self.cc.on_sample(&s);
+        ctr.tcp_bbr_pipe_full += u64::from(e.pipe_full);
+        ctr.tcp_bbr_probe_rtts += u64::from(e.probe_rtt);
+        ctr.tcp_bbr_policers += u64::from(e.policer);
         if self.cc.wants_app_limited() {
             self.lm().rate.mark_app_limited(in_flight);
         }
