@@ -121,7 +121,10 @@ struct Args {
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
     #[arg(long)]
     user: Option<String>,
-    /// Most connections open at once; more are accepted and closed.
+    /// Most connections open at once; more are accepted and closed. On AF_XDP it also sizes
+    /// the TCP table: twice this (sessions, and the orphans they leave while closing) plus
+    /// 1024 half-open and 1024 waiting to be accepted; TIME-WAIT entries are compact and
+    /// capped apart. An idle connection costs about 700 bytes of table.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
     /// Seconds a client has to send a complete request head (slowloris guard).
