@@ -422,8 +422,9 @@ impl Conn {
 
     /// The pacing rate in bytes per second, 0 before an RTT is known (as Linux's
     /// `sk_pacing_rate`, it is kept whether or not [`TcpConfig::pacing`] enforces it): the
-    /// controller's (BBR's model), or Linux's default for a loss-based controller, `max(cwnd, outstanding) / srtt` times 2
-    /// in slow start and 1.2 after (`tcp_update_pacing_rate`).
+    /// controller's (BBR's model), or Linux's default for a loss-based controller,
+    /// `max(cwnd, outstanding) / srtt` times 2 in slow start and 1.2 after
+    /// (`tcp_update_pacing_rate`).
     pub fn pacing_rate(&self) -> u64 {
         if let Some(rate) = self.cc.pacing_rate() {
             return rate;
