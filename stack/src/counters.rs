@@ -137,7 +137,8 @@ pub struct Counters {
     /// Orphaned connections (closed by the application) dropped after `orphan_retries`
     /// retransmission timeouts or zero-window probes.
     pub tcp_orphan_drops: u64,
-    /// Connections dropped after `fin_wait2_timeout` in FIN-WAIT-2.
+    /// Connections (and compact FIN-WAIT-2 entries) dropped after `fin_wait2_timeout` in
+    /// FIN-WAIT-2.
     pub tcp_fin_wait2_timeouts: u64,
     /// Keep-alive probes sent.
     pub tcp_keepalive_probes: u64,
@@ -194,6 +195,77 @@ pub struct Counters {
     pub ndp_adverts_sent: u64,
     /// Neighbour solicitations sent.
     pub ndp_solicits_sent: u64,
+
+    // Hostile input (issue: hostile peers).
+    /// Frames from a broadcast, multicast or all-zero source MAC (no station sends from
+    /// one): dropped.
+    pub rx_bad_src_mac: u64,
+    /// NDP messages with a hop limit other than 255 (RFC 4861: sent from off the link):
+    /// dropped.
+    pub ndp_bad_hop_limit: u64,
+    /// Neighbour information not recorded: over a static entry, a MAC no peer can have,
+    /// an unsolicited advertisement for an unknown address, or the cache full.
+    pub neighbor_refused: u64,
+    /// ACKs to a listener that would complete a SYN-cookie handshake while no cookie was
+    /// sent within a cookie's lifetime: refused unchecked (answered with RST).
+    pub tcp_syn_cookies_not_recent: u64,
+    /// Valid cookie ACKs that found the accept queue full (dropped, or reset with
+    /// `StackConfig::abort_on_overflow`); also counted in `tcp_accept_queue_full`.
+    pub tcp_syn_cookies_overflow: u64,
+    /// VLAN-tagged frames (no VLAN is configured): dropped.
+    pub rx_vlan: u64,
+    /// IPv6 fragments (not reassembled): dropped.
+    pub rx_ipv6_fragments: u64,
+    /// ICMP "fragmentation needed" and ICMPv6 "packet too big" messages quoting TCP.
+    pub icmp_pmtu_received: u64,
+    /// Of those, refused: for no connection of ours, quoting a sequence number outside
+    /// what is in flight (RFC 5927 section 4.1), or with no usable MTU.
+    pub icmp_pmtu_rejected: u64,
+    /// Connections whose send MSS a path MTU message lowered.
+    pub tcp_pmtu_lowered: u64,
+    /// Segments without a timestamp on a connection that uses timestamps (RFC 7323
+    /// section 3.2): dropped.
+    pub tcp_ts_missing: u64,
+    /// Segments acknowledging data older than a window below `snd_una` (RFC 5961
+    /// section 5): dropped, answered with a challenge ACK.
+    pub tcp_ack_too_old: u64,
+    /// Challenge ACKs sent (RFC 5961: for an in-window RST, a SYN on a synchronized
+    /// connection, an unacceptable ACK).
+    pub tcp_challenge_acks: u64,
+    /// ACKs not sent for dropped segments (challenges, duplicate ACKs for segments out of
+    /// the window or rejected by PAWS) because the connection, or the TIME-WAIT entry,
+    /// sent one less than 500 ms before (RFC 5961 section 7).
+    pub tcp_oow_acks_limited: u64,
+
+    // Receive memory, counted in pool frames (issue: hostile peers, item 1).
+    /// In-order segments copied into a compact frame instead of pinning the frame they
+    /// arrived in (small payloads, or any while the queues are over budget).
+    pub tcp_rx_coalesced: u64,
+    /// Bytes those copies moved: receive-side copies, apart from `payload_bytes_copied`
+    /// (which counts transmit copies).
+    pub rx_bytes_coalesced: u64,
+    /// Out-of-order segments dropped to make room: for a segment below them in the
+    /// connection's budget (Linux `tcp_prune_ofo_queue`), or because the pool ran low.
+    pub tcp_ooo_pruned: u64,
+    /// Connections whose out-of-order queue was dropped because the pool's free frames
+    /// fell below `StackConfig::pressure.prune_below`.
+    pub tcp_pressure_prunes: u64,
+    /// New connections (SYNs, cookie ACKs) refused because the pool's free frames stayed
+    /// below `StackConfig::pressure.refuse_below` after pruning.
+    pub tcp_pressure_refused: u64,
+
+    // Orphans (issue: hostile peers, items 2 and 3).
+    /// Bytes received and not read when the application closed: dropped then.
+    pub tcp_close_discarded: u64,
+    /// Connections reset because new data arrived after the application closed (FIN-WAIT,
+    /// nobody to read it; Linux `TCPAbortOnData`).
+    pub tcp_abort_on_data: u64,
+    /// Connections dropped after `max_retries` zero-window probes went unanswered (the
+    /// peer vanished behind its zero window); also counted in `tcp_timeouts`.
+    pub tcp_probe_timeouts: u64,
+    /// Orphans in FIN-WAIT-2 turned into compact entries (no connection, no frame); those
+    /// that time out are counted in `tcp_fin_wait2_timeouts`.
+    pub tcp_fin_wait2_entries: u64,
 }
 
 impl Counters {
@@ -202,10 +274,12 @@ impl Counters {
         let c = match e {
             WireError::Ethernet => &mut self.rx_bad_ethernet,
             WireError::Ethertype => &mut self.rx_unknown_ethertype,
+            WireError::Vlan => &mut self.rx_vlan,
             WireError::Arp => &mut self.rx_bad_arp,
             WireError::Ipv4 => &mut self.rx_bad_ipv4,
             WireError::Ipv4Checksum => &mut self.rx_bad_ipv4_checksum,
             WireError::Ipv4Fragment => &mut self.rx_ipv4_fragments,
+            WireError::Ipv6Fragment => &mut self.rx_ipv6_fragments,
             WireError::Ipv6 => &mut self.rx_bad_ipv6,
             WireError::Ipv6Extension => &mut self.rx_ipv6_extension,
             WireError::TcpChecksum => &mut self.tcp_bad_checksum,

@@ -115,6 +115,14 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
     suite.case("tcp_payload_copied_zero_or_all_mtu1500", || copied(bins, get()?, 1500));
     suite.case("tcp_payload_copied_zero_or_all_mtu9000", || copied(bins, get()?, 9000));
     suite.case("tcp_malformed_segments_rst_and_100k_syn_flood_then_serving", || malformed(bins, get()?));
+    suite.case("tcp_flood_ooo_one_byte_segments_then_1gib_and_pool_back", || {
+        let d = get()?;
+        crate::tcpflood::ooo_test(bins, &d.www, &d.sha)
+    });
+    suite.case("tcp_flood_70k_abandoned_in_fin_wait2_then_1gib_and_pool_back", || {
+        let d = get()?;
+        crate::tcpflood::fin_wait2_test(bins, &d.www, &d.sha)
+    });
     drop(data);
 }
 

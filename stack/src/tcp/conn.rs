@@ -215,8 +215,9 @@ pub struct Conn {
 
     // Timers (deadlines, one per kind).
     pub(super) timers: Timers,
-    pub(super) persist_backoff: u32,
-    /// Keep-alive probes sent without an answer.
+    pub(super) persist_backoff: u16,
+    /// Keep-alive or zero-window probes sent since the peer was last heard from (Linux
+    /// `icsk_probes_out`; the two never run at once: keep-alive waits while data is queued).
     pub(super) ka_probes: u32,
     /// Closed by the application: nobody waits on it, so its lifetime is bounded tighter.
     pub(super) orphaned: bool,
@@ -227,9 +228,16 @@ pub struct Conn {
     pub(super) ka_pending: bool,
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
-    pub(super) unacked_segs: u32,
+    pub(super) unacked_segs: u16,
     /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883).
     pub(super) dsack: Option<(Seq, Seq)>,
+
+    // Hostile input (`validate.rs`).
+    /// When `ts_recent` was last taken from a segment, in hours (it lapses after 24
+    /// days).
+    pub(super) ts_recent_at: u16,
+    /// When the last ACK for a dropped segment went out, in 8 ms ticks (rate limit).
+    pub(super) last_oow_ack: u16,
 }
 
 impl Conn {
@@ -296,6 +304,8 @@ impl Conn {
             rst_pending: false,
             unacked_segs: 0,
             dsack: None,
+            ts_recent_at: super::validate::UNTIL_UPDATED,
+            last_oow_ack: super::validate::NEVER,
         }
     }
 
@@ -460,6 +470,11 @@ impl Conn {
         self.rtt.srtt()
     }
 
+    /// The peer's last timestamp (RFC 7323 `TS.Recent`), when timestamps are in use.
+    pub fn ts_recent(&self) -> Option<u32> {
+        self.ts_ok.then_some(self.ts_recent)
+    }
+
     /// Whether SACK, timestamps and window scaling were negotiated: `(sack, ts, wscale)`.
     pub fn negotiated(&self) -> (bool, bool, Option<(u8, u8)>) {
         let ws = (self.snd_wscale != 0 || self.rcv_wscale != 0).then_some((self.snd_wscale, self.rcv_wscale));
@@ -538,9 +553,32 @@ impl Conn {
         Some(s)
     }
 
-    /// Window bytes free in the receive buffer.
+    /// Window bytes free in the receive buffer: what the pool memory left in the budget
+    /// holds (see `recv_queue.rs`).
     pub(super) fn rcv_window_avail(&self) -> usize {
-        self.cfg.recv_buffer.saturating_sub(self.recvq.ready_len() + self.recvq.ooo_len())
+        self.recvq.window(self.cfg.recv_buffer)
+    }
+
+    /// Pool bytes the receive queues pin (each queued segment at its frame's size).
+    pub fn recv_memory(&self) -> usize {
+        self.recvq.mem()
+    }
+
+    /// Tells the receive side the size of the frames segments arrive in, so that the
+    /// windows offered before the first data (the handshake's) already fit the memory
+    /// budget ([`TcpConfig::recv_buffer`] counts frames, not payload).
+    pub fn set_rx_frame_size(&mut self, truesize: usize) {
+        self.recvq.set_ratio_hint(usize::from(self.local_mss), truesize);
+    }
+
+    /// Drops the out-of-order queue (the pool runs short); returns the segments dropped.
+    pub fn prune_ooo(&mut self) -> usize {
+        self.recvq.prune_ooo()
+    }
+
+    /// Whether out-of-order data is held.
+    pub fn has_ooo(&self) -> bool {
+        self.recvq.has_ooo()
     }
 
     /// Sends a window update when reading opened the window enough (RFC 9293 3.8.6.2.2).
@@ -557,9 +595,13 @@ impl Conn {
     }
 
     /// Closes our side: a FIN follows the queued data. The connection is then an orphan
-    /// ([`TcpConfig::orphan_retries`] bounds it).
-    pub fn close(&mut self) {
+    /// ([`TcpConfig::orphan_retries`] bounds it): nobody will read, so what was received
+    /// and not read is dropped now (its frames go back to the pool), and new data from the
+    /// peer resets the connection (RFC 1122 4.2.2.13, as Linux does). Returns the bytes
+    /// dropped unread.
+    pub fn close(&mut self) -> usize {
         self.orphaned = true;
+        let dropped = self.recvq.clear();
         match self.state {
             State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {
@@ -572,6 +614,7 @@ impl Conn {
             }
             _ => {}
         }
+        dropped
     }
 
     /// Aborts: a RST goes out (if synchronized) and the connection is closed.

@@ -131,7 +131,7 @@ impl Conn {
         }
         let passive = self.state == State::SynReceived;
         let mut h = self.base_header(self.iss, TcpFlags::SYN);
-        h.window = self.cfg.recv_buffer.min(65535) as u16;
+        h.window = self.rcv_window_avail().min(65535) as u16;
         h.options.mss = Some(self.local_mss);
         let offer = !passive;
         if self.cfg.window_scaling && (offer || self.snd_wscale != 0 || self.rcv_wscale != 0) {

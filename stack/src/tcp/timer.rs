@@ -9,7 +9,7 @@
 //! | state | bound |
 //! |---|---|
 //! | SYN-SENT, SYN-RECEIVED | `syn_retries` handshake retransmissions |
-//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions; keep-alive if enabled |
+//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions, or zero-window probes nobody answers; keep-alive if enabled |
 //! | FIN-WAIT-1, CLOSING, LAST-ACK | `orphan_retries` retransmissions, or zero-window probes answered with a zero window |
 //! | FIN-WAIT-2 | `fin_wait2_timeout` |
 //! | TIME-WAIT | `time_wait`, and the stack's TIME-WAIT cap |
@@ -176,12 +176,21 @@ impl Conn {
             TimerKind::Persist => {
                 // RFC 1122 4.2.2.17 keeps probing as long as the peer answers; an orphan,
                 // with no application to give up on it, is dropped after a bound.
-                if self.orphaned && self.persist_backoff >= self.cfg.orphan_retries {
+                if self.orphaned && u32::from(self.persist_backoff) >= self.cfg.orphan_retries {
                     ctr.tcp_orphan_drops += 1;
                     self.fail(ConnError::TimedOut);
                     return;
                 }
-                self.persist_backoff += 1;
+                // Probes nobody answers: the peer vanished behind its zero window. Linux
+                // gives up after `tcp_retries2` of them, owned connection or not.
+                if self.ka_probes >= self.cfg.max_retries {
+                    ctr.tcp_timeouts += 1;
+                    ctr.tcp_probe_timeouts += 1;
+                    self.fail(ConnError::TimedOut);
+                    return;
+                }
+                self.ka_probes += 1;
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
                 self.probe_pending = true;
             }
             TimerKind::Reorder => self.on_reorder_timeout(now, ctr),
