@@ -116,10 +116,18 @@ pub struct Counters {
     pub tcp_reordering_seen: u64,
     /// The largest reordering seen, in segments (a maximum, not a count).
     pub tcp_reordering_max: u64,
+    /// Times pacing held data back until its departure time.
+    pub tcp_pacing_waits: u64,
     /// Slow starts where HyStart++ (RFC 9406) saw the RTT rise and slowed growth.
     pub tcp_hystart_css: u64,
     /// Slow starts HyStart++ ended before any loss.
     pub tcp_hystart_exits: u64,
+    /// BBR Startups that found the pipe full (the bandwidth stopped growing).
+    pub tcp_bbr_pipe_full: u64,
+    /// BBR ProbeRTT phases begun (the minimum RTT not seen for 10 s).
+    pub tcp_bbr_probe_rtts: u64,
+    /// Token-bucket policers BBR detected (it then paces at the policed rate).
+    pub tcp_bbr_policers: u64,
     /// Connections established.
     pub tcp_established: u64,
     /// Connections reset by the peer.

@@ -286,7 +286,8 @@ impl Conn {
         }
         let ack = hdr.ack;
         let wnd = u32::from(hdr.window) << self.snd_wscale;
-        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high());
+        let mut ev =
+            AckEvent::new(self.snd_una, self.ls().scoreboard.high(), self.ls().rtx.lost_total(), self.flight());
         if self.sack_ok {
             self.take_sack_blocks(now, hdr, &mut ev, ctr);
         }
@@ -324,6 +325,7 @@ impl Conn {
         if self.sack_ok {
             self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
+        self.cong_control(now, &ev, rtt, ctr);
         true
     }
 
