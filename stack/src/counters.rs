@@ -395,6 +395,7 @@ impl Counters {
             self.tcp_reordering_max,
             true,
         );
+        f("tcp_pacing_waits", "Times pacing held data back until its departure time.", self.tcp_pacing_waits, false);
         f(
             "tcp_hystart_css",
             "Slow starts where HyStart++ (RFC 9406) saw the RTT rise and slowed growth.",
@@ -402,6 +403,24 @@ impl Counters {
             false,
         );
         f("tcp_hystart_exits", "Slow starts HyStart++ ended before any loss.", self.tcp_hystart_exits, false);
+        f(
+            "tcp_bbr_pipe_full",
+            "BBR Startups that found the pipe full (the bandwidth stopped growing).",
+            self.tcp_bbr_pipe_full,
+            false,
+        );
+        f(
+            "tcp_bbr_probe_rtts",
+            "BBR ProbeRTT phases begun (the minimum RTT not seen for 10 s).",
+            self.tcp_bbr_probe_rtts,
+            false,
+        );
+        f(
+            "tcp_bbr_policers",
+            "Token-bucket policers BBR detected (it then paces at the policed rate).",
+            self.tcp_bbr_policers,
+            false,
+        );
         f("tcp_established", "Connections established.", self.tcp_established, false);
         f("tcp_resets_received", "Connections reset by the peer.", self.tcp_resets_received, false);
         f(
