@@ -16,6 +16,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod blocks;
 mod held;
 pub mod http;
@@ -23,6 +24,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod options;
 pub mod privdrop;
+pub mod prom;
 pub mod root;
 pub mod session;
 pub mod sim;
