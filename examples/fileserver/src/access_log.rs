@@ -193,6 +193,11 @@ pub struct LogSender {
 }
 
 impl LogSender {
+    /// The log's counters.
+    pub fn stats(&self) -> Arc<LogStats> {
+        self.stats.clone()
+    }
+
     /// Offers `e` to the log thread; a full queue drops it (counted).
     pub fn send(&self, e: Entry) {
         match self.tx.try_send(e) {

@@ -23,6 +23,7 @@ pub mod http;
 pub mod kernel;
 pub mod metrics;
 pub mod options;
+pub mod pidfile;
 pub mod privdrop;
 pub mod prom;
 pub mod root;
