@@ -200,6 +200,10 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
+    // The stack's table holds the sessions, the orphans they leave while closing (at most
+    // one each at a time, bounded by FIN-WAIT-2 and orphan timeouts), the half-open and
+    // the accept queue: `--max-connections` sizes all of it, and nothing past it grows.
+    cfg.max_connections = opts.limits.max_connections.saturating_mul(2) + cfg.max_half_open + cfg.backlog;
     let mut stack = Stack::new(cfg);
     let listener = stack.listen(opts.port).map_err(|e| anyhow!("listen on {}: {e}", opts.port))?;
     let ready = Ready {
