@@ -202,6 +202,10 @@ fn run(args: Args) -> Result<()> {
     // SIGHUP reopens the log files (and no longer ends the process).
     let reopen = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone()).context("installing SIGHUP")?;
+    if args.user.is_some() && args.access_log.is_some() {
+        // The log thread must inherit it: the drop to --user checks every thread.
+        privdrop::no_new_privs()?;
+    }
     let log = args.access_log.clone().map(|t| AccessLog::start(t, access_log::QUEUE, reopen)).transpose()?;
     let result = serve(&args, root, limits, &stop, &dump, log.as_ref());
     if let Some(l) = log {
