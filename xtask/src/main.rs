@@ -19,6 +19,7 @@ mod netns;
 mod nginx;
 mod nstest;
 mod offloadtest;
+mod opstest;
 mod setup;
 mod tcpcraft;
 mod tcptest;
@@ -514,6 +515,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    opstest::tests(&mut suite, &bins);
     offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);
