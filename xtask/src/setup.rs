@@ -36,6 +36,8 @@ const APT: &[(&str, Profile)] = &[
     ("nftables", Profile::Full),
     ("nginx", Profile::Full),
     ("wrk", Profile::Full),
+    // `ab`: connection-per-request load in `bench conns` and the soak.
+    ("apache2-utils", Profile::Full),
     // `promtool check metrics` for the control port's Prometheus text: promtool ships only
     // in Debian's prometheus package (96 MB installed). Where systemd runs, installing it
     // also starts a Prometheus server on :9090 (`systemctl disable --now prometheus`).
@@ -51,8 +53,9 @@ fn apt_packages(profile: Profile) -> Vec<&'static str> {
     APT.iter().filter(|(_, p)| *p <= profile).map(|(n, _)| *n).collect()
 }
 
-/// 2 MiB hugepages reserved for pools (1 GiB: the file server's default pool is 320 MiB).
-pub const HUGEPAGES: u64 = 512;
+/// 2 MiB hugepages reserved for pools (2 GiB: the file server's default pool is 1.6 GiB,
+/// 800 pages; examples/fileserver/src/options.rs tests that it still fits).
+pub const HUGEPAGES: u64 = 1024;
 
 /// One line of `--check`.
 struct Status {

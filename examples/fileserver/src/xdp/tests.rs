@@ -154,6 +154,31 @@ fn every_frame_comes_back_after_the_connections_close() {
 }
 
 #[test]
+fn the_gauges_a_soak_reads_return_to_their_start_once_time_wait_ends() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let gauge = |net: &SimNet, name: &str| -> u64 {
+        let m = net.core.metrics();
+        m.extra.iter().find(|(k, _)| k == name).map(|e| e.1).unwrap_or_else(|| panic!("no {name} in the metrics"))
+    };
+    let blocks = net.link.pool.stats().blocks;
+    assert_eq!(gauge(&net, "pool_blocks_free"), u64::from(blocks));
+    let r = fetch(&mut net, &format!("{}{}", get("/s300000"), get("/s4097")), 2);
+    assert_eq!(r.len(), 2);
+    assert_eq!(gauge(&net, "tcp_connections"), 1, "the connection is open");
+    net.close(0);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.core.open_connections() == 0), "the server never closed");
+    // TIME-WAIT (60 s) is on the side that closed first; run past it on the virtual clock.
+    net.run_until(Duration::from_secs(70), |_| false);
+    for name in ["tcp_connections", "tcp_time_wait_entries", "tcp_half_open"] {
+        assert_eq!(gauge(&net, name), 0, "{name}");
+    }
+    let (free, cached) = (gauge(&net, "pool_blocks_free"), gauge(&net, "cache_blocks_cached"));
+    assert!(cached > 0, "the small file stayed in the cache");
+    assert_eq!(free + cached, u64::from(blocks), "every block is free or cached");
+}
+
+#[test]
 fn a_turn_serves_only_connections_with_work_and_timers_touch_only_the_due() {
     let (_dir, www) = www();
     let mut net = net(&www);
@@ -185,6 +210,31 @@ fn a_turn_serves_only_connections_with_work_and_timers_touch_only_the_due() {
     assert_eq!(m.timeouts_idle, N);
     let visits = net.core.work().timer_visits - idle.timer_visits;
     assert!(visits <= 2 * N, "{visits} timer visits to expire {N} timers");
+}
+
+#[test]
+fn a_large_file_downloaded_again_is_admitted_and_then_served_from_memory() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    // 300,000 bytes: above the 256 KiB threshold, five 64 KiB blocks in a cache of eight.
+    let counter =
+        |net: &SimNet, name: &str| net.core.metrics().extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    let disk = |net: &SimNet| counter(net, "read_bytes_direct_total") + counter(net, "read_bytes_buffered_total");
+    let mut read = Vec::new();
+    for n in 0..3 {
+        let before = disk(&net);
+        let r = fetch(&mut net, &get("/s300000"), 1);
+        assert!(r[0].status == 200 && r[0].body == content(300_000), "download {n}");
+        read.push(disk(&net) - before);
+    }
+    assert!(read[0] >= 300_000 && read[1] >= 300_000, "the first two downloads read the disk: {read:?}");
+    assert_eq!(read[2], 0, "the third download read the disk");
+    assert_eq!(counter(&net, "cache_rejections_total"), 1, "the first request streamed");
+    assert_eq!(counter(&net, "cache_admissions_total"), 2);
+    assert_eq!(counter(&net, "cache_admitted_blocks_total"), 5);
+    assert_eq!(counter(&net, "cache_large_hit_bytes_total"), 300_000);
+    assert_eq!(counter(&net, "cache_large_read_bytes_total"), 600_000);
+    assert_eq!(net.core.metrics().bytes_copied, 0);
 }
 
 /// The server's link finishes checksums as AF_XDP TX metadata lets the kernel or the NIC

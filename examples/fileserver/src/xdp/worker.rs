@@ -200,10 +200,7 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
-    // The stack's table holds the sessions, the orphans they leave while closing (at most
-    // one each at a time, bounded by FIN-WAIT-2 and orphan timeouts), the half-open and
-    // the accept queue: `--max-connections` sizes all of it, and nothing past it grows.
-    cfg.max_connections = opts.limits.max_connections.saturating_mul(2) + cfg.max_half_open + cfg.backlog;
+    size_table(&mut cfg, opts.limits.max_connections);
     let mut stack = Stack::new(cfg);
     let listener = stack.listen(opts.port).map_err(|e| anyhow!("listen on {}: {e}", opts.port))?;
     let ready = Ready {
@@ -255,6 +252,9 @@ impl Loop {
         slot.set_sleeping(false);
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now();
+            // A turn that runs due timers changes what the counters say even when it sends
+            // nothing (TIME-WAIT and half-open entries expire silently): it is published.
+            let timers_due = core.poll_at().is_some_and(|t| t <= now.mono);
             self.turns += 1;
             slot.beat(now.mono);
             if slot.wants_connections() {
@@ -275,7 +275,7 @@ impl Loop {
             sock.poll();
             let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
             idle = if worked { 0 } else { idle.saturating_add(1) };
-            publisher.turn(worked);
+            publisher.turn(worked || timers_due);
             let sleep = match self.busy || idle < SPIN_TURNS {
                 true => None,
                 false => idle::sleep_for(&Idle {
@@ -332,4 +332,12 @@ fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
         ("loop_wait_errors_total".into(), l.wait_errors),
     ]);
     m
+}
+
+/// Sizes the stack's connection table for `max_connections` sessions: the table holds the
+/// sessions, the orphans they leave while closing (at most one each at a time, bounded by
+/// FIN-WAIT-2 and orphan timeouts), the half-open and the accept queue, so
+/// `--max-connections` sizes all of it and nothing past it grows.
+pub(crate) fn size_table(cfg: &mut StackConfig, max_connections: usize) {
+    cfg.max_connections = max_connections.saturating_mul(2) + cfg.max_half_open + cfg.backlog;
 }
