@@ -204,10 +204,6 @@ pub struct Conn {
     pub(super) retries: u32,
     /// The tail loss probe in flight, if any.
     pub(super) tlp: Option<Probe>,
-    /// Bytes of sequence space the peer acknowledged (Linux `tcpi_bytes_acked`).
-    pub(super) bytes_acked: u64,
-    /// Segments retransmitted, whatever the cause (Linux `tcpi_total_retrans`).
-    pub(super) retransmits: u32,
 
     // Timers (deadlines, one per kind).
     pub(super) timers: Timers,
@@ -281,8 +277,6 @@ impl Conn {
             inflation: 0,
             retries: 0,
             tlp: None,
-            bytes_acked: 0,
-            retransmits: 0,
             timers: Timers::default(),
             persist_backoff: 0,
             ka_probes: 0,

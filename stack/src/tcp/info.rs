@@ -31,11 +31,11 @@ pub struct ConnInfo {
     pub rttvar: Duration,
     /// Retransmission timeout now (`tcpi_rto`).
     pub rto: Duration,
-    /// Sequence space the peer acknowledged (`tcpi_bytes_acked`).
+    /// Sequence space the peer acknowledged since data was first sent (`tcpi_bytes_acked`).
     pub bytes_acked: u64,
     /// Bytes in the network (RFC 6675 pipe; `tcpi_unacked` in bytes).
     pub in_flight: usize,
-    /// Segments retransmitted over the connection's life (`tcpi_total_retrans`).
+    /// Data segments retransmitted over the connection's life (`tcpi_total_retrans`).
     pub retransmits: u32,
     /// Bytes queued to send and not yet acknowledged (`ss`'s Send-Q).
     pub send_queue: usize,
@@ -59,9 +59,9 @@ impl Conn {
             srtt: self.rtt.srtt(),
             rttvar: self.rtt.rttvar(),
             rto: self.rtt.rto(),
-            bytes_acked: self.bytes_acked,
+            bytes_acked: self.ls().bytes_acked,
             in_flight: self.flight(),
-            retransmits: self.retransmits,
+            retransmits: self.ls().retransmits,
             send_queue: self.sendq.len(),
             recv_queue: self.recvq.ready_len(),
             snd_wnd: self.snd_wnd,

@@ -33,6 +33,11 @@ pub(super) struct Loss {
     /// The window PRR allows in fast recovery (pipe plus `sndcnt` at the last ACK).
     pub(super) prr_cwnd: usize,
     pub(super) undo: Undo,
+    /// Sequence space the peer acknowledged since data was first sent (Linux
+    /// `tcpi_bytes_acked`; kept here so a connection that never sent carries nothing).
+    pub(super) bytes_acked: u64,
+    /// Data segments retransmitted, whatever the cause (Linux `tcpi_total_retrans`).
+    pub(super) retransmits: u32,
 }
 
 impl Loss {
@@ -43,6 +48,8 @@ impl Loss {
         prr: Prr::ZERO,
         prr_cwnd: 0,
         undo: Undo::NONE,
+        bytes_acked: 0,
+        retransmits: 0,
     };
 }
 
