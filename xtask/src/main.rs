@@ -9,6 +9,7 @@ mod demo;
 mod ebpf;
 mod fabric;
 mod fabric_bench;
+mod fs6test;
 mod fstest;
 mod fuzz;
 mod impair;
@@ -499,6 +500,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    fs6test::tests(&mut suite, &bins);
     offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use fileserver::{kernel, options, privdrop, root, xdp};
+use fileserver::{addrs, kernel, options, privdrop, root, xdp};
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
 /// ETag/Last-Modified validators). Paths never escape --root; no directory listings.
@@ -21,9 +21,10 @@ struct Args {
     /// RESOLVE_BENEATH): `..`, encoded dots and symlinks leading out are refused.
     #[arg(long)]
     root: PathBuf,
-    /// Address to serve on.
-    #[arg(long, default_value = "0.0.0.0")]
-    addr: IpAddr,
+    /// Address to serve on. The xdp backend takes it twice for dual stack, one IPv4 and
+    /// one IPv6 address (`--addr 10.0.0.1 --addr fd00::1`); the kernel backend takes one.
+    #[arg(long, default_value = "0.0.0.0", action = clap::ArgAction::Append)]
+    addr: Vec<IpAddr>,
     /// TCP port to serve on.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -39,9 +40,12 @@ struct Args {
     /// Interface to attach to (xdp backend).
     #[arg(long)]
     iface: Option<String>,
-    /// Prefix length of --addr on the interface (xdp backend).
+    /// Prefix length of the IPv4 --addr on the interface (xdp backend).
     #[arg(long, default_value_t = 24)]
     prefix: u8,
+    /// Prefix length of the IPv6 --addr on the interface (xdp backend).
+    #[arg(long, default_value_t = 64)]
+    prefix6: u8,
     /// First rx queue to bind (xdp backend). With one queue, steer the served flows to it
     /// on a multi-queue NIC (or serve every queue with --queues all).
     #[arg(long, default_value_t = 0)]
@@ -192,8 +196,7 @@ fn run(args: Args) -> Result<()> {
             };
             let opts = xdp::XdpOpts {
                 iface,
-                addr: args.addr,
-                prefix: args.prefix,
+                addrs: addrs::ServeAddrs::new(&args.addr, args.prefix, args.prefix6).map_err(anyhow::Error::msg)?,
                 port: args.port,
                 queue: args.queue,
                 queues: args.queues,
@@ -216,7 +219,10 @@ fn run(args: Args) -> Result<()> {
             if args.queues != options::Queues::Count(1) || args.cpus.is_some() {
                 bail!("--queues and --cpus are for --backend xdp (the kernel backend runs one thread)");
             }
-            let addr = SocketAddr::new(args.addr, args.port);
+            let [ip] = args.addr[..] else {
+                bail!("the kernel backend binds one --addr (`--addr ::` serves both families where net.ipv6.bindv6only is 0)")
+            };
+            let addr = SocketAddr::new(ip, args.port);
             let metrics = args.metrics_addr();
             let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
@@ -275,5 +281,26 @@ mod tests {
             "6"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn addr_twice_is_dual_stack() {
+        let a = Args::try_parse_from([
+            "fileserver",
+            "--root",
+            "/srv",
+            "--addr",
+            "10.0.0.1",
+            "--addr",
+            "fd00::1",
+            "--prefix6",
+            "48",
+        ])
+        .unwrap();
+        let s = addrs::ServeAddrs::new(&a.addr, a.prefix, a.prefix6).unwrap();
+        assert_eq!(s.v4, Some(("10.0.0.1".parse().unwrap(), 24)));
+        assert_eq!(s.v6, Some(("fd00::1".parse().unwrap(), 48)));
+        let one = Args::try_parse_from(["fileserver", "--root", "/srv"]).unwrap();
+        assert_eq!(one.addr, ["0.0.0.0".parse::<IpAddr>().unwrap()], "the default is one address");
     }
 }

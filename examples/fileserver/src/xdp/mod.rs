@@ -60,7 +60,7 @@ mod sink;
 mod tests;
 mod worker;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -73,6 +73,7 @@ use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
 use self::publish::Slot;
 use self::worker::{Spec, Worker};
+use crate::addrs::ServeAddrs;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};
 use crate::root::Root;
@@ -81,8 +82,8 @@ use crate::root::Root;
 #[derive(Debug, Clone)]
 pub struct XdpOpts {
     pub iface: String,
-    pub addr: IpAddr,
-    pub prefix: u8,
+    /// The IPv4 and/or IPv6 address served, with their prefix lengths.
+    pub addrs: ServeAddrs,
     pub port: u16,
     /// The first rx queue to bind.
     pub queue: u32,
@@ -117,12 +118,7 @@ pub fn run(
     dump: &Arc<AtomicBool>,
 ) -> Result<()> {
     datapath::caps::require_datapath()?;
-    let IpAddr::V4(addr4) = opts.addr else { bail!("--backend xdp serves IPv4 for now: give --addr a.b.c.d") };
-    if addr4.is_unspecified() {
-        bail!(
-            "--backend xdp needs the server's own address in --addr (the stack answers ARP and builds headers with it)"
-        );
-    }
+    opts.addrs.check_own().map_err(anyhow::Error::msg)?;
     let iface = Interface::by_name(&opts.iface)?;
     let mac = read_mac(&iface.name)?;
     let queues = opts.queues.resolve(opts.queue, iface.rx_queues).map_err(anyhow::Error::msg)?;
@@ -142,7 +138,6 @@ pub fn run(
             cpu: Some(cpu),
             iface: iface.clone(),
             mac,
-            addr: addr4,
             opts: opts.clone(),
             secret,
             root: root.try_clone()?,
@@ -164,8 +159,10 @@ pub fn run(
             return Err(abandon(workers, e.into()));
         }
     }
-    if let Err(e) = program.steer(Proto::Tcp, opts.addr, opts.port) {
-        return Err(abandon(workers, e.into()));
+    for addr in opts.addrs.all() {
+        if let Err(e) = program.steer(Proto::Tcp, addr, opts.port) {
+            return Err(abandon(workers, e.into()));
+        }
     }
     let slots: Vec<(u32, Arc<Slot>)> = workers.iter().map(|w| (w.queue, w.slot.clone())).collect();
     let prog_counters = Arc::new(Mutex::new(ProgramCounters::default()));
@@ -181,7 +178,7 @@ pub fn run(
         None => None,
     };
 
-    println!("fileserver on http://{}:{}/ serving {}", opts.addr, opts.port, root_path.display());
+    println!("fileserver on {} serving {}", opts.addrs.urls(opts.port), root_path.display());
     println!("  backend         AF_XDP + user-space TCP");
     println!("  interface       {} (MTU {}, {})", iface.name, iface.mtu, describe_queues(&queues, iface.rx_queues));
     println!("  XDP attach      {}", program.mode());

@@ -15,7 +15,6 @@
 //! port only after every worker reported [`Ready`], and sends "go" only after privileges
 //! are dropped, so nothing is served as root.
 
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -27,7 +26,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use datapath::{BindMode, BindPolicy, Interface, TxChecksumOffload, XskConfig, XskSocket};
 use fileserver_sys::poll::{self, Wait};
 use rustix::event::EventfdFlags;
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 use stack::{Stack, StackConfig};
 use umem::{Backing, BlockCache, BlockReader, Pool};
 
@@ -48,7 +47,6 @@ pub struct Spec {
     pub cpu: Option<usize>,
     pub iface: Interface,
     pub mac: [u8; 6],
-    pub addr: Ipv4Addr,
     pub opts: XdpOpts,
     /// The SYN cookie and ISN secret, the same in every worker.
     pub secret: u64,
@@ -168,7 +166,7 @@ fn run(
 
 /// Pins the thread, builds the pool, socket, reader, cache, stack and core.
 fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
-    let Spec { queue, cpu, iface, mac, addr, opts, secret, root } = spec;
+    let Spec { queue, cpu, iface, mac, opts, secret, root } = spec;
     if let Some(cpu) = cpu {
         let mut set = rustix::thread::CpuSet::new();
         set.set(cpu);
@@ -190,7 +188,8 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let t3 = StdInstant::now();
     let cache = BlockCache::new(reader, &opts.pool.cache_config());
     let mut cfg = StackConfig::new(EthernetAddress(mac));
-    cfg.ipv4 = Some(Ipv4Cidr::new(addr, opts.prefix));
+    cfg.ipv4 = opts.addrs.v4.map(|(a, p)| Ipv4Cidr::new(a, p));
+    cfg.ipv6 = opts.addrs.v6.map(|(a, p)| Ipv6Cidr::new(a, p));
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
