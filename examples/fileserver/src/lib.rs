@@ -23,6 +23,7 @@ pub mod http;
 pub mod kernel;
 pub mod metrics;
 pub mod options;
+pub mod pcap;
 pub mod privdrop;
 pub mod root;
 pub mod session;
