@@ -20,6 +20,7 @@ mod netns;
 mod nginx;
 mod nstest;
 mod offloadtest;
+mod pcaptest;
 mod setup;
 mod tcpcraft;
 mod tcptest;
@@ -501,6 +502,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     fs6test::tests(&mut suite, &bins);
+    pcaptest::tests(&mut suite, &bins);
     offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use fileserver::{addrs, kernel, options, privdrop, root, xdp};
+use fileserver::{addrs, kernel, options, pcap, privdrop, root, xdp};
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
 /// ETag/Last-Modified validators). Paths never escape --root; no directory listings.
@@ -113,6 +113,25 @@ struct Args {
     /// server's network namespace).
     #[arg(long)]
     metrics_port: Option<u16>,
+    /// Write every frame the stack receives and sends to FILE as pcapng (xdp backend;
+    /// readable by `tcpdump -r` and `tshark -r`), each with its direction. Written by a
+    /// thread of its own: the data path never waits for it, and drops what it cannot hold
+    /// (counted as fileserver_pcap_dropped_total). The file is created before privileges
+    /// are dropped; rotation creates files beside it as --user.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Bytes kept of each captured frame. 256 holds every header (Ethernet, IPv6, TCP with
+    /// all options: 114 bytes) and the start of each payload (request lines, response
+    /// heads); 65535 keeps whole frames.
+    #[arg(long, default_value_t = 256)]
+    pcap_snaplen: u32,
+    /// Rotate the capture file before it would grow past this many bytes: FILE becomes
+    /// FILE.1, FILE.1 becomes FILE.2, and so on.
+    #[arg(long, default_value_t = 1 << 30)]
+    pcap_max_bytes: u64,
+    /// Capture files kept: FILE and FILE.1 .. FILE.(N-1); the oldest is removed.
+    #[arg(long, default_value_t = 4)]
+    pcap_files: u32,
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
     #[arg(long)]
     user: Option<String>,
@@ -143,6 +162,16 @@ impl Args {
     /// The control port's address: --metrics-addr, or loopback with --metrics-port.
     fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr.or(self.metrics_port.map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)))
+    }
+
+    /// The packet capture's settings.
+    fn pcap_opts(&self) -> pcap::PcapOpts {
+        pcap::PcapOpts {
+            file: self.pcap.clone(),
+            snaplen: self.pcap_snaplen,
+            max_bytes: self.pcap_max_bytes,
+            files: self.pcap_files,
+        }
     }
 
     /// The pool and cache settings both backends use.
@@ -208,6 +237,7 @@ fn run(args: Args) -> Result<()> {
                 skb: args.skb,
                 busy: args.busy,
                 metrics_addr: args.metrics_addr(),
+                pcap: args.pcap_opts(),
                 user: args.user.clone(),
                 limits,
             };
@@ -218,6 +248,9 @@ fn run(args: Args) -> Result<()> {
         Backend::Kernel => {
             if args.queues != options::Queues::Count(1) || args.cpus.is_some() {
                 bail!("--queues and --cpus are for --backend xdp (the kernel backend runs one thread)");
+            }
+            if args.pcap.is_some() {
+                bail!("--pcap is for --backend xdp (the kernel's own traffic: use tcpdump -i IFACE)");
             }
             let [ip] = args.addr[..] else {
                 bail!("the kernel backend binds one --addr (`--addr ::` serves both families where net.ipv6.bindv6only is 0)")
@@ -284,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn addr_twice_is_dual_stack() {
+    fn addr_twice_is_dual_stack_and_pcap_takes_its_settings() {
         let a = Args::try_parse_from([
             "fileserver",
             "--root",
@@ -295,12 +328,23 @@ mod tests {
             "fd00::1",
             "--prefix6",
             "48",
+            "--pcap",
+            "/var/tmp/x.pcapng",
+            "--pcap-max-bytes",
+            "2000000",
         ])
         .unwrap();
         let s = addrs::ServeAddrs::new(&a.addr, a.prefix, a.prefix6).unwrap();
         assert_eq!(s.v4, Some(("10.0.0.1".parse().unwrap(), 24)));
         assert_eq!(s.v6, Some(("fd00::1".parse().unwrap(), 48)));
+        let p = a.pcap_opts();
+        assert_eq!(
+            (p.file.as_deref(), p.snaplen, p.max_bytes, p.files),
+            (Some("/var/tmp/x.pcapng".as_ref()), 256, 2_000_000, 4)
+        );
+        assert_eq!(p.check(), Ok(()));
         let one = Args::try_parse_from(["fileserver", "--root", "/srv"]).unwrap();
         assert_eq!(one.addr, ["0.0.0.0".parse::<IpAddr>().unwrap()], "the default is one address");
+        assert_eq!(one.pcap_opts().file, None);
     }
 }

@@ -76,6 +76,7 @@ use self::worker::{Spec, Worker};
 use crate::addrs::ServeAddrs;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};
+use crate::pcap::{Capture, Capturer, PcapOpts};
 use crate::root::Root;
 
 /// Settings of the AF_XDP backend.
@@ -103,6 +104,8 @@ pub struct XdpOpts {
     pub busy: bool,
     /// The control port (kernel TCP).
     pub metrics_addr: Option<SocketAddr>,
+    /// The packet capture (`--pcap`; `/pcap` on the control port uses its snap length).
+    pub pcap: PcapOpts,
     pub user: Option<String>,
     pub limits: Limits,
 }
@@ -128,6 +131,11 @@ pub fn run(
         // Inherited by every thread spawned from here on.
         crate::privdrop::no_new_privs()?;
     }
+    // Opened before privileges are dropped; a control port can start live captures.
+    let capturer = match opts.pcap.file.is_some() || opts.metrics_addr.is_some() {
+        true => Some(Capturer::start(&opts.pcap, &iface.name)?),
+        false => None,
+    };
     let mut program =
         SteerProgram::attach(&iface, if opts.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver })?;
 
@@ -141,6 +149,7 @@ pub fn run(
             opts: opts.clone(),
             secret,
             root: root.try_clone()?,
+            tap: capturer.as_ref().map(Capturer::tap),
         };
         match Worker::spawn(spec, stop.clone()) {
             Ok(w) => workers.push(w),
@@ -169,8 +178,10 @@ pub fn run(
     let control = match opts.metrics_addr {
         Some(addr) => {
             let (slots, prog) = (slots.clone(), prog_counters.clone());
-            let render = Box::new(move |cs: &ControlStats| render_now(&slots, &prog, Some(cs)));
-            match Control::spawn(addr, control::TIMEOUT, render) {
+            let pcap = capturer.as_ref().map(|c| c.shared.clone());
+            let shown = pcap.clone();
+            let render = Box::new(move |cs: &ControlStats| render_now(&slots, &prog, Some(cs), shown.as_deref()));
+            match Control::spawn(addr, control::TIMEOUT, render, pcap) {
                 Ok(c) => Some(c),
                 Err(e) => return Err(abandon(workers, e)),
             }
@@ -198,6 +209,17 @@ pub fn run(
         }
     );
     println!("  hugepages       {}", ready[0].backing);
+    match (&opts.pcap.file, &control) {
+        (Some(f), _) => println!(
+            "  packet capture  {} (pcapng, snaplen {}, rotated at {} bytes, {} files kept)",
+            f.display(),
+            opts.pcap.snaplen,
+            opts.pcap.max_bytes,
+            opts.pcap.files
+        ),
+        (None, Some(_)) => println!("  packet capture  off (GET /pcap?seconds=N on the control port captures N s)"),
+        (None, None) => println!("  packet capture  off"),
+    }
     println!(
         "  pool            {} frames + {} blocks x {} KiB per worker, {}",
         opts.frames,
@@ -239,7 +261,8 @@ pub fn run(
         w.go();
     }
 
-    let failed = wait(&workers, &slots, &prog_counters, &program, stop, dump);
+    let pcap = capturer.as_ref().map(|c| c.shared.clone());
+    let failed = wait(&workers, &slots, &prog_counters, &program, pcap.as_deref(), stop, dump);
     stop.store(true, Ordering::Relaxed);
     for w in &workers {
         w.wake();
@@ -256,15 +279,18 @@ pub fn run(
         }
     }
     let cstats = control.map(Control::stop);
+    // The workers' taps handed their last chunks over when they ended.
+    let captured = capturer.map(Capturer::stop).is_some();
     if let Ok(c) = program.counters() {
         *prog_counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
     }
     drop(program);
-    print!("{}", render(&finals, &prog_counters, cstats.as_ref()));
+    print!("{}", render(&finals, &prog_counters, cstats.as_ref(), pcap.as_deref()));
     let left = threads_now().unwrap_or(0);
     println!(
-        "  threads         {spawned} worker(s){} joined, {left} left; XDP detached",
-        if cstats.is_some() { " and the control thread" } else { "" }
+        "  threads         {spawned} worker(s){}{} joined, {left} left; XDP detached",
+        if cstats.is_some() { " and the control thread" } else { "" },
+        if captured { " and the capture writer" } else { "" }
     );
     if failed || !errors.is_empty() {
         bail!("a worker stopped: {}", errors.join("; "));
@@ -299,6 +325,7 @@ fn wait(
     slots: &[(u32, Arc<Slot>)],
     prog: &Mutex<ProgramCounters>,
     program: &SteerProgram,
+    pcap: Option<&Capture>,
     stop: &AtomicBool,
     dump: &AtomicBool,
 ) -> bool {
@@ -308,7 +335,7 @@ fn wait(
             *prog.lock().unwrap_or_else(|e| e.into_inner()) = c;
         }
         if dump.swap(false, Ordering::Relaxed) {
-            print!("{}", render_now(slots, prog, None));
+            print!("{}", render_now(slots, prog, None, pcap));
         }
         if let Some(w) = workers.iter().find(|w| w.is_finished()) {
             if stop.load(Ordering::Relaxed) {
@@ -322,14 +349,24 @@ fn wait(
 }
 
 /// The counters now: every worker's latest snapshot.
-fn render_now(slots: &[(u32, Arc<Slot>)], prog: &Mutex<ProgramCounters>, cs: Option<&ControlStats>) -> String {
+fn render_now(
+    slots: &[(u32, Arc<Slot>)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    pcap: Option<&Capture>,
+) -> String {
     let per: Vec<(u32, Metrics)> = slots.iter().map(|(q, s)| (*q, s.read().unwrap_or_default())).collect();
-    render(&per, prog, cs)
+    render(&per, prog, cs, pcap)
 }
 
-/// The counters as text: the sum over workers, the program's and the control port's, then
-/// each worker's with a `queue` label.
-fn render(per_queue: &[(u32, Metrics)], prog: &Mutex<ProgramCounters>, cs: Option<&ControlStats>) -> String {
+/// The counters as text: the sum over workers, the program's, the control port's and the
+/// packet capture's, then each worker's with a `queue` label.
+fn render(
+    per_queue: &[(u32, Metrics)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    pcap: Option<&Capture>,
+) -> String {
     let mut sum = Metrics::default();
     for (_, m) in per_queue {
         sum.add(m);
@@ -348,6 +385,9 @@ fn render(per_queue: &[(u32, Metrics)], prog: &Mutex<ProgramCounters>, cs: Optio
     ]);
     if let Some(cs) = cs {
         sum.extra.extend(cs.series());
+    }
+    if let Some(p) = pcap {
+        sum.extra.extend(p.series());
     }
     let mut out = sum.render("xdp");
     for (q, m) in per_queue {
@@ -447,7 +487,8 @@ mod unit {
             m.requests = n;
             m
         };
-        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&ControlStats { answered: 1, ..Default::default() }));
+        let text =
+            render(&[(0, m(2)), (3, m(5))], &prog, Some(&ControlStats { answered: 1, ..Default::default() }), None);
         let sum = text.find("fileserver_requests_total 7\n").expect("the sum");
         let q0 = text.find("fileserver_requests_total{queue=\"0\"} 2\n").expect("queue 0");
         let q3 = text.find("fileserver_requests_total{queue=\"3\"} 5\n").expect("queue 3");

@@ -35,6 +35,7 @@ use super::link::XskLink;
 use super::publish::{Publisher, Slot};
 use super::{Core, XdpOpts};
 use crate::metrics::Metrics;
+use crate::pcap::{unix_ns, Direction, Tap};
 use crate::root::Root;
 use crate::session::Clock;
 
@@ -51,6 +52,8 @@ pub struct Spec {
     /// The SYN cookie and ISN secret, the same in every worker.
     pub secret: u64,
     pub root: Root,
+    /// The packet capture's tap (`--pcap`, or a control port that can start one).
+    pub tap: Option<Tap>,
 }
 
 /// What a worker reports once its socket exists, before it serves anything.
@@ -147,6 +150,8 @@ fn run(
     go: &Receiver<()>,
 ) -> Result<Metrics> {
     let (queue, busy) = (spec.queue, spec.opts.busy);
+    let mut spec = spec;
+    let tap = spec.tap.take();
     let (mut core, mut sock, tx_size, facts) = match set_up(spec) {
         Ok(parts) => parts,
         Err(e) => {
@@ -160,13 +165,13 @@ fn run(
         return Ok(metrics(&core, &sock, &Loop::default()));
     }
     let mut l = Loop { busy, tx_size, ..Loop::default() };
-    l.serve(&mut core, &mut sock, stop, slot, wake);
+    l.serve(&mut core, &mut sock, tap, stop, slot, wake);
     Ok(metrics(&core, &sock, &l))
 }
 
 /// Pins the thread, builds the pool, socket, reader, cache, stack and core.
 fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
-    let Spec { queue, cpu, iface, mac, opts, secret, root } = spec;
+    let Spec { queue, cpu, iface, mac, opts, secret, root, .. } = spec;
     if let Some(cpu) = cpu {
         let mut set = rustix::thread::CpuSet::new();
         set.set(cpu);
@@ -229,7 +234,15 @@ struct Loop {
 
 impl Loop {
     /// The run-to-completion loop, until `stop`.
-    fn serve(&mut self, core: &mut Core, sock: &mut XskSocket, stop: &AtomicBool, slot: &Slot, wake: &OwnedFd) {
+    fn serve(
+        &mut self,
+        core: &mut Core,
+        sock: &mut XskSocket,
+        mut tap: Option<Tap>,
+        stop: &AtomicBool,
+        slot: &Slot,
+        wake: &OwnedFd,
+    ) {
         let mtu = sock.interface().mtu as usize;
         let clock = Clock::start();
         let mut rx = Vec::with_capacity(64);
@@ -240,6 +253,9 @@ impl Loop {
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now();
             self.turns += 1;
+            if let Some(t) = &mut tap {
+                t.begin_turn(unix_ns(now.wall));
+            }
             rx.clear();
             let n = sock.recv(&mut rx, 64);
             for f in rx.drain(..) {
@@ -248,9 +264,12 @@ impl Loop {
                     core.metrics.rx_multi_dropped += 1;
                     continue;
                 }
+                if let Some(t) = &mut tap {
+                    t.record(Direction::Inbound, std::iter::once(f.data.as_bytes()));
+                }
                 core.receive(now.mono, f.data);
             }
-            let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut self.refused });
+            let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut self.refused, tap: tap.as_mut() });
             let reaped = sock.complete();
             sock.poll();
             let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
@@ -266,6 +285,9 @@ impl Loop {
                     memory_wait: core.waiting_for_memory() || core.blocks().pool().stats().frames_free == 0,
                 }),
             };
+            if let Some(t) = &mut tap {
+                t.end_turn(sleep.is_some());
+            }
             if publisher.due(now.mono, sleep.is_some()) && slot.offer(|| metrics(core, sock, self)) {
                 publisher.published(now.mono);
             }
