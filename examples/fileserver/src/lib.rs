@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod addrs;
+pub mod bench;
 pub mod blocks;
 mod held;
 pub mod http;
