@@ -1,7 +1,8 @@
 //! Namespace tests of the AF_XDP file server over IPv6 and dual stack: one server given
 //! `--addr 10.77.0.1 --addr fd77::1`, curl `-6` and wget over IPv6 with every size up to
 //! 1 GiB checked by sha256, ranges at block and frame boundaries, an IPv4 and an IPv6
-//! download of 1 GiB at the same time, and no payload byte copied by the CPU.
+//! download of 1 GiB at the same time, IPv6 checksums left to TX metadata finished by the
+//! kernel and verified by the client, and no payload byte copied by the CPU.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use anyhow::{ensure, Context, Result};
 use crate::fstest::{sha256_download, sha256_file, DataSet, SIZES};
 use crate::netns::{Netns, SRV_ADDR, SRV_ADDR6};
 use crate::nstest::{Bins, Suite};
-use crate::util::Daemon;
+use crate::offloadtest::client_csum_errors;
+use crate::util::{run, Daemon};
 
 /// Payload block of the server under test (KiB).
 const BLOCK_KIB: u64 = 256;
@@ -126,6 +128,28 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         Ok(())
     });
 
+    suite.case("fileserver_ipv6_checksums_left_to_tx_metadata_finished_and_verified", || {
+        // With the server veth's TX checksumming off, the server's kernel finishes each
+        // IPv6 segment's checksum from the offsets in the TX metadata, and the client's TCP
+        // verifies it (on the fast path veth hands the client partial sums unchecked).
+        let banner = server.lines_so_far().join("\n");
+        ensure!(banner.contains("checksums       offloaded"), "checksums not offloaded:\n{banner}");
+        let set_tx = |on: &str| {
+            run(ns.in_server("ethtool").args(["-K", &ns.srv_if, "tx", on]).stdout(Stdio::null()))
+                .with_context(|| format!("ethtool -K (server veth) tx {on}"))
+        };
+        set_tx("off")?;
+        let before = client_csum_errors(&ns)?;
+        let got = sha256_download(&ns, &format!("curl -6 -g -sf --max-time 300 {base6}/big1g"));
+        set_tx("on")?;
+        let want = sha256_file(&data.www.join("big1g"))?;
+        ensure!(got? == want, "the 1 GiB IPv6 download differs");
+        let errors = client_csum_errors(&ns)? - before;
+        ensure!(errors == 0, "the client's TCP counted {errors} bad checksums over IPv6");
+        println!("  1 GiB over IPv6 byte-exact with checksums finished by the kernel, 0 bad at the client");
+        Ok(())
+    });
+
     suite.case("fileserver_ipv6_no_payload_copied_and_clean_exit", || {
         let (ok, text) = server.terminate(Duration::from_secs(20))?;
         ensure!(ok, "fileserver did not exit cleanly:\n{text}");
@@ -136,8 +160,9 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         let sent = counter("fileserver_tx_payload_bytes_total").unwrap_or(0);
         ensure!(text.contains("multi-buffer    yes"), "multi-buffer was not available:\n{text}");
         ensure!(copied == 0, "{copied} payload bytes copied by the CPU");
-        // Two 1 GiB downloads over IPv6 (curl, wget) and one over each family at once.
-        ensure!(sent > 4 << 30, "only {sent} payload bytes sent");
+        // Three 1 GiB downloads over IPv6 (curl, wget, checksums) and one over each family
+        // at once.
+        ensure!(sent > 5 << 30, "only {sent} payload bytes sent");
         ensure!(!ns.server_link().contains("prog/xdp"), "XDP program left attached");
         println!("  {sent} payload bytes sent, 0 copied; XDP detached");
         Ok(())
