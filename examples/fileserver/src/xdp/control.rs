@@ -427,9 +427,9 @@ mod tests {
         let cap = crate::pcap::Capturer::start(&opts, "veth9").unwrap();
         let render: Render = Box::new(|_: &ControlStats| "metrics\n".into());
         let c = Control::spawn("127.0.0.1:0".parse().unwrap(), TIMEOUT, render, Some(cap.shared.clone())).unwrap();
-        let start = Instant::now();
+        let t0 = Instant::now();
         let got = get(c.local_addr(), "/pcap?seconds=1");
-        let took = start.elapsed();
+        let took = t0.elapsed();
         let at = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
         let head = String::from_utf8_lossy(&got[..at]);
         assert!(head.starts_with("HTTP/1.1 200 OK") && head.contains("application/x-pcapng"), "{head}");
@@ -440,13 +440,11 @@ mod tests {
         assert!(String::from_utf8_lossy(&get(c.local_addr(), "/metrics")).ends_with("metrics\n"));
         c.stop();
         cap.stop();
-        let bare = start_test_without_capture();
-        assert!(String::from_utf8_lossy(&get(bare.local_addr(), "/pcap?seconds=1")).starts_with("HTTP/1.1 400"));
+        // A server without a capture says so.
+        let bare = start(TIMEOUT);
+        let got = get(bare.local_addr(), "/pcap?seconds=1");
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&got));
         bare.stop();
-    }
-
-    fn start_test_without_capture() -> Control {
-        start(TIMEOUT)
     }
 
     #[test]
