@@ -27,7 +27,12 @@ impl Conn {
     fn next_segment(&mut self, now: Instant, out: &mut OutSegment, ctr: &mut Counters) -> bool {
         if self.rst_pending {
             self.rst_pending = false;
-            out.hdr = self.base_header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK);
+            // At SND.NXT, or at the right edge of the peer's window if SND.NXT lies past it
+            // (a peer that shrank its window, say to zero, drops a RST beyond the edge
+            // without a word; Linux's `tcp_acceptable_seq`).
+            let edge = self.snd_una.add(self.snd_wnd);
+            let seq = if self.snd_nxt.le(edge) { self.snd_nxt } else { edge };
+            out.hdr = self.base_header(seq, TcpFlags::RST | TcpFlags::ACK);
             out.hdr.ack = self.rcv_nxt;
             out.hdr.window = 0;
             return true;
