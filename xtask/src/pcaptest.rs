@@ -74,6 +74,8 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
             .arg(&www)
             .arg("--pcap")
             .arg(dir.join("cap.pcapng"))
+            // A small pool (320 MiB): a 32 MiB file needs no more, and hugepages are shared.
+            .args(["--blocks", "1024", "--cache-blocks", "512"])
             .args(["--metrics-port", CONTROL_PORT, "--user", "nobody"])
             .env("RUST_LOG", "warn");
         let mut d = Daemon::spawn("fileserver", &mut cmd)?;
