@@ -95,7 +95,7 @@ fn offload(bins: &Bins) -> Result<()> {
 }
 
 /// The client namespace's `Tcp: InCsumErrors` (segments its TCP dropped for their checksum).
-fn client_csum_errors(ns: &Netns) -> Result<u64> {
+pub fn client_csum_errors(ns: &Netns) -> Result<u64> {
     let out = ns.in_client("cat").arg("/proc/net/snmp").output().context("reading the client's /proc/net/snmp")?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut tcp = text.lines().filter(|l| l.starts_with("Tcp:"));

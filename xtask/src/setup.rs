@@ -33,6 +33,8 @@ const APT: &[(&str, Profile)] = &[
     ("iputils-ping", Profile::Full),
     ("wget", Profile::Full),
     ("tcpdump", Profile::Full),
+    // Reads the file server's --pcap captures in its namespace tests.
+    ("tshark", Profile::Full),
     ("nftables", Profile::Full),
     ("nginx", Profile::Full),
     ("wrk", Profile::Full),

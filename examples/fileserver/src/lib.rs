@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod addrs;
 pub mod bench;
 pub mod blocks;
 mod held;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod kernel;
 pub mod metrics;
 pub mod options;
+pub mod pcap;
 pub mod pidfile;
 pub mod privdrop;
 pub mod prom;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use fileserver::access_log::{self, AccessLog};
-use fileserver::{kernel, options, pidfile, privdrop, root, xdp};
+use fileserver::{addrs, kernel, options, pcap, pidfile, privdrop, root, xdp};
 use stack::tcp::CcAlgorithm;
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
@@ -23,9 +23,10 @@ struct Args {
     /// RESOLVE_BENEATH): `..`, encoded dots and symlinks leading out are refused.
     #[arg(long)]
     root: PathBuf,
-    /// Address to serve on.
-    #[arg(long, default_value = "0.0.0.0")]
-    addr: IpAddr,
+    /// Address to serve on. The xdp backend takes it twice for dual stack, one IPv4 and
+    /// one IPv6 address (`--addr 10.0.0.1 --addr fd00::1`); the kernel backend takes one.
+    #[arg(long, default_value = "0.0.0.0", action = clap::ArgAction::Append)]
+    addr: Vec<IpAddr>,
     /// TCP port to serve on.
     #[arg(long, default_value_t = 8080)]
     port: u16,
@@ -41,9 +42,12 @@ struct Args {
     /// Interface to attach to (xdp backend).
     #[arg(long)]
     iface: Option<String>,
-    /// Prefix length of --addr on the interface (xdp backend).
+    /// Prefix length of the IPv4 --addr on the interface (xdp backend).
     #[arg(long, default_value_t = 24)]
     prefix: u8,
+    /// Prefix length of the IPv6 --addr on the interface (xdp backend).
+    #[arg(long, default_value_t = 64)]
+    prefix6: u8,
     /// First rx queue to bind (xdp backend). With one queue, steer the served flows to it
     /// on a multi-queue NIC (or serve every queue with --queues all).
     #[arg(long, default_value_t = 0)]
@@ -126,6 +130,25 @@ struct Args {
     /// server's network namespace).
     #[arg(long)]
     metrics_port: Option<u16>,
+    /// Write every frame the stack receives and sends to FILE as pcapng (xdp backend;
+    /// readable by `tcpdump -r` and `tshark -r`), each with its direction. Written by a
+    /// thread of its own: the data path never waits for it, and drops what it cannot hold
+    /// (counted as fileserver_pcap_dropped_total). The file is created before privileges
+    /// are dropped; rotation creates files beside it as --user.
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    /// Bytes kept of each captured frame. 256 holds every header (Ethernet, IPv6, TCP with
+    /// all options: 114 bytes) and the start of each payload (request lines, response
+    /// heads); 65535 keeps whole frames.
+    #[arg(long, default_value_t = 256)]
+    pcap_snaplen: u32,
+    /// Rotate the capture file before it would grow past this many bytes: FILE becomes
+    /// FILE.1, FILE.1 becomes FILE.2, and so on.
+    #[arg(long, default_value_t = 1 << 30)]
+    pcap_max_bytes: u64,
+    /// Capture files kept: FILE and FILE.1 .. FILE.(N-1); the oldest is removed.
+    #[arg(long, default_value_t = 4)]
+    pcap_files: u32,
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
     #[arg(long)]
     user: Option<String>,
@@ -168,6 +191,16 @@ impl Args {
     /// The control port's address: --metrics-addr, or loopback with --metrics-port.
     fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr.or(self.metrics_port.map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)))
+    }
+
+    /// The packet capture's settings.
+    fn pcap_opts(&self) -> pcap::PcapOpts {
+        pcap::PcapOpts {
+            file: self.pcap.clone(),
+            snaplen: self.pcap_snaplen,
+            max_bytes: self.pcap_max_bytes,
+            files: self.pcap_files,
+        }
     }
 
     /// The pool and cache settings both backends use.
@@ -247,8 +280,7 @@ fn serve(
             };
             let opts = xdp::XdpOpts {
                 iface,
-                addr: args.addr,
-                prefix: args.prefix,
+                addrs: addrs::ServeAddrs::new(&args.addr, args.prefix, args.prefix6).map_err(anyhow::Error::msg)?,
                 port: args.port,
                 queue: args.queue,
                 queues: args.queues,
@@ -261,6 +293,7 @@ fn serve(
                 skb: args.skb,
                 busy: args.busy,
                 metrics_addr: args.metrics_addr(),
+                pcap: args.pcap_opts(),
                 user: args.user.clone(),
                 limits,
                 access_log: log.map(AccessLog::sender),
@@ -274,7 +307,13 @@ fn serve(
             if args.queues != options::Queues::Count(1) || args.cpus.is_some() {
                 bail!("--queues and --cpus are for --backend xdp (the kernel backend runs one thread)");
             }
-            let addr = SocketAddr::new(args.addr, args.port);
+            if args.pcap.is_some() {
+                bail!("--pcap is for --backend xdp (the kernel's own traffic: use tcpdump -i IFACE)");
+            }
+            let [ip] = args.addr[..] else {
+                bail!("the kernel backend binds one --addr (`--addr ::` serves both families where net.ipv6.bindv6only is 0)")
+            };
+            let addr = SocketAddr::new(ip, args.port);
             let metrics = args.metrics_addr();
             let cc = args.congestion.as_deref();
             let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits, cc)?;
@@ -351,5 +390,37 @@ mod tests {
             "6"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn addr_twice_is_dual_stack_and_pcap_takes_its_settings() {
+        let a = Args::try_parse_from([
+            "fileserver",
+            "--root",
+            "/srv",
+            "--addr",
+            "10.0.0.1",
+            "--addr",
+            "fd00::1",
+            "--prefix6",
+            "48",
+            "--pcap",
+            "/var/tmp/x.pcapng",
+            "--pcap-max-bytes",
+            "2000000",
+        ])
+        .unwrap();
+        let s = addrs::ServeAddrs::new(&a.addr, a.prefix, a.prefix6).unwrap();
+        assert_eq!(s.v4, Some(("10.0.0.1".parse().unwrap(), 24)));
+        assert_eq!(s.v6, Some(("fd00::1".parse().unwrap(), 48)));
+        let p = a.pcap_opts();
+        assert_eq!(
+            (p.file.as_deref(), p.snaplen, p.max_bytes, p.files),
+            (Some("/var/tmp/x.pcapng".as_ref()), 256, 2_000_000, 4)
+        );
+        assert_eq!(p.check(), Ok(()));
+        let one = Args::try_parse_from(["fileserver", "--root", "/srv"]).unwrap();
+        assert_eq!(one.addr, ["0.0.0.0".parse::<IpAddr>().unwrap()], "the default is one address");
+        assert_eq!(one.pcap_opts().file, None);
     }
 }

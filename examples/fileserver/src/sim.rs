@@ -13,7 +13,7 @@
 use std::path::Path;
 use std::time::{Duration as StdDuration, SystemTime};
 
-use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
 use stack::sim::{Channel, Faults, SimLink};
 use stack::tcp::TcpConfig;
 use stack::{ConnHandle, Duration, Instant, Stack, StackConfig};
@@ -31,6 +31,10 @@ fn ip(n: u8) -> Ipv4Address {
     Ipv4Address::new(10, 0, 0, n)
 }
 
+fn ip6(n: u8) -> Ipv6Address {
+    Ipv6Address::new(0xfd00, 0, 0, 0, 0, 0, 0, u16::from(n))
+}
+
 fn mac(n: u8) -> EthernetAddress {
     EthernetAddress([0x02, 0, 0, 0, 0, n])
 }
@@ -38,6 +42,7 @@ fn mac(n: u8) -> EthernetAddress {
 fn stack(n: u8, tcp: TcpConfig, secret: u64) -> Stack {
     let mut cfg = StackConfig::new(mac(n));
     cfg.ipv4 = Some(Ipv4Cidr::new(ip(n), 24));
+    cfg.ipv6 = Some(Ipv6Cidr::new(ip6(n), 64));
     cfg.tcp = tcp;
     cfg.secret = secret;
     Stack::new(cfg)
@@ -146,9 +151,20 @@ impl SimNet {
         })
     }
 
-    /// Opens a client connection to the server; returns its index in [`SimNet::conns`].
+    /// Opens a client connection to the server's IPv4 address; returns its index in
+    /// [`SimNet::conns`].
     pub fn connect(&mut self) -> usize {
-        let to = IpEndpoint::new(IpAddress::Ipv4(ip(1)), PORT);
+        self.connect_to(IpAddress::Ipv4(ip(1)))
+    }
+
+    /// Opens a client connection to the server's IPv6 address (both ends are dual stack;
+    /// the client finds the server's MAC by neighbour discovery).
+    pub fn connect_v6(&mut self) -> usize {
+        self.connect_to(IpAddress::Ipv6(ip6(1)))
+    }
+
+    fn connect_to(&mut self, server: IpAddress) -> usize {
+        let to = IpEndpoint::new(server, PORT);
         let h = self.client.connect(self.now, to).expect("the client stack has room for a connection");
         self.conns.push(ClientConn { h, got: Vec::new(), ended: false, reset: false });
         self.conns.len() - 1

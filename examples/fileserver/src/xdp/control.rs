@@ -11,12 +11,17 @@
 //!
 //! ```text
 //!   accept ─► read head (≤ 4 KiB, ≤ 5 s) ─► render(path, stats) ─► write ─► close
+//!      │                                 └─ /pcap?seconds=N: capture N s (≤ 60), then write
 //!      └─ full: evict the oldest reader, or refuse
 //! ```
+//!
+//! `GET /pcap?seconds=N` answers with a pcapng of the next N seconds of traffic (see
+//! [`crate::pcap`]; at most [`crate::pcap::MAX_LIVE`] at once), answered 0.3 s after the
+//! window closes (so the last chunks reach it), the connection's timeout running from then.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -24,12 +29,18 @@ use anyhow::{Context, Result};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::pcap::{Capture, Live};
+
 /// Connections held at once.
 pub const MAX_CONNECTIONS: usize = 16;
 /// Time a connection has to send its request and take the answer (the server's setting).
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest request head read.
 pub const MAX_REQUEST: usize = 4096;
+
+/// How long after its window a live capture is answered: the workers hand over chunks at
+/// most 100 ms old, and the writer needs a moment to copy them.
+const LIVE_GRACE: Duration = Duration::from_millis(300);
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -118,14 +129,21 @@ pub struct Control {
 
 impl Control {
     /// Binds `addr` and starts the thread; each connection gets `timeout` ([`TIMEOUT`]).
-    pub fn spawn(addr: SocketAddr, timeout: Duration, render: Render) -> Result<Control> {
+    /// `capture` serves `/pcap`.
+    pub fn spawn(
+        addr: SocketAddr,
+        timeout: Duration,
+        render: Render,
+        capture: Option<Arc<Capture>>,
+    ) -> Result<Control> {
         let poll = Poll::new().context("epoll_create (control port)")?;
         let mut listener =
             TcpListener::bind(addr).with_context(|| format!("binding the control port {addr} (--metrics-addr)"))?;
         let addr = listener.local_addr()?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut server = Server { poll, listener, conns: Vec::new(), stats: ControlStats::default(), render, timeout };
+        let mut server =
+            Server { poll, listener, conns: Vec::new(), stats: ControlStats::default(), render, timeout, capture };
         let thread = std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {
@@ -156,6 +174,8 @@ enum Phase {
     Reading(Vec<u8>),
     /// Writing the answer from this offset.
     Writing(Vec<u8>, usize),
+    /// A live packet capture running until the instant.
+    Capturing(Instant, Arc<Mutex<Live>>),
 }
 
 #[derive(Debug)]
@@ -173,6 +193,17 @@ struct Server {
     stats: ControlStats,
     render: Render,
     timeout: Duration,
+    capture: Option<Arc<Capture>>,
+}
+
+impl Conn {
+    /// When the connection is closed (or, capturing, when the capture ends).
+    fn deadline(&self, timeout: Duration) -> Instant {
+        match &self.phase {
+            Phase::Capturing(until, _) => *until,
+            _ => self.since + timeout,
+        }
+    }
 }
 
 impl Server {
@@ -180,7 +211,7 @@ impl Server {
         let mut events = Events::with_capacity(64);
         loop {
             let now = Instant::now();
-            let next = self.conns.iter().flatten().map(|c| c.since + self.timeout).min();
+            let next = self.conns.iter().flatten().map(|c| c.deadline(self.timeout)).min();
             let wait = next.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1));
             match self.poll.poll(&mut events, wait) {
                 Ok(()) => {}
@@ -273,8 +304,13 @@ impl Server {
                 return;
             }
             self.stats.answered += 1;
-            let answer = (self.render)(request_path(buf), &self.stats);
-            c.phase = Phase::Writing(answer.bytes(), 0);
+            c.phase = match live_target(buf).map(|r| r.and_then(|n| start_live(self.capture.as_deref(), n))) {
+                Some(Ok((n, live))) => Phase::Capturing(Instant::now() + Duration::from_secs(n) + LIVE_GRACE, live),
+                Some(Err(why)) => {
+                    Phase::Writing(answer("400 Bad Request", "text/plain", format!("{why}\n").into_bytes()), 0)
+                }
+                None => Phase::Writing((self.render)(request_path(buf), &self.stats).bytes(), 0),
+            };
         }
         if let Phase::Writing(out, at) = &mut c.phase {
             while *at < out.len() {
@@ -290,10 +326,23 @@ impl Server {
         }
     }
 
-    /// Closes the connections whose time ran out (at most [`MAX_CONNECTIONS`] to look at).
+    /// Closes the connections whose time ran out, and answers the live captures that
+    /// ended (at most [`MAX_CONNECTIONS`] to look at).
     fn expire(&mut self, now: Instant) {
         for i in 0..self.conns.len() {
-            if self.conns[i].as_ref().is_some_and(|c| now >= c.since + self.timeout) {
+            if let Some(c) = self.conns[i].as_mut().filter(|c| now >= c.deadline(self.timeout)) {
+                if let Phase::Capturing(_, live) = &c.phase {
+                    let (bytes, dropped) = self.capture.as_deref().map(|cap| cap.finish_live(live)).unwrap_or_default();
+                    if dropped > 0 {
+                        log::warn!("control port: a live capture dropped {dropped} packets (its size bound)");
+                    }
+                    c.phase = Phase::Writing(answer("200 OK", "application/x-pcapng", bytes), 0);
+                    c.since = now;
+                    self.progress(i);
+                    continue;
+                }
+            }
+            if self.conns[i].as_ref().is_some_and(|c| now >= c.deadline(self.timeout)) {
                 self.close(i);
                 self.stats.timeouts += 1;
             }
@@ -308,6 +357,30 @@ fn request_path(head: &[u8]) -> &str {
     let target = line.split(|&b| b == b' ').nth(1).unwrap_or(b"/");
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     std::str::from_utf8(path).ok().filter(|p| !p.is_empty()).unwrap_or("/")
+}
+
+/// An answer that closes the connection.
+fn answer(status: &str, content_type: &str, body: Vec<u8>) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+/// `/pcap?seconds=N` in the request line of `head`: its seconds, or why not.
+fn live_target(head: &[u8]) -> Option<Result<u64, String>> {
+    let line = head.split(|&b| b == b'\n').next()?;
+    let target = std::str::from_utf8(line).ok()?.split_whitespace().nth(1)?;
+    crate::pcap::live_request(target)
+}
+
+/// Starts a live capture of `n` seconds, if the server has a capture.
+fn start_live(capture: Option<&Capture>, n: u64) -> Result<(u64, Arc<Mutex<Live>>), String> {
+    let cap = capture.ok_or("this server has no packet capture")?;
+    cap.start_live(std::time::SystemTime::now(), n).map(|l| (n, l))
 }
 
 /// Whether `buf` holds a whole request head (`\r\n\r\n`, or bare `\n\n`).
@@ -325,7 +398,7 @@ mod tests {
             "/missing" => Answer::text(404, "no\n".into()),
             _ => Answer::metrics(format!("path {path}\nanswered {}\nevicted {}\n", s.answered, s.evicted)),
         });
-        Control::spawn("127.0.0.1:0".parse().unwrap(), timeout, render).unwrap()
+        Control::spawn("127.0.0.1:0".parse().unwrap(), timeout, render, None).unwrap()
     }
 
     fn fetch(addr: SocketAddr) -> String {
@@ -390,6 +463,41 @@ mod tests {
         assert!(fetch(c.local_addr()).starts_with("HTTP/1.1 200 OK"));
         let stats = c.stop();
         assert_eq!((stats.timeouts, stats.answered, stats.connections), (3, 1, 4), "{stats:?}");
+    }
+
+    fn get(addr: SocketAddr, target: &str) -> Vec<u8> {
+        let mut s = StdStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn pcap_answers_a_capture_of_the_seconds_asked() {
+        let opts = crate::pcap::PcapOpts { file: None, snaplen: 128, max_bytes: 1 << 20, files: 1 };
+        let cap = crate::pcap::Capturer::start(&opts, "veth9").unwrap();
+        let render: Render = Box::new(|_: &str, _: &ControlStats| Answer::metrics("metrics\n".into()));
+        let c = Control::spawn("127.0.0.1:0".parse().unwrap(), TIMEOUT, render, Some(cap.shared.clone())).unwrap();
+        let t0 = Instant::now();
+        let got = get(c.local_addr(), "/pcap?seconds=1");
+        let took = t0.elapsed();
+        let at = got.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+        let head = String::from_utf8_lossy(&got[..at]);
+        assert!(head.starts_with("HTTP/1.1 200 OK") && head.contains("application/x-pcapng"), "{head}");
+        assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(3), "answered after {took:?}");
+        let blocks = crate::pcap::pcapng::blocks(&got[at..]).unwrap();
+        assert_eq!(blocks.len(), 2, "a section and its interface; no traffic was tapped");
+        assert!(String::from_utf8_lossy(&get(c.local_addr(), "/pcap?seconds=61")).starts_with("HTTP/1.1 400"));
+        assert!(String::from_utf8_lossy(&get(c.local_addr(), "/metrics")).ends_with("metrics\n"));
+        c.stop();
+        cap.stop();
+        // A server without a capture says so.
+        let bare = start(TIMEOUT);
+        let got = get(bare.local_addr(), "/pcap?seconds=1");
+        assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"), "{}", String::from_utf8_lossy(&got));
+        bare.stop();
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Endpoints {
     pub workers: Vec<WorkerView>,
     pub prog: Arc<Mutex<ProgramCounters>>,
     pub log: Option<Arc<LogStats>>,
+    /// The packet capture's counters, if one runs.
+    pub pcap: Option<Arc<crate::pcap::Capture>>,
 }
 
 impl Endpoints {
@@ -66,7 +68,7 @@ impl Endpoints {
     fn metrics(&self, cs: &ControlStats) -> String {
         let per: Vec<(u32, Metrics)> =
             self.workers.iter().map(|w| (w.queue, w.slot.read().unwrap_or_default())).collect();
-        exposition(&per, &super::summed(&per, &self.prog, Some(cs), self.log.as_deref()))
+        exposition(&per, &super::summed(&per, &self.prog, Some(cs), self.log.as_deref(), self.pcap.as_deref()))
     }
 
     fn connections(&self) -> String {

@@ -8,10 +8,15 @@
 //! it: the header carries the pseudo-header sum and a checksum request sits in the TX
 //! metadata in front of it (copy mode: the kernel marks the skb `CHECKSUM_PARTIAL`;
 //! zero-copy: the NIC finishes it). No payload byte is read by this process then.
+//!
+//! With a packet capture running, each packet the ring took is also recorded by the tap
+//! (its first snap-length bytes, see [`crate::pcap`]).
 
 use datapath::{PushError, TxChecksum, XskSocket};
 use stack::{Full, Link, PartialChecksum, TxOffload};
 use umem::{Buf, BufSlice};
+
+use crate::pcap::{Direction, Tap};
 
 /// `stack::Link` for one socket.
 pub struct XskLink<'a> {
@@ -19,9 +24,18 @@ pub struct XskLink<'a> {
     pub mtu: usize,
     /// Packets refused for a reason other than a full ring (should stay 0).
     pub refused: &'a mut u64,
+    /// The packet capture's tap, if there is one.
+    pub tap: Option<&'a mut Tap>,
 }
 
 impl XskLink<'_> {
+    /// Records a packet the ring took.
+    fn record(&mut self, taken: bool, frags: &[BufSlice]) {
+        if let (true, Some(t)) = (taken, &mut self.tap) {
+            t.record(Direction::Outbound, frags.iter().map(BufSlice::as_bytes));
+        }
+    }
+
     fn outcome(&mut self, res: Result<(), PushError>) -> Result<(), Full> {
         match res {
             Ok(()) => Ok(()),
@@ -60,11 +74,13 @@ impl Link for XskLink<'_> {
 
     fn transmit(&mut self, frags: &[BufSlice]) -> Result<(), Full> {
         let res = self.sock.queue_tx(frags);
+        self.record(res.is_ok(), frags);
         self.outcome(res)
     }
 
     fn transmit_partial(&mut self, frags: &mut [BufSlice], csum: PartialChecksum) -> Result<(), Full> {
         let res = self.sock.queue_tx_with_checksum(frags, TxChecksum { start: csum.start, offset: csum.offset });
+        self.record(res.is_ok(), frags);
         self.outcome(res)
     }
 }

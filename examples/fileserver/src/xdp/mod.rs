@@ -62,7 +62,7 @@ mod sink;
 mod tests;
 mod worker;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,16 +80,18 @@ use self::publish::Slot;
 pub(crate) use self::worker::size_table;
 use self::worker::{Spec, Worker};
 use crate::access_log::LogStats;
+use crate::addrs::ServeAddrs;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};
+use crate::pcap::{Capture, Capturer, PcapOpts};
 use crate::root::Root;
 
 /// Settings of the AF_XDP backend.
 #[derive(Debug, Clone)]
 pub struct XdpOpts {
     pub iface: String,
-    pub addr: IpAddr,
-    pub prefix: u8,
+    /// The IPv4 and/or IPv6 address served, with their prefix lengths.
+    pub addrs: ServeAddrs,
     pub port: u16,
     /// The first rx queue to bind.
     pub queue: u32,
@@ -111,6 +113,8 @@ pub struct XdpOpts {
     pub busy: bool,
     /// The control port (kernel TCP).
     pub metrics_addr: Option<SocketAddr>,
+    /// The packet capture (`--pcap`; `/pcap` on the control port uses its snap length).
+    pub pcap: PcapOpts,
     pub user: Option<String>,
     pub limits: Limits,
     /// The access log's sender, if `--access-log` is on.
@@ -130,12 +134,7 @@ pub fn run(
     dump: &Arc<AtomicBool>,
 ) -> Result<()> {
     datapath::caps::require_datapath()?;
-    let IpAddr::V4(addr4) = opts.addr else { bail!("--backend xdp serves IPv4 for now: give --addr a.b.c.d") };
-    if addr4.is_unspecified() {
-        bail!(
-            "--backend xdp needs the server's own address in --addr (the stack answers ARP and builds headers with it)"
-        );
-    }
+    opts.addrs.check_own().map_err(anyhow::Error::msg)?;
     let iface = Interface::by_name(&opts.iface)?;
     let mac = read_mac(&iface.name)?;
     let queues = opts.queues.resolve(opts.queue, iface.rx_queues).map_err(anyhow::Error::msg)?;
@@ -145,6 +144,11 @@ pub fn run(
         // Inherited by every thread spawned from here on.
         crate::privdrop::no_new_privs()?;
     }
+    // Opened before privileges are dropped; a control port can start live captures.
+    let capturer = match opts.pcap.file.is_some() || opts.metrics_addr.is_some() {
+        true => Some(Capturer::start(&opts.pcap, &iface.name)?),
+        false => None,
+    };
     let mut program =
         SteerProgram::attach(&iface, if opts.skb { AttachPolicy::Skb } else { AttachPolicy::PreferDriver })?;
 
@@ -155,10 +159,10 @@ pub fn run(
             cpu: Some(cpu),
             iface: iface.clone(),
             mac,
-            addr: addr4,
             opts: opts.clone(),
             secret,
             root: root.try_clone()?,
+            tap: capturer.as_ref().map(Capturer::tap),
         };
         match Worker::spawn(spec, stop.clone()) {
             Ok(w) => workers.push(w),
@@ -177,14 +181,17 @@ pub fn run(
             return Err(abandon(workers, e.into()));
         }
     }
-    if let Err(e) = program.steer(Proto::Tcp, opts.addr, opts.port) {
-        return Err(abandon(workers, e.into()));
+    for addr in opts.addrs.all() {
+        if let Err(e) = program.steer(Proto::Tcp, addr, opts.port) {
+            return Err(abandon(workers, e.into()));
+        }
     }
     let slots: Vec<(u32, Arc<Slot>)> = workers.iter().map(|w| (w.queue, w.slot.clone())).collect();
     let prog_counters = Arc::new(Mutex::new(ProgramCounters::default()));
     let log = opts.access_log.as_ref().map(|l| l.stats());
     let control = match opts.metrics_addr {
         Some(addr) => {
+            let pcap = capturer.as_ref().map(|c| c.shared.clone());
             let endpoints = Endpoints {
                 workers: workers
                     .iter()
@@ -192,9 +199,10 @@ pub fn run(
                     .collect(),
                 prog: prog_counters.clone(),
                 log: log.clone(),
+                pcap: pcap.clone(),
             };
             let render = Box::new(move |path: &str, cs: &ControlStats| endpoints.answer(path, cs));
-            match Control::spawn(addr, control::TIMEOUT, render) {
+            match Control::spawn(addr, control::TIMEOUT, render, pcap) {
                 Ok(c) => Some(c),
                 Err(e) => return Err(abandon(workers, e)),
             }
@@ -202,7 +210,7 @@ pub fn run(
         None => None,
     };
 
-    println!("fileserver on http://{}:{}/ serving {}", opts.addr, opts.port, root_path.display());
+    println!("fileserver on {} serving {}", opts.addrs.urls(opts.port), root_path.display());
     println!("  backend         AF_XDP + user-space TCP");
     println!("  interface       {} (MTU {}, {})", iface.name, iface.mtu, describe_queues(&queues, iface.rx_queues));
     println!("  XDP attach      {}", program.mode());
@@ -223,6 +231,17 @@ pub fn run(
     );
     println!("  congestion      {}", describe_cc(opts.congestion));
     println!("  hugepages       {}", ready[0].backing);
+    match (&opts.pcap.file, &control) {
+        (Some(f), _) => println!(
+            "  packet capture  {} (pcapng, snaplen {}, rotated at {} bytes, {} files kept)",
+            f.display(),
+            opts.pcap.snaplen,
+            opts.pcap.max_bytes,
+            opts.pcap.files
+        ),
+        (None, Some(_)) => println!("  packet capture  off (GET /pcap?seconds=N on the control port captures N s)"),
+        (None, None) => println!("  packet capture  off"),
+    }
     println!(
         "  pool            {} frames + {} blocks x {} KiB per worker, {}",
         opts.frames,
@@ -277,7 +296,8 @@ pub fn run(
         w.go();
     }
 
-    let failed = wait(&workers, &slots, &prog_counters, log.as_deref(), &program, stop, dump);
+    let pcap = capturer.as_ref().map(|c| c.shared.clone());
+    let failed = wait(&workers, &slots, &prog_counters, (log.as_deref(), pcap.as_deref()), &program, stop, dump);
     stop.store(true, Ordering::Relaxed);
     for w in &workers {
         w.wake();
@@ -294,16 +314,19 @@ pub fn run(
         }
     }
     let cstats = control.map(Control::stop);
+    // The workers' taps handed their last chunks over when they ended.
+    let captured = capturer.map(Capturer::stop).is_some();
     if let Ok(c) = program.counters() {
         *prog_counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
     }
     drop(program);
-    print!("{}", render(&finals, &prog_counters, cstats.as_ref(), log.as_deref()));
+    print!("{}", render(&finals, &prog_counters, cstats.as_ref(), log.as_deref(), pcap.as_deref()));
     drop(pid_file);
     let left = threads_now().unwrap_or(0);
     println!(
-        "  threads         {spawned} worker(s){} joined, {left} left; XDP detached",
-        if cstats.is_some() { " and the control thread" } else { "" }
+        "  threads         {spawned} worker(s){}{} joined, {left} left; XDP detached",
+        if cstats.is_some() { " and the control thread" } else { "" },
+        if captured { " and the capture writer" } else { "" }
     );
     if failed || !errors.is_empty() {
         bail!("a worker stopped: {}", errors.join("; "));
@@ -342,12 +365,12 @@ fn abandon(workers: Vec<Worker>, e: anyhow::Error) -> anyhow::Error {
 
 /// The main thread's wait: until `stop`, or a worker ends on its own (then `true`).
 /// Meanwhile it refreshes the program's counters for the control port and dumps the
-/// counters on SIGUSR1.
+/// counters on SIGUSR1 (with the access log's and the packet capture's, if any).
 fn wait(
     workers: &[Worker],
     slots: &[(u32, Arc<Slot>)],
     prog: &Mutex<ProgramCounters>,
-    log: Option<&LogStats>,
+    (log, pcap): (Option<&LogStats>, Option<&Capture>),
     program: &SteerProgram,
     stop: &AtomicBool,
     dump: &AtomicBool,
@@ -358,7 +381,7 @@ fn wait(
             *prog.lock().unwrap_or_else(|e| e.into_inner()) = c;
         }
         if dump.swap(false, Ordering::Relaxed) {
-            print!("{}", render_now(slots, prog, None, log));
+            print!("{}", render_now(slots, prog, None, log, pcap));
         }
         if let Some(w) = workers.iter().find(|w| w.is_finished()) {
             if stop.load(Ordering::Relaxed) {
@@ -377,33 +400,37 @@ fn render_now(
     prog: &Mutex<ProgramCounters>,
     cs: Option<&ControlStats>,
     log: Option<&LogStats>,
+    pcap: Option<&Capture>,
 ) -> String {
     let per: Vec<(u32, Metrics)> = slots.iter().map(|(q, s)| (*q, s.read().unwrap_or_default())).collect();
-    render(&per, prog, cs, log)
+    render(&per, prog, cs, log, pcap)
 }
 
 /// The counters as text (SIGUSR1 and exit): the sum over workers with the program's, the
-/// control port's and the access log's, then each worker's with a `queue` label.
+/// control port's, the access log's and the packet capture's, then each worker's with a
+/// `queue` label.
 fn render(
     per_queue: &[(u32, Metrics)],
     prog: &Mutex<ProgramCounters>,
     cs: Option<&ControlStats>,
     log: Option<&LogStats>,
+    pcap: Option<&Capture>,
 ) -> String {
-    let mut out = summed(per_queue, prog, cs, log).render("xdp");
+    let mut out = summed(per_queue, prog, cs, log, pcap).render("xdp");
     for (q, m) in per_queue {
         m.write_series(&mut out, Some(&format!("queue=\"{q}\"")));
     }
     out
 }
 
-/// The sum over workers, with the program's, the control port's and the access log's
-/// counters.
+/// The sum over workers, with the program's, the control port's, the access log's and the
+/// packet capture's counters.
 fn summed(
     per_queue: &[(u32, Metrics)],
     prog: &Mutex<ProgramCounters>,
     cs: Option<&ControlStats>,
     log: Option<&LogStats>,
+    pcap: Option<&Capture>,
 ) -> Metrics {
     let mut sum = Metrics::default();
     for (_, m) in per_queue {
@@ -426,6 +453,9 @@ fn summed(
     }
     if let Some(l) = log {
         sum.extra.extend(l.series());
+    }
+    if let Some(p) = pcap {
+        sum.extra.extend(p.series());
     }
     sum
 }
@@ -522,7 +552,7 @@ mod unit {
             m
         };
         let cs = ControlStats { answered: 1, ..Default::default() };
-        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&cs), None);
+        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&cs), None, None);
         let sum = text.find("fileserver_requests_total 7\n").expect("the sum");
         let q0 = text.find("fileserver_requests_total{queue=\"0\"} 2\n").expect("queue 0");
         let q3 = text.find("fileserver_requests_total{queue=\"3\"} 5\n").expect("queue 3");

@@ -15,7 +15,6 @@
 //! port only after every worker reported [`Ready`], and sends "go" only after privileges
 //! are dropped, so nothing is served as root.
 
-use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -27,7 +26,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use datapath::{BindMode, BindPolicy, Interface, TxChecksumOffload, XskConfig, XskSocket};
 use fileserver_sys::poll::{self, Wait};
 use rustix::event::EventfdFlags;
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr, Ipv6Cidr};
 use stack::{Stack, StackConfig};
 use umem::{Backing, BlockCache, BlockReader, Pool};
 
@@ -36,6 +35,7 @@ use super::link::XskLink;
 use super::publish::{self, Publisher, Slot};
 use super::{Core, XdpOpts};
 use crate::metrics::Metrics;
+use crate::pcap::{unix_ns, Direction, Tap};
 use crate::root::Root;
 use crate::session::Clock;
 
@@ -48,11 +48,12 @@ pub struct Spec {
     pub cpu: Option<usize>,
     pub iface: Interface,
     pub mac: [u8; 6],
-    pub addr: Ipv4Addr,
     pub opts: XdpOpts,
     /// The SYN cookie and ISN secret, the same in every worker.
     pub secret: u64,
     pub root: Root,
+    /// The packet capture's tap (`--pcap`, or a control port that can start one).
+    pub tap: Option<Tap>,
 }
 
 /// What a worker reports once its socket exists, before it serves anything.
@@ -154,6 +155,8 @@ fn run(
     go: &Receiver<()>,
 ) -> Result<Metrics> {
     let (queue, busy) = (spec.queue, spec.opts.busy);
+    let mut spec = spec;
+    let tap = spec.tap.take();
     let (mut core, mut sock, tx_size, facts) = match set_up(spec) {
         Ok(parts) => parts,
         Err(e) => {
@@ -167,13 +170,13 @@ fn run(
         return Ok(metrics(&core, &sock, &Loop::default()));
     }
     let mut l = Loop { busy, tx_size, ..Loop::default() };
-    l.serve(&mut core, &mut sock, stop, slot, wake);
+    l.serve(&mut core, &mut sock, tap, stop, slot, wake);
     Ok(metrics(&core, &sock, &l))
 }
 
 /// Pins the thread, builds the pool, socket, reader, cache, stack and core.
 fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
-    let Spec { queue, cpu, iface, mac, addr, opts, secret, root } = spec;
+    let Spec { queue, cpu, iface, mac, opts, secret, root, .. } = spec;
     if let Some(cpu) = cpu {
         let mut set = rustix::thread::CpuSet::new();
         set.set(cpu);
@@ -196,7 +199,8 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let cache = BlockCache::new(reader, &opts.pool.cache_config());
     let access_log = opts.access_log.clone();
     let mut cfg = StackConfig::new(EthernetAddress(mac));
-    cfg.ipv4 = Some(Ipv4Cidr::new(addr, opts.prefix));
+    cfg.ipv4 = opts.addrs.v4.map(|(a, p)| Ipv4Cidr::new(a, p));
+    cfg.ipv6 = opts.addrs.v6.map(|(a, p)| Ipv6Cidr::new(a, p));
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
@@ -241,7 +245,15 @@ struct Loop {
 
 impl Loop {
     /// The run-to-completion loop, until `stop`.
-    fn serve(&mut self, core: &mut Core, sock: &mut XskSocket, stop: &AtomicBool, slot: &Slot, wake: &OwnedFd) {
+    fn serve(
+        &mut self,
+        core: &mut Core,
+        sock: &mut XskSocket,
+        mut tap: Option<Tap>,
+        stop: &AtomicBool,
+        slot: &Slot,
+        wake: &OwnedFd,
+    ) {
         let mtu = sock.interface().mtu as usize;
         // The slot's time base, so the control port can tell how long ago a turn was.
         let clock = Clock::since(slot.epoch());
@@ -261,6 +273,9 @@ impl Loop {
             if slot.wants_connections() {
                 slot.offer_connections(now.mono, |rows| core.connections(rows, publish::MAX_CONNECTIONS));
             }
+            if let Some(t) = &mut tap {
+                t.begin_turn(unix_ns(now.wall));
+            }
             rx.clear();
             let n = sock.recv(&mut rx, 64);
             for f in rx.drain(..) {
@@ -269,9 +284,12 @@ impl Loop {
                     core.metrics.rx_multi_dropped += 1;
                     continue;
                 }
+                if let Some(t) = &mut tap {
+                    t.record(Direction::Inbound, std::iter::once(f.data.as_bytes()));
+                }
                 core.receive(now.mono, f.data);
             }
-            let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut self.refused });
+            let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut self.refused, tap: tap.as_mut() });
             let reaped = sock.complete();
             sock.poll();
             let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
@@ -287,6 +305,9 @@ impl Loop {
                     memory_wait: core.waiting_for_memory() || core.blocks().pool().stats().frames_free == 0,
                 }),
             };
+            if let Some(t) = &mut tap {
+                t.end_turn(sleep.is_some());
+            }
             if publisher.due(now.mono, sleep.is_some()) && slot.offer(|| metrics(core, sock, self)) {
                 publisher.published(now.mono);
             }
