@@ -177,13 +177,26 @@ fn escape_help(s: &str) -> String {
 pub fn help(name: &str) -> String {
     let short = name.strip_prefix("fileserver_").unwrap_or(name);
     let known = HELP.iter().find(|(n, _)| *n == short).map(|(_, h)| *h);
-    match known {
-        Some(h) => h.to_owned(),
+    match known.map(str::to_owned).or_else(|| stack_help(short)) {
+        Some(h) => h,
         None => format!(
             "{} of the file server ({short}).",
             if Kind::of(name) == Kind::Counter { "Counter" } else { "Level" }
         ),
     }
+}
+
+/// The stack's own documentation of a counter it exports (`tcp_paws_rejected_total` ->
+/// the `tcp_paws_rejected` field's).
+fn stack_help(short: &str) -> Option<String> {
+    let field = short.strip_suffix("_total").unwrap_or(short);
+    let mut found = None;
+    stack::Counters::default().each(|name, help, _, _| {
+        if name == field {
+            found = Some(format!("TCP/IP stack: {help}"));
+        }
+    });
+    found
 }
 
 const HELP: &[(&str, &str)] = &[
@@ -285,6 +298,16 @@ const HELP: &[(&str, &str)] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_counters_carry_the_stacks_own_documentation() {
+        assert_eq!(
+            help("fileserver_tcp_paws_rejected_total"),
+            "TCP/IP stack: Segments rejected by PAWS (old timestamp)."
+        );
+        assert!(help("fileserver_tcp_reordering_max").starts_with("TCP/IP stack: The largest reordering"));
+        assert!(help("fileserver_no_such_thing_total").starts_with("Counter of the file server"));
+    }
 
     #[test]
     fn buckets_are_cumulative_and_end_at_inf() {

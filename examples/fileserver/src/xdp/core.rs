@@ -286,7 +286,7 @@ impl Core {
         self.due = due;
     }
 
-    /// The HTTP counters with the stack's, the cache's and the pool's.
+    /// The HTTP counters with the stack's (all of them), the cache's and the pool's.
     pub fn metrics(&self) -> Metrics {
         let mut m = self.metrics.clone();
         let s = self.stack.counters();
@@ -331,6 +331,19 @@ impl Core {
             (format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.stack.config().tcp.congestion.name()), 1),
         ];
         self.blocks.counters(&mut m.extra);
+        // Every other stack counter under its own name (`_total` unless it is a maximum),
+        // so what the stack counts reaches the operator without a list to keep in step.
+        let listed: std::collections::HashSet<String> = m.extra.iter().map(|(k, _)| k.clone()).collect();
+        s.each(|name, _, value, is_max| {
+            let key = if is_max { name.to_owned() } else { format!("{name}_total") };
+            if !EXPORTED_AS_STACK.contains(&name) && !listed.contains(&key) {
+                m.extra.push((key, value));
+            }
+        });
         m
     }
 }
+
+/// Stack counters exported above under `stack_` names (kept for the dashboards and tests
+/// that read them), so [`Core::metrics`] does not export them twice.
+const EXPORTED_AS_STACK: [&str; 4] = ["tx_link_full", "tx_no_frame", "tx_frames", "rx_frames"];

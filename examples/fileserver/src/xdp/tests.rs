@@ -325,3 +325,24 @@ fn ipv6_and_ipv4_side_by_side_are_byte_exact_with_checksums_left_to_the_link() {
     assert_eq!(net.client.counters().tcp_bad_checksum, 0, "the client found a bad checksum");
     assert_eq!(net.core.metrics().bytes_copied, 0, "payload copied by the CPU");
 }
+
+/// Every stack counter is exported, each once: those the core lists by hand and the rest
+/// under their own names.
+#[test]
+fn every_stack_counter_is_exported_once() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let r = fetch(&mut net, &get("/s4097"), 1);
+    assert_eq!(r[0].status, 200);
+    let m = net.core.metrics();
+    let names: Vec<&str> = m.extra.iter().map(|(k, _)| k.as_str()).collect();
+    let mut unique = names.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), names.len(), "a series is exported twice: {names:?}");
+    for want in ["tcp_paws_rejected_total", "tcp_challenge_acks_total", "tcp_reordering_max", "tcp_rx_segments_total"] {
+        assert!(names.contains(&want), "{want} is not exported: {names:?}");
+    }
+    let rx = m.extra.iter().find(|(k, _)| k == "tcp_rx_segments_total").map(|(_, v)| *v);
+    assert!(rx > Some(0), "the segments received are counted: {rx:?}");
+}
