@@ -56,6 +56,7 @@ pub enum Status {
     RangeNotSatisfiable,
     HeaderFieldsTooLarge,
     InternalError,
+    ServiceUnavailable,
     VersionNotSupported,
 }
 
@@ -74,6 +75,7 @@ impl Status {
             Status::RangeNotSatisfiable => 416,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalError => 500,
+            Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
     }
@@ -92,12 +94,13 @@ impl Status {
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalError => "Internal Server Error",
+            Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
     }
 
     /// Every status, for counters.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 13] = [
         Status::Ok,
         Status::PartialContent,
         Status::NotModified,
@@ -109,6 +112,7 @@ impl Status {
         Status::RangeNotSatisfiable,
         Status::HeaderFieldsTooLarge,
         Status::InternalError,
+        Status::ServiceUnavailable,
         Status::VersionNotSupported,
     ];
 }
@@ -421,6 +425,9 @@ pub fn answer_error(status: Status, http11: bool, close: bool, head_only: bool, 
     let mut h = start(status, http11, close, now);
     if status == Status::MethodNotAllowed {
         h.push_str("Allow: GET, HEAD\r\n");
+    }
+    if status == Status::ServiceUnavailable {
+        h.push_str("Retry-After: 1\r\n");
     }
     h.push_str(&format!("Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n", body.len()));
     if !head_only {

@@ -21,6 +21,9 @@ struct Args {
     /// RESOLVE_BENEATH): `..`, encoded dots and symlinks leading out are refused.
     #[arg(long)]
     root: PathBuf,
+    /// Names starting with a dot (`.git`, `.env`): `deny` answers 404, `allow` serves them.
+    #[arg(long, value_enum, default_value_t = root::Dotfiles::Deny)]
+    dotfiles: root::Dotfiles,
     /// Address to serve on.
     #[arg(long, default_value = "0.0.0.0")]
     addr: IpAddr,
@@ -138,7 +141,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let root = root::Root::open(&args.root)?;
+    let root = root::Root::with_policy(&args.root, args.dotfiles)?;
     let limits = options::Limits {
         max_connections: args.max_connections,
         head_timeout: Duration::from_secs(args.head_timeout),

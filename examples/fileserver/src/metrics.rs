@@ -27,6 +27,12 @@ pub struct Metrics {
     pub extra: Vec<(String, u64)>,
 }
 
+/// Whether the `n`th occurrence of a condition is worth a log line: the 1st, 2nd, 4th,
+/// 8th, ... (a flood logs a few lines, each with its count; no clock needed).
+pub fn worth_logging(n: u64) -> bool {
+    n.is_power_of_two()
+}
+
 impl Metrics {
     pub fn count(&mut self, s: Status) {
         self.requests += 1;

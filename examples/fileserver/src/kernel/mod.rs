@@ -336,6 +336,7 @@ impl Server {
             }
             _ => {}
         }
+        m.extra.extend(self.root.counters().lines());
         m.render(self.method.name())
     }
 }

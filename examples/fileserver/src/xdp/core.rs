@@ -283,6 +283,7 @@ impl Core {
             ("pool_blocks_free".into(), u64::from(ps.blocks_free)),
         ];
         self.blocks.counters(&mut m.extra);
+        m.extra.extend(self.root.counters().lines());
         m
     }
 }
