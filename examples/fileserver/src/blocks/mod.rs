@@ -11,6 +11,7 @@
 //! (slot and generation): a read that finishes, or fails, after its connection closed
 //! reaches nobody, even when a new connection already took the slot.
 
+pub mod align;
 mod stream;
 
 use std::collections::HashMap;

@@ -115,7 +115,7 @@ impl Server {
         };
         let direct = match method {
             Method::DirectUring => {
-                let d = Direct::new(direct)?;
+                let d = Direct::new(direct, &root)?;
                 poll.registry()
                     .register(&mut SourceFd(&d.ring_fd()), RING, Interest::READABLE)
                     .context("adding the io_uring to epoll")?;

@@ -181,8 +181,11 @@ pub struct Session<B> {
     closing: bool,
     /// The peer closed its side (answer what is complete, then close).
     eof: bool,
-    /// When the request head now at the front of `inbuf` began to arrive.
+    /// When the request head now at the front of `inbuf` began to arrive (or the body
+    /// being discarded, which the head timer also bounds).
     head_started: Option<Instant>,
+    /// Bytes of an answered request's body still to arrive: discarded as they come.
+    skip: u64,
     /// The last time bytes moved either way.
     last_progress: Instant,
 }
@@ -196,6 +199,7 @@ impl<B> Session<B> {
             closing: false,
             eof: false,
             head_started: None,
+            skip: 0,
             last_progress: now,
         }
     }
@@ -217,6 +221,20 @@ impl<B> Session<B> {
         }
         self.inbuf.extend_from_slice(&bytes[..n]);
         self.arrived(now);
+    }
+
+    /// Drops the front of the input that belongs to a body being discarded.
+    fn discard(&mut self, now: Instant) {
+        if self.skip == 0 {
+            return;
+        }
+        let n = self.skip.min(self.inbuf.len() as u64);
+        self.inbuf.drain(..n as usize);
+        self.skip -= n;
+        if self.skip == 0 {
+            // The body is over: what follows starts the next request's head.
+            self.head_started = (!self.inbuf.is_empty()).then_some(now);
+        }
     }
 
     /// Whether input waits only because the response queue is full.
@@ -251,6 +269,7 @@ impl<B> Session<B> {
     fn arrived(&mut self, now: Instant) {
         self.head_started.get_or_insert(now);
         self.last_progress = now;
+        self.discard(now);
     }
 
     /// The peer closed its sending side: complete requests are still answered.
@@ -289,7 +308,7 @@ impl<B> Session<B> {
             // Whatever is left is an incomplete request that can never complete.
             self.closing = true;
         }
-        if self.inbuf.is_empty() {
+        if self.inbuf.is_empty() && self.skip == 0 {
             self.head_started = None;
         }
         full
@@ -297,9 +316,12 @@ impl<B> Session<B> {
 
     fn push(&mut self, now: Instant, head: Head, consumed: usize, body: Option<B>, metrics: &mut Metrics) {
         metrics.count(head.status);
-        self.inbuf.drain(..consumed.min(self.inbuf.len()));
-        // The next request's head (if any bytes of it are here) starts now.
-        self.head_started = (!self.inbuf.is_empty()).then_some(now);
+        let took = consumed.min(self.inbuf.len());
+        self.inbuf.drain(..took);
+        // A body longer than what has arrived is discarded as the rest comes in.
+        self.skip = (consumed - took) as u64;
+        // The next request's head (or the rest of this body) starts now.
+        self.head_started = (!self.inbuf.is_empty() || self.skip > 0).then_some(now);
         if head.close {
             self.closing = true;
         }

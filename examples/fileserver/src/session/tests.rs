@@ -258,3 +258,39 @@ fn serve_says_how_the_connection_ends() {
     let mut s: Session<Fake> = Session::new(Instant::ZERO);
     assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Done);
 }
+
+#[test]
+fn a_body_larger_than_the_input_buffer_is_discarded_as_it_arrives() {
+    // 40 KB is under MAX_BODY but over what the session buffers (INBUF + MAX_HEAD): it
+    // used to wait for the whole body to fit, and stalled until the head timeout.
+    let body = 40_000;
+    assert!(body > INBUF + http::MAX_HEAD && body as u64 <= http::MAX_BODY);
+    let mut input = format!("GET /3 HTTP/1.1\r\nHost: h\r\nContent-Length: {body}\r\n\r\n").into_bytes();
+    input.extend(std::iter::repeat_n(b'x', body));
+    input.extend_from_slice(get("/4").as_bytes());
+    let mut t = Script { input, at: 0, wire: Wire { room: usize::MAX, got: Vec::new() }, fail_read: false };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Open { retry: false });
+    assert_eq!(m.requests, 2, "both requests answered: {}", s.describe());
+    assert_eq!(t.wire.got, b"H3|333H4|4444", "the body's bytes were not taken for a request");
+    assert_eq!(s.deadline(&limits()).1, Timeout::Idle, "nothing is left arriving");
+}
+
+#[test]
+fn a_body_still_arriving_is_under_the_head_timer() {
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    s.receive(Instant::ZERO, b"GET /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc");
+    s.answer(at(0), &mut Site, &mut m);
+    assert_eq!(m.requests, 1, "answered before its body arrived");
+    let mut wire = Wire { room: 100, got: Vec::new() };
+    s.flush(Instant::from_millis(10), &mut wire).unwrap();
+    assert_eq!(s.deadline(&limits()), (Instant::from_millis(2000), Timeout::Head), "97 body bytes still due");
+    s.receive(Instant::from_millis(500), &[b'y'; 97]);
+    s.receive(Instant::from_millis(600), get("/2").as_bytes());
+    s.answer(at(600), &mut Site, &mut m);
+    assert_eq!(m.requests, 2);
+    s.flush(Instant::from_millis(600), &mut wire).unwrap();
+    assert_eq!(wire.got, b"H1|1H2|22");
+}

@@ -81,6 +81,9 @@ pub fn run(
     program.steer(Proto::Tcp, opts.addr, opts.port)?;
     let reader =
         umem::BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
+    if opts.pool.direct_io {
+        crate::blocks::align::check(&reader, crate::blocks::align::of_root(&root)).map_err(anyhow::Error::msg)?;
+    }
     let cache = BlockCache::new(reader, &opts.pool.cache_config());
     let mut cfg = StackConfig::new(EthernetAddress(mac));
     cfg.ipv4 = Some(Ipv4Cidr::new(addr4, opts.prefix));
