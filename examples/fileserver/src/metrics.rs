@@ -21,8 +21,6 @@ pub struct Metrics {
     pub timeouts_idle: u64,
     pub timeouts_write: u64,
     pub refused_connections: u64,
-    /// Multi-buffer packets received where single frames were expected (AF_XDP backend).
-    pub rx_multi_dropped: u64,
     /// Backend-specific lines (`name value`).
     pub extra: Vec<(String, u64)>,
 }

@@ -57,6 +57,9 @@ pub struct SimConfig {
     pub tcp: TcpConfig,
     /// The wire, both directions.
     pub faults: Faults,
+    /// Frames towards the server arrive as multi-buffer packets of fragments of this many
+    /// bytes (as AF_XDP hands over a packet longer than an RX frame); 0: whole.
+    pub rx_fragment: usize,
 }
 
 impl Default for SimConfig {
@@ -79,6 +82,7 @@ impl Default for SimConfig {
             },
             tcp: TcpConfig { time_wait: Duration::from_secs(1), ..TcpConfig::default() },
             faults: Faults::default(),
+            rx_fragment: 0,
         }
     }
 }
@@ -114,6 +118,7 @@ pub struct SimNet {
     pub ba: Channel,
     /// The virtual clock.
     pub now: Instant,
+    rx_fragment: usize,
 }
 
 impl SimNet {
@@ -143,7 +148,20 @@ impl SimNet {
             ab: Channel::new(cfg.faults, 1),
             ba: Channel::new(cfg.faults, 2),
             now: Instant::ZERO,
+            rx_fragment: cfg.rx_fragment,
         })
+    }
+
+    /// Hands the server one packet as AF_XDP would: in fragments of `piece` bytes, all
+    /// but the last flagged as having more (`piece` 0: one fragment).
+    pub fn inject(&mut self, packet: &[u8], piece: usize) {
+        let piece = if piece == 0 { packet.len().max(1) } else { piece };
+        let n = packet.len().div_ceil(piece);
+        for (i, chunk) in packet.chunks(piece).enumerate() {
+            if let Some(s) = self.link.rx_frame(chunk) {
+                self.core.receive_fragment(self.now, s, i + 1 < n);
+            }
+        }
     }
 
     /// Opens a client connection to the server; returns its index in [`SimNet::conns`].
@@ -179,9 +197,7 @@ impl SimNet {
     pub fn step(&mut self) {
         let now = self.now;
         while let Some(f) = self.ab.recv(now) {
-            if let Some(s) = self.link.rx_frame(&f) {
-                self.core.receive(now, s);
-            }
+            self.inject(&f, self.rx_fragment);
         }
         while let Some(f) = self.ba.recv(now) {
             if let Some(s) = self.client_link.rx_frame(&f) {

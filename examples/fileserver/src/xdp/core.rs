@@ -20,6 +20,7 @@ use smoltcp::wire::IpEndpoint;
 use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
 use umem::{BlockCache, BufSlice};
 
+use super::rx::Reassembly;
 use super::sink::{SinkStats, StackTransport};
 use crate::blocks::{self, BlockStream, Blocks, HasStreams};
 use crate::metrics::Metrics;
@@ -74,6 +75,8 @@ pub struct Core {
     /// HTTP counters.
     pub metrics: Metrics,
     sink: SinkStats,
+    /// The multi-buffer packet being received.
+    rx: Reassembly,
     /// Scratch for head frames and for ids (reused, so a pass allocates nothing).
     frames: Vec<BufSlice>,
     ids: Vec<SessionId>,
@@ -96,6 +99,7 @@ impl Core {
             limits,
             metrics: Metrics::default(),
             sink: SinkStats::default(),
+            rx: Reassembly::default(),
             frames: Vec::new(),
             ids: Vec::new(),
             due: Vec::new(),
@@ -151,7 +155,16 @@ impl Core {
         [self.stack.poll_at(), self.conns.next_timer()].into_iter().flatten().min()
     }
 
-    /// Takes one received frame, and wakes the session it is for.
+    /// Takes one received descriptor (`more`: more fragments of its packet follow, the
+    /// AF_XDP `XDP_PKT_CONTD`), and hands the stack each whole packet (see [`super::rx`]).
+    pub fn receive_fragment(&mut self, now: Instant, data: BufSlice, more: bool) {
+        let Core { rx, blocks, .. } = self;
+        if let Some(frame) = rx.push(blocks.pool(), data, more) {
+            self.receive(now, frame);
+        }
+    }
+
+    /// Takes one received frame (a whole packet), and wakes the session it is for.
     pub fn receive(&mut self, now: Instant, frame: BufSlice) {
         if let Some(id) = super::peer::source(frame.as_bytes()).and_then(|p| self.peers.get(&p)) {
             self.conns.wake(*id);
@@ -277,7 +290,10 @@ impl Core {
             ("stack_tx_frames_total".into(), s.tx_frames),
             ("stack_rx_frames_total".into(), s.rx_frames),
             ("tcp_bad_checksum_total".into(), s.tcp_bad_checksum),
-            ("rx_multi_buffer_dropped_total".into(), m.rx_multi_dropped),
+            ("rx_multi_buffer_joined_total".into(), self.rx.stats.joined),
+            ("rx_multi_buffer_joined_bytes_total".into(), self.rx.stats.joined_bytes),
+            ("rx_multi_buffer_too_long_dropped_total".into(), self.rx.stats.too_long),
+            ("rx_multi_buffer_no_frame_dropped_total".into(), self.rx.stats.no_frame),
             ("head_frame_waits_total".into(), self.sink.head_frame_waits),
             ("pool_frames_free".into(), u64::from(ps.frames_free)),
             ("pool_blocks_free".into(), u64::from(ps.blocks_free)),

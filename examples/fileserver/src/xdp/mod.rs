@@ -10,6 +10,7 @@
 mod core;
 mod link;
 mod peer;
+mod rx;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -142,12 +143,7 @@ pub fn run(
         rx.clear();
         let n = sock.recv(&mut rx, 64);
         for f in rx.drain(..) {
-            if f.more {
-                // Requests and ACKs fit one frame; a multi-buffer RX packet is not ours.
-                core.metrics.rx_multi_dropped += 1;
-                continue;
-            }
-            core.receive(now.mono, f.data);
+            core.receive_fragment(now.mono, f.data, f.more);
         }
         let turn = core.turn(now, &mut XskLink { sock: &mut sock, mtu: iface.mtu as usize, refused: &mut refused });
         sock.poll();

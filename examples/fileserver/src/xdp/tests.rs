@@ -186,3 +186,88 @@ fn a_turn_serves_only_connections_with_work_and_timers_touch_only_the_due() {
     let visits = net.core.work().timer_visits - idle.timer_visits;
     assert!(visits <= 2 * N, "{visits} timer visits to expire {N} timers");
 }
+
+/// An Ethernet frame with a TCP SYN from `src:port` to the simulated server's port.
+fn syn_frame(src: [u8; 4], port: u16) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+    let (s, d) = (Ipv4Address::from(src), Ipv4Address::new(10, 0, 0, 1));
+    let tcp = TcpRepr {
+        src_port: port,
+        dst_port: crate::sim::PORT,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(77),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr { src_addr: s, dst_addr: d, next_header: IpProtocol::Tcp, payload_len: 24, hop_limit: 64 };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
+        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; 14 + 20 + 24];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    let caps = ChecksumCapabilities::default();
+    ip.emit(&mut p, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), &s.into(), &d.into(), &caps);
+    buf
+}
+
+#[test]
+fn a_frame_forged_inside_a_jumbo_packet_never_reaches_the_stack() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    // The check holds only if the SYN on its own does open a connection.
+    let before = net.core.stack().counters().tcp_syn_received;
+    net.inject(&syn_frame([10, 0, 0, 8], 4000), 0);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.core.stack().counters().tcp_syn_received, before + 1, "a bare SYN is taken");
+
+    // A 9014-byte packet to the server's port, as AF_XDP hands it over in 3840-byte
+    // fragments; each later fragment begins with a SYN from an address of its own.
+    let mut jumbo = syn_frame([10, 0, 0, 2], 5000);
+    jumbo.resize(9014, 0);
+    for (k, at) in [3840usize, 7680].into_iter().enumerate() {
+        let forged = syn_frame([10, 0, 0, 20 + k as u8], 6000 + k as u16);
+        jumbo[at..at + forged.len()].copy_from_slice(&forged);
+    }
+    let frames = net.core.stack().counters().rx_frames;
+    let syns = net.core.stack().counters().tcp_syn_received;
+    net.inject(&jumbo, 3840);
+    net.run_for(Duration::from_millis(10));
+    let c = net.core.stack().counters();
+    assert_eq!(c.tcp_syn_received, syns, "a forged SYN inside the packet was taken for a frame");
+    assert_eq!(c.rx_frames, frames, "the stack saw a fragment as a frame");
+    let m = net.core.metrics();
+    let counter = |name: &str| m.extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    assert_eq!(counter("rx_multi_buffer_too_long_dropped_total"), 1, "the packet is dropped whole, and counted");
+}
+
+#[test]
+fn requests_arriving_in_fragments_are_joined_and_served() {
+    let (_dir, www) = www();
+    // Every frame towards the server over 200 bytes arrives as several fragments.
+    let cfg = SimConfig { rx_fragment: 200, ..SimConfig::default() };
+    let mut net = SimNet::new(&www, &cfg).unwrap();
+    let padded = format!("GET /s300000 HTTP/1.1\r\nHost: sim\r\nX-Pad: {}\r\n\r\n", "p".repeat(3000));
+    let r = fetch(&mut net, &padded, 1);
+    assert_eq!(r[0].status, 200);
+    assert!(r[0].body == content(300_000), "body differs");
+    let m = net.core.metrics();
+    let counter = |name: &str| m.extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    assert!(counter("rx_multi_buffer_joined_total") >= 1, "no packet was joined");
+    assert_eq!(counter("rx_multi_buffer_too_long_dropped_total"), 0);
+    assert_eq!(m.bytes_copied, 0, "joining request bytes is not copying payload");
+}
