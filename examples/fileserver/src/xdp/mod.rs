@@ -29,7 +29,7 @@ use stack::{Stack, StackConfig};
 use umem::{BlockCache, Pool};
 
 pub use self::core::{Core, Turn, Work};
-use self::link::XskLink;
+use self::link::{LinkState, XskLink};
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts};
 use crate::root::Root;
@@ -136,7 +136,7 @@ pub fn run(
     let mut core = Core::new(stack, listener, cache, root, opts.limits.clone());
     let clock = Clock::start();
     let mut rx = Vec::with_capacity(64);
-    let mut refused = 0u64;
+    let mut link = LinkState::for_socket(&sock);
     let mut idle = 0u32;
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now();
@@ -145,13 +145,13 @@ pub fn run(
         for f in rx.drain(..) {
             core.receive_fragment(now.mono, f.data, f.more);
         }
-        let turn = core.turn(now, &mut XskLink { sock: &mut sock, mtu: iface.mtu as usize, refused: &mut refused });
+        let turn = core.turn(now, &mut XskLink { sock: &mut sock, mtu: iface.mtu as usize, state: &mut link });
         sock.poll();
         if let Some(l) = &control {
-            serve_control(l, &core, &sock);
+            serve_control(l, &core, &sock, &link);
         }
         if dump.swap(false, Ordering::Relaxed) {
-            print!("{}", render(&core, &sock));
+            print!("{}", render(&core, &sock, &link));
         }
         if n == 0 && turn.sent == 0 && turn.completed == 0 {
             idle += 1;
@@ -171,12 +171,12 @@ pub fn run(
         }
     }
     println!("fileserver: stopping");
-    print!("{}", render(&core, &sock));
+    print!("{}", render(&core, &sock, &link));
     Ok(())
 }
 
-/// The counters: the core's, with the AF_XDP socket's.
-fn render(core: &Core, sock: &XskSocket) -> String {
+/// The counters: the core's, with the AF_XDP socket's and its link's.
+fn render(core: &Core, sock: &XskSocket, link: &LinkState) -> String {
     let mut m: Metrics = core.metrics();
     let xs = sock.stats();
     m.extra.extend([
@@ -189,18 +189,20 @@ fn render(core: &Core, sock: &XskSocket) -> String {
         ("xsk_tx_completed_total".into(), xs.tx_completed),
         ("xsk_tx_wakeups_total".into(), xs.tx_wakeups),
         ("xsk_tx_wakeup_errors_total".into(), xs.tx_wakeup_errors),
+        ("xsk_tx_refused_total".into(), link.refused),
+        ("xsk_tx_page_splits_total".into(), link.page_splits),
     ]);
     m.render("xdp")
 }
 
 /// Answers any connection on the control port with the counters, then closes it.
-fn serve_control(l: &TcpListener, core: &Core, sock: &XskSocket) {
+fn serve_control(l: &TcpListener, core: &Core, sock: &XskSocket, link: &LinkState) {
     while let Ok((mut s, _)) = l.accept() {
         let _ = s.set_nonblocking(false);
         let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
         let mut req = [0u8; 1024];
         let _ = s.read(&mut req);
-        let body = render(core, sock);
+        let body = render(core, sock, link);
         let _ = write!(
             s,
             "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
