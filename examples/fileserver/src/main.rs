@@ -96,9 +96,14 @@ struct Args {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, default_value_t = 30)]
     idle_timeout: u64,
-    /// Seconds a response may make no progress before the connection is dropped.
+    /// Seconds a response may make no progress (no byte acknowledged by the client)
+    /// before the connection is reset.
     #[arg(long, default_value_t = 30)]
     write_timeout: u64,
+    /// Most payload blocks one connection may hold, read ahead and unacknowledged; when
+    /// the pool runs short, connections get a fair share of it instead (xdp backend).
+    #[arg(long, default_value_t = 32)]
+    conn_blocks: u32,
 }
 
 impl Args {
@@ -147,6 +152,7 @@ fn run(args: Args) -> Result<()> {
         head_timeout: Duration::from_secs(args.head_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         write_timeout: Duration::from_secs(args.write_timeout),
+        conn_blocks: args.conn_blocks,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));

@@ -53,8 +53,11 @@ pub struct SimConfig {
     pub pool: PoolOpts,
     /// HTTP limits.
     pub limits: Limits,
-    /// TCP settings of both ends.
+    /// TCP settings of both ends ...
     pub tcp: TcpConfig,
+    /// ... or of the client only, if set (a small receive buffer: a peer whose window
+    /// shuts soon once it stops reading).
+    pub client_tcp: Option<TcpConfig>,
     /// The wire, both directions.
     pub faults: Faults,
     /// Frames towards the server arrive as multi-buffer packets of fragments of this many
@@ -79,8 +82,10 @@ impl Default for SimConfig {
                 head_timeout: StdDuration::from_secs(2),
                 idle_timeout: StdDuration::from_secs(30),
                 write_timeout: StdDuration::from_secs(30),
+                conn_blocks: 32,
             },
             tcp: TcpConfig { time_wait: Duration::from_secs(1), ..TcpConfig::default() },
+            client_tcp: None,
             faults: Faults::default(),
             rx_fragment: 0,
         }
@@ -98,6 +103,8 @@ pub struct ClientConn {
     pub ended: bool,
     /// The connection was reset or failed.
     pub reset: bool,
+    /// The client stopped reading (its receive window fills, then shuts).
+    pub paused: bool,
 }
 
 /// The server, the client and the wire.
@@ -142,7 +149,7 @@ impl SimNet {
         Ok(SimNet {
             core,
             link: SimLink::new(pool, true),
-            client: stack(2, cfg.tcp.clone(), 0xc1),
+            client: stack(2, cfg.client_tcp.clone().unwrap_or_else(|| cfg.tcp.clone()), 0xc1),
             client_link: SimLink::new(client_pool, true),
             conns: Vec::new(),
             ab: Channel::new(cfg.faults, 1),
@@ -168,7 +175,7 @@ impl SimNet {
     pub fn connect(&mut self) -> usize {
         let to = IpEndpoint::new(IpAddress::Ipv4(ip(1)), PORT);
         let h = self.client.connect(self.now, to).expect("the client stack has room for a connection");
-        self.conns.push(ClientConn { h, got: Vec::new(), ended: false, reset: false });
+        self.conns.push(ClientConn { h, got: Vec::new(), ended: false, reset: false, paused: false });
         self.conns.len() - 1
     }
 
@@ -213,7 +220,8 @@ impl SimNet {
             if c.ended {
                 continue;
             }
-            while let Ok(Some(s)) = self.client.read(c.h, usize::MAX) {
+            while !c.paused {
+                let Ok(Some(s)) = self.client.read(c.h, usize::MAX) else { break };
                 c.got.extend_from_slice(s.as_bytes());
             }
             let r = self.client.readiness(c.h);

@@ -104,6 +104,15 @@ impl Progress {
     }
 }
 
+/// What a transport knows of its output's delivery to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// The peer acknowledged bytes since the transport was last asked.
+    pub acked: bool,
+    /// Bytes handed to the transport are not acknowledged yet.
+    pub pending: bool,
+}
+
 /// How a transport moves a response's bytes. `Err` means the connection is dead.
 pub trait Sink<B> {
     /// Sends as much of `bytes` (the rest of a response head) as there is room for.
@@ -139,6 +148,12 @@ pub trait Transport<B> {
     fn respond(&mut self) -> impl Respond<Body = B> + '_;
     /// How responses leave.
     fn sink<'a>(&'a mut self, metrics: &'a mut Metrics) -> impl Sink<B> + 'a;
+    /// What the peer acknowledged. A transport that cannot tell (a kernel socket, whose
+    /// buffer takes bytes only as the peer acknowledges earlier ones) says nothing, and
+    /// bytes taken count as progress.
+    fn delivery(&mut self) -> Delivery {
+        Delivery::default()
+    }
 }
 
 /// What [`Session::serve`] leaves the connection as.
@@ -186,8 +201,14 @@ pub struct Session<B> {
     head_started: Option<Instant>,
     /// Bytes of an answered request's body still to arrive: discarded as they come.
     skip: u64,
-    /// The last time bytes moved either way.
-    last_progress: Instant,
+    /// The last time bytes moved either way (the idle timer).
+    last_active: Instant,
+    /// The last time output moved: bytes taken by the transport or acknowledged by the
+    /// peer, never request bytes (the write timer: a client trickling request bytes does
+    /// not keep a stalled response alive).
+    last_output: Instant,
+    /// The transport holds output the peer has not acknowledged.
+    unacked: bool,
 }
 
 impl<B> Session<B> {
@@ -200,7 +221,9 @@ impl<B> Session<B> {
             eof: false,
             head_started: None,
             skip: 0,
-            last_progress: now,
+            last_active: now,
+            last_output: now,
+            unacked: false,
         }
     }
 
@@ -268,7 +291,7 @@ impl<B> Session<B> {
 
     fn arrived(&mut self, now: Instant) {
         self.head_started.get_or_insert(now);
-        self.last_progress = now;
+        self.last_active = now;
         self.discard(now);
     }
 
@@ -325,6 +348,10 @@ impl<B> Session<B> {
         if head.close {
             self.closing = true;
         }
+        if self.queue.is_empty() && !self.unacked {
+            // The write timer starts with the first response in an empty pipe.
+            self.last_output = now;
+        }
         self.queue.push_back(Response { head: head.bytes, head_off: 0, body, close: head.close });
     }
 
@@ -336,7 +363,8 @@ impl<B> Session<B> {
                 let p = sink.send_head(&r.head[r.head_off..])?;
                 r.head_off = (r.head_off + p.bytes).min(r.head.len());
                 if p.bytes > 0 {
-                    self.last_progress = now;
+                    self.last_output = now;
+                    self.last_active = now;
                 }
                 if r.head_off < r.head.len() {
                     return Ok(Flushed { finished, wait: Some(p.wait.unwrap_or(Wait::Room)) });
@@ -345,7 +373,8 @@ impl<B> Session<B> {
             if let Some(b) = r.body.as_mut() {
                 let p = sink.send_body(b)?;
                 if p.bytes > 0 {
-                    self.last_progress = now;
+                    self.last_output = now;
+                    self.last_active = now;
                 }
                 if let Some(w) = p.wait {
                     return Ok(Flushed { finished, wait: Some(w) });
@@ -362,9 +391,40 @@ impl<B> Session<B> {
         Ok(Flushed { finished, wait: None })
     }
 
+    fn output_moved(&mut self, now: Instant) {
+        self.last_output = now;
+        self.last_active = now;
+    }
+
+    /// Takes what the transport says of delivery: acknowledged bytes are progress, and
+    /// while bytes are unacknowledged the write timer runs (also once every response has
+    /// been handed over, and after the session is done).
+    pub fn delivered(&mut self, now: Instant, d: Delivery) {
+        if d.acked {
+            self.output_moved(now);
+        }
+        if d.pending && !self.unacked && self.queue.is_empty() {
+            self.last_output = now;
+        }
+        self.unacked = d.pending;
+    }
+
+    /// Whether the transport still holds output the peer has not acknowledged.
+    pub fn unacked(&self) -> bool {
+        self.unacked
+    }
+
     /// Reads, answers and sends until the connection has to wait: for input, for room
-    /// towards the peer, for a block read, or for pool memory.
+    /// towards the peer, for a block read, or for pool memory. Then takes what the
+    /// transport says of delivery.
     pub fn serve<T: Transport<B>>(&mut self, now: Now, t: &mut T, metrics: &mut Metrics) -> Served {
+        let served = self.serve_once(now, t, metrics);
+        let d = t.delivery();
+        self.delivered(now.mono, d);
+        served
+    }
+
+    fn serve_once<T: Transport<B>>(&mut self, now: Now, t: &mut T, metrics: &mut Metrics) -> Served {
         let mut retry = false;
         loop {
             let input = match t.read(now.mono, self) {
@@ -417,15 +477,16 @@ impl<B> Session<B> {
     }
 
     /// When the connection times out, and which timer that is: the write timer while
-    /// responses are queued, the head timer while a request head is arriving, else idle.
+    /// responses are queued or output is unacknowledged (it runs from the last output
+    /// progress), the head timer while a request head is arriving, else idle.
     pub fn deadline(&self, limits: &Limits) -> (Instant, Timeout) {
         let after = |t: Instant, d: std::time::Duration| t + stack::Duration::from_micros(d.as_micros() as u64);
-        if !self.queue.is_empty() {
-            (after(self.last_progress, limits.write_timeout), Timeout::Write)
+        if !self.queue.is_empty() || self.unacked {
+            (after(self.last_output, limits.write_timeout), Timeout::Write)
         } else if let Some(t) = self.head_started {
             (after(t, limits.head_timeout), Timeout::Head)
         } else {
-            (after(self.last_progress, limits.idle_timeout), Timeout::Idle)
+            (after(self.last_active, limits.idle_timeout), Timeout::Idle)
         }
     }
 

@@ -66,6 +66,7 @@ fn limits() -> Limits {
         head_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(5),
+        conn_blocks: 32,
     }
 }
 
@@ -293,4 +294,41 @@ fn a_body_still_arriving_is_under_the_head_timer() {
     assert_eq!(m.requests, 2);
     s.flush(Instant::from_millis(600), &mut wire).unwrap();
     assert_eq!(wire.got, b"H1|1H2|22");
+}
+
+#[test]
+fn request_bytes_trickling_in_do_not_keep_a_stalled_response_alive() {
+    let l = limits();
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    s.receive(Instant::ZERO, get("/100").as_bytes());
+    s.answer(at(0), &mut Site, &mut m);
+    let mut wire = Wire { room: 10, got: Vec::new() };
+    s.flush(Instant::ZERO, &mut wire).unwrap();
+    assert_eq!(s.deadline(&l), (Instant::from_millis(5000), Timeout::Write));
+    // One byte of a next request every 4 s, just inside the write timeout.
+    for t in [4000, 8000, 12_000] {
+        s.receive(Instant::from_millis(t), b"G");
+        s.answer(at(t), &mut Site, &mut m);
+        s.flush(Instant::from_millis(t), &mut wire).unwrap();
+    }
+    assert_eq!(s.deadline(&l), (Instant::from_millis(5000), Timeout::Write), "request bytes moved the write timer");
+}
+
+#[test]
+fn acknowledged_bytes_are_progress_and_unacknowledged_ones_keep_the_write_timer() {
+    let l = limits();
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    s.receive(Instant::ZERO, get("/3").as_bytes());
+    s.answer(at(0), &mut Site, &mut m);
+    let mut wire = Wire { room: 100, got: Vec::new() };
+    s.flush(Instant::from_millis(100), &mut wire).unwrap();
+    // All handed over, none acknowledged: still the write timer, not idle.
+    s.delivered(Instant::from_millis(100), Delivery { acked: false, pending: true });
+    assert_eq!(s.deadline(&l), (Instant::from_millis(5100), Timeout::Write));
+    s.delivered(Instant::from_millis(3000), Delivery { acked: true, pending: true });
+    assert_eq!(s.deadline(&l), (Instant::from_millis(8000), Timeout::Write), "an acknowledgement is progress");
+    s.delivered(Instant::from_millis(4000), Delivery { acked: true, pending: false });
+    assert_eq!(s.deadline(&l), (Instant::from_millis(34_000), Timeout::Idle), "all acknowledged: idle");
 }

@@ -22,7 +22,7 @@ use umem::{BlockCache, BufSlice};
 
 use super::rx::Reassembly;
 use super::sink::{SinkStats, StackTransport};
-use crate::blocks::{self, BlockStream, Blocks, HasStreams};
+use crate::blocks::{self, BlockStream, Blocks, HasStreams, Holding};
 use crate::metrics::Metrics;
 use crate::options::Limits;
 use crate::root::Root;
@@ -35,6 +35,10 @@ struct XConn {
     h: ConnHandle,
     peer: IpEndpoint,
     session: Session<BlockStream>,
+    /// The stack's `snd_una` when last served (acknowledgements are write progress).
+    una: Option<u32>,
+    /// The pool blocks it holds, as last settled with the budget.
+    holding: Holding,
 }
 
 impl HasStreams for XConn {
@@ -92,7 +96,7 @@ impl Core {
         Core {
             stack,
             listener,
-            blocks: Blocks::new(cache),
+            blocks: Blocks::with_budget(cache, limits.conn_blocks),
             conns: Table::new(timers),
             peers: HashMap::new(),
             root,
@@ -200,15 +204,22 @@ impl Core {
             let _ = self.stack.abort(h);
             return;
         };
-        let id = self.conns.insert(XConn { h, peer, session: Session::new(now.mono) });
+        let id = self.conns.insert(XConn {
+            h,
+            peer,
+            session: Session::new(now.mono),
+            una: None,
+            holding: Holding::default(),
+        });
         self.peers.insert(peer, id);
         self.conns.wake(id);
         self.metrics.connections_open += 1;
     }
 
     fn drop_conn(&mut self, id: SessionId, graceful: bool) {
-        if let Some(c) = self.conns.remove(id) {
+        if let Some(mut c) = self.conns.remove(id) {
             let _ = if graceful { self.stack.close(c.h) } else { self.stack.abort(c.h) };
+            self.blocks.budget.release(&mut c.holding);
             if self.peers.get(&c.peer) == Some(&id) {
                 self.peers.remove(&c.peer);
             }
@@ -236,9 +247,17 @@ impl Core {
         if ready.closed || ready.error.is_some() {
             return self.drop_conn(id, true);
         }
-        let mut t = StackTransport { stack, h: c.h, id, root, blocks, frames, stats: sink };
-        let served = c.session.serve(now, &mut t, metrics);
-        let deadline = c.session.deadline(limits).0;
+        let XConn { h, session, una, holding, .. } = c;
+        let mut t = StackTransport { stack, h: *h, id, root, blocks, frames, stats: sink, una, waited: false };
+        let served = session.serve(now, &mut t, metrics);
+        let waited = t.waited;
+        // What the connection holds now: its streams' blocks and its send queue's.
+        let queued = stack.conn(*h).map_or(0, |k| k.send_queued());
+        let block_len = blocks.pool().block_size() as usize;
+        let streams: usize = session.bodies_mut().map(|b| b.blocks_held()).sum();
+        let held = streams + super::sink::stack_blocks(queued, block_len);
+        blocks.budget.settle(holding, held as u32, waited);
+        let deadline = session.deadline(limits).0;
         match served {
             Served::Open { retry } => {
                 conns.arm(id, deadline);
@@ -246,6 +265,10 @@ impl Core {
                     conns.retry_later(id);
                 }
             }
+            // Everything is answered, but not all of it acknowledged: the connection stays
+            // (under the write timer) until it is, then closes. Closing now would leave
+            // the stack holding the blocks with no timer of ours over them.
+            Served::Done if session.unacked() => conns.arm(id, deadline),
             Served::Done | Served::ReadFailed => self.drop_conn(id, true),
             Served::SendFailed => self.drop_conn(id, false),
         }

@@ -271,3 +271,133 @@ fn requests_arriving_in_fragments_are_joined_and_served() {
     assert_eq!(counter("rx_multi_buffer_too_long_dropped_total"), 0);
     assert_eq!(m.bytes_copied, 0, "joining request bytes is not copying payload");
 }
+
+/// A server with a pool of `blocks` blocks (a quarter kept for the cache) and clients whose
+/// receive buffer is 16 KiB, so one that stops reading shuts its window soon.
+fn stalling_net(www: &Path, blocks: u32) -> SimNet {
+    let mut cfg = SimConfig::default();
+    cfg.pool.blocks = blocks;
+    cfg.pool.cache_blocks = blocks / 4;
+    cfg.client_tcp = Some(stack::tcp::TcpConfig { recv_buffer: 16 << 10, ..cfg.tcp.clone() });
+    SimNet::new(www, &cfg).unwrap()
+}
+
+fn counter(net: &SimNet, name: &str) -> u64 {
+    net.core.metrics().extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
+}
+
+/// A client that asks for `path` and stops reading at once.
+fn staller(net: &mut SimNet, path: &str) -> usize {
+    let c = net.connect();
+    net.conns[c].paused = true;
+    assert!(net.send(c, get(path).as_bytes()));
+    c
+}
+
+#[test]
+fn a_stalled_response_is_cut_by_the_write_timer_however_request_bytes_trickle_in() {
+    let (_dir, www) = www();
+    let mut net = stalling_net(&www, 16);
+    let blocks = net.link.pool.stats().blocks_free;
+    let big = (1 << 20) + 1;
+    let c = staller(&mut net, &format!("/s{big}"));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.core.open_connections(), 1);
+    let stalled = net.now;
+    // One byte of a next request every 29 s (the write timeout is 30 s).
+    for b in b"GET /s1 HTTP/1.1\r\n" {
+        assert!(net.send(c, &[*b]));
+        if net.run_until(Duration::from_secs(29), |n| n.conns[c].ended) {
+            break;
+        }
+    }
+    assert!(net.conns[c].reset, "the stalled response outlived the write timeout: {}", net.describe());
+    let cut_after = net.now - stalled;
+    assert!(cut_after <= Duration::from_secs(31), "cut after {cut_after}");
+    let m = net.core.metrics();
+    assert_eq!((m.timeouts_write, m.timeouts_head, m.timeouts_idle), (1, 0, 0));
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| n.link.pool.stats().blocks_free == blocks),
+        "blocks held after the reset: {}",
+        net.describe()
+    );
+}
+
+#[test]
+fn readers_that_stop_hold_a_few_blocks_and_others_are_served_meanwhile() {
+    let (_dir, www) = www();
+    let mut net = stalling_net(&www, 32);
+    let blocks = net.link.pool.stats().blocks_free;
+    let big = (1 << 20) + 1;
+    let stallers: Vec<usize> = (0..2).map(|_| staller(&mut net, &format!("/s{big}"))).collect();
+    net.run_for(Duration::from_secs(1));
+    let held = counter(&net, "blocks_held_by_connections");
+    // Each holds its unsent mark (2 blocks), a block in flight and a short read-ahead, not
+    // a whole send buffer's worth (which would be every block of the pool).
+    assert!(held <= 2 * 8, "two stalled readers hold {held} blocks: {}", net.describe());
+    assert!(blocks - net.link.pool.stats().blocks_free <= 16);
+    let started = net.now;
+    let r = fetch(&mut net, &get(&format!("/s{big}")), 1);
+    assert!(r[0].body == content(big), "body differs");
+    assert!(net.now - started < Duration::from_secs(5), "served only after {}", net.now - started);
+    assert!(stallers.iter().all(|&c| !net.conns[c].ended), "the stalled readers are still open");
+}
+
+#[test]
+fn two_downloads_share_a_short_pool_instead_of_one_taking_it_all() {
+    let (_dir, www) = www();
+    // 8 blocks for streams; each 1 MiB download wants 16 ahead.
+    let mut net = stalling_net(&www, 16);
+    let big = (1 << 20) + 1;
+    let (a, b) = (net.connect(), net.connect());
+    assert!(net.send(a, get(&format!("/s{big}")).as_bytes()));
+    assert!(net.send(b, get(&format!("/s{big}")).as_bytes()));
+    let mut b_before_a = 0;
+    let done = net.run_until(Duration::from_secs(60), |n| {
+        let whole = |c: usize| complete_responses(&n.conns[c].got, &[]) == 1;
+        if !whole(a) {
+            b_before_a = n.conns[b].got.len();
+        }
+        whole(a) && whole(b)
+    });
+    assert!(done, "{}", net.describe());
+    for c in [a, b] {
+        assert!(responses(&net.conns[c].got, &[]).unwrap()[0].body == content(big));
+    }
+    assert!(b_before_a > big / 4, "the second download got {b_before_a} bytes before the first finished");
+    assert!(counter(&net, "block_share_waits_total") > 0, "no connection was held to its share");
+}
+
+#[test]
+fn a_closing_connection_waits_for_its_last_bytes_to_be_acknowledged_under_the_write_timer() {
+    let (_dir, www) = www();
+    let mut cfg = SimConfig::default();
+    cfg.client_tcp = Some(stack::tcp::TcpConfig { recv_buffer: 2048, ..cfg.tcp.clone() });
+    let mut net = SimNet::new(&www, &cfg).unwrap();
+    let frames = net.link.pool.stats().frames_free;
+    // Answered in full and then closed by the server, to a reader that never reads: the
+    // response is all in the stack, never acknowledged past the 2 KiB window.
+    let c = staller(&mut net, "/s4097");
+    assert!(net.send(c, b"GET /s4097 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.core.open_connections(), 1, "closed with bytes unacknowledged: {}", net.describe());
+    assert!(!net.conns[c].ended);
+    // Nothing moves for the write timeout (30 s): then it is reset, and nothing is held.
+    assert!(net.run_until(Duration::from_secs(32), |n| n.conns[c].ended), "{}", net.describe());
+    assert!(net.conns[c].reset, "ended without a reset");
+    assert_eq!(net.core.metrics().timeouts_write, 1);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.core.stack().connection_count() == 0));
+    assert!(net.run_until(Duration::from_secs(1), |n| n.link.pool.stats().frames_free == frames));
+}
+
+#[test]
+fn a_closing_connection_whose_bytes_are_acknowledged_closes_gracefully() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let r = fetch(&mut net, "GET /s300000 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n", 1);
+    assert!(r[0].body == content(300_000));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.conns[0].ended));
+    assert!(!net.conns[0].reset, "a completed response was reset");
+    assert_eq!(net.core.open_connections(), 0);
+    assert_eq!(net.core.metrics().timeouts_write, 0);
+}
