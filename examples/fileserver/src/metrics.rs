@@ -21,6 +21,9 @@ pub struct Metrics {
     pub timeouts_idle: u64,
     pub timeouts_write: u64,
     pub refused_connections: u64,
+    /// Responses cut short because the file shrank while it was sent (the connection was
+    /// reset, never left open with a short body).
+    pub bodies_truncated: u64,
     /// Backend-specific lines (`name value`).
     pub extra: Vec<(String, u64)>,
 }
@@ -66,6 +69,7 @@ impl Metrics {
         let _ = writeln!(o, "fileserver_timeouts_total{{phase=\"idle\"}} {}", self.timeouts_idle);
         let _ = writeln!(o, "fileserver_timeouts_total{{phase=\"write\"}} {}", self.timeouts_write);
         let _ = writeln!(o, "fileserver_connections_refused_total {}", self.refused_connections);
+        let _ = writeln!(o, "fileserver_bodies_truncated_total {}", self.bodies_truncated);
         for (k, v) in &self.extra {
             let _ = writeln!(o, "fileserver_{k} {v}");
         }

@@ -435,8 +435,17 @@ impl<B> Session<B> {
                 }
             };
             let waiting = self.answer(now, &mut t.respond(), metrics);
-            let flushed = match self.flush(now.mono, &mut t.sink(metrics)) {
+            let flushed = self.flush(now.mono, &mut t.sink(metrics));
+            let flushed = match flushed {
                 Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // The file shrank while it was sent: the body cannot reach its
+                    // Content-Length, so the connection must end (a short body on a kept
+                    // connection would run into the next response).
+                    metrics.bodies_truncated += 1;
+                    log::info!("a file shrank while it was served; resetting the connection");
+                    return Served::SendFailed;
+                }
                 Err(e) => {
                     log::debug!("response aborted: {e}");
                     return Served::SendFailed;

@@ -401,3 +401,28 @@ fn a_closing_connection_whose_bytes_are_acknowledged_closes_gracefully() {
     assert_eq!(net.core.open_connections(), 0);
     assert_eq!(net.core.metrics().timeouts_write, 0);
 }
+
+#[test]
+fn a_file_truncated_while_it_is_served_resets_the_connection_never_a_short_body() {
+    let (_dir, www) = www();
+    let mut net = stalling_net(&www, 32);
+    let big = (1 << 20) + 1;
+    let path = www.join(format!("s{big}"));
+    // The client reads slowly (paused, then resumed), so most of the file is read after
+    // it was truncated; a second request waits behind the first on the same connection.
+    let c = staller(&mut net, &format!("/s{big}"));
+    assert!(net.send(c, get("/s1").as_bytes()));
+    net.run_for(Duration::from_millis(200));
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100_000).unwrap();
+    net.conns[c].paused = false;
+    assert!(net.run_until(Duration::from_secs(30), |n| n.conns[c].ended), "{}", net.describe());
+    assert!(net.conns[c].reset, "the connection ended without a reset");
+    let got = &net.conns[c].got;
+    assert!(responses(got, &[]).is_err(), "the cut response parsed as complete");
+    assert_eq!(complete_responses(got, &[]), 0, "a response after the cut one arrived");
+    assert_eq!(net.core.metrics().bodies_truncated, 1);
+    // The file as it is now is served whole on a new connection.
+    let r = fetch(&mut net, &get(&format!("/s{big}")), 1);
+    assert_eq!(r[0].body.len(), 100_000);
+    assert!(r[0].body == content(big)[..100_000]);
+}
