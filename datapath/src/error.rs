@@ -23,6 +23,15 @@ pub enum Error {
     )]
     NoInterface(String),
 
+    /// The interface's MAC address could not be read.
+    #[error("the MAC address of {iface}: {why}; is it an Ethernet device (`ip link show {iface}`)?")]
+    Mac {
+        /// The interface.
+        iface: String,
+        /// What went wrong.
+        why: String,
+    },
+
     /// The interface's MTU does not fit one frame and multi-buffer is not available.
     #[error(
         "MTU {mtu} of {iface} does not fit a {frame_size}-byte frame (at most {max_mtu} without \

@@ -49,4 +49,58 @@ impl Interface {
             .unwrap_or_default();
         Ok(Interface { name: name.into(), index, mtu, rx_queues, driver })
     }
+
+    /// Its MAC address, from sysfs (`/sys/class/net/NAME/address`). The one place the
+    /// workspace reads an interface's MAC.
+    pub fn mac(&self) -> Result<[u8; 6], Error> {
+        let path = format!("/sys/class/net/{}/address", self.name);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Mac { iface: self.name.clone(), why: format!("reading {path}: {e}") })?;
+        parse_mac(text.trim())
+            .ok_or_else(|| Error::Mac { iface: self.name.clone(), why: format!("{path} holds {:?}", text.trim()) })
+    }
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff` (hex, any case); `None` for anything else.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in &mut mac {
+        let p = parts.next()?;
+        if p.is_empty() || p.len() > 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    parts.next().is_none().then_some(mac)
+}
+
+/// Formats a MAC as `aa:bb:cc:dd:ee:ff`.
+pub fn fmt_mac(m: &[u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn macs_parse_and_format_back() {
+        let m = parse_mac("6e:1B:3c:4d:5e:0f").expect("a MAC");
+        assert_eq!(m, [0x6e, 0x1b, 0x3c, 0x4d, 0x5e, 0x0f]);
+        assert_eq!(fmt_mac(&m), "6e:1b:3c:4d:5e:0f");
+        for bad in
+            ["6e:1b:3c:4d:5e", "6e:1b:3c:4d:5e:0f:00", "6e:1b:3c:4d:5e:", "6e:1b:3c:4d:5e:100", "zz:1b:3c:4d:5e:0f", ""]
+        {
+            assert_eq!(parse_mac(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn loopback_has_a_mac() {
+        // Every Linux system has `lo`, whose address is all zeros; no root needed.
+        if let Ok(lo) = Interface::by_name("lo") {
+            assert_eq!(lo.mac().expect("lo's MAC"), [0; 6]);
+        }
+    }
 }

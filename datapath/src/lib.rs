@@ -19,22 +19,26 @@
 //! An embedding (a messaging library, the TCP stack) owns one [`Pool`](umem::Pool) and one
 //! [`XskSocket`] per queue per thread and runs: `recv` a batch, handle it, `tx_batch` /
 //! `push` / `commit`, `poll`.
+//!
+//! This crate parses no protocol: the wire formats live in `stack::wire`, and the message
+//! endpoint for HPC layers is the `datapath-msg` crate (`datapath/msg`), which sits on top
+//! of this one and of `stack`.
 
 pub mod caps;
-pub mod csum;
 mod error;
 mod iface;
-pub mod msg;
 mod program;
 pub mod ring;
 mod signals;
+mod sockopt;
 mod txring;
 mod xsk;
 
 pub use error::Error;
-pub use iface::Interface;
+pub use iface::{fmt_mac, parse_mac, Interface};
 pub use program::{AttachMode, AttachPolicy, ProgramCounters, Proto, SteerProgram};
 pub use signals::Shutdown;
+pub use sockopt::set_busy_poll;
 pub use xsk::{
     BindMode, BindPolicy, BusyPoll, PushError, RxFrame, TxBatch, XskConfig, XskSocket, XskStats, XDP_PACKET_HEADROOM,
     XDP_PKT_CONTD,

@@ -1,9 +1,8 @@
 //! Ring index arithmetic, as the kernel's AF_XDP rings do it: producer and consumer are
 //! free-running `u32`s that wrap, a slot is `index & mask`, and `producer - consumer`
 //! (wrapping) is the fill level. Valid while fewer than 2^31 entries are outstanding.
-//!
-//! [`HeapRing`] is the same single-producer single-consumer ring over heap memory: a
-//! stand-in for a kernel ring in tests and simulations that need no root.
+//! (The TX ring's tests put a ring on heap memory laid out as the kernel's: see
+//! `txring.rs`.)
 
 /// Producer and consumer positions of a ring of `size` (a power of two) entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,62 +65,6 @@ impl Cursor {
     }
 }
 
-/// A single-producer single-consumer ring over heap memory with the kernel rings' index
-/// arithmetic.
-#[derive(Debug)]
-pub struct HeapRing<T> {
-    cursor: Cursor,
-    slots: Box<[Option<T>]>,
-}
-
-impl<T> HeapRing<T> {
-    /// A ring of `size` (a power of two) entries.
-    pub fn new(size: u32) -> Self {
-        Self::starting_at(size, 0)
-    }
-
-    /// A ring whose indices start at `start`, to exercise wrap-around.
-    pub fn starting_at(size: u32, start: u32) -> Self {
-        HeapRing { cursor: Cursor::new(size, start), slots: (0..size).map(|_| None).collect() }
-    }
-
-    /// Adds `item`, or gives it back when the ring is full.
-    pub fn push(&mut self, item: T) -> Result<(), T> {
-        let (idx, n) = self.cursor.produce(1);
-        if n == 0 {
-            return Err(item);
-        }
-        let slot = self.cursor.slot(idx);
-        self.slots[slot] = Some(item);
-        Ok(())
-    }
-
-    /// Takes the oldest item.
-    pub fn pop(&mut self) -> Option<T> {
-        let (idx, n) = self.cursor.consume(1);
-        if n == 0 {
-            return None;
-        }
-        let slot = self.cursor.slot(idx);
-        self.slots[slot].take()
-    }
-
-    /// Items waiting.
-    pub fn len(&self) -> u32 {
-        self.cursor.len()
-    }
-
-    /// Whether no item waits.
-    pub fn is_empty(&self) -> bool {
-        self.cursor.is_empty()
-    }
-
-    /// Room left.
-    pub fn free(&self) -> u32 {
-        self.cursor.free()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,39 +84,5 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c.consume(9), (3, 2));
         assert!(c.is_empty());
-    }
-
-    #[test]
-    fn heap_ring_keeps_order_across_many_wraps() {
-        let mut r = HeapRing::starting_at(4, u32::MAX - 5);
-        let mut next_in = 0u32;
-        let mut next_out = 0u32;
-        for round in 0..1000u32 {
-            // Push a varying amount, pop a varying amount; order must hold throughout.
-            for _ in 0..(round % 5) {
-                if r.push(next_in).is_ok() {
-                    next_in += 1;
-                }
-            }
-            assert!(r.len() <= 4);
-            for _ in 0..(round % 3) {
-                if let Some(v) = r.pop() {
-                    assert_eq!(v, next_out);
-                    next_out += 1;
-                }
-            }
-            assert_eq!(r.len(), next_in - next_out);
-        }
-        assert!(next_in > 1000, "the ring was exercised ({next_in} items)");
-    }
-
-    #[test]
-    fn full_ring_gives_the_item_back() {
-        let mut r = HeapRing::new(2);
-        r.push(1).unwrap();
-        r.push(2).unwrap();
-        assert_eq!(r.push(3), Err(3));
-        assert_eq!(r.pop(), Some(1));
-        assert_eq!(r.free(), 1);
     }
 }

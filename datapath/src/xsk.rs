@@ -269,7 +269,7 @@ impl XskSocket {
                 what: "opening an AF_XDP socket",
             }),
             ("setsockopt(XDP_UMEM_REG)", libc::ENOMEM | libc::EPERM | libc::ENOBUFS) => {
-                Err(Error::Memlock { call: f.call, limit: memlock_limit(), source: io })
+                Err(Error::Memlock { call: f.call, limit: umem::error::memlock_limit(), source: io })
             }
             (call, errno) => Err(Error::sys(call, errno)),
         }
@@ -468,20 +468,7 @@ impl XskSocket {
 
     /// Starts a transmit batch of at most `max` descriptors.
     pub fn tx_batch(&mut self, max: u32) -> TxBatch<'_> {
-        let (start, capacity) = self.tx.reserve(max);
-        TxBatch {
-            ring: &mut self.tx,
-            start,
-            pool: &self.pool,
-            stats: &mut self.stats,
-            inflight: &mut self.tx_inflight,
-            multi_buffer: self.multi_buffer,
-            leased: Vec::new(),
-            capacity,
-            used: 0,
-            committed: false,
-            refused: 0,
-        }
+        TxBatch::new(&mut self.tx, &self.pool, &mut self.stats, &mut self.tx_inflight, self.multi_buffer, max)
     }
 
     /// Reaps completions (freeing what the kernel has sent), refills the fill ring, and
@@ -599,7 +586,33 @@ pub enum PushError {
     BadLength,
 }
 
-impl TxBatch<'_> {
+impl<'a> TxBatch<'a> {
+    /// Reserves up to `max` slots of `ring` for a batch whose descriptors lease frames of
+    /// `pool`, and counts into `stats` and `inflight` what it commits.
+    pub(crate) fn new(
+        ring: &'a mut TxRing,
+        pool: &'a Pool,
+        stats: &'a mut XskStats,
+        inflight: &'a mut Cursor,
+        multi_buffer: bool,
+        max: u32,
+    ) -> TxBatch<'a> {
+        let (start, capacity) = ring.reserve(max);
+        TxBatch {
+            ring,
+            start,
+            pool,
+            stats,
+            inflight,
+            multi_buffer,
+            leased: Vec::new(),
+            capacity,
+            used: 0,
+            committed: false,
+            refused: 0,
+        }
+    }
+
     /// Descriptors still free in this batch.
     pub fn remaining(&self) -> u32 {
         self.capacity - self.used
@@ -675,17 +688,4 @@ fn setsockopt_u32(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: u32) -> st
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn memlock_limit() -> String {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit writes one rlimit into the exclusively borrowed `lim`.
-    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return "unknown".into();
-    }
-    if lim.rlim_cur == libc::RLIM_INFINITY {
-        "unlimited".into()
-    } else {
-        format!("{} bytes", lim.rlim_cur)
-    }
 }

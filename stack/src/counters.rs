@@ -90,8 +90,17 @@ pub struct Counters {
     pub tcp_established: u64,
     /// Connections reset by the peer.
     pub tcp_resets_received: u64,
-    /// Connections that timed out.
+    /// Connections that timed out (retransmissions or handshake retransmissions exhausted).
     pub tcp_timeouts: u64,
+    /// Orphaned connections (closed by the application) dropped after `orphan_retries`
+    /// retransmission timeouts or zero-window probes.
+    pub tcp_orphan_drops: u64,
+    /// Connections dropped after `fin_wait2_timeout` in FIN-WAIT-2.
+    pub tcp_fin_wait2_timeouts: u64,
+    /// Keep-alive probes sent.
+    pub tcp_keepalive_probes: u64,
+    /// Connections reset after unanswered keep-alive probes.
+    pub tcp_keepalive_timeouts: u64,
     /// SYNs received on a listening port.
     pub tcp_syn_received: u64,
     /// SYNs answered with a SYN cookie (half-open queue full).
@@ -104,6 +113,20 @@ pub struct Counters {
     pub tcp_conn_table_full: u64,
     /// Connections refused because the accept queue was full.
     pub tcp_accept_queue_full: u64,
+    /// Connections that entered TIME-WAIT (kept as compact entries).
+    pub tcp_time_wait: u64,
+    /// TIME-WAIT entries recycled before expiry to stay under the cap (oldest first,
+    /// Linux's `tcp_max_tw_buckets` overflow).
+    pub tcp_time_wait_recycled: u64,
+    /// SYNs for a four-tuple in TIME-WAIT accepted as a new connection (RFC 6191).
+    pub tcp_time_wait_reopened: u64,
+    /// SYNs for a four-tuple in TIME-WAIT dropped as old duplicates (RFC 6191).
+    pub tcp_time_wait_syn_dropped: u64,
+
+    /// Connection entries visited by timers ([`crate::Stack::handle_timeout`]) and output
+    /// ([`crate::Stack::dispatch`]): what a poll costs, which follows the connections that
+    /// had something to do, never the connections that are open.
+    pub conn_visits: u64,
 
     /// Payload bytes copied behind a header because multi-buffer TX is unavailable.
     pub payload_bytes_copied: u64,

@@ -213,13 +213,34 @@ fn garbage_and_mutations_never_panic() {
             b.link.tx.clear();
         }
     }
-    // Mutations may legitimately reset the connection (an exact RST); the stack itself
-    // must still serve a fresh connection.
+    b.stack.poll(now, &mut b.link);
+    b.link.tx.clear();
+    // The attack reached every layer and was counted.
+    let attacked = b.stack.counters().clone();
+    assert!(attacked.rx_frames >= 20_000);
+    assert!(attacked.rx_bad_ipv4 + attacked.rx_bad_ipv4_checksum > 0, "no garbage reached IPv4: {attacked:?}");
+    let tcp_drops = attacked.tcp_bad_offset
+        + attacked.tcp_bad_options
+        + attacked.tcp_bad_flags
+        + attacked.tcp_bad_port
+        + attacked.tcp_out_of_window
+        + attacked.tcp_paws_rejected;
+    assert!(tcp_drops > 0, "no mutation reached TCP: {attacked:?}");
+
+    // Mutations may legitimately reset the connection (an exact RST); the attacked stack
+    // itself must still serve a fresh connection, byte-exact.
     let stream = Stream::new(34);
-    let mut c2 = OurHost::new(3, tcp_config(), true, Role::Send { total: 64 << 10 }, stream).client(4);
-    let mut d = OurHost::new(4, tcp_config(), true, Role::Recv { total: 64 << 10 }, stream).server();
+    let total = 64 << 10;
+    b.serve_again(Role::Recv { total }, stream);
+    let mut c2 = OurHost::new(3, tcp_config(), true, Role::Send { total }, stream).client(2);
     let mut wire = Wire::new(faults(0.0), 34);
-    run(&mut c2, &mut d, &mut wire, Duration::from_secs(60));
+    let mut t = now;
+    run_until(&mut c2, &mut b, &mut wire, &mut t, Duration::from_secs(60), &mut |c, b| c.done() && b.done());
+    assert_eq!(b.progress(), total);
+    let after = b.stack.counters();
+    assert_eq!(after.tcp_syn_received, attacked.tcp_syn_received + 1);
+    assert_eq!(after.tcp_established, attacked.tcp_established + 1);
+    assert!(after.tcp_rx_segments > attacked.tcp_rx_segments);
     drop(a);
 }
 

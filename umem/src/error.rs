@@ -138,8 +138,10 @@ impl Error {
     }
 }
 
-/// The soft `RLIMIT_MEMLOCK`, for error messages.
-pub(crate) fn memlock_limit() -> String {
+/// The soft `RLIMIT_MEMLOCK` as text (`unlimited`, `N bytes` or `unknown`), for the error
+/// messages of everything whose memory is charged to it (mlock, io_uring and AF_XDP
+/// registration).
+pub fn memlock_limit() -> String {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into the valid, exclusively borrowed `lim`.
     let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };

@@ -414,7 +414,6 @@ fn prepare_for(profile: setup::Profile) -> Result<nstest::Bins> {
         msg: msg::MsgBins {
             pingpong: nstest::release_bin(&root(), "pingpong")?,
             msgrate: nstest::release_bin(&root(), "msgrate")?,
-            xtask: xtask.clone(),
         },
         xtask,
     })

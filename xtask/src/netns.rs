@@ -40,6 +40,15 @@ pub struct Netns {
 impl Netns {
     /// Creates the pair; `tag` (a letter or two) tells apart several pairs of one run.
     pub fn up(tag: &str, mtu: u32) -> Result<Netns> {
+        Self::up_with_queues(tag, mtu, 1)
+    }
+
+    /// Like [`Netns::up`], with `queues` TX and RX queues on both veth ends
+    /// (`numtxqueues N numrxqueues N`). veth hands a packet sent on TX queue `q` to the
+    /// peer's RX queue `q`, so an AF_XDP socket bound to queue `q` at one end talks to the
+    /// one bound to queue `q` at the other.
+    pub fn up_with_queues(tag: &str, mtu: u32, queues: u32) -> Result<Netns> {
+        ensure!(queues >= 1, "a veth needs at least one queue");
         let pid = std::process::id();
         let ns = Netns {
             server: format!("{PREFIX}{pid}-{tag}s"),
@@ -53,11 +62,14 @@ impl Netns {
             LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(n.clone());
         }
         let mtu = mtu.to_string();
+        let q = queues.to_string();
+        let qs: Vec<&str> = if queues > 1 { vec!["numtxqueues", &q, "numrxqueues", &q] } else { Vec::new() };
+        let mut link: Vec<&str> = vec!["link", "add", &ns.srv_if, "netns", &ns.server, "mtu", &mtu];
+        link.extend(&qs);
+        link.extend(["type", "veth", "peer", "name", &ns.cli_if, "netns", &ns.client, "mtu", &mtu]);
+        link.extend(&qs);
         let steps: Vec<Vec<&str>> = vec![
-            vec![
-                "link", "add", &ns.srv_if, "netns", &ns.server, "mtu", &mtu, "type", "veth", "peer", "name",
-                &ns.cli_if, "netns", &ns.client, "mtu", &mtu,
-            ],
+            link,
             vec!["-n", &ns.server, "addr", "add", "10.77.0.1/24", "dev", &ns.srv_if],
             vec!["-n", &ns.client, "addr", "add", "10.77.0.2/24", "dev", &ns.cli_if],
             vec!["-n", &ns.server, "addr", "add", "fd77::1/64", "dev", &ns.srv_if, "nodad"],

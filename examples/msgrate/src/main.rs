@@ -1,4 +1,4 @@
-//! `msgrate`: one-way message rate over the AF_XDP message endpoint (`datapath::msg`), or
+//! `msgrate`: one-way message rate over the AF_XDP message endpoint (`datapath_msg`), or
 //! over kernel UDP sockets speaking the same message header.
 //!
 //! * `--send --peer ADDR:PORT`: sends messages of `--size` bytes as fast as the endpoint
@@ -9,20 +9,30 @@
 //!   and the sequence numbers that never came; prints `RESULT msgs=.. rate=.. lost=..`.
 //! * `--kernel block|busy-poll|spin`: the same over a kernel UDP socket (the baseline; a
 //!   kernel sender makes one `send` per message).
+//! * `--queues N`: N pairs at once, pair `i` on queue `queue + i` with ports `port + i` at
+//!   both ends, each endpoint on its own thread (one endpoint per queue and thread, as an
+//!   HPC layer runs one per rank). On veth the receiver's queue is the sender's, so pair
+//!   `i` stays on queue `i` end to end. Each pair reports `RESULT queue=i ...`; the last
+//!   `RESULT` line sums them.
+//! * `--verify` (with `--reliable`): messages follow the check stream (1 B .. 64 KiB,
+//!   sequence number and content that both ends compute) and the receiver verifies each,
+//!   in order, by sequence and content hash.
 #![forbid(unsafe_code)]
 
 #[path = "../../pingpong/src/common.rs"]
 mod common;
 
 use std::net::SocketAddrV4;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use common::{kernel_frame, kernel_recv, kernel_socket, print_stats, EpArgs, KernelMode};
-use datapath::msg::wire::{MsgHdr, MSG_HDR_LEN};
-use datapath::msg::{AllocError, Msg, SendError};
+use common::{kernel_frame, kernel_recv, kernel_socket, stats_text, EpArgs, KernelMode};
 use datapath::Shutdown;
+use datapath_msg::wire::{MsgHdr, MSG_HDR_LEN};
+use datapath_msg::{AllocError, Msg, Pattern, SendError};
 
 /// One-way message rate: AF_XDP message endpoint or kernel UDP sockets.
 #[derive(Parser, Debug)]
@@ -57,6 +67,15 @@ struct Cli {
     /// Receiver: seconds to wait for the first message.
     #[arg(long, default_value_t = 20.0)]
     first_timeout: f64,
+    /// Pairs of endpoints at once, each on its own queue and thread.
+    #[arg(long, default_value_t = 1)]
+    queues: u32,
+    /// Send the check stream (mixed sizes) and verify every message on receipt, in order.
+    #[arg(long, requires = "reliable")]
+    verify: bool,
+    /// Seed of the --verify stream.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn main() {
@@ -74,12 +93,29 @@ fn run(cli: Cli) -> Result<()> {
     if cli.size < 8 {
         bail!("--size must be at least 8 (each message carries its sequence number)");
     }
+    if cli.queues == 0 || (cli.queues > 1 && cli.kernel.is_some()) {
+        bail!("--queues takes 1 or more AF_XDP pairs (not with --kernel)");
+    }
     match (cli.kernel, cli.send) {
-        (None, true) => xdp_send(&cli),
-        (None, false) => xdp_recv(&cli),
+        (None, true) => xdp_send_all(&cli),
+        (None, false) => xdp_recv_all(&cli),
         (Some(m), true) => kernel_send(&cli, m),
         (Some(m), false) => kernel_recv_loop(&cli, m),
     }
+}
+
+/// The endpoint options of pair `i`: queue and local port `i` further on.
+fn pair_args(cli: &Cli, i: u32) -> EpArgs {
+    let mut ep = cli.ep.clone();
+    ep.queue += i;
+    ep.local.set_port(ep.local.port() + i as u16);
+    ep
+}
+
+fn pair_peer(cli: &Cli, i: u32) -> Result<SocketAddrV4> {
+    let mut p = cli.peer.context("--peer")?;
+    p.set_port(p.port() + i as u16);
+    Ok(p)
 }
 
 fn limit(cli: &Cli) -> u64 {
@@ -90,18 +126,89 @@ fn limit(cli: &Cli) -> u64 {
     }
 }
 
-fn xdp_send(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("msgrate sender")?;
-    let peer = ep.add_peer(cli.peer.context("--peer")?)?;
-    println!("ready");
+/// What one sender did.
+struct SendReport {
+    sent: u64,
+    waits: u64,
+    unacked: u32,
+    seconds: f64,
+    stats: String,
+}
+
+/// One sender per queue, each on its own thread.
+fn xdp_send_all(cli: &Cli) -> Result<()> {
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel();
+    let reports: Vec<Result<SendReport>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..cli.queues)
+            .map(|i| {
+                let (tx, stop) = (tx.clone(), &stop);
+                sc.spawn(move || {
+                    let r = xdp_send(cli, i, &tx, stop);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                        let _ = tx.send(false);
+                    }
+                    r
+                })
+            })
+            .collect();
+        // "ready" once every pair has its endpoint and peer.
+        let all = (0..cli.queues).all(|_| rx.recv().unwrap_or(false));
+        if all {
+            println!("ready");
+        } else {
+            stop.store(true, Ordering::Relaxed);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("sender thread panicked"))))
+            .collect()
+    });
+    let mut total = (0u64, 0u64, 0u32, 0f64);
+    for (i, r) in reports.into_iter().enumerate() {
+        let r = r.with_context(|| format!("sender on queue {}", cli.ep.queue + i as u32))?;
+        let q = cli.ep.queue + i as u32;
+        let tag = if cli.queues > 1 { format!(" (queue {q})") } else { String::new() };
+        println!(
+            "msgrate sender{tag}: {} messages in {:.2} s = {:.0} msg/s ({} back-pressure waits)",
+            r.sent,
+            r.seconds,
+            r.sent as f64 / r.seconds,
+            r.waits
+        );
+        if cli.queues > 1 {
+            println!(
+                "RESULT queue={q} sent={} rate={:.0} waits={} unacked={}",
+                r.sent,
+                r.sent as f64 / r.seconds,
+                r.waits,
+                r.unacked
+            );
+        }
+        print!("{}", r.stats);
+        total = (total.0 + r.sent, total.1 + r.waits, total.2 + r.unacked, total.3.max(r.seconds));
+    }
+    let (sent, waits, unacked, el) = total;
+    println!("RESULT sent={sent} rate={:.0} waits={waits} unacked={unacked}", sent as f64 / el);
+    Ok(())
+}
+
+fn xdp_send(cli: &Cli, pair: u32, ready: &mpsc::Sender<bool>, stop: &AtomicBool) -> Result<SendReport> {
+    let args = pair_args(cli, pair);
+    let mut ep = args.bind("msgrate sender", false)?;
+    let peer = ep.add_peer(pair_peer(cli, pair)?)?;
+    let _ = ready.send(true);
+    let pat = Pattern::new(cli.seed, ep.max_msg());
     let mut sink: Vec<Msg> = Vec::new();
     let (mut sent, mut waits) = (0u64, 0u64);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(cli.seconds);
     let mut since_flush = 0;
-    'outer: while sent < limit(cli) && Instant::now() < end {
+    'outer: while sent < limit(cli) && Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        let size = if cli.verify { pat.size(sent) } else { cli.size };
         let mut m = loop {
-            match ep.alloc(cli.size) {
+            match ep.alloc(size) {
                 Ok(m) => break m,
                 Err(AllocError::PoolEmpty { .. }) => {
                     waits += 1;
@@ -115,7 +222,11 @@ fn xdp_send(cli: &Cli) -> Result<()> {
                 Err(e) => bail!("{e}"),
             }
         };
-        m.write_at(0, &sent.to_le_bytes());
+        if cli.verify {
+            pat.fill(sent, &mut m);
+        } else {
+            m.write_at(0, &sent.to_le_bytes());
+        }
         loop {
             match ep.send(peer, m) {
                 Ok(()) => break,
@@ -142,7 +253,7 @@ fn xdp_send(cli: &Cli) -> Result<()> {
             sink.clear();
         }
     }
-    let el = start.elapsed().as_secs_f64();
+    let seconds = start.elapsed().as_secs_f64();
     // Reliable: stay until the receiver has acknowledged everything (bounded).
     let drain = Instant::now();
     while (ep.unacked() > 0 || ep.socket().tx_in_flight() > 0) && drain.elapsed() < Duration::from_secs(5) {
@@ -150,14 +261,11 @@ fn xdp_send(cli: &Cli) -> Result<()> {
         ep.recv_wait(&mut sink, Duration::from_millis(1));
         sink.clear();
     }
-    println!(
-        "msgrate sender: {sent} messages of {} B in {el:.2} s = {:.0} msg/s ({waits} back-pressure waits)",
-        cli.size,
-        sent as f64 / el
-    );
-    println!("RESULT sent={sent} rate={:.0} waits={waits} unacked={}", sent as f64 / el, ep.unacked());
-    print_stats("msgrate sender", &ep);
-    Ok(())
+    if let Some(e) = ep.poll_event() {
+        bail!("{e:?}");
+    }
+    let tag = if cli.queues > 1 { format!("msgrate sender q{}", args.queue) } else { "msgrate sender".into() };
+    Ok(SendReport { sent, waits, unacked: ep.unacked(), seconds, stats: stats_text(&tag, &ep) })
 }
 
 /// Counts sequence numbers: received, and holes below the highest seen.
@@ -213,27 +321,132 @@ fn seq_of(m: &Msg) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn xdp_recv(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("msgrate receiver")?;
+/// What one receiver saw.
+struct RecvReport {
+    seqs: Seqs,
+    verified: u64,
+    mismatches: u64,
+    /// Milliseconds from the common start to the first and the last message.
+    first_ms: f64,
+    last_ms: f64,
+    stats: String,
+}
+
+/// One receiver per queue, each on its own thread.
+fn xdp_recv_all(cli: &Cli) -> Result<()> {
     let shutdown = Shutdown::install()?;
-    println!("ready");
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let (tx, rx) = mpsc::channel();
+    let reports: Vec<Result<RecvReport>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = (0..cli.queues)
+            .map(|i| {
+                let (tx, stop, shutdown) = (tx.clone(), &stop, &shutdown);
+                sc.spawn(move || {
+                    let r = xdp_recv(cli, i, t0, &tx, stop, shutdown);
+                    if r.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                        let _ = tx.send(false);
+                    }
+                    r
+                })
+            })
+            .collect();
+        if (0..cli.queues).all(|_| rx.recv().unwrap_or(false)) {
+            println!("ready");
+        } else {
+            stop.store(true, Ordering::Relaxed);
+        }
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("receiver thread panicked"))))
+            .collect()
+    });
+    let mut total = Seqs::default();
+    let (mut verified, mut mismatches, mut first, mut last) = (0u64, 0u64, f64::MAX, 0f64);
+    for (i, r) in reports.into_iter().enumerate() {
+        let q = cli.ep.queue + i as u32;
+        let r = r.with_context(|| format!("receiver on queue {q}"))?;
+        let el = ((r.last_ms - r.first_ms) / 1000.0).max(1e-9);
+        if cli.queues > 1 {
+            println!(
+                "RESULT queue={q} msgs={} rate={:.0} lost={} reordered={} verified={} mismatches={} first_ms={:.1} last_ms={:.1}",
+                r.seqs.got,
+                r.seqs.got as f64 / el,
+                r.seqs.lost,
+                r.seqs.reordered,
+                r.verified,
+                r.mismatches,
+                r.first_ms,
+                r.last_ms
+            );
+        }
+        print!("{}", r.stats);
+        total.got += r.seqs.got;
+        total.lost += r.seqs.lost;
+        total.reordered += r.seqs.reordered;
+        verified += r.verified;
+        mismatches += r.mismatches;
+        first = first.min(r.first_ms);
+        last = last.max(r.last_ms);
+    }
+    if cli.verify {
+        println!(
+            "msgrate receiver: verified {verified} messages by sequence and content hash, {mismatches} mismatches"
+        );
+    }
+    report("AF_XDP", cli.size, &total, ((last - first) / 1000.0).max(1e-9));
+    Ok(())
+}
+
+fn xdp_recv(
+    cli: &Cli,
+    pair: u32,
+    t0: Instant,
+    ready: &mpsc::Sender<bool>,
+    stop: &AtomicBool,
+    shutdown: &Shutdown,
+) -> Result<RecvReport> {
+    let args = pair_args(cli, pair);
+    let mut ep = args.bind("msgrate receiver", true)?;
+    let _ = ready.send(true);
+    let pat = Pattern::new(cli.seed, ep.max_msg());
     let mut got = Vec::new();
-    if ep.recv_wait(&mut got, Duration::from_secs_f64(cli.first_timeout)) == 0 {
-        bail!("no message within {} s", cli.first_timeout);
+    let wait_first = Instant::now() + Duration::from_secs_f64(cli.first_timeout);
+    while ep.recv_wait(&mut got, Duration::from_millis(100)) == 0 {
+        if Instant::now() >= wait_first || stop.load(Ordering::Relaxed) || shutdown.requested() {
+            bail!("no message within {} s", cli.first_timeout);
+        }
     }
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(cli.seconds);
     let mut s = Seqs::default();
+    let (mut verified, mut mismatches) = (0u64, 0u64);
     let mut last = start;
     loop {
         for m in got.drain(..) {
-            s.saw(seq_of(&m));
+            if cli.verify {
+                // Reliable delivery is in order: message k is the k-th to arrive.
+                match pat.check(s.got, &m) {
+                    Ok(()) => verified += 1,
+                    Err(e) => {
+                        mismatches += 1;
+                        if mismatches <= 5 {
+                            eprintln!("msgrate receiver (queue {}): {e}", args.queue);
+                        }
+                    }
+                }
+                s.saw(s.got);
+            } else {
+                s.saw(seq_of(&m));
+            }
         }
         let now = Instant::now();
         if s.got >= limit(cli)
             || now >= end
             || now.duration_since(last) > Duration::from_secs(2)
             || shutdown.requested()
+            || stop.load(Ordering::Relaxed)
         {
             break;
         }
@@ -241,9 +454,22 @@ fn xdp_recv(cli: &Cli) -> Result<()> {
             last = Instant::now();
         }
     }
-    report("AF_XDP", cli.size, &s, last.duration_since(start).as_secs_f64().max(1e-9));
-    print_stats("msgrate receiver", &ep);
-    Ok(())
+    // Let the last acknowledgements out before the endpoint goes.
+    for _ in 0..10 {
+        ep.flush();
+        ep.recv_wait(&mut got, Duration::from_millis(1));
+        got.clear();
+    }
+    let ms = |t: Instant| t.duration_since(t0).as_secs_f64() * 1000.0;
+    let tag = if cli.queues > 1 { format!("msgrate receiver q{}", args.queue) } else { "msgrate receiver".into() };
+    Ok(RecvReport {
+        seqs: s,
+        verified,
+        mismatches,
+        first_ms: ms(start),
+        last_ms: ms(last),
+        stats: stats_text(&tag, &ep),
+    })
 }
 
 fn kernel_send(cli: &Cli, mode: KernelMode) -> Result<()> {

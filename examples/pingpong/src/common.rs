@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use datapath::msg::wire::{MsgHdr, KIND_DATA, MSG_HDR_LEN};
-use datapath::msg::{Endpoint, EndpointConfig, PollMode};
+use datapath_msg::wire::{MsgHdr, KIND_DATA, MSG_HDR_LEN};
+use datapath_msg::{Endpoint, EndpointConfig, PollMode};
 use umem::HugePages;
 
 /// How `recv_wait` waits.
@@ -67,11 +67,19 @@ pub struct EpArgs {
     /// Send UDP checksum 0 instead of computing it (IPv4 allows it).
     #[arg(long)]
     pub no_checksum: bool,
+    /// Do not verify received UDP checksums (e.g. a kernel sender on the same host over a
+    /// veth with TX checksum offload on, which leaves them unfinished).
+    #[arg(long)]
+    pub no_verify_checksum: bool,
+    /// Retransmissions of a reliable datagram before its peer is given up on.
+    #[arg(long, default_value_t = 30)]
+    pub max_retries: u32,
 }
 
 impl EpArgs {
-    /// Binds the endpoint and prints what it got.
-    pub fn bind(&self, prog: &str) -> Result<Endpoint> {
+    /// Binds the endpoint and prints what it got. A server or receiver (`accept_unknown`)
+    /// takes messages from senders it was never told about; a client only from its peer.
+    pub fn bind(&self, prog: &str, accept_unknown: bool) -> Result<Endpoint> {
         let iface =
             self.iface.as_deref().context("--iface is needed for the AF_XDP endpoint (or pass --kernel MODE)")?;
         let mut cfg = EndpointConfig::new(iface, self.local);
@@ -92,12 +100,15 @@ impl EpArgs {
             Poll::Blocking => PollMode::Blocking,
         };
         cfg.udp_checksum = !self.no_checksum;
+        cfg.verify_checksum = !self.no_verify_checksum;
+        cfg.max_retries = self.max_retries;
+        cfg.accept_unknown_peers = accept_unknown;
         cfg.ring_size = self.ring;
         let ep = Endpoint::bind(&cfg)?;
         let s = ep.socket();
         println!("{prog} AF_XDP endpoint {} via {} queue {}", self.local, iface, self.queue);
-        if let Some(p) = ep.program() {
-            println!("  XDP attach      {}", p.mode());
+        if let Some(m) = ep.attach_mode() {
+            println!("  XDP attach      {m}");
         }
         println!("  AF_XDP bind     {}", s.mode());
         println!("  multi-buffer    {}", if s.multi_buffer() { "yes" } else { "no" });
@@ -112,6 +123,10 @@ impl EpArgs {
         );
         println!("  poll            {:?}", self.poll);
         println!(
+            "  peers           {}",
+            if accept_unknown { "learned from their first datagram" } else { "added only (unknown sources dropped)" }
+        );
+        println!(
             "  pool            {} frames on {}{}",
             self.frames,
             ep.pool().backing(),
@@ -122,31 +137,59 @@ impl EpArgs {
 }
 
 /// Prints the endpoint's counters (one block, for logs and tests).
+#[allow(dead_code)] // msgrate includes this file and prints through `stats_text`
 pub fn print_stats(prog: &str, ep: &Endpoint) {
+    print!("{}", stats_text(prog, ep));
+}
+
+/// The endpoint's counters as [`print_stats`] prints them.
+pub fn stats_text(prog: &str, ep: &Endpoint) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
     let m = ep.stats();
     let s = ep.socket().stats();
     let ps = ep.pool().stats();
-    println!("{prog}: endpoint counters");
-    println!(
+    let _ = writeln!(out, "{prog}: endpoint counters");
+    let _ = writeln!(
+        out,
         "  messages        sent {} received {} ({} / {} bytes)",
         m.msgs_sent, m.msgs_recv, m.bytes_sent, m.bytes_recv
     );
-    println!(
+    let _ = writeln!(
+        out,
         "  datagrams       sent {} received {} retransmitted {} (fast {}, timeouts {})",
         m.dgrams_sent, m.dgrams_recv, m.retransmits, m.fast_retransmits, m.timeouts
     );
-    println!("  acks            sent {} received {} deferred {}", m.acks_sent, m.acks_recv, m.acks_deferred);
-    println!("  back-pressure   send full {} alloc empty {}", m.send_full, m.alloc_empty);
-    println!(
+    let _ =
+        writeln!(out, "  acks            sent {} received {} deferred {}", m.acks_sent, m.acks_recv, m.acks_deferred);
+    let _ = writeln!(out, "  back-pressure   send full {} alloc empty {}", m.send_full, m.alloc_empty);
+    let _ = writeln!(
+        out,
         "  dropped         duplicate {} out-of-window {} unknown peer {} not ours {} bad header {} ip fragments {} expired partial {} evicted {}",
         m.dup_dgrams, m.out_of_window, m.unknown_peer_drops, m.not_ours, m.bad_header, m.ip_fragments, m.reasm_expired, m.reasm_evicted
     );
-    println!("  copied          {} bytes (copy_to_vec)", m.copied_bytes);
-    println!(
+    let _ = writeln!(
+        out,
+        "  refused         bad checksum {} bad acks {} other mode {} held expired {} icmp {}",
+        m.bad_checksum, m.bad_acks, m.mode_mismatch, m.held_expired, m.icmp
+    );
+    let _ = writeln!(out, "  peers           evicted {} lost {}", m.peers_evicted, m.peers_lost);
+    let _ = writeln!(out, "  copied          {} bytes (copy_to_vec)", m.copied_bytes);
+    let _ = writeln!(
+        out,
         "  kernel          rx_dropped {} rx_ring_full {} fill_empty {} invalid rx/tx {}/{}",
         s.rx_dropped, s.rx_ring_full, s.rx_fill_ring_empty, s.rx_invalid_descs, s.tx_invalid_descs
     );
-    println!("  pool            {} of {} frames free", ps.frames_free, ps.frames);
+    let _ = writeln!(
+        out,
+        "  socket          queue {} rx {} tx {} completed {}",
+        ep.queue(),
+        s.rx_descs,
+        s.tx_descs,
+        s.tx_completed
+    );
+    let _ = writeln!(out, "  pool            {} of {} frames free", ps.frames_free, ps.frames);
+    out
 }
 
 /// How a kernel-socket peer receives.
@@ -166,7 +209,7 @@ pub fn kernel_socket(local: SocketAddrV4, mode: KernelMode) -> Result<UdpSocket>
     match mode {
         KernelMode::Block => {}
         KernelMode::BusyPoll => {
-            datapath::msg::set_busy_poll(&sock, 50).context("setsockopt(SO_BUSY_POLL, 50) (needs CAP_NET_ADMIN)")?
+            datapath_msg::set_busy_poll(&sock, 50).context("setsockopt(SO_BUSY_POLL, 50) (needs CAP_NET_ADMIN)")?
         }
         KernelMode::Spin => sock.set_nonblocking(true)?,
     }
@@ -208,6 +251,6 @@ pub fn kernel_recv(
 /// Writes the message header of a one-datagram message `id` of `len` bytes in front of
 /// its payload, as the endpoint would: a kernel peer speaks the same format.
 pub fn kernel_frame(buf: &mut [u8], id: u32, len: usize) {
-    MsgHdr { kind: KIND_DATA, flags: 0, msg_id: id, frag: 0, frags: 1, msg_len: len as u32, seq: 0 }
+    MsgHdr { kind: KIND_DATA, msg_id: id, frags: 1, msg_len: len as u32, ..MsgHdr::default() }
         .emit(&mut buf[..MSG_HDR_LEN]);
 }

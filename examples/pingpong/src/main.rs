@@ -1,5 +1,5 @@
 //! `pingpong`: message round-trip latency over the AF_XDP message endpoint
-//! (`datapath::msg`), or over kernel UDP sockets speaking the same message header.
+//! (`datapath_msg`), or over kernel UDP sockets speaking the same message header.
 //!
 //! * client (`--peer`): sends one message, waits for it to come back, repeats; prints a
 //!   latency histogram (p50, p99, p99.9, max) and a `RESULT` line. With `--check N` it
@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use common::{kernel_frame, kernel_recv, kernel_socket, print_stats, EpArgs, KernelMode};
-use datapath::msg::wire::MSG_HDR_LEN;
-use datapath::msg::{Endpoint, Msg, MsgBuf, Pattern, PeerId, SendError};
 use datapath::Shutdown;
+use datapath_msg::wire::MSG_HDR_LEN;
+use datapath_msg::{Endpoint, Msg, MsgBuf, Pattern, PeerId, SendError};
 
 /// Message round-trip latency: AF_XDP message endpoint or kernel UDP sockets.
 #[derive(Parser, Debug)]
@@ -109,7 +109,7 @@ fn report(what: &str, size: usize, mut rtts: Vec<u64>, lost: u64) {
 }
 
 fn xdp_client(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("pingpong client")?;
+    let mut ep = cli.ep.bind("pingpong client", false)?;
     let peer = ep.add_peer(cli.peer.context("--peer")?)?;
     println!("ready");
     if let Some(n) = cli.check {
@@ -251,7 +251,7 @@ fn xdp_check(cli: &Cli, ep: &mut Endpoint, peer: PeerId, n: u64) -> Result<()> {
 }
 
 fn xdp_server(cli: &Cli) -> Result<()> {
-    let mut ep = cli.ep.bind("pingpong server")?;
+    let mut ep = cli.ep.bind("pingpong server", true)?;
     let shutdown = Shutdown::install()?;
     let deadline = (cli.duration > 0).then(|| Instant::now() + Duration::from_secs(cli.duration));
     let pat = Pattern::new(cli.seed, ep.max_msg());

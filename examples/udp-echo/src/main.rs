@@ -3,6 +3,10 @@
 //! every checksum valid), sent back from the same frame: no byte of payload is copied.
 //!
 //! Everything not sent to ADDR:PORT (ARP, ICMP, other ports) stays with the kernel.
+//!
+//! Headers are read and written through the one wire layer: `datapath_msg::wire` (which
+//! parses a packet whose headers are in its first buffer, as multi-buffer packets are)
+//! over smoltcp's views and `stack::wire`'s checksum.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;
@@ -10,10 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use datapath::csum::Checksum;
 use datapath::{
     AttachPolicy, BindPolicy, BusyPoll, Interface, Proto, RxFrame, Shutdown, SteerProgram, XskConfig, XskSocket,
 };
+use datapath_msg::wire;
+use smoltcp::wire::{EthernetFrame, Ipv4Packet, Ipv6Packet, UdpPacket};
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
 
 /// Answer UDP datagrams through AF_XDP, in place in the received frame.
@@ -174,13 +179,7 @@ impl Echo {
             if frame.more {
                 continue;
             }
-            let ok = self
-                .frags
-                .first_mut()
-                .and_then(|f| f.get_mut())
-                .and_then(swap_udp)
-                .is_some_and(|l4| fix_udp_checksum(&mut self.frags, l4));
-            if !ok {
+            if !echo_in_place(&mut self.frags) {
                 self.not_ours += 1;
             } else if batch.push(&self.frags).is_ok() {
                 self.echoed += 1;
@@ -195,119 +194,119 @@ impl Echo {
     }
 }
 
-/// Swaps source and destination of the Ethernet, IPv4/IPv6 and UDP headers and returns
-/// the UDP header's offset; `None` for anything but UDP. Swapping keeps the IPv4 header
-/// checksum valid.
-fn swap_udp(pkt: &mut [u8]) -> Option<usize> {
-    if pkt.len() < 14 {
-        return None;
-    }
-    let (l3, l4) = match u16::from_be_bytes([pkt[12], pkt[13]]) {
-        0x0800 => {
-            if pkt.len() < 34 || pkt[14] >> 4 != 4 || pkt[23] != 17 {
-                return None;
-            }
-            let ihl = usize::from(pkt[14] & 0x0f) * 4;
-            swap_ranges(pkt, 26, 30, 4);
-            (14, 14 + ihl)
-        }
-        0x86dd => {
-            if pkt.len() < 54 || pkt[20] != 17 {
-                return None;
-            }
-            swap_ranges(pkt, 22, 38, 16);
-            (14, 54)
-        }
-        _ => return None,
-    };
-    let _ = l3;
-    if pkt.len() < l4 + 8 {
-        return None;
-    }
-    swap_ranges(pkt, 0, 6, 6);
-    swap_ranges(pkt, l4, l4 + 2, 2);
-    Some(l4)
-}
-
-/// Recomputes the UDP checksum over the pseudo-header and every fragment. A sender on the
-/// same host (veth) hands over a partial checksum it expects the device to finish, so the
-/// received value cannot be reused. Reads the payload; copies nothing.
-fn fix_udp_checksum(frags: &mut [BufSlice], l4: usize) -> bool {
+/// Turns a received UDP packet (in one or several buffers) into its reply, in place:
+/// addresses swapped, UDP checksum recomputed. `false` for anything but UDP.
+fn echo_in_place(frags: &mut [BufSlice]) -> bool {
     let total: usize = frags.iter().map(BufSlice::len).sum();
-    let Some(first) = frags.first_mut().and_then(|f| f.get_mut()) else { return false };
-    // The UDP length, not the frame's: a frame may carry Ethernet padding behind it.
-    let udp_len = usize::from(u16::from_be_bytes([first[l4 + 4], first[l4 + 5]]));
-    if udp_len < 8 || l4 + udp_len > total {
-        return false;
-    }
-    let mut c = Checksum::new();
-    if first[12..14] == [0x08, 0x00] {
-        c.add(&first[26..34]);
-    } else {
-        c.add(&first[22..54]);
-    }
-    c.add_u16(17);
-    c.add_u16(udp_len as u16);
-    first[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
-    let mut left = udp_len;
-    let take = left.min(first.len() - l4);
-    c.add(&first[l4..l4 + take]);
-    left -= take;
-    for f in &frags[1..] {
-        let take = left.min(f.len());
-        c.add(&f.as_bytes()[..take]);
-        left -= take;
-    }
-    let sum = match c.finish() {
+    let Some(rx) = frags.first().and_then(|f| wire::parse_udp(f.as_bytes(), total).ok()) else { return false };
+    let Some(first) = frags[0].get_mut() else { return false };
+    swap_addresses(first, &rx);
+    // A sender on the same host (veth) hands over a partial checksum it expects the
+    // device to finish, so the received value cannot be reused: sum again (a read).
+    let ck = rx.udp_off + 6;
+    first[ck..ck + 2].fill(0);
+    let sum = match wire::udp_sum(&rx, frags.iter().map(BufSlice::as_bytes)).finish() {
         0 => 0xffff,
         s => s,
     };
-    if let Some(first) = frags[0].get_mut() {
-        first[l4 + 6..l4 + 8].copy_from_slice(&sum.to_be_bytes());
-    }
+    let Some(first) = frags[0].get_mut() else { return false };
+    UdpPacket::new_unchecked(&mut first[rx.udp_off..rx.udp_off + wire::UDP_LEN]).set_checksum(sum);
     true
 }
 
-fn swap_ranges(pkt: &mut [u8], a: usize, b: usize, len: usize) {
-    for i in 0..len {
-        pkt.swap(a + i, b + i);
+/// Swaps source and destination of the Ethernet, IPv4/IPv6 and UDP headers that
+/// `wire::parse_udp` found in `pkt`. Swapping keeps the IPv4 header checksum valid (the
+/// sum does not depend on the order of its words); the UDP checksum is the caller's.
+fn swap_addresses(pkt: &mut [u8], rx: &wire::RxUdp) {
+    let mut eth = EthernetFrame::new_unchecked(&mut *pkt);
+    let (src, dst) = (eth.src_addr(), eth.dst_addr());
+    eth.set_src_addr(dst);
+    eth.set_dst_addr(src);
+    let l3 = &mut pkt[wire::ETH_LEN..rx.udp_off];
+    match (rx.src, rx.dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut ip = Ipv4Packet::new_unchecked(l3);
+            ip.set_src_addr(d);
+            ip.set_dst_addr(s);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let mut ip = Ipv6Packet::new_unchecked(l3);
+            ip.set_src_addr(d);
+            ip.set_dst_addr(s);
+        }
+        _ => {}
     }
+    let mut udp = UdpPacket::new_unchecked(&mut pkt[rx.udp_off..rx.udp_off + wire::UDP_LEN]);
+    udp.set_src_port(rx.dst_port);
+    udp.set_dst_port(rx.src_port);
 }
 
 #[cfg(test)]
 mod tests {
-    use super::swap_udp;
+    use super::*;
+
+    /// A UDP/IPv4 frame as a kernel would send it, with a valid checksum.
+    fn request(payload: &[u8]) -> Vec<u8> {
+        let link = wire::Link {
+            src_mac: [1; 6],
+            dst_mac: [2; 6],
+            src_ip: "10.0.0.1".parse().unwrap(),
+            dst_ip: "10.0.0.2".parse().unwrap(),
+            src_port: 1000,
+            dst_port: 7777,
+        };
+        let mut f = vec![0u8; wire::UDP_OFF + wire::UDP_LEN];
+        wire::emit_udp4(&mut f, &link, payload.len());
+        let sum = wire::udp_checksum(&f, [payload]);
+        f[wire::UDP_OFF + 6..wire::UDP_OFF + 8].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn slices(pool: &Pool, bytes: &[u8], cut: usize) -> Vec<BufSlice> {
+        [&bytes[..cut], &bytes[cut..]]
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| {
+                let mut f = pool.alloc_frame().unwrap();
+                f.get_mut().unwrap()[..b.len()].copy_from_slice(b);
+                BufSlice::new(f, 0..b.len()).unwrap()
+            })
+            .collect()
+    }
 
     #[test]
-    fn swaps_ipv4_udp_headers() {
-        let mut p = vec![0u8; 42 + 5];
-        p[0..6].copy_from_slice(&[1; 6]);
-        p[6..12].copy_from_slice(&[2; 6]);
-        p[12..14].copy_from_slice(&[0x08, 0x00]);
-        p[14] = 0x45;
-        p[23] = 17;
-        p[26..30].copy_from_slice(&[10, 0, 0, 1]);
-        p[30..34].copy_from_slice(&[10, 0, 0, 2]);
-        p[34..36].copy_from_slice(&1000u16.to_be_bytes());
-        p[36..38].copy_from_slice(&7777u16.to_be_bytes());
-        p[42..].copy_from_slice(b"hello");
-        assert_eq!(swap_udp(&mut p), Some(34));
-        assert_eq!(&p[0..6], &[2; 6]);
-        assert_eq!(&p[6..12], &[1; 6]);
-        assert_eq!(&p[26..30], &[10, 0, 0, 2]);
-        assert_eq!(&p[30..34], &[10, 0, 0, 1]);
-        assert_eq!(&p[34..36], &7777u16.to_be_bytes());
-        assert_eq!(&p[36..38], &1000u16.to_be_bytes());
-        assert_eq!(&p[42..], b"hello");
+    fn echoes_ipv4_udp_with_addresses_swapped_and_a_valid_checksum() {
+        let pool =
+            Pool::new(&PoolConfig { frames: 8, hugepages: HugePages::Off, lock: false, ..PoolConfig::default() })
+                .unwrap();
+        let req = request(b"hello, echo");
+        // Whole, and split into two buffers (multi-buffer) behind the headers.
+        for cut in [req.len(), wire::UDP_OFF + wire::UDP_LEN + 3] {
+            let mut frags = slices(&pool, &req, cut);
+            assert!(echo_in_place(&mut frags));
+            let out: Vec<u8> = frags.iter().flat_map(|f| f.as_bytes().to_vec()).collect();
+            let rx = wire::parse_udp(&out, out.len()).expect("the reply parses");
+            assert_eq!(rx.src_mac, [2; 6]);
+            assert_eq!(&out[..6], &[1; 6]);
+            assert_eq!(rx.src, "10.0.0.2".parse::<IpAddr>().unwrap());
+            assert_eq!(rx.dst, "10.0.0.1".parse::<IpAddr>().unwrap());
+            assert_eq!((rx.src_port, rx.dst_port), (7777, 1000));
+            assert!(wire::udp_verifies(&rx, [&out[..]]), "the reply's UDP checksum verifies");
+            assert_eq!(&out[rx.payload_off()..], b"hello, echo");
+        }
     }
 
     #[test]
     fn refuses_tcp_and_truncated() {
-        let mut p = vec![0u8; 60];
-        p[12..14].copy_from_slice(&[0x08, 0x00]);
-        p[14] = 0x45;
-        p[23] = 6;
-        assert_eq!(swap_udp(&mut p), None);
-        assert_eq!(swap_udp(&mut p[..20]), None);
+        let pool =
+            Pool::new(&PoolConfig { frames: 8, hugepages: HugePages::Off, lock: false, ..PoolConfig::default() })
+                .unwrap();
+        let mut tcp = request(b"x");
+        tcp[23] = 6;
+        Ipv4Packet::new_unchecked(&mut tcp[14..34]).fill_checksum();
+        assert!(!echo_in_place(&mut slices(&pool, &tcp, tcp.len())));
+        let req = request(b"x");
+        assert!(!echo_in_place(&mut slices(&pool, &req[..20], 20)));
     }
 }

@@ -7,7 +7,8 @@ use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 use umem::BufSlice;
 
-use super::{Control, Listener, Stack};
+use super::table::{Entry, Listener};
+use super::{Control, Stack};
 use crate::tcp::{Conn, ConnError, FourTuple, State};
 
 /// A TCP connection. Stale handles (after close) are refused, never confused with a new
@@ -77,7 +78,7 @@ pub(crate) struct UdpSocket {
 }
 
 impl Stack {
-    fn entry(&self, h: ConnHandle) -> Result<&super::Entry, SocketError> {
+    fn entry(&self, h: ConnHandle) -> Result<&Entry, SocketError> {
         let s = self.slots.get(h.idx as usize).ok_or(SocketError::InvalidHandle)?;
         match &s.entry {
             Some(e) if s.gen == h.gen && e.owned && !e.released => Ok(e),
@@ -85,7 +86,7 @@ impl Stack {
         }
     }
 
-    fn entry_mut(&mut self, h: ConnHandle) -> Result<&mut super::Entry, SocketError> {
+    fn entry_mut(&mut self, h: ConnHandle) -> Result<&mut Entry, SocketError> {
         let s = self.slots.get_mut(h.idx as usize).ok_or(SocketError::InvalidHandle)?;
         match &mut s.entry {
             Some(e) if s.gen == h.gen && e.owned && !e.released => Ok(e),
@@ -98,23 +99,24 @@ impl Stack {
         if self.listeners.contains_key(&port) {
             return Err(SocketError::AddrInUse);
         }
-        self.listeners.insert(port, Listener::default());
+        self.listener_gen = self.listener_gen.wrapping_add(1);
+        self.listeners.insert(port, Listener { accept: VecDeque::new(), gen: self.listener_gen });
         Ok(ListenHandle(port))
     }
 
-    /// Stops listening; connections not yet accepted are reset.
+    /// Stops listening; connections not yet accepted are reset: those in the accept queue
+    /// now, half-open ones at their next event (a segment, or the SYN-ACK retransmission
+    /// timer, which runs in every half-open connection), so this walks no table.
     pub fn unlisten(&mut self, l: ListenHandle) {
         if let Some(listener) = self.listeners.remove(&l.0) {
             for h in listener.accept {
-                if let Some(Some(e)) = self.slots.get_mut(h.idx as usize).map(|s| s.entry.as_mut()) {
-                    e.conn.abort();
+                let Some(slot) = self.slots.get_mut(h.idx as usize) else { continue };
+                if slot.gen != h.gen {
+                    continue;
                 }
-            }
-        }
-        for i in 0..self.slots.len() {
-            if let Some(e) = self.slots[i].entry.as_mut() {
-                if e.listener == Some(l.0) && !e.owned {
+                if let Some(e) = slot.entry.as_mut() {
                     e.conn.abort();
+                    self.after_event(h.idx);
                 }
             }
         }
@@ -151,7 +153,8 @@ impl Stack {
         let tuple = FourTuple { local, remote };
         let iss = self.isn(now, &tuple);
         let mss = self.local_mss(&remote.addr);
-        let conn = Conn::connect(&self.cfg.tcp, tuple, iss, mss);
+        let mut conn = Conn::connect(&self.tcp, tuple, iss, mss);
+        conn.set_ts_offset(self.ts_offset(&tuple));
         Ok(self.insert_conn(conn, None, false, None))
     }
 
@@ -167,7 +170,11 @@ impl Stack {
         if !e.conn.may_send() {
             return Err(SocketError::Closed);
         }
-        Ok(e.conn.send(slices))
+        let n = e.conn.send(slices);
+        if n > 0 {
+            self.after_event(h.idx);
+        }
+        Ok(n)
     }
 
     /// Bytes [`Stack::write_frames`] would take now.
@@ -180,6 +187,8 @@ impl Stack {
     pub fn read(&mut self, h: ConnHandle, max: usize) -> Result<Option<BufSlice>, SocketError> {
         let e = self.entry_mut(h)?;
         if let Some(s) = e.conn.recv(max) {
+            // Reading may open the window enough for a window update.
+            self.after_event(h.idx);
             return Ok(Some(s));
         }
         match e.conn.error() {

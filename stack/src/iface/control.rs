@@ -43,7 +43,7 @@ impl Stack {
             self.counters.rx_not_for_us += 1;
             return;
         }
-        self.neighbors.learn(now, IpAddress::Ipv4(source_protocol_addr), source_hardware_addr);
+        self.learn_neighbor(now, IpAddress::Ipv4(source_protocol_addr), source_hardware_addr);
         if operation != ArpOperation::Request {
             return;
         }
@@ -147,7 +147,7 @@ impl Stack {
                     .filter(|l| l.len() == 6)
                     .map(|l| EthernetAddress::from_bytes(l.as_bytes()))
                     .unwrap_or(parsed.src_mac);
-                self.neighbors.learn(now, IpAddress::Ipv6(src), peer_mac);
+                self.learn_neighbor(now, IpAddress::Ipv6(src), peer_mac);
                 let na = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
                     flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
                     target_addr: ours,
@@ -177,7 +177,7 @@ impl Stack {
                 self.push_control(Control::Frame(frame));
             }
             Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { target_addr, lladdr: Some(l), .. }) if l.len() == 6 => {
-                self.neighbors.learn(now, IpAddress::Ipv6(target_addr), EthernetAddress::from_bytes(l.as_bytes()));
+                self.learn_neighbor(now, IpAddress::Ipv6(target_addr), EthernetAddress::from_bytes(l.as_bytes()));
             }
             _ => {}
         }
@@ -209,7 +209,7 @@ impl Stack {
         let Some(payload) = frame.slice(start..ip.l4.start + ulen) else { return };
         sock.rx.push_back((IpEndpoint::new(ip.src, sport), payload));
         if self.on_link(&ip.src) {
-            self.neighbors.learn(now, ip.src, parsed.src_mac);
+            self.learn_neighbor(now, ip.src, parsed.src_mac);
         }
     }
 

@@ -4,28 +4,38 @@
 //! Inputs are [`Stack::handle_frame`] (a received frame) and [`Stack::handle_timeout`];
 //! the output is [`Stack::dispatch`], which builds every pending packet into frames from
 //! the [`Link`] and hands them to it. [`Stack::poll_at`] says when timers next need a call.
+//! None of them walks the connection table: the timer wheel, the ready list and the
+//! change list (module `table`) hold what needs attention, TIME-WAIT is a table of its own.
 
 mod api;
 mod control;
 mod link;
 mod neighbor;
+mod output;
+pub(crate) mod table;
 mod tcp_rx;
+mod time_wait;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasherDefault;
+use std::sync::Arc;
 
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Cidr, Ipv6Address, Ipv6Cidr};
-use umem::{Buf, BufSlice};
+use umem::BufSlice;
 
 pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
 pub use link::{Full, Link};
 pub use neighbor::NeighborCache;
+pub use table::MemoryUse;
 
 use crate::counters::Counters;
 use crate::tcp::syn_cookie::SynCookies;
-use crate::tcp::{Conn, FourTuple, OutSegment, TcpConfig};
+use crate::tcp::{FourTuple, OutSegment, TcpConfig};
+use crate::wheel::TimerWheel;
 use crate::wire::{parse_frame, Route, TcpHeader, L3};
+use table::{Listener, Slot};
+use time_wait::TimeWaitTable;
 
 /// How the stack is set up.
 #[derive(Debug, Clone)]
@@ -44,8 +54,23 @@ pub struct StackConfig {
     pub mtu: usize,
     /// TCP settings for new connections.
     pub tcp: TcpConfig,
-    /// Most connections (any state, TIME-WAIT included).
+    /// Most connections in any state but TIME-WAIT (those are compact entries, capped by
+    /// `max_time_wait`). Beyond it SYNs are dropped (`tcp_conn_table_full`) and `connect`
+    /// fails. Every per-connection structure (slots, four-tuple index, timer wheel, ready
+    /// and change lists) is bounded by it; they grow on demand and keep their peak size.
+    ///
+    /// Memory (x86_64, measured by `tests/memory.rs` through [`Stack::memory`] on 8192 of
+    /// each): an idle established connection takes about 700 bytes: its 560-byte slot
+    /// (the `Conn` is 528), 24 bytes of heap (the NewReno controller; CUBIC's is 64), about
+    /// 90 bytes of four-tuple index and 24 of timer-wheel node. Queues that have held data
+    /// keep their capacity (16 to 32 bytes per slice or segment they held at once). A
+    /// TIME-WAIT entry takes about 170 bytes: an 80-byte entry and about 90 bytes of index.
+    /// Frames referenced by queues are the pool's and not counted here.
     pub max_connections: usize,
+    /// Most TIME-WAIT entries (Linux `tcp_max_tw_buckets`); `None`: `max_connections`. At
+    /// the cap the oldest entry is recycled for the new one (counted in
+    /// `tcp_time_wait_recycled`).
+    pub max_time_wait: Option<usize>,
     /// Most half-open (SYN-RECEIVED) connections; beyond it SYNs get SYN cookies.
     pub max_half_open: usize,
     /// Most established connections waiting in one listener's accept queue.
@@ -74,6 +99,7 @@ impl StackConfig {
             mtu: 1500,
             tcp: TcpConfig::default(),
             max_connections: 65536,
+            max_time_wait: None,
             max_half_open: 1024,
             backlog: 1024,
             secret: 0x5eed_5eed_5eed_5eed,
@@ -85,35 +111,17 @@ impl StackConfig {
     }
 }
 
-type Fixed = BuildHasherDefault<std::hash::DefaultHasher>;
+pub(crate) type Fixed = BuildHasherDefault<std::hash::DefaultHasher>;
 
-/// A connection slot.
-#[derive(Debug)]
-pub(crate) struct Entry {
-    pub(crate) conn: Conn,
-    /// The listener it arrived on, until accepted.
-    pub(crate) listener: Option<u16>,
-    /// Counted in the half-open total.
-    pub(crate) half_open: bool,
-    /// In its listener's accept queue.
-    pub(crate) queued: bool,
-    /// The application has a handle (accepted or connected).
-    pub(crate) owned: bool,
-    /// The application has given the handle up.
-    pub(crate) released: bool,
-    /// The MAC a passive open's SYN came from: replies go there without resolution.
-    pub(crate) peer_mac: Option<EthernetAddress>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    pub(crate) gen: u32,
-    pub(crate) entry: Option<Entry>,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Listener {
-    pub(crate) accept: VecDeque<ConnHandle>,
+/// Heap bytes of a hash map (hashbrown: a power-of-two number of buckets, at most 7/8
+/// full, each a key, a value and a control byte).
+pub(crate) fn hash_map_bytes<K, V, S>(m: &HashMap<K, V, S>) -> usize {
+    let cap = m.capacity();
+    if cap == 0 {
+        return 0;
+    }
+    let buckets = if cap < 8 { (cap + 1).next_power_of_two() } else { (cap * 8 / 7).next_power_of_two() };
+    buckets * (size_of::<(K, V)>() + 1)
 }
 
 /// A control packet waiting for a frame.
@@ -135,6 +143,8 @@ pub(crate) enum Control {
 #[derive(Debug)]
 pub struct Stack {
     pub(crate) cfg: StackConfig,
+    /// `cfg.tcp`, shared with every connection.
+    pub(crate) tcp: Arc<TcpConfig>,
     pub(crate) counters: Counters,
     pub(crate) slots: Vec<Slot>,
     pub(crate) free: Vec<u32>,
@@ -147,6 +157,22 @@ pub struct Stack {
     pub(crate) cookies: SynCookies,
     pub(crate) next_port: u16,
     pub(crate) udp: BTreeMap<u16, api::UdpSocket>,
+    pub(crate) listener_gen: u32,
+    /// Connections in TIME-WAIT, as compact entries.
+    pub(crate) time_wait: TimeWaitTable,
+    /// Each connection filed once, at its earliest deadline (by slot index).
+    pub(crate) wheel: TimerWheel,
+    /// Slot indices the wheel handed out (kept to reuse its allocation).
+    pub(crate) fired: Vec<u32>,
+    /// Connections that may have a segment to send.
+    pub(crate) ready: VecDeque<u32>,
+    /// Connections whose readiness may have changed for the application.
+    pub(crate) changed: VecDeque<u32>,
+    /// Connections waiting for their next hop's MAC, by next hop.
+    pub(crate) unrouted: HashMap<IpAddress, Vec<ConnHandle>, Fixed>,
+    pub(crate) unrouted_retry: Option<Instant>,
+    /// The link's frame size, once a frame has been seen.
+    frame_cap: Option<usize>,
     out: OutSegment,
     frags: Vec<BufSlice>,
 }
@@ -157,6 +183,7 @@ impl Stack {
         let cookies = SynCookies::new(cfg.secret);
         let next_port = cfg.ephemeral_ports.start;
         Stack {
+            tcp: Arc::new(cfg.tcp.clone()),
             cfg,
             counters: Counters::default(),
             slots: Vec::new(),
@@ -170,6 +197,15 @@ impl Stack {
             cookies,
             next_port,
             udp: BTreeMap::new(),
+            listener_gen: 0,
+            time_wait: TimeWaitTable::default(),
+            wheel: TimerWheel::new(),
+            fired: Vec::new(),
+            ready: VecDeque::new(),
+            changed: VecDeque::new(),
+            unrouted: HashMap::default(),
+            unrouted_retry: None,
+            frame_cap: None,
             out: OutSegment::default(),
             frags: Vec::new(),
         }
@@ -196,9 +232,24 @@ impl Stack {
         &mut self.neighbors
     }
 
-    /// Connections in the table (any state).
+    /// Connections in the table, in any state but TIME-WAIT.
     pub fn connection_count(&self) -> usize {
         self.live
+    }
+
+    /// Four-tuples in TIME-WAIT (compact entries, not connections).
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// Whether `tuple` (ours, the peer's) is in TIME-WAIT.
+    pub fn is_time_wait(&self, tuple: &FourTuple) -> bool {
+        self.time_wait.contains(tuple)
+    }
+
+    /// The TIME-WAIT cap in force.
+    pub(crate) fn time_wait_cap(&self) -> usize {
+        self.cfg.max_time_wait.unwrap_or(self.cfg.max_connections)
     }
 
     /// Half-open connections.
@@ -307,7 +358,7 @@ impl Stack {
                 match ip.protocol {
                     IpProtocol::Tcp => {
                         if self.on_link(&ip.src) {
-                            self.neighbors.learn(now, ip.src, parsed.src_mac);
+                            self.learn_neighbor(now, ip.src, parsed.src_mac);
                         }
                         self.handle_tcp(now, parsed.src_mac, ip.clone(), frame)
                     }
@@ -319,233 +370,45 @@ impl Stack {
         }
     }
 
-    /// The earliest time [`Stack::handle_timeout`] or [`Stack::dispatch`] has work;
-    /// `Some(Instant::ZERO)`-like past times mean "now".
+    /// The earliest time [`Stack::handle_timeout`] or [`Stack::dispatch`] has work; a past
+    /// time (such as `Instant::ZERO`) means "now". O(1): it reads the heads of the control
+    /// queue, the ready list and the timer wheel.
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.control.is_empty() {
+        if !self.control.is_empty() || !self.ready.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.slots.iter().filter_map(|s| s.entry.as_ref()).filter_map(|e| e.conn.poll_at()).min()
+        [self.wheel.next_expiry(), self.time_wait.next_expiry(), self.unrouted_retry].into_iter().flatten().min()
     }
 
-    /// Runs every timer due at `now`.
+    /// Runs every timer due at `now`, visiting only the connections whose timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for i in 0..self.slots.len() {
-            let Some(e) = self.slots[i].entry.as_mut() else { continue };
-            if e.conn.poll_at().is_some_and(|t| t <= now) {
-                e.conn.handle_timeout(now, &mut self.counters);
-                self.after_event(i as u32);
-            }
+        let mut fired = std::mem::take(&mut self.fired);
+        self.wheel.expire(now, &mut fired);
+        for &idx in &fired {
+            self.counters.conn_visits += 1;
+            let Some(e) = self.slots[idx as usize].entry.as_mut() else { continue };
+            e.conn.handle_timeout(now, &mut self.counters);
+            self.note_changed(idx);
+            self.after_event(idx);
+        }
+        fired.clear();
+        self.fired = fired;
+        while self.time_wait.pop_expired(now) {
+            self.counters.conn_visits += 1;
+        }
+        if self.unrouted_retry.is_some_and(|t| t <= now) {
+            self.retry_unrouted();
         }
     }
 
-    /// Timers, then output: the usual call of a run loop after receiving a batch.
-    pub fn poll<L: Link>(&mut self, now: Instant, link: &mut L) -> usize {
-        self.handle_timeout(now);
-        self.dispatch(now, link)
-    }
-
-    /// Builds and transmits everything pending: control replies, then each connection's
-    /// segments. Returns the frames sent. Stops early when the link is full or out of
-    /// frames (the rest goes next time; TCP treats a refused segment as lost).
-    pub fn dispatch<L: Link>(&mut self, now: Instant, link: &mut L) -> usize {
-        let mut sent = 0;
-        let copy = self.cfg.force_copy || !link.multi_buffer();
-        while let Some(c) = self.control.pop_front() {
-            match self.send_control(now, c, link, copy) {
-                Ok(true) => sent += 1,
-                Ok(false) => {}
-                Err(c) => {
-                    self.control.push_front(c);
-                    return sent;
-                }
-            }
-        }
-        for i in 0..self.slots.len() {
-            while let Some(e) = self.slots[i].entry.as_ref() {
-                if !e.conn.wants_output() {
-                    break;
-                }
-                let tuple = e.conn.tuple();
-                let route = match e.peer_mac {
-                    Some(mac) => Route {
-                        src_mac: self.cfg.mac,
-                        dst_mac: mac,
-                        src_ip: tuple.local.addr,
-                        dst_ip: tuple.remote.addr,
-                    },
-                    None => match self.route_to(now, tuple.local.addr, tuple.remote.addr) {
-                        Some(r) => r,
-                        None => break,
-                    },
-                };
-                let Some(frame) = link.alloc_frame() else {
-                    self.counters.tx_no_frame += 1;
-                    return sent;
-                };
-                // Back-pressure: stop before polling a segment the ring could not take. A
-                // segment is a header frame plus its payload slices, each cut at the frame
-                // size (or, copied, as many frames as the payload fills).
-                let cap = frame.capacity().max(1);
-                if link.tx_room() < 2 + self.cfg.tcp.max_payload_frags + link.mtu() / cap {
-                    return sent;
-                }
-                let Some(e) = self.slots[i].entry.as_mut() else { break };
-                if !e.conn.poll_segment(now, &mut self.out, &mut self.counters) {
-                    break;
-                }
-                match emit_segment(&route, &self.out, frame, copy, link, &mut self.frags) {
-                    Some(copied) => {
-                        self.counters.payload_bytes_copied += copied as u64;
-                    }
-                    None => {
-                        self.counters.tx_no_frame += 1;
-                        self.frags.clear();
-                        continue;
-                    }
-                }
-                let plen = self.out.payload_len();
-                let res = link.transmit(&self.frags);
-                self.frags.clear();
-                self.out.payload.clear();
-                if res.is_err() {
-                    self.counters.tx_link_full += 1;
-                    self.after_event(i as u32);
-                    return sent;
-                }
-                sent += 1;
-                self.counters.tx_frames += 1;
-                self.counters.tcp_tx_segments += 1;
-                self.counters.tx_payload_bytes += plen as u64;
-            }
-            self.after_event(i as u32);
-        }
-        sent
-    }
-
-    /// Builds and sends one control packet; `Err` gives it back when the link is full.
-    fn send_control<L: Link>(&mut self, now: Instant, c: Control, link: &mut L, copy: bool) -> Result<bool, Control> {
-        if let Control::Frame(f) = c {
-            return match link.transmit(std::slice::from_ref(&f)) {
-                Ok(()) => {
-                    self.counters.tx_frames += 1;
-                    Ok(true)
-                }
-                Err(Full) => Err(Control::Frame(f)),
-            };
-        }
-        let Some(mut frame) = link.alloc_frame() else {
-            self.counters.tx_no_frame += 1;
-            return Err(c);
-        };
-        let built = match &c {
-            Control::Tcp { route, hdr } => {
-                let Some(buf) = frame.get_mut() else { return Ok(false) };
-                let n = route.emit_tcp(buf, hdr, core::iter::empty());
-                self.counters.tcp_tx_segments += 1;
-                Some(n)
-            }
-            Control::Udp { route, src_port, dst_port, payload } => {
-                control::build_udp(route, *src_port, *dst_port, payload, &mut frame, copy, &mut self.frags).map(
-                    |(n, copied)| {
-                        self.counters.payload_bytes_copied += copied as u64;
-                        n
-                    },
-                )
-            }
-            Control::ArpRequest(ip) => self.build_arp_request(*ip, &mut frame),
-            Control::NeighborSolicit(ip) => self.build_neighbor_solicit(*ip, &mut frame),
-            Control::Frame(_) => None,
-        };
-        let _ = now;
-        let Some(n) = built else {
-            self.frags.clear();
-            return Ok(false);
-        };
-        let Some(head) = BufSlice::new(frame, 0..n) else { return Ok(false) };
-        self.frags.insert(0, head);
-        let res = link.transmit(&self.frags);
-        self.frags.clear();
-        match res {
-            Ok(()) => {
-                self.counters.tx_frames += 1;
-                Ok(true)
-            }
-            Err(Full) => {
-                self.counters.tx_link_full += 1;
-                Ok(false)
-            }
-        }
-    }
-
-    /// Bookkeeping after a connection saw input or a timer: half-open accounting, the
-    /// accept queue, freeing finished connections.
-    pub(crate) fn after_event(&mut self, idx: u32) {
-        let gen = self.slots[idx as usize].gen;
-        let Some(e) = self.slots[idx as usize].entry.as_mut() else { return };
-        let state = e.conn.state();
-        if e.half_open && state != crate::tcp::State::SynReceived {
-            e.half_open = false;
-            self.half_open -= 1;
-        }
-        if let Some(port) = e.listener {
-            if !e.queued && state.synchronized() {
-                e.queued = true;
-                if let Some(l) = self.listeners.get_mut(&port) {
-                    l.accept.push_back(ConnHandle { idx, gen });
-                }
-            }
-        }
-        let free = e.conn.is_finished() && (e.released || (!e.owned && e.listener.is_some()));
-        if free {
-            self.free_slot(idx);
-        }
-    }
-
-    pub(crate) fn free_slot(&mut self, idx: u32) {
-        let slot = &mut self.slots[idx as usize];
-        if let Some(e) = slot.entry.take() {
-            if e.half_open {
-                self.half_open -= 1;
-            }
-            self.by_tuple.remove(&e.conn.tuple());
-            slot.gen = slot.gen.wrapping_add(1);
-            self.free.push(idx);
-            self.live -= 1;
-        }
-    }
-
-    pub(crate) fn insert_conn(
-        &mut self,
-        conn: Conn,
-        listener: Option<u16>,
-        half_open: bool,
-        peer_mac: Option<EthernetAddress>,
-    ) -> ConnHandle {
-        let tuple = conn.tuple();
-        let idx = match self.free.pop() {
-            Some(i) => i,
-            None => {
-                self.slots.push(Slot::default());
-                (self.slots.len() - 1) as u32
-            }
-        };
-        let slot = &mut self.slots[idx as usize];
-        slot.entry = Some(Entry {
-            conn,
-            listener,
-            half_open,
-            queued: false,
-            owned: listener.is_none(),
-            released: false,
-            peer_mac,
-        });
-        if half_open {
-            self.half_open += 1;
-        }
-        self.live += 1;
-        self.by_tuple.insert(tuple, idx);
-        ConnHandle { idx, gen: slot.gen }
+    /// The timestamp offset of `tuple` (RFC 7323 section 7.1): a keyed hash of the
+    /// four-tuple, the same for every incarnation of it.
+    pub(crate) fn ts_offset(&self, tuple: &FourTuple) -> u32 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        (self.cfg.secret ^ 0x7473_6f66).hash(&mut h);
+        tuple.hash(&mut h);
+        h.finish() as u32
     }
 
     /// An ISN per RFC 6528: a keyed hash of the four-tuple plus a 4 µs clock.
@@ -566,67 +429,14 @@ impl Stack {
             let p = self.next_port;
             self.next_port = if p + 1 >= r.end { r.start } else { p + 1 };
             let local = IpEndpoint::new(local, p);
-            if !self.by_tuple.contains_key(&FourTuple { local, remote }) && !self.listeners.contains_key(&p) {
+            let tuple = FourTuple { local, remote };
+            if !self.by_tuple.contains_key(&tuple)
+                && !self.time_wait.contains(&tuple)
+                && !self.listeners.contains_key(&p)
+            {
                 return Some(local);
             }
         }
         None
     }
-}
-
-/// Writes the headers of `seg` into `frame` and fills `frags` with what to transmit: the
-/// header frame, then the payload slices, each cut at the frame size (an AF_XDP descriptor
-/// may not be longer than a UMEM chunk, so a 9000-byte segment is a header frame and three
-/// payload descriptors). In copy mode (forced, no multi-buffer, or more pieces than the
-/// link takes) the payload is copied behind the header, continuing into further frames
-/// from the link when it does not fit one (multi-buffer only). Returns the bytes copied, or
-/// `None` if the frames are too small or none are left.
-fn emit_segment<L: Link>(
-    route: &Route,
-    seg: &OutSegment,
-    mut frame: Buf,
-    copy: bool,
-    link: &mut L,
-    frags: &mut Vec<BufSlice>,
-) -> Option<usize> {
-    let cap = frame.capacity().max(1);
-    let multi = link.multi_buffer();
-    let pieces: usize = seg.payload.iter().map(|p| p.len().div_ceil(cap)).sum();
-    let copy = copy || !multi || 1 + pieces > link.max_frags();
-    let hl = route.emit_tcp(frame.get_mut()?, &seg.hdr, seg.payload.iter().map(BufSlice::as_bytes));
-    if !copy {
-        frags.push(BufSlice::new(frame, 0..hl)?);
-        for p in &seg.payload {
-            let mut off = 0;
-            while off < p.len() {
-                let n = (p.len() - off).min(cap);
-                frags.push(p.slice(off..off + n)?);
-                off += n;
-            }
-        }
-        return Some(0);
-    }
-    let mut len = hl;
-    let mut copied = 0;
-    for p in &seg.payload {
-        let mut src = p.as_bytes();
-        while !src.is_empty() {
-            if len == frame.capacity() {
-                if !multi {
-                    return None;
-                }
-                let next = link.alloc_frame()?;
-                frags.push(BufSlice::new(std::mem::replace(&mut frame, next), 0..len)?);
-                len = 0;
-            }
-            let buf = frame.get_mut()?;
-            let n = src.len().min(buf.len() - len);
-            buf[len..len + n].copy_from_slice(&src[..n]);
-            len += n;
-            copied += n;
-            src = &src[n..];
-        }
-    }
-    frags.push(BufSlice::new(frame, 0..len)?);
-    Some(copied)
 }

@@ -6,7 +6,7 @@ use smoltcp::wire::{EthernetAddress, IpEndpoint};
 use umem::BufSlice;
 
 use super::{Control, Stack};
-use crate::tcp::{Conn, FourTuple, Reply};
+use crate::tcp::{Conn, FourTuple, Reply, TwVerdict};
 use crate::wire::{parse_tcp, IpInfo, Route, Seq, TcpFlags, TcpHeader, TcpOptions};
 
 impl Stack {
@@ -31,8 +31,34 @@ impl Stack {
             if let Reply::Rst { seq } = reply {
                 self.queue_rst(reply_route, &hdr, Some(seq), 0);
             }
+            self.note_changed(idx);
             self.after_event(idx);
             return;
+        }
+
+        let mut iss = None;
+        if let Some(t) = self.time_wait.find(&tuple) {
+            let Some(tw) = self.time_wait.get(t) else { return };
+            match tw.on_segment(&hdr, prange.len(), self.cfg.tcp.timestamps, &mut self.counters) {
+                TwVerdict::Ignore => return,
+                TwVerdict::Kill => {
+                    self.time_wait.remove(t);
+                    return;
+                }
+                TwVerdict::Ack { restart } => {
+                    let ack = tw.ack(now);
+                    self.push_control(Control::Tcp { route: reply_route, hdr: ack });
+                    if restart {
+                        self.time_wait.restart(t, now + self.cfg.tcp.time_wait);
+                    }
+                    return;
+                }
+                TwVerdict::Reopen => {
+                    // A new incarnation: its ISS lies beyond the old one's sequence space.
+                    iss = Some(tw.reopen_iss());
+                    self.time_wait.remove(t);
+                }
+            }
         }
 
         if hdr.flags.has(TcpFlags::RST) {
@@ -45,7 +71,7 @@ impl Stack {
             return;
         }
         if hdr.flags.has(TcpFlags::SYN) && !hdr.flags.has(TcpFlags::ACK) {
-            self.on_syn(now, tuple, reply_route, &hdr);
+            self.on_syn(now, tuple, reply_route, &hdr, iss);
         } else if hdr.flags.has(TcpFlags::ACK) && !hdr.flags.has(TcpFlags::SYN) {
             self.on_cookie_ack(now, tuple, reply_route, &hdr, payload, plen);
         } else {
@@ -53,7 +79,8 @@ impl Stack {
         }
     }
 
-    fn on_syn(&mut self, now: Instant, tuple: FourTuple, route: Route, syn: &TcpHeader) {
+    /// A SYN for a listener; `iss` is given when it reopens a four-tuple in TIME-WAIT.
+    fn on_syn(&mut self, now: Instant, tuple: FourTuple, route: Route, syn: &TcpHeader, iss: Option<Seq>) {
         self.counters.tcp_syn_received += 1;
         let port = tuple.local.port;
         if self.live >= self.cfg.max_connections {
@@ -81,8 +108,9 @@ impl Stack {
             self.push_control(Control::Tcp { route, hdr });
             return;
         }
-        let iss = self.isn(now, &tuple);
-        let conn = Conn::accept_syn(&self.cfg.tcp, tuple, iss, local_mss, syn);
+        let iss = iss.unwrap_or_else(|| self.isn(now, &tuple));
+        let mut conn = Conn::accept_syn(&self.tcp, tuple, iss, local_mss, syn);
+        conn.set_ts_offset(self.ts_offset(&tuple));
         self.insert_conn(conn, Some(port), true, Some(route.dst_mac));
     }
 
@@ -112,7 +140,7 @@ impl Stack {
         self.counters.tcp_syn_cookies_accepted += 1;
         self.counters.tcp_established += 1;
         let local_mss = self.local_mss(&tuple.remote.addr);
-        let conn = Conn::from_cookie(&self.cfg.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
+        let conn = Conn::from_cookie(&self.tcp, tuple, hdr.ack.sub(1), local_mss, peer_mss, hdr);
         let h = self.insert_conn(conn, Some(port), false, Some(route.dst_mac));
         if let Some(e) = self.slots[h.idx as usize].entry.as_mut() {
             e.conn.handle_segment(now, hdr, payload, &mut self.counters);

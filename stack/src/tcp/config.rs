@@ -27,12 +27,24 @@ pub struct TcpConfig {
     pub min_rto: Duration,
     /// Upper RTO bound.
     pub max_rto: Duration,
-    /// Retransmissions of one segment before the connection is dropped.
+    /// Retransmissions of one segment before the connection is dropped (Linux
+    /// `tcp_retries2`). With the backoff capped at `max_rto` this also bounds the time:
+    /// at most `max_retries * max_rto` without an acknowledgment.
     pub max_retries: u32,
+    /// For an orphaned connection (closed by the application, so no one waits on it):
+    /// retransmission timeouts, and zero-window probes the peer answers with a zero
+    /// window, before it is dropped (Linux `tcp_orphan_retries`; 0 there means 8).
+    pub orphan_retries: u32,
     /// SYN / SYN-ACK retransmissions before giving up.
     pub syn_retries: u32,
     /// TIME-WAIT duration (2 MSL).
     pub time_wait: Duration,
+    /// How long FIN-WAIT-2 waits for the peer's FIN before the connection is dropped
+    /// (Linux `tcp_fin_timeout`). The application has closed, so no one else would.
+    pub fin_wait2_timeout: Duration,
+    /// Keep-alive probes on idle connections (RFC 9293 3.8.4, `SO_KEEPALIVE`); off by
+    /// default, as in Linux.
+    pub keepalive: Option<KeepAlive>,
     /// Congestion control for new connections.
     pub congestion: CcAlgorithm,
     /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
@@ -57,11 +69,31 @@ impl Default for TcpConfig {
             min_rto: Duration::from_millis(200),
             max_rto: Duration::from_secs(60),
             max_retries: 15,
+            orphan_retries: 8,
             syn_retries: 6,
             time_wait: Duration::from_secs(60),
+            fin_wait2_timeout: Duration::from_secs(60),
+            keepalive: None,
             congestion: CcAlgorithm::NewReno,
             max_payload_frags: 8,
             tail_loss_probe: true,
         }
+    }
+}
+
+/// Keep-alive settings (Linux `tcp_keepalive_time`, `_intvl`, `_probes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAlive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is reset.
+    pub probes: u32,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive { idle: Duration::from_secs(7200), interval: Duration::from_secs(75), probes: 9 }
     }
 }

@@ -1,6 +1,8 @@
 //! One TCP connection (RFC 9293): its state, its queues, and the application-facing calls.
 //! Segment input is in `input.rs`, output in `output.rs`, timers in `timer.rs`.
 
+use std::sync::Arc;
+
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
@@ -10,6 +12,7 @@ use super::recv_queue::RecvQueue;
 use super::rtt::RttEstimator;
 use super::scoreboard::Scoreboard;
 use super::send_queue::SendQueue;
+use super::timer::Timers;
 use super::TcpConfig;
 use crate::wire::{Seq, TcpHeader};
 
@@ -92,7 +95,8 @@ impl OutSegment {
 /// A TCP connection: the transmission control block and its queues.
 #[derive(Debug)]
 pub struct Conn {
-    pub(super) cfg: TcpConfig,
+    /// Shared by every connection of a stack (one pointer, not a copy, per connection).
+    pub(super) cfg: Arc<TcpConfig>,
     pub(super) tuple: FourTuple,
     pub(super) state: State,
     pub(super) error: Option<ConnError>,
@@ -149,25 +153,25 @@ pub struct Conn {
     /// A tail loss probe was sent since the last ACK that advanced `snd_una`.
     pub(super) tlp_fired: bool,
 
-    // Timers (deadlines).
-    pub(super) rto_at: Option<Instant>,
-    /// Probe timeout (RFC 8985 section 7.2).
-    pub(super) tlp_at: Option<Instant>,
-    pub(super) ack_at: Option<Instant>,
-    pub(super) persist_at: Option<Instant>,
+    // Timers (deadlines, one per kind).
+    pub(super) timers: Timers,
     pub(super) persist_backoff: u32,
-    pub(super) time_wait_at: Option<Instant>,
+    /// Keep-alive probes sent without an answer.
+    pub(super) ka_probes: u32,
+    /// Closed by the application: nobody waits on it, so its lifetime is bounded tighter.
+    pub(super) orphaned: bool,
 
     // Output flags.
     pub(super) ack_now: bool,
     pub(super) probe_pending: bool,
+    pub(super) ka_pending: bool,
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
     pub(super) unacked_segs: u32,
 }
 
 impl Conn {
-    fn new(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
+    fn new(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16, state: State) -> Conn {
         let mut rcv_wscale = 0;
         if cfg.window_scaling {
             while (cfg.recv_buffer >> rcv_wscale) > 65535 && rcv_wscale < 14 {
@@ -176,7 +180,7 @@ impl Conn {
         }
         let mss = usize::from(local_mss);
         Conn {
-            cfg: cfg.clone(),
+            cfg: Arc::clone(cfg),
             tuple,
             state,
             error: None,
@@ -203,7 +207,8 @@ impl Conn {
             sack_ok: false,
             ts_ok: false,
             ts_recent: 0,
-            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS.
+            // Per-connection timestamp offset (RFC 7323 section 7.1), derived from the ISS
+            // unless the stack sets a per-four-tuple one (`Conn::set_ts_offset`).
             ts_offset: iss.0.rotate_left(13),
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
@@ -219,14 +224,13 @@ impl Conn {
             rexmit_marks: std::collections::VecDeque::new(),
             retries: 0,
             tlp_fired: false,
-            rto_at: None,
-            tlp_at: None,
-            ack_at: None,
-            persist_at: None,
+            timers: Timers::default(),
             persist_backoff: 0,
-            time_wait_at: None,
+            ka_probes: 0,
+            orphaned: false,
             ack_now: false,
             probe_pending: false,
+            ka_pending: false,
             tlp_pending: false,
             rst_pending: false,
             unacked_segs: 0,
@@ -234,12 +238,12 @@ impl Conn {
     }
 
     /// An active open: the SYN goes out on the next poll.
-    pub fn connect(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
+    pub fn connect(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16) -> Conn {
         Conn::new(cfg, tuple, iss, local_mss, State::SynSent)
     }
 
     /// A passive open from a received SYN: the SYN-ACK goes out on the next poll.
-    pub fn accept_syn(cfg: &TcpConfig, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
+    pub fn accept_syn(cfg: &Arc<TcpConfig>, tuple: FourTuple, iss: Seq, local_mss: u16, syn: &TcpHeader) -> Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::SynReceived);
         c.take_syn_options(syn);
         c.irs = syn.seq;
@@ -254,7 +258,7 @@ impl Conn {
     /// A connection completed from a SYN cookie: the handshake's options are not known
     /// except the MSS the cookie carries, so no scaling, SACK or timestamps.
     pub fn from_cookie(
-        cfg: &TcpConfig,
+        cfg: &Arc<TcpConfig>,
         tuple: FourTuple,
         iss: Seq,
         local_mss: u16,
@@ -276,6 +280,14 @@ impl Conn {
         c.snd_wl1 = ack.seq;
         c.snd_wl2 = ack.ack;
         c
+    }
+
+    /// Sets the timestamp clock's offset (RFC 7323 section 7.1) before the first segment.
+    /// A keyed hash of the four-tuple keeps timestamps rising across incarnations of one
+    /// four-tuple, which lets the peer accept a new SYN while it holds the old one in
+    /// TIME-WAIT (RFC 6191).
+    pub fn set_ts_offset(&mut self, offset: u32) {
+        self.ts_offset = offset;
     }
 
     /// Applies the options of the peer's SYN (or SYN-ACK).
@@ -352,6 +364,22 @@ impl Conn {
         (self.sack_ok, self.ts_ok, ws)
     }
 
+    /// Bytes of heap this connection holds beyond its own struct: the congestion
+    /// controller and the capacity of its queues (which grow with use and are kept).
+    /// Frames it references are the pool's, not counted here.
+    pub fn heap_bytes(&self) -> usize {
+        size_of_val(&*self.cc)
+            + self.sendq.heap_bytes()
+            + self.recvq.heap_bytes()
+            + self.scoreboard.heap_bytes()
+            + self.rexmit_marks.capacity() * size_of::<(Seq, Seq)>()
+    }
+
+    /// Whether the application has closed the connection.
+    pub fn is_orphan(&self) -> bool {
+        self.orphaned
+    }
+
     /// Whether the application may still queue data.
     pub fn may_send(&self) -> bool {
         matches!(self.state, State::Established | State::CloseWait | State::SynReceived | State::SynSent)
@@ -426,8 +454,10 @@ impl Conn {
         }
     }
 
-    /// Closes our side: a FIN follows the queued data.
+    /// Closes our side: a FIN follows the queued data. The connection is then an orphan
+    /// ([`TcpConfig::orphan_retries`] bounds it).
     pub fn close(&mut self) {
+        self.orphaned = true;
         match self.state {
             State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {
@@ -457,12 +487,8 @@ impl Conn {
         self.sendq = SendQueue::new();
         self.recvq = RecvQueue::new(self.cfg.max_ooo_segments);
         self.scoreboard.clear();
-        self.rto_at = None;
-        self.tlp_at = None;
+        self.timers.clear_all();
         self.tlp_pending = false;
-        self.ack_at = None;
-        self.persist_at = None;
-        self.time_wait_at = None;
     }
 
     /// Sequence number of stream byte `off`.

@@ -6,6 +6,7 @@ use umem::BufSlice;
 
 use super::conn::{Conn, ConnError, State};
 use super::recv_queue::Insert;
+use super::timer::TimerKind;
 use crate::counters::Counters;
 use crate::wire::{Seq, TcpFlags, TcpHeader};
 
@@ -76,9 +77,10 @@ impl Conn {
             self.rtt_sample_on_handshake(now, hdr);
             self.state = State::Established;
             ctr.tcp_established += 1;
-            self.rto_at = None;
+            self.timers.clear(TimerKind::Retransmit);
             self.retries = 0;
             self.ack_now = true;
+            self.heard_from_peer(now);
         } else {
             // Simultaneous open: answer with SYN-ACK.
             self.snd_wnd = u32::from(hdr.window);
@@ -165,7 +167,7 @@ impl Conn {
                 return Reply::None;
             }
             if self.state == State::TimeWait && f.has(TcpFlags::FIN) {
-                self.time_wait_at = Some(now + self.cfg.time_wait);
+                self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
             }
             self.ack_now = true;
             return Reply::None;
@@ -207,7 +209,7 @@ impl Conn {
                 self.rtt_sample_on_handshake(now, hdr);
                 self.snd_una = hdr.ack;
                 self.snd_nxt = self.snd_nxt.max(hdr.ack);
-                self.rto_at = None;
+                self.timers.clear(TimerKind::Retransmit);
             } else {
                 ctr.tcp_ack_unsent += 1;
                 return Reply::Rst { seq: hdr.ack };
@@ -221,6 +223,7 @@ impl Conn {
             }
         }
 
+        self.heard_from_peer(now);
         if !self.process_ack(now, hdr, plen, ctr) {
             return Reply::None;
         }
@@ -254,16 +257,21 @@ impl Conn {
             }
         } else if f.has(TcpFlags::FIN) && self.state == State::TimeWait {
             self.ack_now = true;
-            self.time_wait_at = Some(now + self.cfg.time_wait);
+            self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
         }
         Reply::None
     }
 
     pub(super) fn enter_time_wait(&mut self, now: Instant) {
         self.state = State::TimeWait;
-        self.time_wait_at = Some(now + self.cfg.time_wait);
-        self.rto_at = None;
-        self.persist_at = None;
+        // Everything we sent is acknowledged: no retransmission, probe or loss probe is
+        // left to send (the stack then keeps only a compact TIME-WAIT entry).
+        self.timers.clear_all();
+        self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
+        self.rexmit_pending = false;
+        self.tlp_pending = false;
+        self.probe_pending = false;
+        self.ka_pending = false;
         self.sendq.ack_to(self.sendq.tail());
     }
 
@@ -297,7 +305,7 @@ impl Conn {
             self.snd_wl1 = hdr.seq;
             self.snd_wl2 = ack;
             if wnd > 0 {
-                self.persist_at = None;
+                self.timers.clear(TimerKind::Persist);
                 self.persist_backoff = 0;
             }
         }
@@ -405,21 +413,24 @@ impl Conn {
         // Timers.
         self.tlp_fired = false;
         if self.snd_una == self.snd_max {
-            self.rto_at = None;
-            self.tlp_at = None;
+            self.timers.clear(TimerKind::Retransmit);
+            self.timers.clear(TimerKind::LossProbe);
         } else {
-            self.rto_at = Some(now + self.rtt.rto());
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
             self.arm_tlp(now);
         }
 
         // Our FIN acknowledged.
         if fin_acked {
             match self.state {
-                State::FinWait1 => self.state = State::FinWait2,
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    self.timers.set(TimerKind::FinWait2, now + self.cfg.fin_wait2_timeout);
+                }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
                     self.state = State::Closed;
-                    self.rto_at = None;
+                    self.timers.clear(TimerKind::Retransmit);
                 }
                 _ => {}
             }
@@ -450,7 +461,7 @@ impl Conn {
         let flight = self.snd_max.since(self.snd_una) as usize;
         self.cc.on_congestion(now, flight, self.mss);
         self.in_recovery = true;
-        self.tlp_at = None;
+        self.timers.clear(TimerKind::LossProbe);
         self.tlp_pending = false;
         self.recover = self.snd_max;
         self.rexmit_nxt = self.snd_una;
@@ -473,8 +484,10 @@ impl Conn {
                 self.unacked_segs += 1;
                 if filled || self.recvq.has_ooo() || self.cfg.delayed_ack.is_none() || self.unacked_segs >= 2 {
                     self.ack_now = true;
-                } else if self.ack_at.is_none() {
-                    self.ack_at = self.cfg.delayed_ack.map(|d| now + d);
+                } else if !self.timers.is_set(TimerKind::DelayedAck) {
+                    if let Some(d) = self.cfg.delayed_ack {
+                        self.timers.set(TimerKind::DelayedAck, now + d);
+                    }
                 }
             }
             Insert::OutOfOrder => {

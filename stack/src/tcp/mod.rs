@@ -12,13 +12,16 @@ mod rtt;
 mod scoreboard;
 mod send_queue;
 pub mod syn_cookie;
+mod time_wait;
 mod timer;
 
 pub use cc::{CcAlgorithm, CongestionControl, Cubic, NewReno};
-pub use config::TcpConfig;
+pub use config::{KeepAlive, TcpConfig};
 pub use conn::{Conn, ConnError, FourTuple, OutSegment, State};
 pub use input::Reply;
 pub use recv_queue::{Insert, RecvQueue};
 pub use rtt::RttEstimator;
 pub use scoreboard::Scoreboard;
 pub use send_queue::SendQueue;
+pub use time_wait::{TimeWait, TwVerdict};
+pub use timer::{TimerKind, Timers};

@@ -5,6 +5,7 @@
 use smoltcp::time::Instant;
 
 use super::conn::{Conn, OutSegment, State};
+use super::timer::TimerKind;
 use crate::counters::Counters;
 use crate::wire::{Seq, TcpFlags, TcpHeader, TcpOptions};
 
@@ -29,11 +30,13 @@ impl Conn {
             return true;
         }
         self.arm_persist(now);
-        if self.state.synchronized() && (self.ack_now || self.probe_pending) {
+        if self.state.synchronized() && (self.ack_now || self.probe_pending || self.ka_pending) {
             let probe = std::mem::take(&mut self.probe_pending);
-            // A window probe is an ACK one byte left of the window: it elicits an ACK that
-            // carries the current window without consuming sequence space.
-            let seq = if probe { self.snd_una.sub(1) } else { self.snd_nxt };
+            let keepalive = std::mem::take(&mut self.ka_pending);
+            // A window (or keep-alive) probe is an ACK one byte left of the window: it
+            // elicits an ACK that carries the current window without consuming sequence
+            // space.
+            let seq = if probe || keepalive { self.snd_una.sub(1) } else { self.snd_nxt };
             if probe {
                 ctr.tcp_window_probes += 1;
             }
@@ -85,7 +88,7 @@ impl Conn {
         }
         out.hdr = h;
         self.ack_now = false;
-        self.ack_at = None;
+        self.timers.clear(TimerKind::DelayedAck);
         self.unacked_segs = 0;
         self.last_ack_sent = self.rcv_nxt;
     }
@@ -123,8 +126,8 @@ impl Conn {
         } else {
             self.rtt_probe = None;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+        if !self.timers.is_set(TimerKind::Retransmit) {
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
         }
         true
     }
@@ -159,8 +162,8 @@ impl Conn {
         if seg_end.gt(self.snd_max) {
             self.snd_max = seg_end;
         }
-        if self.rto_at.is_none() {
-            self.rto_at = Some(now + self.rtt.rto());
+        if !self.timers.is_set(TimerKind::Retransmit) {
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
         }
         seg_end.since(seq) as usize
     }
@@ -299,9 +302,24 @@ impl Conn {
         true
     }
 
+    /// The stack could not route the segment it would send (no MAC for the next hop yet).
+    /// A SYN that cannot leave counts as sent and lost: the retransmission timer runs, so a
+    /// connection to an address that never resolves times out after `syn_retries`.
+    pub fn on_no_route(&mut self, now: Instant) {
+        if self.state == State::SynSent && !self.timers.is_set(TimerKind::Retransmit) {
+            self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
+        }
+    }
+
     /// Whether [`Conn::poll_segment`] may produce something (cheap; may say yes spuriously).
     pub fn wants_output(&self) -> bool {
-        if self.rst_pending || self.ack_now || self.probe_pending || self.rexmit_pending || self.tlp_pending {
+        if self.rst_pending
+            || self.ack_now
+            || self.probe_pending
+            || self.ka_pending
+            || self.rexmit_pending
+            || self.tlp_pending
+        {
             return true;
         }
         match self.state {
@@ -319,7 +337,7 @@ impl Conn {
     /// Starts the persist timer when a zero window blocks queued data and nothing is in
     /// flight to bring a window update.
     fn arm_persist(&mut self, now: Instant) {
-        if !self.state.synchronized() || self.snd_wnd != 0 || self.persist_at.is_some() {
+        if !self.state.synchronized() || self.snd_wnd != 0 || self.timers.is_set(TimerKind::Persist) {
             return;
         }
         if self.snd_una != self.snd_max {
@@ -329,7 +347,7 @@ impl Conn {
         if unsent {
             let d = self.rtt.rto().total_micros() << self.persist_backoff.min(10);
             let d = smoltcp::time::Duration::from_micros(d).min(self.cfg.max_rto);
-            self.persist_at = Some(now + d);
+            self.timers.set(TimerKind::Persist, now + d);
         }
     }
 }

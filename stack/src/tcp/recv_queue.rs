@@ -47,6 +47,11 @@ impl RecvQueue {
         }
     }
 
+    /// Bytes of heap the queue holds (by capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.ready.capacity() * size_of::<BufSlice>() + self.ooo.capacity() * size_of::<(Seq, BufSlice)>()
+    }
+
     /// Bytes ready for the application.
     pub fn ready_len(&self) -> usize {
         self.ready_len

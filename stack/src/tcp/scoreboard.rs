@@ -50,6 +50,11 @@ impl Scoreboard {
         self.sacked = self.ranges.iter().map(|r| r.1.since(r.0) as usize).sum();
     }
 
+    /// Bytes of heap the scoreboard holds (by capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.ranges.capacity() * size_of::<(Seq, Seq)>()
+    }
+
     /// Forgets everything.
     pub fn clear(&mut self) {
         self.ranges.clear();

@@ -25,6 +25,11 @@ impl SendQueue {
         Self::default()
     }
 
+    /// Bytes of heap the queue holds (its ring of slices, by capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.slices.capacity() * size_of::<(u64, BufSlice)>()
+    }
+
     /// Bytes queued (unacknowledged, sent or not).
     pub fn len(&self) -> usize {
         (self.tail - self.head) as usize

@@ -3,6 +3,8 @@
 //! by a virtual clock until both are done.
 #![allow(dead_code)]
 
+pub mod pair;
+
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::tcp as smol_tcp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr};
@@ -112,6 +114,18 @@ impl OurHost {
     pub fn client(mut self, peer: u8) -> Self {
         self.connect_to = Some(IpEndpoint::new(IpAddress::Ipv4(ip(peer)), PORT));
         self
+    }
+
+    /// A server that keeps its stack (and whatever it went through) and serves the next
+    /// connection it accepts with `role`.
+    pub fn serve_again(&mut self, role: Role, stream: Stream) {
+        assert!(self.listen.is_some(), "not a server");
+        self.conn = None;
+        self.role = role;
+        self.stream = stream;
+        self.pos = 0;
+        self.closed = false;
+        self.finished = false;
     }
 
     pub fn client_v6(mut self, peer: u8) -> Self {
