@@ -87,6 +87,14 @@ struct Args {
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
     #[arg(long)]
     user: Option<String>,
+    /// Run without the seccomp allowlist (for debugging: a system call outside it ends the
+    /// process with a line naming it).
+    #[arg(long)]
+    no_seccomp: bool,
+    /// Leave the process dumpable once set up, so a process of the same uid may ptrace it
+    /// (for debugging; it holds the AF_XDP socket, the flow map and the pool).
+    #[arg(long)]
+    dumpable: bool,
     /// Most connections open at once; more are accepted and closed.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
@@ -114,6 +122,11 @@ impl Args {
             "off" => umem::HugePages::Off,
             _ => umem::HugePages::Prefer,
         }
+    }
+
+    /// What to give up once set up.
+    fn confine(&self) -> privdrop::Confine {
+        privdrop::Confine { user: self.user.clone(), no_seccomp: self.no_seccomp, dumpable: self.dumpable }
     }
 
     /// The pool and cache settings both backends use.
@@ -178,7 +191,7 @@ fn run(args: Args) -> Result<()> {
                 skb: args.skb,
                 busy: args.busy,
                 metrics_port: args.metrics_port,
-                user: args.user.clone(),
+                confine: args.confine(),
                 limits,
             };
             xdp::run(opts, root, args.root.clone(), &stop, &dump).map_err(|e| {
@@ -198,10 +211,11 @@ fn run(args: Args) -> Result<()> {
             if let Some(m) = metrics {
                 println!("  control port    http://{m}/metrics");
             }
-            if let Some(user) = &args.user {
-                println!("  privileges      {}", privdrop::drop_to(user)?);
+            for line in privdrop::confine(&args.confine())? {
+                println!("{line}");
             }
             println!("ready");
+            privdrop::forbidden_syscall_hook();
             server.run(&stop, &dump)?;
             println!("fileserver: stopping");
             print!("{}", server.render());

@@ -50,7 +50,8 @@ pub struct XdpOpts {
     pub skb: bool,
     pub busy: bool,
     pub metrics_port: Option<u16>,
-    pub user: Option<String>,
+    /// What to give up once set up (user, seccomp, dumpable).
+    pub confine: crate::privdrop::Confine,
     pub limits: Limits,
 }
 
@@ -128,10 +129,11 @@ pub fn run(
     if let Some(l) = &control {
         println!("  control port    http://{}/metrics (kernel stack)", l.local_addr()?);
     }
-    if let Some(user) = &opts.user {
-        println!("  privileges      {}", crate::privdrop::drop_to(user)?);
+    for line in crate::privdrop::confine(&opts.confine)? {
+        println!("{line}");
     }
     println!("ready");
+    crate::privdrop::forbidden_syscall_hook();
 
     let mut core = Core::new(stack, listener, cache, root, opts.limits.clone());
     let clock = Clock::start();

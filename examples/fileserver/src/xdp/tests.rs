@@ -426,3 +426,24 @@ fn a_file_truncated_while_it_is_served_resets_the_connection_never_a_short_body(
     assert_eq!(r[0].body.len(), 100_000);
     assert!(r[0].body == content(big)[..100_000]);
 }
+
+#[test]
+fn the_server_core_runs_under_the_seccomp_filter() {
+    use crate::privdrop::seccomp;
+    let (_dir, www) = www();
+    if seccomp::tests::is_child() {
+        // Set up first (pool, io_uring, files), as the server does, then confine.
+        let mut net = net(&www);
+        seccomp::install().unwrap();
+        for size in sizes() {
+            let r = fetch(&mut net, &get(&format!("/s{size}")), 1);
+            assert!(r[0].status == 200 && r[0].body == content(size), "s{size}");
+        }
+        let r = fetch(&mut net, &format!("{}{}", get("/nope"), get("/s4097")), 2);
+        assert_eq!((r[0].status, r[1].status), (404, 200));
+        std::process::exit(0);
+    }
+    let out = seccomp::tests::in_child("xdp::tests::the_server_core_runs_under_the_seccomp_filter");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "under the filter: {:?}\n{err}", out.status);
+}
