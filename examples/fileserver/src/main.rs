@@ -159,6 +159,7 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    raise_open_file_limit();
     let root = root::Root::with_policy(&args.root, args.dotfiles)?;
     let limits = options::Limits {
         max_connections: args.max_connections,
@@ -222,4 +223,20 @@ fn run(args: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit: connections,
+/// pipes and held files each take a descriptor, and the default soft limit (1024) is
+/// below `--max-connections` with `splice`. Running out is still handled (503, counted).
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current == lim.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit { current: lim.maximum, maximum: lim.maximum };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => log::info!("RLIMIT_NOFILE raised from {:?} to its hard limit {:?}", lim.current, lim.maximum),
+        Err(e) => log::warn!("raising RLIMIT_NOFILE to {:?}: {e}", lim.maximum),
+    }
 }

@@ -170,18 +170,20 @@ pub(crate) mod tests {
         assert!(!program().unwrap().is_empty());
     }
 
-    /// Runs one test of this binary in a child process with `FILESERVER_SECCOMP_CHILD` set
-    /// (the filter is process-wide: it must not land on the test runner).
+    /// Runs one test of this binary in a child process with `FILESERVER_TEST_CHILD` set,
+    /// for what is process-wide (a seccomp filter, a resource limit) and must not land on
+    /// the test runner.
     pub(crate) fn in_child(test: &str) -> std::process::Output {
         std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", test, "--nocapture", "--test-threads=1"])
-            .env("FILESERVER_SECCOMP_CHILD", "1")
+            .env("FILESERVER_TEST_CHILD", "1")
             .output()
             .unwrap()
     }
 
+    /// Whether this is the child [`in_child`] started.
     pub(crate) fn is_child() -> bool {
-        std::env::var_os("FILESERVER_SECCOMP_CHILD").is_some()
+        std::env::var_os("FILESERVER_TEST_CHILD").is_some()
     }
 
     #[test]
