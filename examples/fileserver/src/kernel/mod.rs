@@ -45,7 +45,7 @@ use crate::session::{Clock, Now, Served, Session, Timeout};
 use body::{Body, Pipe};
 use direct::Direct;
 pub use method::Method;
-use reserve::Reserve;
+use reserve::{Reserve, Shed};
 use sink::KernelTransport;
 use zerocopy::{ZcConn, ZcStats};
 
@@ -238,14 +238,15 @@ impl Server {
             let (sock, _) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
-                Err(e) if Reserve::is_exhaustion(&e) => {
-                    if !self.reserve.shed(l) {
-                        // Connections may still wait: the listener's edge has passed.
+                Err(e) if Reserve::is_exhaustion(&e) => match self.reserve.shed(l) {
+                    Shed::One => continue,
+                    Shed::Empty => return,
+                    // Connections may still wait, and the listener's edge has passed.
+                    Shed::NoReserve => {
                         self.accept_again = true;
                         return;
                     }
-                    continue;
-                }
+                },
                 Err(e) => {
                     log::warn!("accept: {e}");
                     return;

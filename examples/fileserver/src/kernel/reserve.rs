@@ -38,10 +38,8 @@ impl Reserve {
     }
 
     /// After `accept` failed for want of a descriptor: frees the reserve, sheds one waiting
-    /// connection (503, then closed), and takes the reserve again. False if nothing could
-    /// be shed (no reserve was held, or the queue was empty): the caller stops accepting
-    /// for this turn.
-    pub fn shed(&mut self, l: &TcpListener) -> bool {
+    /// connection (503, then closed), and takes the reserve again.
+    pub fn shed(&mut self, l: &TcpListener) -> Shed {
         self.exhausted += 1;
         if worth_logging(self.exhausted) {
             log::warn!(
@@ -51,21 +49,34 @@ impl Reserve {
         }
         if self.fd.take().is_none() {
             self.fd = spare();
-            return false;
+            return Shed::NoReserve;
         }
         let shed = match l.accept() {
             Ok((mut s, _)) => {
                 // Best effort: the socket is new, its buffer empty.
                 let _ = s.write(BUSY);
                 self.shed += 1;
-                true
+                Shed::One
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
-            Err(_) => false,
+            // (The kernel says EMFILE before it looks at the queue.)
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Shed::Empty,
+            Err(_) => Shed::NoReserve,
         };
         self.fd = spare();
         shed
     }
+}
+
+/// What [`Reserve::shed`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Shed {
+    /// One connection was told 503 and closed: more may wait.
+    One,
+    /// Nobody waits: the next arrival wakes the listener again.
+    Empty,
+    /// The reserve could not be used (it was not held, or the accept failed anyway):
+    /// try again on a later turn.
+    NoReserve,
 }
 
 fn spare() -> Option<File> {
@@ -113,13 +124,14 @@ mod tests {
         }
         let e = l.accept().expect_err("accept found a free descriptor");
         assert!(Reserve::is_exhaustion(&e), "{e}");
-        assert!(reserve.shed(&l), "nothing shed");
+        assert_eq!(reserve.shed(&l), Shed::One, "nothing shed");
         assert_eq!((reserve.exhausted, reserve.shed), (1, 1));
         let mut got = String::new();
         client.read_to_string(&mut got).unwrap();
         assert!(got.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{got:?}");
         assert!(reserve.fd.is_some(), "the reserve was taken again");
         // An empty queue: nothing to shed, and the reserve is kept.
-        assert!(!reserve.shed(&l));
+        assert_eq!(reserve.shed(&l), Shed::Empty);
+        assert!(reserve.fd.is_some());
     }
 }
