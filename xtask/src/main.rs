@@ -7,6 +7,7 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod ebpf;
+mod fshostile;
 mod fstest;
 mod fuzz;
 mod impair;
@@ -242,6 +243,29 @@ enum Internal {
         #[arg(long, default_value_t = 600.0)]
         seconds: f64,
     },
+    /// Frames forged inside a jumbo packet, and a request in two RX fragments (MTU 9000).
+    TcpJumbo {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        #[arg(long)]
+        server_mac: String,
+    },
+    /// Kernel TCP clients with a tiny receive buffer that ask for a range and never read.
+    Stallers {
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        /// Empty: connect and send nothing.
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        count: u16,
+        #[arg(long)]
+        first_port: u16,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
     /// Malformed segments, bad RSTs and a SYN flood against a TCP server.
     TcpCraft {
         #[arg(long)]
@@ -377,6 +401,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Internal::TcpCraft { iface, server, server_mac, count, syns } => {
                 tcpcraft::craft(&iface, server, &server_mac, count, syns)
             }
+            Internal::TcpJumbo { iface, server, server_mac } => tcpcraft::jumbo(&iface, server, &server_mac),
+            Internal::Stallers { server, path, count, first_port, seconds } => {
+                fshostile::stallers(server, &path, count, first_port, seconds)
+            }
         },
     }
 }
@@ -455,6 +483,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    fshostile::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);

@@ -128,6 +128,7 @@ impl Blocks {
             ("cache_misses_total".into(), cs.misses),
             ("cache_evictions_total".into(), cs.evictions),
             ("cache_streamed_total".into(), cs.streamed),
+            ("cache_blocks".into(), u64::from(self.cache.usage().cached)),
             ("read_bytes_direct_total".into(), rs.bytes_direct),
             ("read_bytes_buffered_total".into(), rs.bytes_buffered),
             ("reads_direct_total".into(), rs.reads_direct),
