@@ -168,3 +168,55 @@ fn keepalive_probes_an_idle_peer_and_resets_a_vanished_one() {
     assert_eq!(c.tcp_keepalive_timeouts, 1);
     assert_eq!(p.server.readiness(s).error, Some(ConnError::TimedOut));
 }
+
+/// The peer shrinks its window to zero while data are in flight, and the data are lost: a
+/// retransmission timeout pulls `snd_nxt` back to `snd_una`, and with a zero window
+/// nothing can leave to restart a timer. The persist timer must take over (found by the
+/// stack_frames fuzz target: the orphan sat in FIN-WAIT-1 with no timer, forever).
+#[test]
+fn a_zero_window_after_a_timeout_still_has_a_timer_and_an_orphan_is_dropped() {
+    use smoltcp::wire::{EthernetFrame, IpProtocol, Ipv4Packet, TcpPacket};
+    let mut p = Pair::new(config(1, |_| {}), config(2, |c| c.tcp.orphan_retries = 3), 1024);
+    let (_c, s) = connect_one(&mut p);
+    // Keep one of the client's pure ACKs as a template.
+    p.record = true;
+    write(&mut p, s, 1000);
+    p.run_for(Duration::from_millis(100), &mut |_| {});
+    p.record = false;
+    let (_, template) = p
+        .recorded
+        .iter()
+        .rev()
+        .find(|(to, f)| {
+            *to == Side::Server && {
+                let e = EthernetFrame::new_unchecked(&f[..]);
+                let ip = Ipv4Packet::new_unchecked(e.payload());
+                ip.next_header() == IpProtocol::Tcp && TcpPacket::new_unchecked(ip.payload()).payload().is_empty()
+            }
+        })
+        .cloned()
+        .expect("a client ACK");
+    // Data the client never sees; then an ACK of nothing new, with a zero window.
+    p.blackhole = Some(Side::Client);
+    write(&mut p, s, 2000);
+    p.run_for(Duration::from_millis(1), &mut |_| {});
+    p.server.close(s).expect("close");
+    let mut f = template.clone();
+    {
+        let mut e = EthernetFrame::new_unchecked(&mut f[..]);
+        let mut ip = Ipv4Packet::new_unchecked(e.payload_mut());
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        t.set_window_len(0);
+        t.fill_checksum(&src.into(), &dst.into());
+    }
+    let frame = p.slink.rx_frame(&f).expect("frame");
+    p.server.handle_frame(p.now, frame);
+    p.run_for(Duration::from_secs(300), &mut |_| {});
+    let c = p.counters(Side::Server);
+    assert!(c.tcp_rto_expired >= 1, "the data timed out first: {c:?}");
+    assert_eq!(c.tcp_orphan_drops, 1, "the orphan is dropped: {c:?}");
+    assert_eq!(p.server.connection_count(), 0);
+    assert_eq!(p.server.poll_at(), None);
+    assert!(server_frames_free(&p), "the dropped connection's frames are back");
+}

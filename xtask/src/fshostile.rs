@@ -375,9 +375,7 @@ fn descriptors(bins: &Bins) -> Result<()> {
             _ => std::thread::sleep(Duration::from_millis(200)),
         }
     }
-    let (ok, text) =
-        output(ns.in_server("curl").args(["-sf", "--max-time", "5", &format!("http://{SRV_ADDR}:9100/")]))?;
-    ensure!(ok, "counters: {text}");
+    let text = counters(&ns, &server)?;
     let exhausted = counter(&text, "fileserver_accept_fd_exhausted_total");
     let shed = counter(&text, "fileserver_accept_shed_503_total");
     ensure!(exhausted > 0 && shed > 0, "exhaustion not counted:\n{text}");

@@ -11,6 +11,7 @@
 mod bench;
 pub mod procstat;
 mod report;
+mod scale;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 pub use bench::{bench, BenchOpts};
+pub use scale::bench as scale_bench;
 
 use crate::fstest::DataSet;
 use crate::fstest::{fetch_range, sha256_download, sha256_file};

@@ -7,11 +7,14 @@ mod bench_blocks;
 mod client;
 mod demo;
 mod ebpf;
+mod fabric;
+mod fabric_bench;
 mod fshostile;
 mod fstest;
 mod fuzz;
 mod impair;
 mod ladder;
+mod mqtest;
 mod msg;
 mod netns;
 mod nginx;
@@ -114,7 +117,8 @@ enum NetnsCmd {
         #[arg(long, default_value_t = 1500)]
         mtu: u32,
     },
-    /// Remove every namespace this tool created (names starting with `zc-`).
+    /// Remove the namespaces `netns up` left, and any left by runs that died (names
+    /// starting with `zc-`); namespaces of a test run still in progress are kept.
     Down,
 }
 
@@ -151,6 +155,15 @@ enum BenchCmd {
         /// A short run.
         #[arg(long)]
         quick: bool,
+        /// Instead of the nginx comparison: the AF_XDP server with each of these worker
+        /// counts (e.g. `1,2`) on a veth pair with as many queues; requests/s of the 16 KiB
+        /// set over keep-alive and with a connection per request, with the server's and the
+        /// client's CPU use (target/bench/files-queues.md).
+        #[arg(long, value_delimiter = ',')]
+        queues: Option<Vec<u32>>,
+        /// wrk connections of the --queues runs.
+        #[arg(long, default_value_t = 16, requires = "queues")]
+        connections: u32,
     },
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
@@ -165,6 +178,17 @@ enum BenchCmd {
         /// Size of the test file in MiB.
         #[arg(long, default_value_t = 2048)]
         size_mib: u64,
+    },
+    /// The libfabric provider: fi_pingpong latency and MB/s against libfabric's udp and
+    /// tcp providers (and ofi_rxd over ours), and MPI ping-pong against Open MPI's btl tcp,
+    /// on one veth pair; ratios in target/bench/fabric.md.
+    Fabric {
+        /// fi_pingpong runs per row (the median is printed).
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// fi_pingpong iterations at 64 B (a tenth of them at 64 KiB and for MPI).
+        #[arg(long, default_value_t = 20000)]
+        iters: u32,
     },
     /// One TCP connection: our stack over AF_XDP vs the kernel's sendfile, the same file
     /// to curl on the same veth pair, MTU 1500 and 9000; throughput and server CPU s/GiB,
@@ -334,7 +358,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
-        Cmd::Bench { what: BenchCmd::Files { seconds, quick } } => {
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections } } => {
+            let bins = prepare()?;
+            ladder::scale_bench(&bins, &queues, if quick { seconds.min(2) } else { seconds }, connections)
+        }
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: None, .. } } => {
             let bins = prepare()?;
             for mtu in [1500, 9000] {
                 let opts = ladder::BenchOpts {
@@ -361,6 +389,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
             setup::ensure(setup::Profile::Full)?;
             bench_blocks::run(size_mib)
+        }
+        Cmd::Bench { what: BenchCmd::Fabric { runs, iters } } => {
+            setup::require_root("bench fabric (it creates namespaces and attaches XDP)")?;
+            setup::ensure(setup::Profile::Full)?;
+            netns::install_cleanup();
+            fabric_bench::bench(&fabric::Provider::default(), runs, iters)
         }
         Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
             let bins = prepare()?;
@@ -485,8 +519,10 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     fstest::tests(&mut suite, &bins);
     fshostile::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
+    mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);
     tcptest::tests(&mut suite, &bins);
+    fabric::tests(&mut suite, &fabric::Provider::default());
     let ns = suite.finish("namespace tests");
     if failed {
         bail!("unit tests or the eBPF object check failed (see above)");

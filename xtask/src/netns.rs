@@ -175,15 +175,26 @@ pub fn install_cleanup() {
     });
 }
 
-/// Names of every namespace this tool created (any run), for `netns down`.
+/// Names of the namespaces `netns down` may remove: those `netns up` left for manual use,
+/// and those of runs that died without cleaning up. A namespace of a run still going (its
+/// pid, in the name, alive) is left alone, so `netns down` never breaks a test in progress.
 pub fn ours() -> Vec<String> {
     cmd_ok(Command::new("ip").args(["netns", "list"]))
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(PREFIX))
+        .filter(|n| n.starts_with(PREFIX) && removable(n))
         .map(str::to_owned)
         .collect()
+}
+
+/// `zc-<pid>-<tag><role>`: removable when left by `netns up` (tag `m`) or its pid is gone.
+fn removable(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else { return false };
+    let Some((pid, tag)) = rest.split_once('-') else { return true };
+    let manual = tag.len() == 2 && tag.starts_with('m');
+    let alive = pid.parse::<u32>().is_ok_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+    manual || !alive
 }
 
 /// Removes the named namespaces.

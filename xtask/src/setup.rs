@@ -36,6 +36,11 @@ const APT: &[(&str, Profile)] = &[
     ("nftables", Profile::Full),
     ("nginx", Profile::Full),
     ("wrk", Profile::Full),
+    // The libfabric provider's tests: fi_info / fi_pingpong, Open MPI over `mtl ofi`.
+    ("libfabric-dev", Profile::Full),
+    ("libfabric-bin", Profile::Full),
+    ("openmpi-bin", Profile::Full),
+    ("libopenmpi-dev", Profile::Full),
 ];
 
 fn apt_packages(profile: Profile) -> Vec<&'static str> {

@@ -4,9 +4,9 @@
 //! * [`kernel`]: ordinary TCP sockets, with the file bytes moved by one chosen method
 //!   (`read-write`, `mmap`, `sendfile`, `splice`, `msg-zerocopy`, `direct-uring`): the
 //!   rungs of the copy ladder, to measure.
-//! * [`xdp`]: AF_XDP over the pinned pool with the user-space TCP stack: file blocks read
-//!   by io_uring `O_DIRECT` into the pool ([`blocks`]) and sent from there without a CPU
-//!   copy. Its core ([`xdp::Core`]) owns no device: [`sim`] drives it over a simulated
+//! * [`xdp`]: AF_XDP over the pinned pool with the user-space TCP stack, one worker
+//!   thread per rx queue, each with a pool of its own: file blocks read by io_uring
+//!   `O_DIRECT` into the pool ([`blocks`]) and sent from there without a CPU copy. Its core ([`xdp::Core`]) owns no device: [`sim`] drives it over a simulated
 //!   wire with a simulated client, with no root and no NIC.
 //!
 //! ```text

@@ -2,7 +2,7 @@
 //! crate's docs for the backends and the session they share).
 #![forbid(unsafe_code)]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -45,23 +45,38 @@ struct Args {
     /// Prefix length of --addr on the interface (xdp backend).
     #[arg(long, default_value_t = 24)]
     prefix: u8,
-    /// Rx queue to bind (xdp backend). Steer the served flows to it on a multi-queue NIC.
+    /// First rx queue to bind (xdp backend). With one queue, steer the served flows to it
+    /// on a multi-queue NIC (or serve every queue with --queues all).
     #[arg(long, default_value_t = 0)]
     queue: u32,
-    /// Packet frames (4 KiB each) in the pool: RX, TX headers, control packets.
+    /// Rx queues to serve (xdp backend), from --queue on, or `all` (every rx queue of the
+    /// interface: what a NIC with RSS needs, e.g. after `ethtool -L IFACE combined N`).
+    /// One worker thread per queue, pinned to a CPU, each with its own pool, AF_XDP
+    /// socket, io_uring, block cache and TCP stack; a flow RSS puts on an unserved queue is
+    /// dropped by the XDP program (counted as fileserver_xdp_no_socket_total).
+    #[arg(long, default_value = "1")]
+    queues: options::Queues,
+    /// CPUs to pin the workers to, in queue order, round-robin (e.g. `0,2,4-7`). Default:
+    /// the CPUs the process may run on (as `taskset` left them).
+    #[arg(long)]
+    cpus: Option<options::CpuList>,
+    /// Packet frames (4 KiB each) in the pool: RX, TX headers, control packets. Per worker
+    /// (each --queues worker has a pool of its own).
     #[arg(long, default_value_t = 16384)]
     frames: u32,
     /// Size of a payload block (a file read lands in one), KiB.
     #[arg(long, default_value_t = 256)]
     block_kib: u32,
     /// Payload blocks in the pool (cache plus reads in flight plus blocks in send queues).
+    /// Per worker: memory is workers x (frames x 4 KiB + blocks x block size).
     #[arg(long, default_value_t = 1024)]
     blocks: u32,
     /// 2 MiB hugepages for the pool: prefer (fall back to 4 KiB with a warning), require, off.
     #[arg(long, default_value = "prefer", value_parser = ["prefer", "require", "off"])]
     hugepages: String,
     /// Blocks the cache keeps for small/hot files (at most half of --blocks, so streamed
-    /// files always find room).
+    /// files always find room). Per worker: each worker caches what its flows ask for, so a
+    /// hot file may be read from disk once per worker.
     #[arg(long, default_value_t = 512)]
     cache_blocks: u32,
     /// Files larger than this (bytes) stream through without entering the cache (nginx
@@ -78,10 +93,19 @@ struct Args {
     /// Attach XDP in generic (skb) mode.
     #[arg(long)]
     skb: bool,
-    /// Never sleep when idle (lowest latency, one core busy).
+    /// Never sleep: each worker spins on its rings (lowest latency, one core busy per
+    /// worker). By default a worker that found nothing to do for a few turns sleeps in
+    /// poll(2) on its AF_XDP socket and io_uring until input or its next timer, also while
+    /// data is in flight.
     #[arg(long)]
     busy: bool,
-    /// Control port on the kernel stack: any GET on it returns the counters as text.
+    /// Control port on the kernel stack: any GET on it returns the counters as text (the
+    /// sum over workers, then each worker's with a `queue` label). Served by a thread of its
+    /// own, never by a worker; at most 16 connections, 5 s each.
+    #[arg(long, conflicts_with = "metrics_port")]
+    metrics_addr: Option<SocketAddr>,
+    /// The control port on loopback: the same as --metrics-addr 127.0.0.1:PORT (in the
+    /// server's network namespace).
     #[arg(long)]
     metrics_port: Option<u16>,
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
@@ -127,6 +151,11 @@ impl Args {
     /// What to give up once set up.
     fn confine(&self) -> privdrop::Confine {
         privdrop::Confine { user: self.user.clone(), no_seccomp: self.no_seccomp, dumpable: self.dumpable }
+    }
+
+    /// The control port's address: --metrics-addr, or loopback with --metrics-port.
+    fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr.or(self.metrics_port.map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p)))
     }
 
     /// The pool and cache settings both backends use.
@@ -186,12 +215,14 @@ fn run(args: Args) -> Result<()> {
                 prefix: args.prefix,
                 port: args.port,
                 queue: args.queue,
+                queues: args.queues,
+                cpus: args.cpus.clone().map(|c| c.0),
                 frames: args.frames,
                 pool: args.pool_opts(),
                 force_copy: args.force_copy,
                 skb: args.skb,
                 busy: args.busy,
-                metrics_port: args.metrics_port,
+                metrics_addr: args.metrics_addr(),
                 confine: args.confine(),
                 limits,
             };
@@ -200,8 +231,11 @@ fn run(args: Args) -> Result<()> {
             })?;
         }
         Backend::Kernel => {
+            if args.queues != options::Queues::Count(1) || args.cpus.is_some() {
+                bail!("--queues and --cpus are for --backend xdp (the kernel backend runs one thread)");
+            }
             let addr = SocketAddr::new(args.addr, args.port);
-            let metrics = args.metrics_port.map(|p| SocketAddr::new(args.addr, p));
+            let metrics = args.metrics_addr();
             let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
@@ -212,6 +246,7 @@ fn run(args: Args) -> Result<()> {
             if let Some(m) = metrics {
                 println!("  control port    http://{m}/metrics");
             }
+            privdrop::before_threads()?;
             for line in privdrop::confine(&args.confine())? {
                 println!("{line}");
             }
@@ -238,5 +273,43 @@ fn raise_open_file_limit() {
     match setrlimit(Resource::Nofile, raised) {
         Ok(()) => log::info!("RLIMIT_NOFILE raised from {:?} to its hard limit {:?}", lim.current, lim.maximum),
         Err(e) => log::warn!("raising RLIMIT_NOFILE to {:?}: {e}", lim.maximum),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_parses_every_option() {
+        Args::command().debug_assert();
+        let a = Args::try_parse_from([
+            "fileserver",
+            "--root",
+            "/srv",
+            "--queues",
+            "all",
+            "--cpus",
+            "0,2-3",
+            "--metrics-port",
+            "9100",
+        ])
+        .unwrap();
+        assert_eq!(a.queues, options::Queues::All);
+        assert_eq!(a.cpus, Some(options::CpuList(vec![0, 2, 3])));
+        assert_eq!(a.metrics_addr(), Some("127.0.0.1:9100".parse().unwrap()));
+        let a = Args::try_parse_from(["fileserver", "--root", "/srv", "--metrics-addr", "10.0.0.1:9"]).unwrap();
+        assert_eq!((a.queues, a.metrics_addr()), (options::Queues::Count(1), Some("10.0.0.1:9".parse().unwrap())));
+        assert!(Args::try_parse_from([
+            "fileserver",
+            "--root",
+            "/",
+            "--metrics-addr",
+            "1.2.3.4:5",
+            "--metrics-port",
+            "6"
+        ])
+        .is_err());
     }
 }

@@ -51,28 +51,129 @@ impl Metrics {
         }
     }
 
+    /// Adds `o`'s counters to these: every field, and `extra` by name (a worker's
+    /// counters into the server's sum).
+    pub fn add(&mut self, o: &Metrics) {
+        // Destructured, so a new field cannot be left out of the sum.
+        let Metrics {
+            connections,
+            connections_open,
+            requests,
+            by_status,
+            bytes_sent,
+            bytes_copied,
+            timeouts_head,
+            timeouts_idle,
+            timeouts_write,
+            refused_connections,
+            bodies_truncated,
+            extra,
+        } = o;
+        self.connections += connections;
+        self.connections_open += connections_open;
+        self.requests += requests;
+        for (a, b) in self.by_status.iter_mut().zip(by_status) {
+            *a += b;
+        }
+        self.bytes_sent += bytes_sent;
+        self.bytes_copied += bytes_copied;
+        self.timeouts_head += timeouts_head;
+        self.timeouts_idle += timeouts_idle;
+        self.timeouts_write += timeouts_write;
+        self.refused_connections += refused_connections;
+        self.bodies_truncated += bodies_truncated;
+        for (k, v) in extra {
+            match self.extra.iter_mut().find(|(n, _)| n == k) {
+                Some(e) => e.1 += v,
+                None => self.extra.push((k.clone(), *v)),
+            }
+        }
+    }
+
     /// The text form: one `name{labels} value` per line.
     pub fn render(&self, backend: &str) -> String {
         let mut o = String::new();
         let _ = writeln!(o, "# fileserver backend={backend}");
-        let _ = writeln!(o, "fileserver_connections_total {}", self.connections);
-        let _ = writeln!(o, "fileserver_connections_open {}", self.connections_open);
-        let _ = writeln!(o, "fileserver_requests_total {}", self.requests);
+        self.write_series(&mut o, None);
+        o
+    }
+
+    /// Appends one `name{labels} value` line per counter to `o`, with `label` (such as
+    /// `queue="1"`) added to each line's labels.
+    pub fn write_series(&self, o: &mut String, label: Option<&str>) {
+        let mut line = |name: &str, labels: &str, v: u64| {
+            let _ = match (labels.is_empty(), label) {
+                (true, None) => writeln!(o, "fileserver_{name} {v}"),
+                (true, Some(l)) => writeln!(o, "fileserver_{name}{{{l}}} {v}"),
+                (false, None) => writeln!(o, "fileserver_{name}{{{labels}}} {v}"),
+                (false, Some(l)) => writeln!(o, "fileserver_{name}{{{labels},{l}}} {v}"),
+            };
+        };
+        line("connections_total", "", self.connections);
+        line("connections_open", "", self.connections_open);
+        line("requests_total", "", self.requests);
         for (i, s) in Status::ALL.iter().enumerate() {
             if self.by_status[i] > 0 {
-                let _ = writeln!(o, "fileserver_responses_total{{status=\"{}\"}} {}", s.code(), self.by_status[i]);
+                line("responses_total", &format!("status=\"{}\"", s.code()), self.by_status[i]);
             }
         }
-        let _ = writeln!(o, "fileserver_body_bytes_sent_total {}", self.bytes_sent);
-        let _ = writeln!(o, "fileserver_payload_bytes_copied_total {}", self.bytes_copied);
-        let _ = writeln!(o, "fileserver_timeouts_total{{phase=\"head\"}} {}", self.timeouts_head);
-        let _ = writeln!(o, "fileserver_timeouts_total{{phase=\"idle\"}} {}", self.timeouts_idle);
-        let _ = writeln!(o, "fileserver_timeouts_total{{phase=\"write\"}} {}", self.timeouts_write);
-        let _ = writeln!(o, "fileserver_connections_refused_total {}", self.refused_connections);
-        let _ = writeln!(o, "fileserver_bodies_truncated_total {}", self.bodies_truncated);
+        line("body_bytes_sent_total", "", self.bytes_sent);
+        line("payload_bytes_copied_total", "", self.bytes_copied);
+        line("timeouts_total", "phase=\"head\"", self.timeouts_head);
+        line("timeouts_total", "phase=\"idle\"", self.timeouts_idle);
+        line("timeouts_total", "phase=\"write\"", self.timeouts_write);
+        line("connections_refused_total", "", self.refused_connections);
+        line("bodies_truncated_total", "", self.bodies_truncated);
         for (k, v) in &self.extra {
-            let _ = writeln!(o, "fileserver_{k} {v}");
+            match k.split_once('{') {
+                Some((name, labels)) => line(name, labels.trim_end_matches('}'), *v),
+                None => line(k, "", *v),
+            }
         }
-        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: u64) -> Metrics {
+        let mut m = Metrics { connections: n, bytes_sent: 10 * n, ..Metrics::default() };
+        m.count(Status::Ok);
+        m.extra = vec![("xsk_tx_descs_total".into(), n), (format!("only_{n}"), 1)];
+        m
+    }
+
+    #[test]
+    fn sums_add_every_counter_and_extras_by_name() {
+        let mut sum = sample(1);
+        sum.add(&sample(2));
+        let text = sum.render("xdp");
+        for want in [
+            "fileserver_connections_total 3\n",
+            "fileserver_body_bytes_sent_total 30\n",
+            "fileserver_responses_total{status=\"200\"} 2\n",
+            "fileserver_xsk_tx_descs_total 3\n",
+            "fileserver_only_1 1\n",
+            "fileserver_only_2 1\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_label_joins_the_labels_a_series_has() {
+        let mut m = sample(1);
+        m.extra.push(("kind_total{kind=\"a\"}".into(), 4));
+        let mut text = String::new();
+        m.write_series(&mut text, Some("queue=\"3\""));
+        for want in [
+            "fileserver_connections_total{queue=\"3\"} 1\n",
+            "fileserver_responses_total{status=\"200\",queue=\"3\"} 1\n",
+            "fileserver_timeouts_total{phase=\"head\",queue=\"3\"} 0\n",
+            "fileserver_kind_total{kind=\"a\",queue=\"3\"} 4\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
     }
 }

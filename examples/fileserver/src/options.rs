@@ -88,3 +88,104 @@ impl PoolOpts {
         )
     }
 }
+
+/// Which rx queues the AF_XDP backend serves (`--queues N|all`), one worker thread each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queues {
+    /// `N` queues from `--queue` on.
+    Count(u32),
+    /// Every rx queue of the interface.
+    All,
+}
+
+impl std::str::FromStr for Queues {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Queues, String> {
+        if s == "all" {
+            return Ok(Queues::All);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Queues::Count(n)),
+            _ => Err(format!("--queues {s}: give a number of queues (1 or more) or `all`")),
+        }
+    }
+}
+
+impl Queues {
+    /// The queues to bind on an interface with `available` rx queues, starting at `first`
+    /// (`--queue`) for a count.
+    pub fn resolve(self, first: u32, available: u32) -> Result<Vec<u32>, String> {
+        match self {
+            Queues::All if first != 0 => Err(format!("--queues all binds every queue from 0; drop --queue {first}")),
+            Queues::All => Ok((0..available).collect()),
+            Queues::Count(n) => {
+                let end = first.checked_add(n).filter(|&e| e <= available).ok_or_else(|| {
+                    format!(
+                        "--queue {first} --queues {n} needs rx queues {first}..{} but the interface has {available} \
+                         (raise them with `ethtool -L IFACE combined N`, or use --queues all)",
+                        u64::from(first) + u64::from(n) - 1
+                    )
+                })?;
+                Ok((first..end).collect())
+            }
+        }
+    }
+}
+
+/// A CPU list (`--cpus 0,2,4-7`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+impl std::str::FromStr for CpuList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CpuList, String> {
+        parse_cpus(s).map(CpuList)
+    }
+}
+
+/// Parses a CPU list: `0,2,4-7`.
+pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || format!("--cpus {s}: give CPU numbers and ranges, e.g. 0,2,4-7");
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?);
+        if a > b || b >= 1024 {
+            return Err(bad());
+        }
+        cpus.extend(a..=b);
+    }
+    Ok(cpus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queues_parse_and_resolve_against_the_interface() {
+        assert_eq!("all".parse::<Queues>(), Ok(Queues::All));
+        assert_eq!("4".parse::<Queues>(), Ok(Queues::Count(4)));
+        assert!("0".parse::<Queues>().is_err());
+        assert!("many".parse::<Queues>().is_err());
+        assert_eq!(Queues::Count(1).resolve(2, 4), Ok(vec![2]));
+        assert_eq!(Queues::Count(4).resolve(0, 4), Ok(vec![0, 1, 2, 3]));
+        assert_eq!(Queues::All.resolve(0, 3), Ok(vec![0, 1, 2]));
+        let e = Queues::Count(3).resolve(2, 4).unwrap_err();
+        assert!(e.contains("2..4") && e.contains("has 4"), "{e}");
+        assert!(Queues::All.resolve(1, 4).is_err(), "all with a starting queue is ambiguous");
+        assert!(Queues::Count(u32::MAX).resolve(1, 4).is_err(), "no overflow");
+    }
+
+    #[test]
+    fn cpu_lists_take_numbers_and_ranges() {
+        assert_eq!(parse_cpus("1"), Ok(vec![1]));
+        assert_eq!(parse_cpus("0,2,4-6"), Ok(vec![0, 2, 4, 5, 6]));
+        assert_eq!(parse_cpus(" 3 - 3 "), Ok(vec![3]));
+        for bad in ["", "a", "3-1", "1,,2", "0-99999"] {
+            assert!(parse_cpus(bad).is_err(), "{bad:?}");
+        }
+    }
+}

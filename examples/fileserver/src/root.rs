@@ -97,6 +97,13 @@ impl Root {
         Some((rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
     }
 
+    /// Another handle on the same directory, with the same policy and counters of its
+    /// own (one per worker thread).
+    pub fn try_clone(&self) -> anyhow::Result<Root> {
+        let dir = self.dir.try_clone().map_err(|e| anyhow::anyhow!("duplicating the --root descriptor: {e}"))?;
+        Ok(Root { dir, dotfiles: self.dotfiles, counters: RootCounters::default() })
+    }
+
     /// What was refused so far.
     pub fn counters(&self) -> &RootCounters {
         &self.counters

@@ -66,7 +66,12 @@ impl Conn {
         let step = ((self.cfg.recv_buffer / 2).min(self.mss)) as u32;
         let mut wnd = if avail > cur && avail - cur < step { cur } else { avail.max(cur) };
         wnd = wnd.min(65535 << self.rcv_wscale);
-        let field = (wnd >> self.rcv_wscale) as u16;
+        let mut field = (wnd >> self.rcv_wscale) as u16;
+        // The scaled field rounds down; where that would pull the right edge left of what
+        // was offered, round up instead (as Linux's tcp_select_window does).
+        if self.rcv_nxt.add(u32::from(field) << self.rcv_wscale).lt(self.rcv_adv) && field < u16::MAX {
+            field += 1;
+        }
         let right = self.rcv_nxt.add(u32::from(field) << self.rcv_wscale);
         if right.gt(self.rcv_adv) {
             self.rcv_adv = right;
@@ -334,16 +339,18 @@ impl Conn {
         }
     }
 
-    /// Starts the persist timer when a zero window blocks queued data and nothing is in
-    /// flight to bring a window update.
+    /// Starts the persist timer when a zero window blocks what is to be sent and nothing
+    /// is in flight to bring a window update: queued data, or data and FIN to send again
+    /// after a timeout pulled `snd_nxt` back to `snd_una` (then no retransmission timer
+    /// runs until something leaves, and with a zero window nothing can).
     fn arm_persist(&mut self, now: Instant) {
         if !self.state.synchronized() || self.snd_wnd != 0 || self.timers.is_set(TimerKind::Persist) {
             return;
         }
-        if self.snd_una != self.snd_max {
+        if self.snd_nxt != self.snd_una || self.timers.is_set(TimerKind::Retransmit) {
             return;
         }
-        let unsent = self.sendq.tail() > self.data_off(self.snd_nxt.max(self.snd_una));
+        let unsent = self.sendq.tail() > self.data_off(self.snd_nxt.max(self.snd_una)) || self.snd_nxt.lt(self.snd_max);
         if unsent {
             let d = self.rtt.rto().total_micros() << self.persist_backoff.min(10);
             let d = smoltcp::time::Duration::from_micros(d).min(self.cfg.max_rto);

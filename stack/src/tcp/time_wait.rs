@@ -51,7 +51,7 @@ impl TimeWait {
         debug_assert_eq!(c.state, State::TimeWait);
         let wnd = if c.rcv_adv.gt(c.rcv_nxt) { c.rcv_adv.since(c.rcv_nxt) } else { 0 };
         let ts = c.ts_ok.then_some((c.ts_recent, c.ts_offset));
-        TimeWait::new(c.tuple, c.snd_max, c.rcv_nxt, ts, (wnd >> c.rcv_wscale).min(65535) as u16)
+        TimeWait::new(c.tuple, c.snd_max, c.rcv_nxt, ts, wnd.div_ceil(1 << c.rcv_wscale).min(65535) as u16)
     }
 
     /// An entry for `tuple`: our next sequence number, the peer's, the peer's last

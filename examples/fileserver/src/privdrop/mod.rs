@@ -1,29 +1,26 @@
 //! Least privilege: once everything that needs root is open (root directory, listening
 //! sockets, XDP program, AF_XDP sockets, registered pool), the process gives up what it
-//! no longer needs, in this order:
+//! no longer needs:
 //!
-//! 1. the capability bounding set is emptied (while still root: it takes `CAP_SETPCAP`),
-//!    so nothing executed could ever regain a capability;
-//! 2. with `--user`, every uid and gid becomes that user's, which clears the capability
-//!    sets;
-//! 3. `no_new_privs`, so no exec can raise privileges again;
-//! 4. the process stays not dumpable (changing uid made it so; without `--user` it is
-//!    made so), so no process of the same uid can ptrace it or open its `/proc` entries
-//!    while it holds the AF_XDP socket, the flow map and the pool (`--dumpable` for
-//!    debugging);
-//! 5. a seccomp allowlist of the system calls the run loop makes ([`seccomp`]) goes on
-//!    every thread at once (`SECCOMP_FILTER_FLAG_TSYNC`); a call outside it ends the
-//!    process with a line naming it (`--no-seccomp` for debugging).
-//!
-//! Credentials and the bounding set are per thread: confine the process before starting
-//! threads that should not keep root, or from each. The seccomp filter covers every
-//! thread alive when it is installed, and threads started later inherit it, so install
-//! it once every thread exists (new threads need `clone`, which it refuses).
+//! 1. before any thread is spawned ([`before_threads`]): `no_new_privs`, so no exec can
+//!    raise privileges again, and an empty capability bounding set (while still root: it
+//!    takes `CAP_SETPCAP`), so nothing could ever regain a capability. Both are per
+//!    thread and inherited by the threads spawned after.
+//! 2. once every thread exists ([`confine`]): with `--user`, every uid and gid becomes
+//!    that user's, for every thread (the C library's process-wide calls,
+//!    [`fileserver_sys::creds`]), which clears the capability sets, and every thread in
+//!    `/proc/self/task` is checked; the process stays not dumpable (changing uid made it
+//!    so; without `--user` it is made so), so no process of the same uid can ptrace it or
+//!    open its `/proc` entries while it holds the AF_XDP socket, the flow map and the
+//!    pool (`--dumpable` for debugging); and a seccomp allowlist of the system calls the
+//!    run loop makes ([`seccomp`]) goes on every thread at once
+//!    (`SECCOMP_FILTER_FLAG_TSYNC`); a call outside it ends the process with a line naming
+//!    it (`--no-seccomp` for debugging). Threads spawned later would inherit the filter,
+//!    but it refuses `clone`: install it when every thread exists.
 
 pub mod seccomp;
 
 use anyhow::{bail, Context, Result};
-use rustix::process::{Gid, Uid};
 use rustix::thread::CapabilitySet;
 
 /// What to give up, from the command line.
@@ -52,16 +49,31 @@ fn lookup(user: &str) -> Result<(u32, u32)> {
     bail!("--user {user}: no such user in /etc/passwd")
 }
 
+/// Sets `no_new_privs` and empties the capability bounding set (as root) on the calling
+/// thread; threads spawned after inherit both. Call before spawning threads.
+pub fn before_threads() -> Result<()> {
+    no_new_privs()?;
+    if rustix::process::geteuid().is_root() {
+        clear_bounding_set()?;
+    }
+    Ok(())
+}
+
+/// Sets `no_new_privs` on the calling thread (threads spawned after inherit it).
+pub fn no_new_privs() -> Result<()> {
+    rustix::thread::set_no_new_privs(true).context("prctl(PR_SET_NO_NEW_PRIVS)")
+}
+
 /// Gives up what `c` says; returns the lines for the startup block (`privileges`, then
-/// `sandbox`). Call once, after setup, with every thread started.
+/// `sandbox`). Call once, after setup, with every thread started (and after
+/// [`before_threads`], before they were).
 pub fn confine(c: &Confine) -> Result<Vec<String>> {
     let mut lines = Vec::new();
-    let root = rustix::process::geteuid().is_root();
-    let bounding = if root { clear_bounding_set()? } else { false };
+    let bounding = rustix::process::geteuid().is_root() && clear_bounding_set()?;
+    no_new_privs()?;
     if let Some(user) = &c.user {
-        lines.push(format!("  privileges      {}", drop_to(user)?));
+        lines.push(format!("  privileges      {}", drop_to(user, bounding)?));
     }
-    rustix::thread::set_no_new_privs(true).context("prctl(PR_SET_NO_NEW_PRIVS)")?;
     let dumpable = match c.dumpable {
         true => rustix::process::DumpableBehavior::Dumpable,
         false => rustix::process::DumpableBehavior::NotDumpable,
@@ -96,8 +108,9 @@ fn clear_bounding_set() -> Result<bool> {
     }))
 }
 
-/// Drops to `user`; returns a line saying what happened.
-fn drop_to(user: &str) -> Result<String> {
+/// Drops every thread to `user`; returns a line saying what happened. `bounding`: the
+/// bounding set was emptied, so every thread must show it empty.
+fn drop_to(user: &str, bounding: bool) -> Result<String> {
     if !rustix::process::geteuid().is_root() {
         return Ok("not root: nothing to drop".into());
     }
@@ -105,15 +118,43 @@ fn drop_to(user: &str) -> Result<String> {
     if uid == 0 {
         bail!("--user {user} is root; name an unprivileged user (e.g. nobody)");
     }
-    rustix::thread::set_thread_groups(&[]).context("setgroups([])")?;
-    rustix::thread::set_thread_res_gid(Gid::from_raw(gid), Gid::from_raw(gid), Gid::from_raw(gid))
-        .context("setresgid")?;
-    rustix::thread::set_thread_res_uid(Uid::from_raw(uid), Uid::from_raw(uid), Uid::from_raw(uid))
-        .context("setresuid")?;
+    fileserver_sys::creds::set_groups(&[]).context("setgroups([])")?;
+    fileserver_sys::creds::set_res_gid(gid).context("setresgid")?;
+    fileserver_sys::creds::set_res_uid(uid).context("setresuid")?;
     if rustix::process::geteuid().is_root() {
         bail!("still root after setresuid");
     }
-    Ok(format!("dropped privileges: now uid {uid} gid {gid} ({user}), no capabilities, no_new_privs"))
+    let threads = check_threads(uid, bounding)?;
+    Ok(format!(
+        "dropped privileges: now uid {uid} gid {gid} ({user}), no capabilities, no_new_privs, all {threads} thread(s)"
+    ))
+}
+
+/// Checks that every thread runs as `uid` with no effective capabilities, `no_new_privs`
+/// and (if `bounding`) an empty bounding set; returns how many threads there are.
+fn check_threads(uid: u32, bounding: bool) -> Result<usize> {
+    let mut n = 0;
+    for t in std::fs::read_dir("/proc/self/task").context("reading /proc/self/task")? {
+        let t = t?;
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue }; // it exited
+        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).unwrap_or("");
+        let uids: Vec<&str> = field("Uid:").split_whitespace().collect();
+        let tid = t.file_name().to_string_lossy().into_owned();
+        if uids.is_empty() || uids.iter().any(|u| u.parse::<u32>().ok() != Some(uid)) {
+            bail!("thread {tid} still has uids {uids:?} after dropping to {uid}");
+        }
+        if u64::from_str_radix(field("CapEff:"), 16).ok() != Some(0) {
+            bail!("thread {tid} kept capabilities {}", field("CapEff:"));
+        }
+        if field("NoNewPrivs:") != "1" {
+            bail!("thread {tid} has no no_new_privs (set it before spawning threads)");
+        }
+        if bounding && u64::from_str_radix(field("CapBnd:"), 16).ok() != Some(0) {
+            bail!("thread {tid} kept a bounding set {} (empty it before spawning threads)", field("CapBnd:"));
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// The test hook of the filter: with `FILESERVER_TEST_FORBIDDEN_SYSCALL=1` the run loop

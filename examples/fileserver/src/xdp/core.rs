@@ -159,6 +159,12 @@ impl Core {
         [self.stack.poll_at(), self.conns.next_timer()].into_iter().flatten().min()
     }
 
+    /// Whether a session waits for pool memory (retried every turn; the memory comes back
+    /// with acknowledgements and transmit completions).
+    pub fn waiting_for_memory(&self) -> bool {
+        self.conns.has_retries()
+    }
+
     /// Takes one received descriptor (`more`: more fragments of its packet follow, the
     /// AF_XDP `XDP_PKT_CONTD`), and hands the stack each whole packet (see [`super::rx`]).
     pub fn receive_fragment(&mut self, now: Instant, data: BufSlice, more: bool) {

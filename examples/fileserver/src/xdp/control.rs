@@ -1,0 +1,349 @@
+//! The control port: `GET /metrics` (any request, in fact) answered with the server's
+//! counters as text, on a kernel TCP socket served by a thread of its own, so no client of
+//! it can ever hold up a worker. The workers publish snapshots ([`super::publish`]); this
+//! thread sums and renders them when asked.
+//!
+//! Everything a client can make it hold is bounded and counted: at most
+//! [`MAX_CONNECTIONS`] connections at once (a new one evicts the oldest that has not yet
+//! sent a whole request; if every one is already being answered, the new one is closed),
+//! [`TIMEOUT`] for the whole exchange, and [`MAX_REQUEST`] bytes of request head.
+//!
+//! ```text
+//!   accept ─► read head (≤ 4 KiB, ≤ 5 s) ─► render(stats) ─► write ─► close
+//!      └─ full: evict the oldest reader, or refuse
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+/// Connections held at once.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Time a connection has to send its request and take the answer (the server's setting).
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest request head read.
+pub const MAX_REQUEST: usize = 4096;
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const FIRST_CONN: usize = 2;
+
+/// Counters of the control port itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ControlStats {
+    /// Connections accepted.
+    pub connections: u64,
+    /// Requests answered.
+    pub answered: u64,
+    /// Connections closed by the timeout.
+    pub timeouts: u64,
+    /// Idle connections closed to make room for a new one.
+    pub evicted: u64,
+    /// New connections closed because every slot was busy answering.
+    pub refused: u64,
+    /// Request heads over [`MAX_REQUEST`].
+    pub too_long: u64,
+}
+
+impl ControlStats {
+    /// The counters as `name value` pairs for the metrics text.
+    pub fn series(&self) -> Vec<(String, u64)> {
+        vec![
+            ("control_connections_total".into(), self.connections),
+            ("control_answered_total".into(), self.answered),
+            ("control_timeouts_total".into(), self.timeouts),
+            ("control_evicted_total".into(), self.evicted),
+            ("control_refused_total".into(), self.refused),
+            ("control_too_long_total".into(), self.too_long),
+        ]
+    }
+}
+
+/// What renders the answer: the counters text, given the control port's own.
+pub type Render = Box<dyn Fn(&ControlStats) -> String + Send>;
+
+/// The running control thread; [`Control::stop`] ends and joins it.
+#[derive(Debug)]
+pub struct Control {
+    addr: SocketAddr,
+    waker: Arc<Waker>,
+    thread: JoinHandle<ControlStats>,
+}
+
+impl Control {
+    /// Binds `addr` and starts the thread; each connection gets `timeout` ([`TIMEOUT`]).
+    pub fn spawn(addr: SocketAddr, timeout: Duration, render: Render) -> Result<Control> {
+        let poll = Poll::new().context("epoll_create (control port)")?;
+        let mut listener =
+            TcpListener::bind(addr).with_context(|| format!("binding the control port {addr} (--metrics-addr)"))?;
+        let addr = listener.local_addr()?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let mut server = Server { poll, listener, conns: Vec::new(), stats: ControlStats::default(), render, timeout };
+        let thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                if let Err(e) = server.run() {
+                    log::error!("control port: {e}; it stops (the workers go on)");
+                }
+                server.stats
+            })
+            .context("spawning the control thread")?;
+        Ok(Control { addr, waker, thread })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the thread and joins it; its final counters.
+    pub fn stop(self) -> ControlStats {
+        let _ = self.waker.wake();
+        self.thread.join().unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Reading the request head.
+    Reading(Vec<u8>),
+    /// Writing the answer from this offset.
+    Writing(Vec<u8>, usize),
+}
+
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    since: Instant,
+    phase: Phase,
+}
+
+struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    /// Slot `i` is token `FIRST_CONN + i`; at most [`MAX_CONNECTIONS`].
+    conns: Vec<Option<Conn>>,
+    stats: ControlStats,
+    render: Render,
+    timeout: Duration,
+}
+
+impl Server {
+    fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(64);
+        loop {
+            let now = Instant::now();
+            let next = self.conns.iter().flatten().map(|c| c.since + self.timeout).min();
+            let wait = next.map(|t| t.saturating_duration_since(now) + Duration::from_millis(1));
+            match self.poll.poll(&mut events, wait) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in &events {
+                match ev.token() {
+                    WAKER => return Ok(()),
+                    LISTENER => self.accept(),
+                    Token(t) => self.progress(t - FIRST_CONN),
+                }
+            }
+            self.expire(Instant::now());
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: leave the connection in the backlog for now.
+                    log::warn!("control port: accept: {e}");
+                    return;
+                }
+            };
+            self.stats.connections += 1;
+            let Some(slot) = self.free_slot() else {
+                self.stats.refused += 1;
+                continue; // dropped: closed
+            };
+            let token = Token(FIRST_CONN + slot);
+            if self.poll.registry().register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).is_err() {
+                continue;
+            }
+            self.conns[slot] = Some(Conn { stream, since: Instant::now(), phase: Phase::Reading(Vec::new()) });
+            // The request may be there already (edge-triggered: read now).
+            self.progress(slot);
+        }
+    }
+
+    /// A free slot: an empty one, a new one, or the oldest still reading (evicted).
+    fn free_slot(&mut self) -> Option<usize> {
+        if let Some(i) = self.conns.iter().position(Option::is_none) {
+            return Some(i);
+        }
+        if self.conns.len() < MAX_CONNECTIONS {
+            self.conns.push(None);
+            return Some(self.conns.len() - 1);
+        }
+        let oldest = (0..self.conns.len())
+            .filter(|&i| matches!(self.conns[i], Some(Conn { phase: Phase::Reading(_), .. })))
+            .min_by_key(|&i| self.conns[i].as_ref().map(|c| c.since))?;
+        self.close(oldest);
+        self.stats.evicted += 1;
+        Some(oldest)
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut c) = self.conns[slot].take() {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// Reads and writes what the connection in `slot` allows now.
+    fn progress(&mut self, slot: usize) {
+        let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) else { return };
+        if let Phase::Reading(buf) = &mut c.phase {
+            let mut chunk = [0u8; 1024];
+            loop {
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => return self.close(slot),
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return self.close(slot),
+                }
+                if head_complete(buf) {
+                    break;
+                }
+                if buf.len() > MAX_REQUEST {
+                    self.stats.too_long += 1;
+                    return self.close(slot);
+                }
+            }
+            if !head_complete(buf) {
+                return;
+            }
+            self.stats.answered += 1;
+            let body = (self.render)(&self.stats);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            c.phase = Phase::Writing(answer.into_bytes(), 0);
+        }
+        if let Phase::Writing(out, at) = &mut c.phase {
+            while *at < out.len() {
+                match c.stream.write(&out[*at..]) {
+                    Ok(n) => *at += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return self.close(slot),
+                }
+            }
+            let _ = c.stream.shutdown(std::net::Shutdown::Write);
+            self.close(slot);
+        }
+    }
+
+    /// Closes the connections whose time ran out (at most [`MAX_CONNECTIONS`] to look at).
+    fn expire(&mut self, now: Instant) {
+        for i in 0..self.conns.len() {
+            if self.conns[i].as_ref().is_some_and(|c| now >= c.since + self.timeout) {
+                self.close(i);
+                self.stats.timeouts += 1;
+            }
+        }
+    }
+}
+
+/// Whether `buf` holds a whole request head (`\r\n\r\n`, or bare `\n\n`).
+fn head_complete(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpStream as StdStream;
+
+    fn start(timeout: Duration) -> Control {
+        let render: Render = Box::new(|s: &ControlStats| format!("answered {}\nevicted {}\n", s.answered, s.evicted));
+        Control::spawn("127.0.0.1:0".parse().unwrap(), timeout, render).unwrap()
+    }
+
+    fn fetch(addr: SocketAddr) -> String {
+        let mut s = StdStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn idle_connections_cannot_lock_out_a_fetch() {
+        let c = start(TIMEOUT);
+        let idle: Vec<StdStream> =
+            (0..MAX_CONNECTIONS + 4).map(|_| StdStream::connect(c.local_addr()).unwrap()).collect();
+        let half: Vec<StdStream> = (0..3)
+            .map(|_| {
+                let mut s = StdStream::connect(c.local_addr()).unwrap();
+                s.write_all(b"GET /metr").unwrap();
+                s
+            })
+            .collect();
+        let start = Instant::now();
+        for _ in 0..3 {
+            let got = fetch(c.local_addr());
+            assert!(got.starts_with("HTTP/1.1 200 OK") && got.contains("answered"), "{got}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "fetches took {:?}", start.elapsed());
+        drop((idle, half));
+        let stats = c.stop();
+        assert_eq!(stats.answered, 3);
+        assert!(stats.evicted >= 7, "{stats:?}: 23 idle connections and 3 fetches into 16 slots");
+        assert_eq!(stats.refused, 0, "{stats:?}");
+    }
+
+    #[test]
+    fn a_long_head_is_cut_off_and_counted() {
+        let c = start(TIMEOUT);
+        let mut s = StdStream::connect(c.local_addr()).unwrap();
+        let _ = s.write_all(&vec![b'a'; MAX_REQUEST + 2048]);
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        assert!(out.is_empty(), "no answer to a head over the limit");
+        assert_eq!(c.stop().too_long, 1);
+    }
+
+    #[test]
+    fn idle_connections_time_out_and_are_counted() {
+        let c = start(Duration::from_millis(200));
+        let mut idle: Vec<StdStream> = (0..3).map(|_| StdStream::connect(c.local_addr()).unwrap()).collect();
+        for s in &mut idle {
+            s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut b = [0u8; 1];
+            assert_eq!(s.read(&mut b).unwrap_or(0), 0, "closed by the server, no answer");
+        }
+        assert!(fetch(c.local_addr()).starts_with("HTTP/1.1 200 OK"));
+        let stats = c.stop();
+        assert_eq!((stats.timeouts, stats.answered, stats.connections), (3, 1, 4), "{stats:?}");
+    }
+
+    #[test]
+    fn head_ends_are_found() {
+        assert!(head_complete(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(head_complete(b"GET /\n\n"));
+        assert!(!head_complete(b"GET / HTTP/1.1\r\nHost: x\r\n"));
+    }
+}
