@@ -76,16 +76,50 @@ pub struct Counters {
     pub tcp_dup_data: u64,
     /// Retransmitted segments (all causes).
     pub tcp_retransmits: u64,
-    /// Retransmissions detected lost (and sent again) during SACK recovery.
+    /// Retransmissions RACK found lost (and sent again).
     pub tcp_lost_retransmits: u64,
     /// Fast-recovery episodes entered.
     pub tcp_fast_recoveries: u64,
     /// Retransmission timer expiries.
     pub tcp_rto_expired: u64,
+    /// Of those, expiries while a recovery or an earlier timeout was already repairing
+    /// losses (Linux `TCPSackRecoveryFail`, `TCPLossFailures`): the repair itself stalled.
+    pub tcp_recovery_failed: u64,
     /// Zero-window probes sent.
     pub tcp_window_probes: u64,
     /// Tail loss probes sent (RFC 8985 section 7): no ACK came for about two round trips.
     pub tcp_loss_probes: u64,
+
+    // Loss recovery by cause (RFC 8985, RFC 6937, RFC 2883, RFC 3708 / 4015).
+    /// Retransmissions of segments RACK marked lost.
+    pub tcp_rack_retransmits: u64,
+    /// Tail loss probes that resent the last segment (probes with new data are not).
+    pub tcp_tlp_retransmits: u64,
+    /// Retransmissions after a retransmission timeout.
+    pub tcp_rto_retransmits: u64,
+    /// Retransmissions by the duplicate-ACK rule (peers without SACK: NewReno).
+    pub tcp_dupack_retransmits: u64,
+    /// Payload bytes retransmitted (all causes).
+    pub tcp_retransmitted_bytes: u64,
+    /// Loss probes whose ACK showed they repaired a loss (the window is reduced once).
+    pub tcp_loss_probe_recoveries: u64,
+    /// Window reductions of fast recovery undone: D-SACKs or echoed timestamps showed
+    /// every retransmission needless.
+    pub tcp_spurious_recoveries: u64,
+    /// Retransmission timeouts undone: the ACK answered the original transmission (Eifel).
+    pub tcp_spurious_rtos: u64,
+    /// D-SACK blocks received (a retransmission, or a duplicate, arrived twice).
+    pub tcp_dsacks_received: u64,
+    /// D-SACK blocks sent (we received a duplicate).
+    pub tcp_dsacks_sent: u64,
+    /// ACKs showing a segment delivered after data sent later (reordering).
+    pub tcp_reordering_seen: u64,
+    /// The largest reordering seen, in segments (a maximum, not a count).
+    pub tcp_reordering_max: u64,
+    /// Slow starts where HyStart++ (RFC 9406) saw the RTT rise and slowed growth.
+    pub tcp_hystart_css: u64,
+    /// Slow starts HyStart++ ended before any loss.
+    pub tcp_hystart_exits: u64,
     /// Connections established.
     pub tcp_established: u64,
     /// Connections reset by the peer.

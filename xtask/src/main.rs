@@ -25,6 +25,7 @@ mod tcptest;
 mod toolchain;
 mod txceil;
 mod util;
+mod wan;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -179,6 +180,10 @@ enum BenchCmd {
         #[arg(long, default_value_t = 2048)]
         size_mib: u64,
     },
+    /// Downloads through a wide-area path (the impairing forwarder: delay, loss,
+    /// reordering): our TCP vs the kernel's sendfile over a grid of RTT by loss, printed
+    /// as ratios, with retransmitted bytes against the bytes the forwarder dropped.
+    Wan(wan::WanOpts),
     /// The libfabric provider: fi_pingpong latency and MB/s against libfabric's udp and
     /// tcp providers (and ofi_rxd over ours), and MPI ping-pong against Open MPI's btl tcp,
     /// on one veth pair; ratios in target/bench/fabric.md.
@@ -389,6 +394,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Blocks { size_mib } } => {
             setup::ensure(setup::Profile::Full)?;
             bench_blocks::run(size_mib)
+        }
+        Cmd::Bench { what: BenchCmd::Wan(opts) } => {
+            let bins = prepare()?;
+            wan::bench(&bins, &opts)
         }
         Cmd::Bench { what: BenchCmd::Fabric { runs, iters } } => {
             setup::require_root("bench fabric (it creates namespaces and attaches XDP)")?;

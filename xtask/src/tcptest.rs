@@ -28,15 +28,15 @@ const BIG: u64 = 1 << 30;
 
 /// The files the tests serve, on disk under /var/tmp (ext4, so O_DIRECT works), removed
 /// on drop.
-struct Data {
+pub(crate) struct Data {
     dir: PathBuf,
-    www: PathBuf,
+    pub(crate) www: PathBuf,
     size: u64,
     sha: String,
 }
 
 impl Data {
-    fn create(tag: &str, size: u64) -> Result<Data> {
+    pub(crate) fn create(tag: &str, size: u64) -> Result<Data> {
         let dir = PathBuf::from(format!("/var/tmp/zc-{tag}-{}", std::process::id()));
         let www = dir.join("www");
         std::fs::create_dir_all(&www).with_context(|| format!("creating {}", www.display()))?;
@@ -61,19 +61,26 @@ fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// A `name value` line of the server's counter report.
-fn counter(text: &str, name: &str) -> Option<u64> {
+pub(crate) fn counter(text: &str, name: &str) -> Option<u64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// `key=value` from the last `RESULT` line.
-fn result(text: &str, key: &str) -> Option<u64> {
+pub(crate) fn result(text: &str, key: &str) -> Option<u64> {
     let line = text.lines().rev().find(|l| l.starts_with("RESULT"))?;
     line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
 /// Starts `fileserver --backend xdp` (the default backend) through `cmd` (a command
 /// running in the server namespace, maybe under taskset) and waits for `ready`.
-fn xdp_server(mut cmd: Command, bins: &Bins, iface: &str, www: &Path, port: u16, extra: &[&str]) -> Result<Daemon> {
+pub(crate) fn xdp_server(
+    mut cmd: Command,
+    bins: &Bins,
+    iface: &str,
+    www: &Path,
+    port: u16,
+    extra: &[&str],
+) -> Result<Daemon> {
     cmd.arg(&bins.fileserver)
         .args(["--iface", iface, "--addr", SRV_ADDR, "--port", &port.to_string(), "--root"])
         .arg(www)

@@ -23,9 +23,10 @@ pub struct TcpConfig {
     pub delayed_ack: Option<Duration>,
     /// RTO before the first RTT sample (RFC 6298: 1 s).
     pub initial_rto: Duration,
-    /// Lower RTO bound (Linux: 200 ms).
+    /// Lower bound of the RTO's variance term (Linux `tcp_rto_min`: 200 ms): the timeout
+    /// is at least the smoothed RTT plus this.
     pub min_rto: Duration,
-    /// Upper RTO bound.
+    /// Upper RTO bound, backoff included (Linux `TCP_RTO_MAX`: 120 s).
     pub max_rto: Duration,
     /// Retransmissions of one segment before the connection is dropped (Linux
     /// `tcp_retries2`). With the backoff capped at `max_rto` this also bounds the time:
@@ -45,12 +46,15 @@ pub struct TcpConfig {
     /// Keep-alive probes on idle connections (RFC 9293 3.8.4, `SO_KEEPALIVE`); off by
     /// default, as in Linux.
     pub keepalive: Option<KeepAlive>,
-    /// Congestion control for new connections.
+    /// Congestion control for new connections (CUBIC, as Linux).
     pub congestion: CcAlgorithm,
+    /// HyStart++ (RFC 9406) in the first slow start: leave it when the RTT shows the
+    /// bottleneck queue filling, before it overflows (Linux's CUBIC `hystart`).
+    pub hystart: bool,
     /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
     pub max_payload_frags: usize,
     /// Tail loss probes (RFC 8985 section 7; Linux `tcp_early_retrans`): when no ACK comes
-    /// for about two round trips, send one segment to draw one, instead of waiting for the
+    /// for two smoothed RTTs, send one segment to draw one, instead of waiting for the
     /// retransmission timeout. Needs SACK.
     pub tail_loss_probe: bool,
 }
@@ -67,14 +71,15 @@ impl Default for TcpConfig {
             delayed_ack: Some(Duration::from_millis(40)),
             initial_rto: Duration::from_secs(1),
             min_rto: Duration::from_millis(200),
-            max_rto: Duration::from_secs(60),
+            max_rto: Duration::from_secs(120),
             max_retries: 15,
             orphan_retries: 8,
             syn_retries: 6,
             time_wait: Duration::from_secs(60),
             fin_wait2_timeout: Duration::from_secs(60),
             keepalive: None,
-            congestion: CcAlgorithm::NewReno,
+            congestion: CcAlgorithm::Cubic,
+            hystart: true,
             max_payload_frags: 8,
             tail_loss_probe: true,
         }

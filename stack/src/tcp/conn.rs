@@ -8,9 +8,10 @@ use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
 
 use super::cc::CongestionControl;
+use super::prr::Prr;
+use super::recovery::Loss;
 use super::recv_queue::RecvQueue;
 use super::rtt::RttEstimator;
-use super::scoreboard::Scoreboard;
 use super::send_queue::SendQueue;
 use super::timer::Timers;
 use super::TcpConfig;
@@ -48,6 +49,52 @@ impl State {
     }
 }
 
+/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states).
+#[doc(alias = "tcp_ca_state")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaState {
+    /// No loss being repaired.
+    #[default]
+    Open,
+    /// Fast recovery: losses found by RACK (or three duplicate ACKs without SACK) are
+    /// being repaired, the window brought down by PRR.
+    Recovery,
+    /// After a retransmission timeout: what was outstanding is resent from one segment of
+    /// window.
+    Loss,
+}
+
+/// A snapshot of a connection's loss recovery, for tests and diagnostics (like the
+/// kernel's `tcp_info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    /// Where recovery stands.
+    pub state: CaState,
+    /// Bytes in the network (RFC 6675 pipe).
+    pub pipe: usize,
+    /// The window sending is held to now (PRR's during fast recovery).
+    pub cwnd: usize,
+    /// The slow-start threshold.
+    pub ssthresh: usize,
+    /// PRR's counts in fast recovery.
+    pub prr: Option<Prr>,
+    /// Bytes SACKed, marked lost, retransmitted and in flight.
+    pub sacked: usize,
+    /// Bytes marked lost.
+    pub lost: usize,
+    /// RACK's reordering-window multiplier.
+    pub reo_wnd_mult: u32,
+    /// Send MSS.
+    pub mss: usize,
+}
+
+/// A tail loss probe in flight (RFC 8985 section 7.3, `TLP.end_seq` and `TLP.is_retrans`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Probe {
+    pub(super) end: Seq,
+    pub(super) retrans: bool,
+}
+
 /// Why a connection ended abnormally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ConnError {
@@ -83,6 +130,8 @@ pub struct OutSegment {
     pub payload: Vec<BufSlice>,
     /// Whether any of this segment was sent before.
     pub retransmit: bool,
+    /// Whether its first SACK block reports a duplicate (D-SACK, RFC 2883).
+    pub dsack: bool,
 }
 
 impl OutSegment {
@@ -137,21 +186,24 @@ pub struct Conn {
 
     // Loss recovery and congestion control.
     pub(super) rtt: RttEstimator,
+    /// The handshake's RTT sample (data segments are timed from the retransmission queue).
     pub(super) rtt_probe: Option<(Seq, Instant)>,
     pub(super) cc: Box<dyn CongestionControl>,
-    pub(super) dupacks: u32,
-    pub(super) in_recovery: bool,
+    pub(super) ca: CaState,
+    /// The episode (recovery or timeout) ends when `snd_una` reaches this.
     pub(super) recover: Seq,
+    /// Every unacknowledged segment sent and what is known about it, RACK, PRR and undo:
+    /// made on the first data sent (see `recovery.rs`).
+    pub(super) loss: Option<Box<Loss>>,
+    /// The window limited sending since the last check (RFC 7661: no growth otherwise).
+    pub(super) cwnd_limited: bool,
+    // Without SACK: NewReno (RFC 6582) by duplicate ACKs and window inflation.
+    pub(super) dupacks: u32,
     pub(super) rexmit_pending: bool,
-    pub(super) rexmit_nxt: Seq,
     pub(super) inflation: usize,
-    pub(super) scoreboard: Scoreboard,
-    /// Retransmissions in this recovery: `(first byte, snd_max when sent)`, to detect a
-    /// lost retransmission when data sent after it is SACKed (as RACK would).
-    pub(super) rexmit_marks: std::collections::VecDeque<(Seq, Seq)>,
     pub(super) retries: u32,
-    /// A tail loss probe was sent since the last ACK that advanced `snd_una`.
-    pub(super) tlp_fired: bool,
+    /// The tail loss probe in flight, if any.
+    pub(super) tlp: Option<Probe>,
 
     // Timers (deadlines, one per kind).
     pub(super) timers: Timers,
@@ -168,6 +220,8 @@ pub struct Conn {
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
     pub(super) unacked_segs: u32,
+    /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883).
+    pub(super) dsack: Option<(Seq, Seq)>,
 }
 
 impl Conn {
@@ -213,17 +267,16 @@ impl Conn {
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
-            cc: cfg.congestion.build(mss),
-            dupacks: 0,
-            in_recovery: false,
+            cc: cfg.congestion.build(mss, cfg.hystart),
+            ca: CaState::Open,
             recover: iss,
+            loss: None,
+            cwnd_limited: false,
+            dupacks: 0,
             rexmit_pending: false,
-            rexmit_nxt: iss,
             inflation: 0,
-            scoreboard: Scoreboard::default(),
-            rexmit_marks: std::collections::VecDeque::new(),
             retries: 0,
-            tlp_fired: false,
+            tlp: None,
             timers: Timers::default(),
             persist_backoff: 0,
             ka_probes: 0,
@@ -234,6 +287,7 @@ impl Conn {
             tlp_pending: false,
             rst_pending: false,
             unacked_segs: 0,
+            dsack: None,
         }
     }
 
@@ -268,7 +322,7 @@ impl Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::Established);
         c.rcv_wscale = 0;
         c.mss = usize::from(peer_mss.min(local_mss));
-        c.cc = cfg.congestion.build(c.mss);
+        c.cc = cfg.congestion.build(c.mss, cfg.hystart);
         c.irs = ack.seq.sub(1);
         c.rcv_nxt = ack.seq;
         c.rcv_adv = ack.seq;
@@ -310,7 +364,7 @@ impl Conn {
             mss = mss.saturating_sub(12);
         }
         self.mss = mss.max(64);
-        self.cc = self.cfg.congestion.build(self.mss);
+        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart);
     }
 
     /// The connection's endpoints.
@@ -348,9 +402,29 @@ impl Conn {
         self.mss
     }
 
-    /// Congestion window in bytes.
+    /// Congestion window in bytes: the one sending is held to now (PRR's during fast
+    /// recovery).
     pub fn cwnd(&self) -> usize {
-        self.cc.cwnd()
+        if self.ca == CaState::Recovery && self.sack_ok {
+            self.ls().prr_cwnd
+        } else {
+            self.cc.cwnd() + self.inflation
+        }
+    }
+
+    /// Where loss recovery stands, with its numbers.
+    pub fn recovery_info(&self) -> RecoveryInfo {
+        RecoveryInfo {
+            state: self.ca,
+            pipe: self.flight(),
+            cwnd: self.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            prr: (self.ca == CaState::Recovery && self.sack_ok).then_some(self.ls().prr),
+            sacked: self.ls().rtx.sacked(),
+            lost: self.ls().rtx.lost(),
+            reo_wnd_mult: self.ls().rack.reo_wnd_mult(),
+            mss: self.mss,
+        }
     }
 
     /// Smoothed RTT, once measured.
@@ -371,8 +445,7 @@ impl Conn {
         size_of_val(&*self.cc)
             + self.sendq.heap_bytes()
             + self.recvq.heap_bytes()
-            + self.scoreboard.heap_bytes()
-            + self.rexmit_marks.capacity() * size_of::<(Seq, Seq)>()
+            + self.loss.as_ref().map_or(0, |l| size_of::<Loss>() + l.scoreboard.heap_bytes() + l.rtx.heap_bytes())
     }
 
     /// Whether the application has closed the connection.
@@ -486,7 +559,7 @@ impl Conn {
         self.error.get_or_insert(err);
         self.sendq = SendQueue::new();
         self.recvq = RecvQueue::new(self.cfg.max_ooo_segments);
-        self.scoreboard.clear();
+        self.loss = None;
         self.timers.clear_all();
         self.tlp_pending = false;
     }
@@ -517,12 +590,11 @@ impl Conn {
         (now.total_millis() as u32).wrapping_add(self.ts_offset)
     }
 
-    /// Bytes in flight as RFC 6675's `pipe` during SACK recovery, else `snd_nxt - snd_una`.
+    /// Bytes in flight: with SACK, RFC 6675's `pipe` from the retransmission queue
+    /// (outstanding - SACKed - lost + retransmitted); without, `snd_nxt - snd_una`.
     pub(super) fn flight(&self) -> usize {
-        if self.in_recovery && self.sack_ok {
-            let out = self.snd_max.since(self.snd_una) as usize;
-            let lost = self.scoreboard.hole_bytes_from(self.rexmit_nxt.max(self.snd_una));
-            out.saturating_sub(self.scoreboard.sacked() + lost)
+        if self.sack_ok {
+            self.ls().rtx.pipe()
         } else {
             self.snd_nxt.since(self.snd_una) as usize
         }

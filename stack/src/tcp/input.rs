@@ -1,10 +1,13 @@
 //! Segment arrival (RFC 9293 section 3.10.7), with RFC 5961 RST/SYN handling, PAWS
-//! (RFC 7323), SACK scoreboard updates, and loss detection by duplicate ACKs.
+//! (RFC 7323), the window update, and D-SACK reports of duplicates (RFC 2883). What an
+//! ACK means for loss recovery is in `recovery.rs`.
 
 use smoltcp::time::{Duration, Instant};
 use umem::BufSlice;
 
 use super::conn::{Conn, ConnError, State};
+use super::dsack::duplicate_part;
+use super::recovery::AckEvent;
 use super::recv_queue::Insert;
 use super::timer::TimerKind;
 use crate::counters::Counters;
@@ -91,22 +94,13 @@ impl Conn {
     }
 
     fn rtt_sample_on_handshake(&mut self, now: Instant, hdr: &TcpHeader) {
-        if let (true, Some((_, tsecr))) = (self.ts_ok, hdr.options.timestamp) {
-            self.ts_rtt_sample(now, tsecr);
-        } else if let Some((seq, sent)) = self.rtt_probe.take() {
-            if hdr.ack.ge(seq) {
-                self.rtt.sample(now - sent);
-            }
-        }
-    }
-
-    fn ts_rtt_sample(&mut self, now: Instant, tsecr: u32) {
-        if tsecr == 0 {
-            return;
-        }
-        let ms = self.now_ms(now).wrapping_sub(tsecr);
-        if ms < 1 << 30 {
-            self.rtt.sample(Duration::from_millis(u64::from(ms)));
+        let sample = match self.rtt_probe.take() {
+            Some((seq, sent)) if hdr.ack.ge(seq) => Some(now - sent),
+            _ => hdr.options.timestamp.filter(|_| self.ts_ok).and_then(|(_, ecr)| self.ts_rtt(now, ecr)),
+        };
+        if let Some(rtt) = sample {
+            self.rtt.sample(rtt);
+            self.rtt.sample_min(now, rtt);
         }
     }
 
@@ -168,6 +162,12 @@ impl Conn {
             }
             if self.state == State::TimeWait && f.has(TcpFlags::FIN) {
                 self.timers.set(TimerKind::TimeWait, now + self.cfg.time_wait);
+            }
+            // Data we already have (a needless retransmission, or the network duplicated
+            // it): say so in a D-SACK block (RFC 2883).
+            let end = hdr.seq.add_len(plen);
+            if self.sack_ok && plen > 0 && end.le(self.rcv_nxt) && self.rcv_nxt.since(end) < 1 << 30 {
+                self.dsack = Some((hdr.seq, end));
             }
             self.ack_now = true;
             return Reply::None;
@@ -273,6 +273,7 @@ impl Conn {
         self.probe_pending = false;
         self.ka_pending = false;
         self.sendq.ack_to(self.sendq.tail());
+        self.loss = None;
     }
 
     /// ACK processing; false when the segment is to be dropped.
@@ -284,18 +285,10 @@ impl Conn {
             return false;
         }
         let wnd = u32::from(hdr.window) << self.snd_wscale;
-
-        // SACK blocks (ignore D-SACK below the cumulative ACK).
-        let sacked_before = self.scoreboard.sacked();
+        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high());
         if self.sack_ok {
-            for &(l, r) in hdr.options.sack.as_slice() {
-                self.scoreboard.add(ack.max(self.snd_una), self.snd_max, l, r);
-            }
+            self.take_sack_blocks(now, hdr, &mut ev, ctr);
         }
-        // RFC 6675 `DupAck`: an ACK whose SACK blocks report bytes not SACKed before. Its
-        // window does not matter: a Linux receiver advertises a new one in nearly every
-        // ACK while out-of-order data waits (its buffer autotunes).
-        let sacked_new = self.scoreboard.sacked() > sacked_before;
 
         let old_wnd = self.snd_wnd;
         // Window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
@@ -310,68 +303,32 @@ impl Conn {
             }
         }
 
-        if ack.gt(self.snd_una) {
-            self.on_new_ack(now, hdr);
-            // A cumulative ACK that still leaves a hole below three segments' worth of
-            // SACKed data: the hole is lost (RFC 6675 IsLost), no need for more dupacks.
-            if self.sack_ok
-                && !self.in_recovery
-                && self.snd_una.ge(self.recover)
-                && self.snd_max.gt(self.snd_una)
-                && self.scoreboard.sacked_above(self.snd_una) >= 3 * self.mss
-            {
-                self.enter_recovery(now, ctr);
-            }
-            self.detect_lost_retransmit(ctr);
-        } else if ack == self.snd_una
+        let advanced = ack.gt(self.snd_una);
+        if advanced {
+            self.ack_rtx(now, hdr, &mut ev);
+        }
+        self.note_reordering(&ev, ctr);
+        let rtt = self.take_rtt_samples(now, hdr, &ev);
+        if advanced {
+            self.on_new_ack(now, hdr, rtt, ctr);
+        } else if !self.sack_ok
+            && ack == self.snd_una
             && plen == 0
             && !hdr.flags.has(TcpFlags::FIN)
-            && (wnd == old_wnd || sacked_new)
+            && wnd == old_wnd
             && self.snd_max.gt(self.snd_una)
         {
             self.on_dup_ack(now, ctr);
-            self.detect_lost_retransmit(ctr);
+        }
+        if self.sack_ok {
+            self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
         true
     }
 
-    /// A retransmission of the first hole is lost when three segments' worth of data sent
-    /// after it have been SACKed while the hole is still open: send it again instead of
-    /// waiting for the retransmission timer.
-    fn detect_lost_retransmit(&mut self, ctr: &mut Counters) {
-        if !(self.in_recovery && self.sack_ok) {
-            self.rexmit_marks.clear();
-            return;
-        }
-        while self.rexmit_marks.front().is_some_and(|(s, _)| s.lt(self.snd_una)) {
-            self.rexmit_marks.pop_front();
-        }
-        if let Some(&(start, mark)) = self.rexmit_marks.front() {
-            if start == self.snd_una
-                && self.scoreboard.covering(start).is_none()
-                && self.scoreboard.sacked_above(mark) >= 3 * self.mss
-            {
-                self.rexmit_marks.pop_front();
-                self.rexmit_pending = true;
-                ctr.tcp_lost_retransmits += 1;
-            }
-        }
-    }
-
-    fn on_new_ack(&mut self, now: Instant, hdr: &TcpHeader) {
+    fn on_new_ack(&mut self, now: Instant, hdr: &TcpHeader, rtt: Option<Duration>, ctr: &mut Counters) {
         let ack = hdr.ack;
         let acked = ack.since(self.snd_una) as usize;
-        let flight_before = self.snd_max.since(self.snd_una) as usize;
-
-        // RTT.
-        if let (true, Some((_, tsecr))) = (self.ts_ok, hdr.options.timestamp) {
-            self.ts_rtt_sample(now, tsecr);
-        } else if let Some((seq, sent)) = self.rtt_probe {
-            if ack.ge(seq) {
-                self.rtt.sample(now - sent);
-                self.rtt_probe = None;
-            }
-        }
         self.rtt.reset_backoff();
         self.retries = 0;
 
@@ -383,38 +340,17 @@ impl Conn {
         if self.snd_nxt.lt(ack) {
             self.snd_nxt = ack;
         }
-        self.scoreboard.ack(ack);
-        if self.rexmit_nxt.lt(ack) {
-            self.rexmit_nxt = ack;
-        }
-
-        // Congestion control and recovery.
-        if self.in_recovery {
-            if ack.ge(self.recover) {
-                self.in_recovery = false;
-                self.inflation = 0;
-                self.cc.on_recovery_end(now, self.mss);
-            } else if self.sack_ok {
-                // Partial ACK: RFC 6675 keeps going through the holes.
-                if self.scoreboard.is_empty() {
-                    self.rexmit_pending = true;
-                }
-            } else {
-                // NewReno partial ACK (RFC 6582 3.2 step 3).
-                self.rexmit_pending = true;
-                self.inflation = self.inflation.saturating_sub(acked) + self.mss;
-            }
-        } else {
-            self.inflation = 0;
-            self.cc.on_ack(now, acked, flight_before, self.mss, self.rtt.srtt());
+        self.lm().scoreboard.ack(ack);
+        if !self.sack_ok {
+            self.reno_on_new_ack(now, hdr, acked, rtt, ctr);
         }
         self.dupacks = 0;
 
         // Timers.
-        self.tlp_fired = false;
         if self.snd_una == self.snd_max {
             self.timers.clear(TimerKind::Retransmit);
             self.timers.clear(TimerKind::LossProbe);
+            self.timers.clear(TimerKind::Reorder);
         } else {
             self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
             self.arm_tlp(now);
@@ -437,39 +373,6 @@ impl Conn {
         }
     }
 
-    fn on_dup_ack(&mut self, now: Instant, ctr: &mut Counters) {
-        self.dupacks += 1;
-        if self.in_recovery {
-            if !self.sack_ok {
-                self.inflation += self.mss;
-            }
-            return;
-        }
-        let sack_lost = self.sack_ok && self.scoreboard.sacked_above(self.snd_una) >= 3 * self.mss;
-        // RFC 6582: no new recovery until everything sent before the last one is acked.
-        if (self.dupacks >= 3 || sack_lost) && self.snd_una.ge(self.recover) {
-            self.enter_recovery(now, ctr);
-        } else if self.dupacks <= 2 {
-            // Limited transmit (RFC 3042): a new segment for each of the first two
-            // duplicate ACKs keeps the ACK clock going in small windows.
-            self.inflation = self.dupacks as usize * self.mss;
-        }
-    }
-
-    pub(super) fn enter_recovery(&mut self, now: Instant, ctr: &mut Counters) {
-        ctr.tcp_fast_recoveries += 1;
-        let flight = self.snd_max.since(self.snd_una) as usize;
-        self.cc.on_congestion(now, flight, self.mss);
-        self.in_recovery = true;
-        self.timers.clear(TimerKind::LossProbe);
-        self.tlp_pending = false;
-        self.recover = self.snd_max;
-        self.rexmit_nxt = self.snd_una;
-        self.rexmit_pending = true;
-        self.rtt_probe = None;
-        self.inflation = if self.sack_ok { 0 } else { 3 * self.mss };
-    }
-
     fn take_payload(&mut self, now: Instant, seq: Seq, mut p: BufSlice, ctr: &mut Counters) {
         // Trim to the window's right edge.
         let right = self.rcv_nxt.add(self.rcv_wnd());
@@ -477,6 +380,12 @@ impl Conn {
         if end.gt(right) {
             let keep = if right.gt(seq) { right.since(seq) as usize } else { 0 };
             p.truncate(keep);
+        }
+        if self.sack_ok {
+            let recvq = &self.recvq;
+            if let Some(d) = duplicate_part(self.rcv_nxt, seq, seq.add_len(p.len()), |a, b| recvq.held_overlap(a, b)) {
+                self.dsack = Some(d);
+            }
         }
         match self.recvq.insert(self.rcv_nxt, seq, p) {
             Insert::InOrder { advanced, filled } => {

@@ -1,10 +1,12 @@
-//! Segment generation: SYN / SYN-ACK, retransmissions (fast recovery, SACK holes, after a
-//! timeout), new data within the send and congestion windows, FIN, window probes and ACKs.
+//! Segment generation: SYN / SYN-ACK, retransmissions (what RACK or the retransmission
+//! timer marked lost, oldest loss first; without SACK, NewReno's and go-back-N), tail loss
+//! probes, new data within the send and congestion windows, FIN, window probes and ACKs.
 //! Payload goes out as slices of the send queue; nothing is copied here.
 
 use smoltcp::time::Instant;
 
-use super::conn::{Conn, OutSegment, State};
+use super::conn::{CaState, Conn, OutSegment, Probe, State};
+use super::rtx_queue::{Seg, BY_RTO};
 use super::timer::TimerKind;
 use crate::counters::Counters;
 use crate::wire::{Seq, TcpFlags, TcpHeader, TcpOptions};
@@ -14,6 +16,15 @@ impl Conn {
     pub fn poll_segment(&mut self, now: Instant, out: &mut OutSegment, ctr: &mut Counters) -> bool {
         out.payload.clear();
         out.retransmit = false;
+        out.dsack = false;
+        let sent = self.next_segment(now, out, ctr);
+        if sent && out.dsack {
+            ctr.tcp_dsacks_sent += 1;
+        }
+        sent
+    }
+
+    fn next_segment(&mut self, now: Instant, out: &mut OutSegment, ctr: &mut Counters) -> bool {
         if self.rst_pending {
             self.rst_pending = false;
             out.hdr = self.base_header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK);
@@ -88,8 +99,18 @@ impl Conn {
         if self.ts_ok {
             h.options.timestamp = Some((self.now_ms(now), self.ts_recent));
         }
-        if self.sack_ok && self.recvq.has_ooo() {
-            h.options.sack = self.recvq.sack_blocks(if self.ts_ok { 3 } else { 4 });
+        if self.sack_ok && (self.recvq.has_ooo() || self.dsack.is_some()) {
+            let max = if self.ts_ok { 3 } else { 4 };
+            match self.dsack.take() {
+                Some((l, r)) => {
+                    h.options.sack.push(l, r);
+                    for &(a, b) in self.recvq.sack_blocks(max - 1).as_slice() {
+                        h.options.sack.push(a, b);
+                    }
+                    out.dsack = true;
+                }
+                None => h.options.sack = self.recvq.sack_blocks(max),
+            }
         }
         out.hdr = h;
         self.ack_now = false;
@@ -156,13 +177,16 @@ impl Conn {
         }
         self.fill_header(now, out, seq, flags);
         out.retransmit = seq.lt(self.snd_max);
+        let n = seg_end.since(seq) as usize;
+        let (snd_max, recovering) = (self.snd_max, self.ca == CaState::Recovery);
+        let tsval = (out.retransmit && self.ts_ok).then(|| self.now_ms(now));
+        let l = self.lm();
+        l.rtx.on_transmit(now, seq, seg_end, snd_max);
         if out.retransmit {
-            // Karn: no RTT from retransmitted data.
-            if self.rtt_probe.is_some_and(|(s, _)| s.gt(seq)) {
-                self.rtt_probe = None;
-            }
-        } else if self.rtt_probe.is_none() && !self.ts_ok {
-            self.rtt_probe = Some((seg_end, now));
+            l.undo.on_retransmit(tsval, 1);
+        }
+        if recovering {
+            l.prr.on_sent(n);
         }
         if seg_end.gt(self.snd_max) {
             self.snd_max = seg_end;
@@ -178,10 +202,10 @@ impl Conn {
             return false;
         }
         let mss = self.mss;
-        let cwnd = self.cc.cwnd() + self.inflation;
+        let cwnd = self.cwnd();
 
-        // Retransmission of the first unacknowledged segment (fast retransmit, NewReno
-        // partial ACK).
+        // Without SACK: retransmission of the first unacknowledged segment (fast
+        // retransmit, NewReno partial ACK).
         if self.rexmit_pending {
             self.rexmit_pending = false;
             let outstanding = self.snd_max.since(self.snd_una) as usize;
@@ -192,27 +216,18 @@ impl Conn {
                 let n = self.emit_range(now, out, self.snd_una, len, true);
                 if n > 0 {
                     ctr.tcp_retransmits += 1;
-                    if self.in_recovery && self.sack_ok {
-                        self.rexmit_marks.push_back((self.snd_una, self.snd_max));
-                    }
-                    self.rexmit_nxt = self.rexmit_nxt.max(self.snd_una.add_len(n));
+                    ctr.tcp_dupack_retransmits += 1;
+                    ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
                     return true;
                 }
             }
         }
 
-        // SACK-driven hole retransmission (RFC 6675 NextSeg rule 1).
-        if self.in_recovery && self.sack_ok && self.flight() < cwnd {
-            let from = self.rexmit_nxt.max(self.snd_una);
-            if let Some((a, b)) = self.scoreboard.next_hole(from) {
-                let len = (b.since(a) as usize).min(mss);
-                let n = self.emit_range(now, out, a, len, true);
-                if n > 0 {
-                    ctr.tcp_retransmits += 1;
-                    if self.rexmit_marks.len() < 1024 {
-                        self.rexmit_marks.push_back((a, self.snd_max));
-                    }
-                    self.rexmit_nxt = a.add_len(n);
+        // With SACK: what RACK or the timer marked lost, oldest loss first, as the window
+        // (PRR's in fast recovery) allows; the receive window does not hold it back.
+        if self.sack_ok && self.flight() < cwnd {
+            if let Some(seg) = self.loss.as_mut().and_then(|l| l.rtx.next_lost()) {
+                if self.retransmit_seg(now, out, &seg, ctr) {
                     return true;
                 }
             }
@@ -220,8 +235,8 @@ impl Conn {
 
         // Tail loss probe (RFC 8985 section 7.3): one new segment past the congestion
         // window if the receive window has room, else the last segment again; its ACK
-        // (with SACK) starts fast recovery or shows that only ACKs were lost.
-        if std::mem::take(&mut self.tlp_pending) && self.snd_max.gt(self.snd_una) && !self.in_recovery {
+        // (with SACK) shows what was lost.
+        if std::mem::take(&mut self.tlp_pending) && self.snd_max.gt(self.snd_una) && self.ca == CaState::Open {
             ctr.tcp_loss_probes += 1;
             let off = self.data_off(self.snd_nxt);
             let unsent = (self.sendq.tail().saturating_sub(off)) as usize;
@@ -236,6 +251,7 @@ impl Conn {
                 let n = self.emit_range(now, out, seq, unsent.min(mss).min(wnd_room), true);
                 if n > 0 {
                     self.snd_nxt = seq.add_len(n);
+                    self.tlp = Some(Probe { end: self.snd_nxt, retrans: false });
                     return true;
                 }
             }
@@ -245,16 +261,14 @@ impl Conn {
             let n = self.emit_range(now, out, seq, len, true);
             if n > 0 {
                 ctr.tcp_retransmits += 1;
+                ctr.tcp_tlp_retransmits += 1;
+                ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
+                self.tlp = Some(Probe { end: self.snd_nxt, retrans: true });
                 return true;
             }
         }
 
-        // New data (or go-back-N after a timeout, skipping SACKed ranges).
-        if self.sack_ok && self.snd_nxt.lt(self.snd_max) {
-            if let Some(e) = self.scoreboard.covering(self.snd_nxt) {
-                self.snd_nxt = e;
-            }
-        }
+        // New data (or, without SACK after a timeout, go-back-N from snd_una).
         let fin_seq = self.fin_seq();
         if fin_seq.is_some_and(|f| self.snd_nxt.gt(f)) {
             return false;
@@ -263,18 +277,16 @@ impl Conn {
         let unsent = (self.sendq.tail().saturating_sub(off)) as usize;
         let fin_pending = fin_seq.is_some();
         if unsent == 0 && !fin_pending {
+            self.cwnd_limited = false;
             return false;
         }
         let wnd_end = self.snd_una.add(self.snd_wnd);
         let wnd_room = if wnd_end.gt(self.snd_nxt) { wnd_end.since(self.snd_nxt) as usize } else { 0 };
         let flight = self.flight();
         let cwnd_room = cwnd.saturating_sub(flight);
-        let mut len = unsent.min(mss).min(wnd_room).min(cwnd_room);
-        if self.sack_ok && self.snd_nxt.lt(self.snd_max) {
-            if let Some(l) = self.scoreboard.next_sacked_after(self.snd_nxt) {
-                len = len.min(l.since(self.snd_nxt) as usize);
-            }
-        }
+        let want = unsent.min(mss);
+        self.cwnd_limited = cwnd_room < want && wnd_room >= want.max(1);
+        let len = want.min(wnd_room).min(cwnd_room);
         if len == 0 {
             if unsent == 0 && cwnd_room > 0 {
                 // A bare FIN.
@@ -299,6 +311,8 @@ impl Conn {
         }
         if out.retransmit {
             ctr.tcp_retransmits += 1;
+            ctr.tcp_rto_retransmits += 1;
+            ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
         }
         self.snd_nxt = seq.add_len(n);
         if !out.retransmit {
@@ -316,6 +330,24 @@ impl Conn {
         }
     }
 
+    /// Retransmits (up to one MSS of) a segment marked lost, counted by what marked it.
+    fn retransmit_seg(&mut self, now: Instant, out: &mut OutSegment, seg: &Seg, ctr: &mut Counters) -> bool {
+        let fin_in = self.fin_sent() && seg.end == self.snd_max;
+        let data = seg.len() - usize::from(fin_in);
+        let n = self.emit_range(now, out, seg.start, data.min(self.mss), true);
+        if n == 0 {
+            return false;
+        }
+        ctr.tcp_retransmits += 1;
+        ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
+        if seg.has(BY_RTO) {
+            ctr.tcp_rto_retransmits += 1;
+        } else {
+            ctr.tcp_rack_retransmits += 1;
+        }
+        true
+    }
+
     /// Whether [`Conn::poll_segment`] may produce something (cheap; may say yes spuriously).
     pub fn wants_output(&self) -> bool {
         if self.rst_pending
@@ -331,7 +363,8 @@ impl Conn {
             State::Closed | State::TimeWait => false,
             State::SynSent | State::SynReceived => self.snd_nxt == self.iss,
             _ => {
-                self.in_recovery
+                self.ls().rtx.has_lost_pending()
+                    || self.ca == CaState::Recovery
                     || self.snd_nxt.lt(self.snd_max)
                     || self.sendq.tail() > self.data_off(self.snd_nxt.max(self.snd_una))
                     || (self.fin_queued && !self.fin_sent())

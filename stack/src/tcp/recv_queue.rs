@@ -181,6 +181,23 @@ impl RecvQueue {
         Insert::OutOfOrder
     }
 
+    /// The first contiguous part of `[seq, end)` already held out of order, if any.
+    pub fn held_overlap(&self, seq: Seq, end: Seq) -> Option<(Seq, Seq)> {
+        let mut i = self.ooo.partition_point(|(s, p)| s.add_len(p.len()).le(seq));
+        let (s, p) = self.ooo.get(i)?;
+        let a = s.max(seq);
+        let mut b = s.add_len(p.len());
+        while b.lt(end) {
+            i += 1;
+            match self.ooo.get(i) {
+                Some((s, p)) if *s == b => b = s.add_len(p.len()),
+                _ => break,
+            }
+        }
+        let b = b.min(end);
+        a.lt(b).then_some((a, b))
+    }
+
     /// SACK blocks for the out-of-order data: the block holding the most recent arrival
     /// first (RFC 2018), then the others from the lowest.
     pub fn sack_blocks(&self, max: usize) -> SackBlocks {
@@ -231,6 +248,10 @@ mod tests {
         assert_eq!(q.insert(nxt, Seq(1150), seg(&p, 9, 100)), Insert::OutOfOrder);
         let s = q.sack_blocks(4);
         assert_eq!(s.as_slice(), &[(Seq(1150), Seq(1300)), (Seq(1400), Seq(1500))]);
+        assert_eq!(q.held_overlap(Seq(1180), Seq(1260)), Some((Seq(1180), Seq(1260))));
+        assert_eq!(q.held_overlap(Seq(1280), Seq(1450)), Some((Seq(1280), Seq(1300))));
+        assert_eq!(q.held_overlap(Seq(1300), Seq(1400)), None);
+        assert_eq!(q.held_overlap(Seq(1000), Seq(1150)), None);
         assert_eq!(q.insert(nxt, Seq(1200), seg(&p, 7, 50)), Insert::Duplicate);
         match q.insert(nxt, Seq(1000), seg(&p, 0, 200)) {
             Insert::InOrder { advanced, filled } => {

@@ -1,6 +1,15 @@
-//! Round-trip time estimation and the retransmission timeout (RFC 6298).
+//! Round-trip time estimation and the retransmission timeout (RFC 6298), with the
+//! minimum and backoff Linux uses, and the windowed minimum RTT that RACK (RFC 8985) and
+//! HyStart++ (RFC 9406) read.
+//!
+//! RFC 6298 gives `RTO = SRTT + max(G, 4 * RTTVAR)`, at least 1 s. Linux floors the
+//! variance term instead of the sum: `RTO = SRTT + max(4 * RTTVAR, rto_min)` with
+//! `rto_min` = 200 ms (`tcp_set_rto`, `tcp_rto_min`), so the timeout never comes within
+//! 200 ms of the smoothed RTT however steady the path is; it backs off exponentially up to
+//! 120 s (`TCP_RTO_MAX`). We do the same. Samples come from the send time of each segment
+//! (microseconds, Karn's rule), as Linux takes them, not from the 1 ms timestamp option.
 
-use smoltcp::time::Duration;
+use smoltcp::time::{Duration, Instant};
 
 /// Clock granularity G of RFC 6298.
 const GRANULARITY: Duration = Duration::from_millis(1);
@@ -14,12 +23,24 @@ pub struct RttEstimator {
     min_rto: Duration,
     max_rto: Duration,
     backoff: u32,
+    min_rtt: WindowedMin,
 }
 
+/// How long a minimum RTT sample stays valid (Linux `tcp_min_rtt_wlen`: 300 s).
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(300);
+
 impl RttEstimator {
-    /// Initial RTO 1 s (RFC 6298 2.1), clamped to `[min_rto, max_rto]`.
+    /// `initial` before the first sample (RFC 6298 2.1: 1 s), clamped to `max_rto`.
     pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        RttEstimator { srtt: None, rttvar: Duration::ZERO, rto: initial, min_rto, max_rto, backoff: 0 }
+        RttEstimator {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: initial.min(max_rto),
+            min_rto,
+            max_rto,
+            backoff: 0,
+            min_rtt: WindowedMin::new(MIN_RTT_WINDOW),
+        }
     }
 
     /// Smoothed RTT, once measured.
@@ -27,7 +48,12 @@ impl RttEstimator {
         self.srtt
     }
 
-    /// Feeds one RTT measurement (RFC 6298 2.2, 2.3).
+    /// The smallest RTT seen over the last 300 s, once measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt.get()
+    }
+
+    /// Feeds one RTT measurement for SRTT and RTTVAR (RFC 6298 2.2, 2.3).
     pub fn sample(&mut self, rtt: Duration) {
         match self.srtt {
             None => {
@@ -44,8 +70,14 @@ impl RttEstimator {
             }
         }
         let srtt = self.srtt.unwrap_or(rtt);
-        let k = Duration::from_micros(4 * self.rttvar.total_micros()).max(GRANULARITY);
-        self.rto = (srtt + k).max(self.min_rto).min(self.max_rto);
+        let var = Duration::from_micros(4 * self.rttvar.total_micros()).max(GRANULARITY).max(self.min_rto);
+        self.rto = (srtt + var).min(self.max_rto);
+    }
+
+    /// Feeds the RTT of the most recently sent segment an ACK delivered (Linux `ca_rtt`)
+    /// to the windowed minimum.
+    pub fn sample_min(&mut self, now: Instant, rtt: Duration) {
+        self.min_rtt.update(now, rtt);
     }
 
     /// The current timeout, backoff included.
@@ -65,32 +97,114 @@ impl RttEstimator {
     }
 }
 
+/// A running minimum over a time window, kept as the best three samples of the window's
+/// thirds (Kathleen Nichols' algorithm, Linux `lib/minmax.c`): constant space, and a
+/// stale minimum ages out instead of holding forever. Values are microseconds (`u32`),
+/// times microseconds of the clock: 40 bytes, in every connection.
+#[derive(Debug, Clone)]
+pub struct WindowedMin {
+    window: u32,
+    /// When each of the best three was taken, best first.
+    t: [i64; 3],
+    /// Their values; `u32::MAX` until the first sample.
+    v: [u32; 3],
+}
+
+impl WindowedMin {
+    /// A filter over `window` (at most about 71 minutes).
+    pub fn new(window: Duration) -> Self {
+        WindowedMin { window: window.total_micros().min(u64::from(u32::MAX)) as u32, t: [0; 3], v: [u32::MAX; 3] }
+    }
+
+    /// The minimum, once sampled.
+    pub fn get(&self) -> Option<Duration> {
+        (self.v[0] != u32::MAX).then(|| Duration::from_micros(u64::from(self.v[0])))
+    }
+
+    /// Adds a sample taken at `now`.
+    pub fn update(&mut self, now: Instant, v: Duration) {
+        let (now, v) = (now.total_micros(), v.total_micros().min(u64::from(u32::MAX - 1)) as u32);
+        let w = i64::from(self.window);
+        if self.v[0] == u32::MAX || v <= self.v[0] || now - self.t[2] > w {
+            self.t = [now; 3];
+            self.v = [v; 3];
+            return;
+        }
+        if v <= self.v[1] {
+            (self.t[1], self.v[1]) = (now, v);
+            (self.t[2], self.v[2]) = (now, v);
+        } else if v <= self.v[2] {
+            (self.t[2], self.v[2]) = (now, v);
+        }
+        let dt = now - self.t[0];
+        if dt > w {
+            // The best sample left the window: promote the others.
+            self.shift(now, v);
+            if now - self.t[0] > w {
+                self.shift(now, v);
+            }
+        } else if self.t[1] == self.t[0] && dt > w / 4 {
+            // A quarter of the window passed with no better sample: take a second choice.
+            (self.t[1], self.v[1]) = (now, v);
+            (self.t[2], self.v[2]) = (now, v);
+        } else if self.t[2] == self.t[1] && dt > w / 2 {
+            (self.t[2], self.v[2]) = (now, v);
+        }
+    }
+
+    fn shift(&mut self, now: i64, v: u32) {
+        self.t = [self.t[1], self.t[2], now];
+        self.v = [self.v[1], self.v[2], v];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn rfc6298_arithmetic_and_backoff() {
+    fn rfc6298_arithmetic_with_linux_floor_and_backoff() {
         let ms = Duration::from_millis;
-        let mut r = RttEstimator::new(ms(1000), ms(200), ms(60_000));
+        let mut r = RttEstimator::new(ms(1000), ms(200), ms(120_000));
         assert_eq!(r.rto(), ms(1000));
         r.sample(ms(100));
-        // srtt 100, rttvar 50 -> 100 + 200 = 300
+        // srtt 100, rttvar 50 -> 100 + max(200, 200) = 300
         assert_eq!(r.rto(), ms(300));
         r.sample(ms(100));
-        // rttvar = 3/4*50 = 37.5 -> rto = 100 + 150 = 250
-        assert_eq!(r.rto(), ms(250));
+        // rttvar = 3/4 * 50 = 37.5 -> 4 * rttvar = 150, floored at 200 -> 300
+        assert_eq!(r.rto(), ms(300));
+        r.sample(ms(400));
+        // rttvar = (3 * 37.5 + 300) / 4 = 103.1; srtt = 137.5 -> 137.5 + 412.5 = 550
+        assert_eq!(r.rto(), ms(550));
         r.backoff();
         r.backoff();
-        assert_eq!(r.rto(), ms(1000));
+        assert_eq!(r.rto(), ms(2200));
         r.reset_backoff();
-        for _ in 0..50 {
+        for _ in 0..80 {
             r.sample(ms(1));
         }
-        assert_eq!(r.rto(), ms(200), "clamped to min_rto");
+        assert_eq!(r.rto(), ms(201), "the variance term is floored at min_rto, above srtt");
         for _ in 0..40 {
             r.backoff();
         }
-        assert_eq!(r.rto(), ms(60_000), "clamped to max_rto");
+        assert_eq!(r.rto(), ms(120_000), "clamped to max_rto");
+    }
+
+    #[test]
+    fn windowed_min_ages_out() {
+        let ms = Duration::from_millis;
+        let t = |s: u64| Instant::from_millis(s as i64);
+        let mut m = WindowedMin::new(ms(1000));
+        assert_eq!(m.get(), None);
+        m.update(t(0), ms(10));
+        m.update(t(100), ms(20));
+        m.update(t(600), ms(30));
+        assert_eq!(m.get(), Some(ms(10)));
+        m.update(t(1100), ms(40));
+        // The 10 ms sample left the window; the 20 ms one came too early to be kept as a
+        // second choice (a quarter window had not passed), the 30 ms one was.
+        assert_eq!(m.get(), Some(ms(30)));
+        m.update(t(1200), ms(5));
+        assert_eq!(m.get(), Some(ms(5)));
     }
 }

@@ -1,4 +1,6 @@
-//! The sender's SACK scoreboard (RFC 6675): which bytes above `snd_una` the peer holds.
+//! The sender's SACK scoreboard (RFC 6675): which bytes above `snd_una` the peer holds,
+//! as ranges, so a block the receiver repeats in every ACK costs a range walk and only
+//! what it newly covers reaches the per-segment retransmission queue.
 
 use crate::wire::Seq;
 
@@ -14,8 +16,14 @@ pub struct Scoreboard {
 const MAX_RANGES: usize = 64;
 
 impl Scoreboard {
-    /// Records a SACK block, ignoring anything outside `(una, max]`.
-    pub fn add(&mut self, una: Seq, max: Seq, left: Seq, right: Seq) {
+    /// An empty scoreboard.
+    pub const fn new() -> Self {
+        Scoreboard { ranges: Vec::new(), sacked: 0 }
+    }
+
+    /// Records a SACK block, ignoring anything outside `(una, max]`, and calls `new` with
+    /// each piece of it that was not SACKed before.
+    pub fn add(&mut self, una: Seq, max: Seq, left: Seq, right: Seq, new: &mut dyn FnMut(Seq, Seq)) {
         let left = left.max(una);
         let right = right.min(max);
         if !left.lt(right) {
@@ -25,10 +33,19 @@ impl Scoreboard {
         let mut l = left;
         let mut r = right;
         let mut j = i;
+        let mut pos = left;
         while j < self.ranges.len() && self.ranges[j].0.le(r) {
-            l = l.min(self.ranges[j].0);
-            r = r.max(self.ranges[j].1);
+            let (a, b) = self.ranges[j];
+            if pos.lt(a.min(right)) {
+                new(pos, a.min(right));
+            }
+            pos = pos.max(b);
+            l = l.min(a);
+            r = r.max(b);
             j += 1;
+        }
+        if pos.lt(right) {
+            new(pos, right);
         }
         self.ranges.splice(i..j, [(l, r)]);
         if self.ranges.len() > MAX_RANGES {
@@ -75,47 +92,6 @@ impl Scoreboard {
     pub fn high(&self) -> Option<Seq> {
         self.ranges.last().map(|r| r.1)
     }
-
-    /// Bytes SACKed at or above `seq`.
-    pub fn sacked_above(&self, seq: Seq) -> usize {
-        self.ranges.iter().filter(|r| r.1.gt(seq)).map(|r| r.1.since(r.0.max(seq)) as usize).sum()
-    }
-
-    /// If `seq` lies in a SACKed range, that range's right edge.
-    pub fn covering(&self, seq: Seq) -> Option<Seq> {
-        self.ranges.iter().find(|r| seq.in_range(r.0, r.1)).map(|r| r.1)
-    }
-
-    /// The first un-SACKed hole at or after `from` and below the highest SACKed byte:
-    /// `[start, end)`.
-    pub fn next_hole(&self, from: Seq) -> Option<(Seq, Seq)> {
-        let mut pos = from;
-        for r in &self.ranges {
-            if r.1.le(pos) {
-                continue;
-            }
-            if pos.lt(r.0) {
-                return Some((pos, r.0));
-            }
-            pos = r.1;
-        }
-        None
-    }
-
-    /// The left edge of the first SACKed range after `seq` (where new data sent from `seq`
-    /// must stop), if any.
-    pub fn next_sacked_after(&self, seq: Seq) -> Option<Seq> {
-        self.ranges.iter().find(|r| r.0.gt(seq)).map(|r| r.0)
-    }
-
-    /// Bytes in holes between `from` and the highest SACKed byte.
-    pub fn hole_bytes_from(&self, from: Seq) -> usize {
-        let Some(high) = self.high() else { return 0 };
-        if !from.lt(high) {
-            return 0;
-        }
-        high.since(from) as usize - self.sacked_above(from)
-    }
 }
 
 #[cfg(test)]
@@ -126,20 +102,29 @@ mod tests {
     fn merges_holes_and_acks() {
         let mut s = Scoreboard::default();
         let (una, max) = (Seq(1000), Seq(10_000));
-        s.add(una, max, Seq(3000), Seq(4000));
-        s.add(una, max, Seq(5000), Seq(6000));
-        s.add(una, max, Seq(3500), Seq(5000));
+        let mut new = Vec::new();
+        let mut add = |s: &mut Scoreboard, l, r| {
+            new.clear();
+            s.add(una, max, Seq(l), Seq(r), &mut |a, b| new.push((a.0, b.0)));
+            new.clone()
+        };
+        assert_eq!(add(&mut s, 3000, 4000), [(3000, 4000)]);
+        assert_eq!(add(&mut s, 5000, 6000), [(5000, 6000)]);
+        assert_eq!(add(&mut s, 3500, 5000), [(4000, 5000)]);
+        assert_eq!(add(&mut s, 2000, 6500), [(2000, 3000), (6000, 6500)]);
+        assert_eq!(add(&mut s, 3000, 6500), []);
+        s.ack(Seq(3000));
+        assert_eq!(s.sacked(), 3500);
+        s.clear();
+        s.add(una, max, Seq(3000), Seq(4000), &mut |_, _| {});
+        s.add(una, max, Seq(5000), Seq(6000), &mut |_, _| {});
+        s.add(una, max, Seq(3500), Seq(5000), &mut |_, _| {});
         assert_eq!(s.sacked(), 3000);
-        assert_eq!(s.next_hole(una), Some((Seq(1000), Seq(3000))));
-        assert_eq!(s.next_hole(Seq(3000)), None);
-        s.add(una, max, Seq(7000), Seq(8000));
-        assert_eq!(s.next_hole(Seq(2000)), Some((Seq(2000), Seq(3000))));
-        assert_eq!(s.next_hole(Seq(3000)), Some((Seq(6000), Seq(7000))));
-        assert_eq!(s.hole_bytes_from(una), 3000);
-        assert_eq!(s.covering(Seq(3200)), Some(Seq(6000)));
+        s.add(una, max, Seq(7000), Seq(8000), &mut |_, _| {});
+        assert_eq!(s.high(), Some(Seq(8000)));
         s.ack(Seq(5500));
         assert_eq!(s.sacked(), 1500);
-        s.add(una, max, Seq(0), Seq(100)); // below una: ignored
+        s.add(una, max, Seq(0), Seq(100), &mut |_, _| panic!("below una")); // ignored
         assert_eq!(s.sacked(), 1500);
     }
 }

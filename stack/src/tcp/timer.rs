@@ -1,6 +1,6 @@
 //! Timers: retransmission (RFC 6298; in SYN-SENT and SYN-RECEIVED it retransmits the
-//! handshake), delayed ACK, persist (zero-window probe), tail loss probe (RFC 8985),
-//! TIME-WAIT, FIN-WAIT-2 and keep-alive.
+//! handshake), delayed ACK, persist (zero-window probe), RACK's reorder timer and the
+//! tail loss probe (RFC 8985), TIME-WAIT, FIN-WAIT-2 and keep-alive.
 //!
 //! Every state has a bounded lifetime once the application has let go:
 //!
@@ -24,7 +24,7 @@
 
 use smoltcp::time::{Duration, Instant};
 
-use super::conn::{Conn, ConnError, State};
+use super::conn::{CaState, Conn, ConnError, State};
 use crate::counters::Counters;
 
 /// What a connection's timer is for.
@@ -36,6 +36,9 @@ pub enum TimerKind {
     DelayedAck,
     /// Zero-window probe (persist timer).
     Persist,
+    /// RACK's reorder timer (RFC 8985 section 6.3): a segment sent before a delivered one
+    /// becomes lost when its reordering window runs out.
+    Reorder,
     /// Tail loss probe (RFC 8985 section 7.2 probe timeout).
     LossProbe,
     /// Retransmission timeout (RFC 6298), handshake retransmission included.
@@ -48,12 +51,13 @@ pub enum TimerKind {
 
 impl TimerKind {
     /// How many kinds there are.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// Every kind, in the order they run when several are due at once.
     pub const ALL: [TimerKind; TimerKind::COUNT] = [
         TimerKind::TimeWait,
         TimerKind::DelayedAck,
         TimerKind::Persist,
+        TimerKind::Reorder,
         TimerKind::LossProbe,
         TimerKind::Retransmit,
         TimerKind::FinWait2,
@@ -168,10 +172,13 @@ impl Conn {
                 self.persist_backoff += 1;
                 self.probe_pending = true;
             }
+            TimerKind::Reorder => self.on_reorder_timeout(now, ctr),
             TimerKind::LossProbe => {
                 if self.tlp_allowed() {
                     self.tlp_pending = true;
-                    self.tlp_fired = true;
+                    // The probe goes instead of a timeout; the retransmission timer
+                    // restarts behind it (RFC 8985 section 7.3).
+                    self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
                 }
             }
             TimerKind::Retransmit => self.on_rto(now, ctr),
@@ -219,23 +226,24 @@ impl Conn {
     }
 
     /// Whether a tail loss probe may be sent: data outstanding, SACK on (the probe's ACK
-    /// tells what arrived), no recovery or timeout under way, none sent since the last
-    /// ACK that advanced `snd_una`.
+    /// tells what arrived), no recovery or timeout under way, no probe in flight
+    /// (RFC 8985 section 7.3: one until its ACK comes).
     fn tlp_allowed(&self) -> bool {
         self.cfg.tail_loss_probe
             && self.sack_ok
             && self.state.synchronized()
-            && !self.in_recovery
+            && self.ca == CaState::Open
             && self.retries == 0
-            && !self.tlp_fired
+            && self.tlp.is_none()
             && self.snd_nxt == self.snd_max
             && self.snd_max.gt(self.snd_una)
     }
 
     /// Arms the probe timeout after new data went out or an ACK advanced (RFC 8985
-    /// section 7.2): two smoothed RTTs plus a margin for the peer's delayed ACK (10 ms, or
-    /// a whole delayed-ACK timeout when one segment is in flight, as Linux does), and only
-    /// when that comes before the retransmission timeout.
+    /// section 7.2): two smoothed RTTs, plus the worst-case delayed ACK (200 ms) when one
+    /// segment is in flight, else 2 ms (Linux `TCP_TIMEOUT_MIN`: the probe must not race
+    /// the ACK it is waiting for); no later than the retransmission timer would fire, so
+    /// a probe rather than a timeout answers a lost tail.
     pub(super) fn arm_tlp(&mut self, now: Instant) {
         self.timers.clear(TimerKind::LossProbe);
         if !self.tlp_allowed() {
@@ -245,15 +253,27 @@ impl Conn {
         let margin = if self.snd_max.since(self.snd_una) as usize <= self.mss {
             self.cfg.min_rto
         } else {
-            Duration::from_millis(10)
+            Duration::from_millis(2)
         };
-        let at = now + srtt + srtt + margin;
-        if self.timers.get(TimerKind::Retransmit).is_none_or(|r| at < r) {
-            self.timers.set(TimerKind::LossProbe, at);
+        let mut at = now + srtt + srtt + margin;
+        if let Some(rto) = self.timers.get(TimerKind::Retransmit) {
+            at = at.min(rto);
         }
+        self.timers.set(TimerKind::LossProbe, at);
     }
 
     fn on_rto(&mut self, now: Instant, ctr: &mut Counters) {
+        log::debug!(
+            "retransmission timeout at {now}: {:?} {:?}, {} B outstanding, pipe {}, {} SACKed, {} lost, rto {}, retries {}",
+            self.state,
+            self.ca,
+            self.snd_max.since(self.snd_una),
+            self.ls().rtx.pipe(),
+            self.ls().rtx.sacked(),
+            self.ls().rtx.lost(),
+            self.rtt.rto(),
+            self.retries
+        );
         ctr.tcp_rto_expired += 1;
         self.retries += 1;
         self.rtt.backoff();
@@ -285,18 +305,7 @@ impl Conn {
                     self.fail(ConnError::TimedOut);
                     return;
                 }
-                let flight = self.snd_max.since(self.snd_una) as usize;
-                self.cc.on_rto(now, flight, self.mss);
-                self.timers.clear(TimerKind::LossProbe);
-                self.tlp_pending = false;
-                self.in_recovery = false;
-                self.inflation = 0;
-                self.dupacks = 0;
-                self.recover = self.snd_max;
-                self.rexmit_pending = false;
-                self.rexmit_nxt = self.snd_una;
-                self.rexmit_marks.clear();
-                self.snd_nxt = self.snd_una;
+                self.enter_loss(now, ctr);
             }
         }
     }
