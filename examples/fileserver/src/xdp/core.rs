@@ -146,6 +146,11 @@ impl Core {
             .collect()
     }
 
+    /// The pool blocks each open connection holds, as last settled with the budget.
+    pub fn blocks_held(&self) -> Vec<u32> {
+        self.conns.iter().map(|(_, c)| c.holding.held()).collect()
+    }
+
     /// Work done so far.
     pub fn work(&self) -> Work {
         self.work
