@@ -11,6 +11,7 @@
 //!
 //!   Stack::dispatch(now, &mut impl Link) ──► Link::transmit(&[header frame, payload, ...])
 //!        header frame: Ethernet + IP + TCP built here, checksum summed over all fragments
+//!        (or, where the link finishes it, the pseudo-header sum: Link::transmit_partial)
 //!        payload: ranges of file blocks by reference (AF_XDP multi-buffer); copied behind
 //!        the header and counted in `payload_bytes_copied` only without multi-buffer
 //! ```
@@ -106,6 +107,7 @@ pub mod wire;
 
 pub use counters::Counters;
 pub use iface::{
-    ConnHandle, Full, Link, ListenHandle, MemoryUse, Readiness, SocketError, Stack, StackConfig, UdpHandle,
+    ConnHandle, Full, Link, ListenHandle, MemoryUse, Readiness, SocketError, Stack, StackConfig, TxOffload, UdpHandle,
 };
 pub use smoltcp::time::{Duration, Instant};
+pub use wire::PartialChecksum;

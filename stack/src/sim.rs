@@ -12,7 +12,8 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::{Duration, Instant};
 use umem::{Buf, BufSlice, Pool};
 
-use crate::iface::{Full, Link};
+use crate::iface::{Full, Link, TxOffload};
+use crate::wire::{finish_partial, PartialChecksum};
 
 /// SplitMix64: small, seedable, identical on every platform.
 #[derive(Debug, Clone)]
@@ -232,11 +233,18 @@ pub struct SimLink {
     pub tx_limit: usize,
     /// Packets that arrived with more than one fragment.
     pub multi_frag_packets: u64,
-    /// Packets with more fragments than the link allows, or a fragment longer than a
-    /// frame (an AF_XDP descriptor may not exceed the chunk size): a stack bug.
+    /// Packets with more fragments than the link allows, a fragment longer than a frame
+    /// less the offload headroom (an AF_XDP descriptor may not exceed the chunk size less
+    /// `tx_metadata_len`), or a partial checksum the link did not offer or could not
+    /// finish: a stack bug.
     pub frag_violations: u64,
     /// Bytes of the largest packet sent.
     pub largest_packet: usize,
+    /// What the link claims to finish (none by default). With `checksum`, it finishes
+    /// partial checksums in software as a NIC would, before the packet reaches `tx`.
+    pub tx_offload: TxOffload,
+    /// Packets that came with a partial checksum.
+    pub partial_packets: u64,
 }
 
 impl SimLink {
@@ -251,6 +259,8 @@ impl SimLink {
             multi_frag_packets: 0,
             frag_violations: 0,
             largest_packet: 0,
+            tx_offload: TxOffload::default(),
+            partial_packets: 0,
         }
     }
 
@@ -277,8 +287,24 @@ impl Link for SimLink {
         self.multi_buffer
     }
 
+    fn tx_offload(&self) -> TxOffload {
+        self.tx_offload
+    }
+
     fn alloc_frame(&mut self) -> Option<Buf> {
         self.pool.alloc_frame()
+    }
+
+    fn transmit_partial(&mut self, frags: &mut [BufSlice], csum: PartialChecksum) -> Result<(), Full> {
+        self.partial_packets += 1;
+        let room = frags.first().is_some_and(|f| f.offset() >= self.tx_offload.headroom);
+        if !self.tx_offload.checksum || !room {
+            self.frag_violations += 1;
+        }
+        if !finish_partial(frags, csum) {
+            self.frag_violations += 1;
+        }
+        self.transmit(frags)
     }
 
     fn transmit(&mut self, frags: &[BufSlice]) -> Result<(), Full> {
@@ -291,7 +317,8 @@ impl Link for SimLink {
                 self.frag_violations += 1;
             }
         }
-        if frags.iter().any(|f| f.len() > self.pool.frame_size() as usize) {
+        let longest = (self.pool.frame_size() as usize).saturating_sub(self.tx_offload.headroom);
+        if frags.iter().any(|f| f.len() > longest) {
             self.frag_violations += 1;
         }
         let len = frags.iter().map(BufSlice::len).sum();

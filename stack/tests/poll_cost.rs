@@ -212,8 +212,8 @@ impl Link for Tight {
     fn multi_buffer(&self) -> bool {
         true
     }
-    fn tx_room(&mut self) -> usize {
-        self.room
+    fn has_tx_room(&mut self, descs: usize) -> bool {
+        self.room >= descs
     }
     fn alloc_frame(&mut self) -> Option<Buf> {
         self.allocs += 1;

@@ -540,6 +540,15 @@ impl BufSlice {
         self.buf.get_mut().map(|b| &mut b[off..off + len])
     }
 
+    /// The `n` bytes in front of the range, for writing, when the slot has no other
+    /// reference: where AF_XDP reads a packet's TX metadata. `None` if the range starts
+    /// fewer than `n` bytes into its slot, or the slot is shared.
+    pub fn headroom_mut(&mut self, n: usize) -> Option<&mut [u8]> {
+        let off = self.off as usize;
+        let start = off.checked_sub(n)?;
+        self.buf.get_mut().map(|b| &mut b[start..off])
+    }
+
     /// A sub-range (relative to this range), sharing the slot.
     pub fn slice(&self, range: Range<usize>) -> Option<BufSlice> {
         if range.start > range.end || range.end > self.len() {

@@ -152,3 +152,17 @@ fn bad_config_is_an_error_not_a_panic() {
         assert!(Pool::new(&cfg).is_err());
     }
 }
+
+#[test]
+fn headroom_is_writable_only_in_front_of_an_unshared_range() {
+    let p = pool(2, 0);
+    let mut s = BufSlice::new(p.alloc_frame().unwrap(), 24..100).unwrap();
+    s.headroom_mut(24).expect("24 bytes lie in front of offset 24").copy_from_slice(&[7; 24]);
+    assert!(s.headroom_mut(25).is_none(), "the 25th byte would lie before the slot");
+    assert_eq!(&s.buf().as_slice()[..24], &[7; 24], "the bytes in front of the range were written");
+    assert_eq!(s.headroom_mut(0).map(|h| h.len()), Some(0));
+    let other = s.clone();
+    assert!(s.headroom_mut(8).is_none(), "no writing while shared");
+    drop(other);
+    assert!(s.headroom_mut(8).is_some());
+}

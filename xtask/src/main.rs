@@ -19,6 +19,7 @@ mod msg;
 mod netns;
 mod nginx;
 mod nstest;
+mod offloadtest;
 mod setup;
 mod tcpcraft;
 mod tcptest;
@@ -527,6 +528,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     fshostile::tests(&mut suite, &bins);
+    offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);
     msg::tests(&mut suite, &bins.msg);

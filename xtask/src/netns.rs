@@ -311,11 +311,17 @@ impl Impaired {
         for args in steps {
             run(Command::new("ip").args(&args)).with_context(|| format!("ip {}", args.join(" ")))?;
         }
-        // Full checksums from the client's kernel, as a wire would carry (see `Netns::up`).
-        run(Command::new("ip")
-            .args(["netns", "exec", &net.client, "ethtool", "-K", &net.cli_if, "tx", "off"])
-            .stdout(std::process::Stdio::null()))
-        .context("ethtool -K (client veth) tx off")?;
+        // Full checksums from both ends, as a wire would carry (see `Netns::up`). The middle
+        // forwards frames as bytes (`xtask internal impair`), so a checksum left partial
+        // (`CHECKSUM_PARTIAL`: the kernel's TCP, or AF_XDP TX metadata offload) would cross
+        // it unfinished; with TX checksumming off on the veth the sending kernel finishes
+        // it, as a NIC would.
+        for (ns, dev) in [(&net.client, &net.cli_if), (&net.server, &net.srv_if)] {
+            run(Command::new("ip")
+                .args(["netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"])
+                .stdout(std::process::Stdio::null()))
+            .with_context(|| format!("ethtool -K {dev} tx off"))?;
+        }
         Ok(net)
     }
 

@@ -197,6 +197,7 @@ impl Endpoint {
             bind: cfg.bind,
             multi_buffer: cfg.multi_buffer,
             busy_poll: None,
+            tx_checksum_offload: false,
         };
         // The socket first: a queue that is already taken is reported as such.
         let sock = XskSocket::open(&pool, &iface, &xcfg)?;

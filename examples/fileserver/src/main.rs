@@ -90,6 +90,10 @@ struct Args {
     /// comparison; the copies are counted).
     #[arg(long)]
     force_copy: bool,
+    /// Compute TCP checksums in software even where the AF_XDP socket can leave them to
+    /// the kernel or the NIC (TX metadata checksum offload, Linux 6.8+).
+    #[arg(long)]
+    no_tx_offload: bool,
     /// Attach XDP in generic (skb) mode.
     #[arg(long)]
     skb: bool,
@@ -220,6 +224,7 @@ fn run(args: Args) -> Result<()> {
                 frames: args.frames,
                 pool: args.pool_opts(),
                 force_copy: args.force_copy,
+                tx_offload: !args.no_tx_offload,
                 skb: args.skb,
                 busy: args.busy,
                 metrics_addr: args.metrics_addr(),

@@ -25,7 +25,7 @@ use smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint, IpProtocol, Ipv4Addr
 use umem::BufSlice;
 
 pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
-pub use link::{Full, Link};
+pub use link::{Full, Link, TxOffload};
 pub use neighbor::NeighborCache;
 pub use table::MemoryUse;
 

@@ -5,9 +5,9 @@ use smoltcp::time::Instant;
 use smoltcp::wire::IpAddress;
 use umem::{Buf, BufSlice};
 
-use super::{control, Control, Full, Link, Stack};
+use super::{control, Control, Full, Link, Stack, TxOffload};
 use crate::tcp::OutSegment;
-use crate::wire::Route;
+use crate::wire::{PartialChecksum, Route};
 
 /// How serving one connection ended.
 enum Served {
@@ -33,6 +33,7 @@ impl Stack {
     pub fn dispatch<L: Link>(&mut self, now: Instant, link: &mut L) -> usize {
         let mut sent = 0;
         let copy = self.cfg.force_copy || !link.multi_buffer();
+        let offload = link.tx_offload();
         if !self.flush_control(link, copy, &mut sent) {
             return sent;
         }
@@ -42,7 +43,7 @@ impl Stack {
                 continue;
             }
             self.counters.conn_visits += 1;
-            match self.serve(now, idx, link, copy, &mut sent) {
+            match self.serve(now, idx, link, copy, offload, &mut sent) {
                 Served::Done => self.settle(idx, false),
                 Served::Unrouted(hop) => {
                     if let Some(e) = self.slots[idx as usize].entry.as_mut() {
@@ -83,13 +84,22 @@ impl Stack {
     }
 
     /// Descriptors one segment may need: a header frame, its payload slices (each cut at
-    /// the frame size), or, copied, as many frames as the payload fills.
-    fn segment_room(&self, link: &impl Link, frame_cap: usize) -> usize {
-        2 + self.cfg.tcp.max_payload_frags + link.mtu() / frame_cap.max(1)
+    /// the frame size less the link's headroom), or, copied, as many frames as the payload
+    /// fills.
+    fn segment_room(&self, link: &impl Link, frame_cap: usize, offload: TxOffload) -> usize {
+        2 + self.cfg.tcp.max_payload_frags + link.mtu() / frame_cap.saturating_sub(offload.headroom).max(1)
     }
 
     /// Sends segments of connection `idx` until it has none or the link is full.
-    fn serve<L: Link>(&mut self, now: Instant, idx: u32, link: &mut L, copy: bool, sent: &mut usize) -> Served {
+    fn serve<L: Link>(
+        &mut self,
+        now: Instant,
+        idx: u32,
+        link: &mut L,
+        copy: bool,
+        offload: TxOffload,
+        sent: &mut usize,
+    ) -> Served {
         loop {
             let Some(e) = self.slots[idx as usize].entry.as_ref() else { return Served::Done };
             if !e.conn.wants_output() {
@@ -108,7 +118,7 @@ impl Stack {
             // Back-pressure: build no segment the ring could not take. The frame size is
             // known once a frame has been seen; until then the check follows the first
             // allocation.
-            if self.frame_cap.is_some_and(|cap| link.tx_room() < self.segment_room(link, cap)) {
+            if self.frame_cap.is_some_and(|cap| !link.has_tx_room(self.segment_room(link, cap, offload))) {
                 return Served::LinkBusy;
             }
             let Some(frame) = link.alloc_frame() else {
@@ -118,7 +128,7 @@ impl Stack {
             if self.frame_cap.is_none() {
                 let cap = frame.capacity();
                 self.frame_cap = Some(cap);
-                if link.tx_room() < self.segment_room(link, cap) {
+                if !link.has_tx_room(self.segment_room(link, cap, offload)) {
                     return Served::LinkBusy;
                 }
             }
@@ -126,16 +136,22 @@ impl Stack {
             if !e.conn.poll_segment(now, &mut self.out, &mut self.counters) {
                 return Served::Done;
             }
-            match emit_segment(&route, &self.out, frame, copy, link, &mut self.frags) {
-                Some(copied) => self.counters.payload_bytes_copied += copied as u64,
+            let csum = match emit_segment(&route, &self.out, frame, copy, link, &mut self.frags, offload) {
+                Some((copied, csum)) => {
+                    self.counters.payload_bytes_copied += copied as u64;
+                    csum
+                }
                 None => {
                     self.counters.tx_no_frame += 1;
                     self.frags.clear();
                     continue;
                 }
-            }
+            };
             let plen = self.out.payload_len();
-            let res = link.transmit(&self.frags);
+            let res = match csum {
+                Some(csum) => link.transmit_partial(&mut self.frags, csum),
+                None => link.transmit(&self.frags),
+            };
             self.frags.clear();
             self.out.payload.clear();
             if res.is_err() {
@@ -209,8 +225,13 @@ impl Stack {
 /// may not be longer than a UMEM chunk, so a 9000-byte segment is a header frame and three
 /// payload descriptors). In copy mode (forced, no multi-buffer, or more pieces than the
 /// link takes) the payload is copied behind the header, continuing into further frames
-/// from the link when it does not fit one (multi-buffer only). Returns the bytes copied, or
-/// `None` if the frames are too small or none are left.
+/// from the link when it does not fit one (multi-buffer only).
+///
+/// Where the link asks for headroom, every frame filled here starts that far in and every
+/// fragment is that much shorter than a frame; where it finishes checksums, the header
+/// gets the pseudo-header sum only and the payload is not read. Returns the bytes copied
+/// and where the link is to finish the checksum (`None`: it is complete), or `None` if the
+/// frames are too small or none are left.
 fn emit_segment<L: Link>(
     route: &Route,
     seg: &OutSegment,
@@ -218,14 +239,22 @@ fn emit_segment<L: Link>(
     copy: bool,
     link: &mut L,
     frags: &mut Vec<BufSlice>,
-) -> Option<usize> {
-    let cap = frame.capacity().max(1);
+    offload: TxOffload,
+) -> Option<(usize, Option<PartialChecksum>)> {
+    let head = offload.headroom;
+    let cap = frame.capacity().checked_sub(head)?.max(1);
     let multi = link.multi_buffer();
     let pieces: usize = seg.payload.iter().map(|p| p.len().div_ceil(cap)).sum();
     let copy = copy || !multi || 1 + pieces > link.max_frags();
-    let hl = route.emit_tcp(frame.get_mut()?, &seg.hdr, seg.payload.iter().map(BufSlice::as_bytes));
+    let buf = frame.get_mut()?.get_mut(head..)?;
+    let (hl, csum) = if offload.checksum {
+        let (hl, csum) = route.emit_tcp_partial(buf, &seg.hdr, seg.payload_len());
+        (hl, Some(csum))
+    } else {
+        (route.emit_tcp(buf, &seg.hdr, seg.payload.iter().map(BufSlice::as_bytes)), None)
+    };
     if !copy {
-        frags.push(BufSlice::new(frame, 0..hl)?);
+        frags.push(BufSlice::new(frame, head..head + hl)?);
         for p in &seg.payload {
             let mut off = 0;
             while off < p.len() {
@@ -234,9 +263,9 @@ fn emit_segment<L: Link>(
                 off += n;
             }
         }
-        return Some(0);
+        return Some((0, csum));
     }
-    let mut len = hl;
+    let mut len = head + hl;
     let mut copied = 0;
     for p in &seg.payload {
         let mut src = p.as_bytes();
@@ -246,8 +275,8 @@ fn emit_segment<L: Link>(
                     return None;
                 }
                 let next = link.alloc_frame()?;
-                frags.push(BufSlice::new(std::mem::replace(&mut frame, next), 0..len)?);
-                len = 0;
+                frags.push(BufSlice::new(std::mem::replace(&mut frame, next), head..len)?);
+                len = head;
             }
             let buf = frame.get_mut()?;
             let n = src.len().min(buf.len() - len);
@@ -257,6 +286,6 @@ fn emit_segment<L: Link>(
             src = &src[n..];
         }
     }
-    frags.push(BufSlice::new(frame, 0..len)?);
-    Some(copied)
+    frags.push(BufSlice::new(frame, head..len)?);
+    Some((copied, csum))
 }

@@ -4,8 +4,14 @@
 //! summed over all of them in place (a read, never a copy). A fragment that starts at an odd
 //! byte offset of the segment contributes its own sum byte-swapped (RFC 1071 section 2(B)),
 //! so fragments of any length combine.
+//!
+//! A device that offers to finish checksums (Linux `CHECKSUM_PARTIAL`, AF_XDP TX metadata)
+//! gets a [`PartialChecksum`]: the stack writes only the pseudo-header sum into the field
+//! and reads no payload; [`finish_partial`] is what the device then does, for devices that
+//! cannot and for tests.
 
 use smoltcp::wire::checksum;
+use umem::BufSlice;
 
 /// A running one's-complement sum over consecutive fragments of one packet.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +51,37 @@ impl Checksum {
     pub fn finish(&self) -> u16 {
         !self.sum()
     }
+}
+
+/// Where a device finishes a partial transport checksum: it sums the packet from `start`
+/// to its end, over every fragment, and stores the complement at `start + offset`. The
+/// field holds the pseudo-header sum (not complemented) until then.
+#[doc(alias = "CHECKSUM_PARTIAL")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialChecksum {
+    /// Offset of the transport header from the packet's first byte (`csum_start`).
+    pub start: u16,
+    /// Offset of the checksum field from `start` (`csum_offset`: 16 for TCP).
+    pub offset: u16,
+}
+
+/// Finishes a partial checksum the way a NIC does: sums `frags` from `csum.start` to the
+/// end and writes the complement into the field, which must lie in `frags[0]`. False (and
+/// nothing written) if it does not, or if `frags[0]` shares its frame.
+pub fn finish_partial(frags: &mut [BufSlice], csum: PartialChecksum) -> bool {
+    let (start, field) = (usize::from(csum.start), usize::from(csum.start) + usize::from(csum.offset));
+    let Some((head, rest)) = frags.split_first_mut() else { return false };
+    if field + 2 > head.len() {
+        return false;
+    }
+    let mut c = Checksum::new();
+    c.add(&head.as_bytes()[start..]);
+    for f in rest.iter() {
+        c.add(f.as_bytes());
+    }
+    let Some(bytes) = head.get_mut() else { return false };
+    bytes[field..field + 2].copy_from_slice(&c.finish().to_be_bytes());
+    true
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use smoltcp::wire::{
     IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ETHERNET_HEADER_LEN,
 };
 
-use super::{Checksum, TcpHeader, WireError};
+use super::{Checksum, PartialChecksum, TcpHeader, WireError};
 
 /// IPv4 header length as emitted (no options).
 pub const IPV4_HEADER_LEN: usize = 20;
@@ -207,9 +207,7 @@ impl Route {
         payload: impl Iterator<Item = &'p [u8]> + Clone,
     ) -> usize {
         let plen: usize = payload.clone().map(<[u8]>::len).sum();
-        let thl = tcp.header_len();
-        let l4 = self.emit_l2_l3(buf, IpProtocol::Tcp, thl + plen);
-        tcp.emit(&mut buf[l4..]);
+        let (l4, thl) = self.emit_tcp_headers(buf, tcp, plen);
         let mut c = Checksum::with_sum(pseudo_header(&self.src_ip, &self.dst_ip, IpProtocol::Tcp, thl + plen));
         c.add(&buf[l4..l4 + thl]);
         for p in payload {
@@ -217,6 +215,25 @@ impl Route {
         }
         buf[l4 + 16..l4 + 18].copy_from_slice(&c.finish().to_be_bytes());
         l4 + thl
+    }
+
+    /// As [`Route::emit_tcp`] for a device that finishes the checksum (Linux
+    /// `CHECKSUM_PARTIAL`): the field gets the pseudo-header sum only and no payload byte is
+    /// read. Returns the total header length and where the device is to finish.
+    pub fn emit_tcp_partial(&self, buf: &mut [u8], tcp: &TcpHeader, payload_len: usize) -> (usize, PartialChecksum) {
+        let (l4, thl) = self.emit_tcp_headers(buf, tcp, payload_len);
+        let sum = pseudo_header(&self.src_ip, &self.dst_ip, IpProtocol::Tcp, thl + payload_len);
+        buf[l4 + 16..l4 + 18].copy_from_slice(&sum.to_be_bytes());
+        (l4 + thl, PartialChecksum { start: l4 as u16, offset: 16 })
+    }
+
+    /// Writes Ethernet, IP and TCP headers (checksum field zero); returns the TCP header's
+    /// offset and length.
+    fn emit_tcp_headers(&self, buf: &mut [u8], tcp: &TcpHeader, payload_len: usize) -> (usize, usize) {
+        let thl = tcp.header_len();
+        let l4 = self.emit_l2_l3(buf, IpProtocol::Tcp, thl + payload_len);
+        tcp.emit(&mut buf[l4..]);
+        (l4, thl)
     }
 }
 
@@ -230,7 +247,7 @@ fn unreachable_family() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Seq, TcpFlags, TcpOptions};
+    use crate::wire::{finish_partial, Seq, TcpFlags, TcpOptions};
     use smoltcp::wire::{Ipv4Address, Ipv6Address, TcpPacket, TcpRepr};
 
     fn route(v6: bool) -> Route {
@@ -284,6 +301,66 @@ mod tests {
             assert_eq!(h, header());
             assert_eq!(&buf[range], &payload[..]);
         }
+    }
+
+    /// A header emitted with a partial checksum and finished as a NIC would (over the
+    /// header frame and every payload fragment) is the software-summed header, byte for
+    /// byte, for IPv4 and IPv6 and for payloads split at odd offsets.
+    #[test]
+    fn a_partial_checksum_finished_like_a_nic_is_the_software_one() {
+        use umem::{BufSlice, HugePages, Pool, PoolConfig};
+        let pool =
+            Pool::new(&PoolConfig { frames: 16, hugepages: HugePages::Off, lock: false, ..PoolConfig::default() })
+                .expect("a heap pool");
+        let payload: Vec<u8> = (0..3001u32).map(|i| (i * 7 + 1) as u8).collect();
+        for v6 in [false, true] {
+            for cuts in [&[][..], &[0, 3001][..], &[1, 1000, 1001, 3000][..]] {
+                let r = route(v6);
+                let mut bounds = vec![0];
+                bounds.extend_from_slice(cuts);
+                bounds.push(payload.len());
+                let pieces: Vec<&[u8]> = bounds.windows(2).map(|w| &payload[w[0]..w[1]]).collect();
+                let mut soft = [0u8; 128];
+                let hl = r.emit_tcp(&mut soft, &header(), pieces.iter().copied());
+
+                let mut frame = pool.alloc_frame().unwrap();
+                let (phl, csum) = r.emit_tcp_partial(&mut frame.get_mut().unwrap()[24..], &header(), payload.len());
+                assert_eq!((phl, usize::from(csum.start)), (hl, r.l3_header_len()));
+                assert_eq!(csum.offset, 16, "the TCP checksum field");
+                let field = 24 + usize::from(csum.start) + 16;
+                assert_ne!(
+                    frame.as_slice()[field..field + 2],
+                    soft[field - 24..field - 22],
+                    "before the NIC, the field holds the pseudo-header sum only"
+                );
+                let mut frags = vec![BufSlice::new(frame, 24..24 + phl).unwrap()];
+                for p in &pieces {
+                    let mut b = pool.alloc_frame().unwrap();
+                    b.get_mut().unwrap()[..p.len()].copy_from_slice(p);
+                    frags.push(BufSlice::new(b, 0..p.len()).unwrap());
+                }
+                assert!(finish_partial(&mut frags, csum));
+                assert_eq!(frags[0].as_bytes(), &soft[..hl], "v6 {v6}, cuts {cuts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_partial_checksum_outside_the_header_or_on_a_shared_frame_is_not_finished() {
+        use umem::{BufSlice, HugePages, Pool, PoolConfig};
+        let pool =
+            Pool::new(&PoolConfig { frames: 4, hugepages: HugePages::Off, lock: false, ..PoolConfig::default() })
+                .expect("a heap pool");
+        let mut frame = pool.alloc_frame().unwrap();
+        let (hl, csum) = route(false).emit_tcp_partial(frame.get_mut().unwrap(), &header(), 0);
+        let mut short = [BufSlice::new(frame.clone(), 0..csum.start as usize + 17).unwrap()];
+        drop(frame);
+        assert!(!finish_partial(&mut short, csum), "the field's second byte lies past the fragment");
+        let mut whole = [short[0].buf().clone()].map(|b| BufSlice::new(b, 0..hl).unwrap());
+        assert!(!finish_partial(&mut whole, csum), "the frame is shared with `short`");
+        drop(short);
+        assert!(finish_partial(&mut whole, csum));
+        assert!(!finish_partial(&mut [], csum), "no packet, nothing to finish");
     }
 
     #[test]

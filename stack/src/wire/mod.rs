@@ -7,7 +7,7 @@ mod frame;
 mod seq;
 mod tcp;
 
-pub use checksum::Checksum;
+pub use checksum::{finish_partial, Checksum, PartialChecksum};
 pub use frame::{
     parse_frame, parse_tcp, pseudo_header, IpInfo, Parsed, Route, HOP_LIMIT, IPV4_HEADER_LEN, IPV6_HEADER_LEN, L3,
 };

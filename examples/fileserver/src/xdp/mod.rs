@@ -68,7 +68,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use datapath::{AttachPolicy, Interface, ProgramCounters, Proto, SteerProgram};
+use datapath::{AttachPolicy, Interface, ProgramCounters, Proto, SteerProgram, TxChecksumOffload};
 
 use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
@@ -97,6 +97,8 @@ pub struct XdpOpts {
     /// Each worker's pool of blocks and its cache.
     pub pool: PoolOpts,
     pub force_copy: bool,
+    /// Ask the AF_XDP socket for TX checksum offload (`--no-tx-offload` clears it).
+    pub tx_offload: bool,
     pub skb: bool,
     pub busy: bool,
     /// The control port (kernel TCP).
@@ -189,6 +191,15 @@ pub fn run(
     println!(
         "  multi-buffer    {}",
         if multi { "yes (payload sent by reference)" } else { "no (payload copied behind headers, counted)" }
+    );
+    println!(
+        "  checksums       {}",
+        match ready[0].tx_checksum {
+            TxChecksumOffload::Kernel =>
+                "offloaded (AF_XDP TX metadata; copy mode: the kernel marks CHECKSUM_PARTIAL)".into(),
+            TxChecksumOffload::Device => "offloaded (AF_XDP TX metadata; the NIC finishes them)".into(),
+            TxChecksumOffload::Off(why) => format!("software ({why})"),
+        }
     );
     println!("  hugepages       {}", ready[0].backing);
     println!(

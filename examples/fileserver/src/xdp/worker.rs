@@ -24,7 +24,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use datapath::{BindMode, BindPolicy, Interface, XskConfig, XskSocket};
+use datapath::{BindMode, BindPolicy, Interface, TxChecksumOffload, XskConfig, XskSocket};
 use fileserver_sys::poll::{self, Wait};
 use rustix::event::EventfdFlags;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
@@ -62,6 +62,7 @@ pub struct Ready {
     pub fd: RawFd,
     pub mode: BindMode,
     pub multi_buffer: bool,
+    pub tx_checksum: TxChecksumOffload,
     pub backing: Backing,
     pub locked: bool,
     /// Bytes of the pool.
@@ -177,7 +178,12 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let t0 = StdInstant::now();
     let pool = Pool::new(&opts.pool.pool_config(opts.frames)).context("creating the pool")?;
     let t1 = StdInstant::now();
-    let xcfg = XskConfig { queue, bind: BindPolicy::PreferZeroCopy, ..XskConfig::default() };
+    let xcfg = XskConfig {
+        queue,
+        bind: BindPolicy::PreferZeroCopy,
+        tx_checksum_offload: opts.tx_offload,
+        ..XskConfig::default()
+    };
     let sock = XskSocket::open(&pool, &iface, &xcfg)?;
     let t2 = StdInstant::now();
     let reader = BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
@@ -197,6 +203,7 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
         fd: sock.as_raw_fd(),
         mode: sock.mode(),
         multi_buffer: sock.multi_buffer(),
+        tx_checksum: sock.tx_checksum(),
         backing: pool.backing(),
         locked: pool.locked(),
         pool_bytes: pool.used_len(),
@@ -278,6 +285,8 @@ impl Loop {
 /// The core's counters with the AF_XDP socket's and the loop's.
 fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
     let mut m: Metrics = core.metrics();
+    // Payload copied where no descriptor may start is payload copied all the same.
+    m.bytes_copied += l.link.page_edge_bytes_copied;
     let xs = sock.stats();
     m.extra.extend([
         ("xsk_rx_dropped_total".into(), xs.rx_dropped),
@@ -291,6 +300,7 @@ fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
         ("xsk_tx_wakeup_errors_total".into(), xs.tx_wakeup_errors),
         ("xsk_tx_refused_total".into(), l.link.refused),
         ("xsk_tx_page_splits_total".into(), l.link.page_splits),
+        ("xsk_tx_page_edge_bytes_copied_total".into(), l.link.page_edge_bytes_copied),
         ("loop_turns_total".into(), l.turns),
         ("loop_sleeps_total".into(), l.sleeps),
         ("loop_memory_sleeps_total".into(), l.memory_sleeps),
