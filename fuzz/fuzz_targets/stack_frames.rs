@@ -29,7 +29,6 @@ use stack::{ConnHandle, Duration, Instant, Stack, StackConfig};
 use umem::{BufSlice, HugePages, Pool, PoolConfig};
 
 const SRV_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
-const CLI: Ipv4Address = Ipv4Address::new(10, 77, 0, 2);
 const SRV: Ipv4Address = Ipv4Address::new(10, 77, 0, 1);
 
 /// What the server said on one connection (keyed by the client's port).

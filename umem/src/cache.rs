@@ -5,7 +5,8 @@
 //!   open(path) ── statx ──► FileKey (dev, ino, size, mtime, ctime) ── changed? drop old blocks
 //!   get(file, i) ─► hit:  BufSlice (one more reference to the cached block)
 //!                └► miss: one read per block, however many ask (later askers join it)
-//!   poll/wait   ──► BlockDone { ticket, .. } for every asker; small files' blocks stay cached
+//!   poll/wait   ──► BlockDone { ticket, .. } for every asker; small files' blocks stay cached,
+//!                   and a large file's when admission lets it in
 //! ```
 //!
 //! * **Never stale.** Call [`BlockCache::open`] for every request: it costs one `statx`,
@@ -15,9 +16,13 @@
 //!   out another reference. Eviction (CLOCK) only drops the cache's reference: a block a
 //!   send queue still holds stays alive until the send queue lets go, and the hand passes
 //!   over such blocks when it needs memory, since evicting them would free none.
-//! * **Large files stream.** Files above [`CacheConfig::max_file_size`] are read block by
-//!   block and never cached (nginx's `directio` threshold), so one big download does not
-//!   push out every small hot file.
+//! * **Large files stream, unless they are hot.** Files above
+//!   [`CacheConfig::max_file_size`] (nginx's `directio` threshold) are read block by block
+//!   past the cache the first time, so a scan of one-off downloads does not push out the
+//!   small hot files. A large file requested again (lately) that fits in the cache is
+//!   *admitted*: its blocks go in as they are read, each only if its file is requested
+//!   more often than the file of the block it replaces (TinyLFU: the `admit` module),
+//!   so repeated downloads are served from memory and the hot set stays.
 //! * **Memory first.** When the pool has no free block for a read, the cache evicts an
 //!   unshared block and retries; if every block is held elsewhere, the read fails with
 //!   [`Error::PoolExhausted`].
@@ -27,8 +32,9 @@ use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use crate::admit::{self, Admission};
 use crate::clock::Clock;
-use crate::dio::{self, FileKey};
+use crate::dio::{self, FileKey, FileMeta};
 use crate::error::Error;
 use crate::pool::BufSlice;
 use crate::reader::{BlockReader, Completion, FileId, ReqId};
@@ -38,15 +44,19 @@ use crate::reader::{BlockReader, Completion, FileId, ReqId};
 pub struct CacheConfig {
     /// Blocks the cache may keep.
     pub capacity: u32,
-    /// Files larger than this many bytes are streamed, never cached.
+    /// Files larger than this many bytes are *large*: streamed past the cache unless
+    /// admitted.
     pub max_file_size: u64,
     /// Open files kept (least recently used idle ones are closed beyond this).
     pub max_open_files: usize,
+    /// Whether a large file requested again, that fits in the cache, is admitted
+    /// (frequency-based, TinyLFU); `false`: large files always stream.
+    pub admit_large: bool,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { capacity: 64, max_file_size: 4 << 20, max_open_files: 256 }
+        CacheConfig { capacity: 64, max_file_size: 4 << 20, max_open_files: 256, admit_large: true }
     }
 }
 
@@ -57,8 +67,11 @@ pub struct CachedFile {
     pub key: FileKey,
     /// Bytes per block (the last block may be shorter).
     pub block_len: u32,
-    /// Whether its blocks are cached (size at most [`CacheConfig::max_file_size`]).
+    /// Whether blocks read for this request go into the cache: a small file's always, a
+    /// large file's when the request was admitted.
     pub cacheable: bool,
+    /// Larger than [`CacheConfig::max_file_size`].
+    pub large: bool,
 }
 
 impl CachedFile {
@@ -110,16 +123,42 @@ pub struct BlockDone {
 }
 
 /// Cache counters.
+///
+/// For the blocks of large files they add up:
+/// `large_hits + admitted_blocks + admission_losses + streamed` = blocks of large files
+/// asked for (less failed reads), and `large_hit_bytes + large_read_bytes` = their bytes;
+/// `admissions + rejections` = requests of large files.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Blocks served from the cache.
     pub hits: u64,
-    /// Cacheable blocks not in the cache (a read started or was joined).
+    /// Blocks of cacheable requests not in the cache (a read started or was joined).
     pub misses: u64,
     /// Misses that joined a read already in flight for the same block.
     pub joined: u64,
-    /// Blocks read for files above the size threshold (never cached).
+    /// Blocks of large files read past the cache (requests that were not admitted).
     pub streamed: u64,
+    /// Requests of large files admitted: requested before, lately, and no larger than
+    /// the cache.
+    pub admissions: u64,
+    /// Requests of large files streamed past the cache: the first request lately, a file
+    /// larger than the cache, or admission off.
+    pub rejections: u64,
+    /// Blocks of admitted requests put in the cache.
+    pub admitted_blocks: u64,
+    /// Blocks of admitted requests not kept: the block they would have replaced belongs
+    /// to a file requested at least as often, or every block is held by a sender.
+    pub admission_losses: u64,
+    /// Blocks of large files served without a disk read of their own (cache hits, and
+    /// joins of a read in flight).
+    pub large_hits: u64,
+    /// Bytes of large files served that way, from memory.
+    pub large_hit_bytes: u64,
+    /// Bytes of large files read from disk (streamed or admitted).
+    pub large_read_bytes: u64,
+    /// Times the admission counts were halved (aging: every ten cache capacities of
+    /// bytes asked).
+    pub admission_resets: u64,
     /// Blocks the cache let go of to make room (for its capacity or for a read).
     pub evictions: u64,
     /// Blocks dropped because their file changed.
@@ -152,6 +191,8 @@ struct Loading {
     waiters: Vec<Ticket>,
     /// Whether the block goes into the cache when it lands.
     insert: bool,
+    /// Whether it belongs to a large file (admission decides on insert; counted apart).
+    large: bool,
 }
 
 #[derive(Debug)]
@@ -174,13 +215,16 @@ pub struct BlockCache {
     uses: u64,
     next_ticket: u64,
     scratch: Vec<Completion>,
+    admit: Admission,
     stats: CacheStats,
 }
 
 impl BlockCache {
     /// A cache that reads through `reader`.
     pub fn new(reader: BlockReader, cfg: &CacheConfig) -> BlockCache {
+        let bytes = u64::from(cfg.capacity) * u64::from(reader.pool().block_size());
         BlockCache {
+            admit: Admission::new(cfg.capacity, bytes),
             reader,
             cfg: cfg.clone(),
             blocks: Clock::new(),
@@ -205,6 +249,14 @@ impl BlockCache {
     /// stale.
     pub fn open(&mut self, path: &Path) -> Result<CachedFile, Error> {
         let meta = dio::statx_path(path)?;
+        self.open_with(path, meta)
+    }
+
+    /// [`open`](Self::open) with the `statx` already taken by the caller, on a descriptor
+    /// of the file `path` names ([`dio::statx_fd`] on the one just opened to serve the
+    /// request): one path walk less. Take `meta` afresh for every request, as `open`
+    /// would, or a changed file is served stale.
+    pub fn open_with(&mut self, path: &Path, meta: FileMeta) -> Result<CachedFile, Error> {
         if !meta.regular {
             return Err(Error::NotRegular { path: path.to_owned() });
         }
@@ -240,7 +292,18 @@ impl BlockCache {
         self.trim_open_files();
         let entry = &self.open[&key];
         let block_len = self.reader.info(entry.file).map_or(0, |i| i.block_len);
-        Ok(CachedFile { key, block_len, cacheable: key.size <= self.cfg.max_file_size })
+        let lately = self.admit.record(admit::file_hash(&key));
+        let large = key.size > self.cfg.max_file_size;
+        let cacheable = !large || {
+            let blocks = key.size.div_ceil(u64::from(block_len.max(1)));
+            let admitted = self.cfg.admit_large && lately >= 2 && blocks <= u64::from(self.cfg.capacity);
+            match admitted {
+                true => self.stats.admissions += 1,
+                false => self.stats.rejections += 1,
+            }
+            admitted
+        };
+        Ok(CachedFile { key, block_len, cacheable, large })
     }
 
     /// Drops everything known about one version of a file.
@@ -271,18 +334,29 @@ impl BlockCache {
     /// Block `index` of `file`: from the cache, or read (once, however many ask).
     pub fn get(&mut self, file: &CachedFile, index: u64) -> Result<Lookup, Error> {
         let range = file.block_range(index).ok_or(Error::Request("block index past end of file"))?;
+        let bytes = range.end - range.start;
+        self.admit.age(bytes);
         let id = (file.key, index);
-        if file.cacheable {
-            if let Some(b) = self.blocks.get(&id) {
-                self.stats.hits += 1;
-                return Ok(Lookup::Hit(b.clone()));
+        // A request that was not admitted still takes what an earlier one left cached.
+        if let Some(b) = self.blocks.get(&id) {
+            self.stats.hits += 1;
+            if file.large {
+                self.stats.large_hits += 1;
+                self.stats.large_hit_bytes += bytes;
             }
+            return Ok(Lookup::Hit(b.clone()));
+        }
+        if file.cacheable {
             self.stats.misses += 1;
             if let Some(&req) = self.by_block.get(&id) {
                 let ticket = self.ticket();
                 if let Some(l) = self.loading.get_mut(&req) {
                     l.waiters.push(ticket);
                     self.stats.joined += 1;
+                    if file.large {
+                        self.stats.large_hits += 1;
+                        self.stats.large_hit_bytes += bytes;
+                    }
                     return Ok(Lookup::Pending(ticket));
                 }
             }
@@ -298,7 +372,8 @@ impl BlockCache {
         let len = (range.end - range.start) as u32;
         let req = self.submit_evicting(fid, range.start, len)?;
         let ticket = self.ticket();
-        let l = Loading { key: file.key, block: index, waiters: vec![ticket], insert: file.cacheable };
+        let l =
+            Loading { key: file.key, block: index, waiters: vec![ticket], insert: file.cacheable, large: file.large };
         self.loading.insert(req, l);
         if file.cacheable {
             self.by_block.insert(id, req);
@@ -323,8 +398,7 @@ impl BlockCache {
     }
 
     fn evict_unshared(&mut self) -> bool {
-        let shared = |b: &BufSlice| b.buf().refs() > 1;
-        let evicted = self.blocks.evict(shared, false).is_some();
+        let evicted = self.blocks.evict(|_, b| shared(b), false).is_some();
         if evicted {
             self.stats.evictions += 1;
         }
@@ -367,12 +441,17 @@ impl BlockCache {
             }
             match c.result {
                 Ok(data) => {
+                    if l.large {
+                        self.stats.large_read_bytes += data.len() as u64;
+                    }
                     for &ticket in &l.waiters {
                         let result = Ok(data.clone());
                         out.push(BlockDone { ticket, key: l.key, block: l.block, result });
                     }
-                    if l.insert {
-                        self.insert((l.key, l.block), data);
+                    match (l.insert, l.large) {
+                        (true, false) => self.insert((l.key, l.block), data),
+                        (true, true) => self.admit_block((l.key, l.block), data),
+                        (false, _) => {}
                     }
                 }
                 Err(e) => {
@@ -388,18 +467,37 @@ impl BlockCache {
         out.len() - before
     }
 
+    /// A small file's block: in it goes, CLOCK making room.
     fn insert(&mut self, id: (FileKey, u64), data: BufSlice) {
         if self.cfg.capacity == 0 {
             return;
         }
         while self.blocks.len() >= self.cfg.capacity as usize {
-            let shared = |b: &BufSlice| b.buf().refs() > 1;
-            if self.blocks.evict(shared, true).is_none() {
+            if self.blocks.evict(|_, b| shared(b), true).is_none() {
                 break;
             }
             self.stats.evictions += 1;
         }
         self.blocks.insert(id, data);
+    }
+
+    /// An admitted large file's block: in it goes while there is room; in a full cache
+    /// only in place of a block of a file requested less often (TinyLFU). The file's own
+    /// blocks and blocks held by senders are never the victim.
+    fn admit_block(&mut self, id: (FileKey, u64), data: BufSlice) {
+        let want = self.admit.estimate(admit::file_hash(&id.0));
+        while self.blocks.len() >= self.cfg.capacity as usize {
+            let victim = self.blocks.select(|k, b| k.0 == id.0 || shared(b)).copied();
+            let Some(victim) = victim.filter(|v| self.admit.estimate(admit::file_hash(&v.0)) < want) else {
+                self.stats.admission_losses += 1;
+                return;
+            };
+            let gone = self.blocks.evict_selected();
+            debug_assert!(gone.is_some_and(|(k, _)| k == victim));
+            self.stats.evictions += 1;
+        }
+        self.blocks.insert(id, data);
+        self.stats.admitted_blocks += 1;
     }
 
     /// Drops every cached block (blocks held by send queues live on in them).
@@ -411,6 +509,7 @@ impl BlockCache {
     /// Counters, with the cached and shared counts as of now.
     pub fn stats(&self) -> CacheStats {
         let mut s = self.stats;
+        s.admission_resets = self.admit.resets;
         s.cached = self.blocks.len() as u32;
         s.cached_shared = self.blocks.values().filter(|b| b.buf().refs() > 1).count() as u32;
         s
@@ -429,6 +528,11 @@ impl BlockCache {
             elsewhere: p.blocks.saturating_sub(p.blocks_free + reading + cached),
         }
     }
+}
+
+/// Whether a cached block is also held elsewhere (evicting it would free no memory).
+fn shared(b: &BufSlice) -> bool {
+    b.buf().refs() > 1
 }
 
 /// A copy of a read error for the second and later askers of the same block.

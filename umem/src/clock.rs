@@ -54,24 +54,40 @@ impl<K: Hash + Eq + Copy, V> Clock<K, V> {
     /// Evicts one entry: the first unpinned one whose reference bit is clear, clearing
     /// bits on the way. With `or_pinned`, when every entry is pinned, the one under the
     /// hand goes anyway.
-    pub(crate) fn evict(&mut self, pinned: impl Fn(&V) -> bool, or_pinned: bool) -> Option<(K, V)> {
+    pub(crate) fn evict(&mut self, pinned: impl Fn(&K, &V) -> bool, or_pinned: bool) -> Option<(K, V)> {
         let n = self.entries.len();
         if n == 0 {
             return None;
         }
+        if self.select(pinned).is_some() {
+            return self.evict_selected();
+        }
+        or_pinned.then(|| self.remove_at(self.hand % n))
+    }
+
+    /// Moves the hand to the entry [`evict`](Self::evict) would take (clearing reference
+    /// bits on the way) and returns its key without removing it, so the caller can weigh
+    /// it first; `None` if every entry is pinned.
+    pub(crate) fn select(&mut self, pinned: impl Fn(&K, &V) -> bool) -> Option<&K> {
+        let n = self.entries.len();
         for _ in 0..2 * n {
             self.hand %= n;
             let e = &mut self.entries[self.hand];
-            if pinned(&e.value) {
+            if pinned(&e.key, &e.value) {
                 self.hand += 1;
             } else if e.referenced {
                 e.referenced = false;
                 self.hand += 1;
             } else {
-                return Some(self.remove_at(self.hand));
+                return Some(&self.entries[self.hand].key);
             }
         }
-        or_pinned.then(|| self.remove_at(self.hand % n))
+        None
+    }
+
+    /// Removes the entry under the hand (the one [`select`](Self::select) returned).
+    pub(crate) fn evict_selected(&mut self) -> Option<(K, V)> {
+        (self.hand < self.entries.len()).then(|| self.remove_at(self.hand))
     }
 
     /// Removes every entry for which `drop` is true; returns how many.
@@ -116,10 +132,10 @@ mod tests {
         }
         c.get(&0);
         c.get(&1);
-        assert_eq!(c.evict(|_| false, false).map(|e| e.0), Some(2));
-        assert_eq!(c.evict(|_| false, false).map(|e| e.0), Some(3));
+        assert_eq!(c.evict(|_, _| false, false).map(|e| e.0), Some(2));
+        assert_eq!(c.evict(|_, _| false, false).map(|e| e.0), Some(3));
         // Now only referenced ones remain: their bits are cleared, then one goes.
-        assert!(c.evict(|_| false, false).is_some());
+        assert!(c.evict(|_, _| false, false).is_some());
         assert_eq!(c.len(), 1);
     }
 
@@ -129,12 +145,26 @@ mod tests {
         for k in 0..3u32 {
             c.insert(k, k);
         }
-        let pinned = |v: &u32| *v != 1;
+        let pinned = |_: &u32, v: &u32| *v != 1;
         assert_eq!(c.evict(pinned, false).map(|e| e.0), Some(1));
         assert_eq!(c.evict(pinned, false), None, "all that remain are pinned");
         assert_eq!(c.len(), 2);
         assert!(c.evict(pinned, true).is_some(), "or_pinned evicts anyway");
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn select_names_the_victim_and_keeps_it_until_asked() {
+        let mut c = Clock::new();
+        for k in 0..3u32 {
+            c.insert(k, k);
+        }
+        c.get(&0);
+        assert_eq!(c.select(|k, _| *k == 1).copied(), Some(2), "0 is referenced, 1 pinned");
+        assert_eq!(c.len(), 3, "select removes nothing");
+        assert_eq!(c.evict_selected().map(|e| e.0), Some(2));
+        assert_eq!(c.select(|_, _| true), None, "everything pinned");
+        assert_eq!(c.len(), 2);
     }
 
     #[test]
@@ -147,7 +177,7 @@ mod tests {
         for k in 0..10u32 {
             assert_eq!(c.get(&k).copied(), (k % 3 != 0).then_some(k * 10));
         }
-        while c.evict(|_| false, false).is_some() {}
+        while c.evict(|_, _| false, false).is_some() {}
         assert_eq!(c.len(), 0);
     }
 }

@@ -49,6 +49,7 @@
 //! Needs Linux 6.1 for `STATX_DIOALIGN` (older kernels get an assumed 4096 alignment) and
 //! io_uring enabled (`kernel.io_uring_disabled` = 0).
 
+mod admit;
 pub mod cache;
 mod clock;
 pub mod dio;

@@ -1,5 +1,6 @@
 //! The block cache over a real reader: sharing by reference count, eviction that never
-//! frees a block a sender holds, streaming of large files, and freshness after a change.
+//! frees a block a sender holds, streaming of large files, admission of hot large files,
+//! and freshness after a change.
 
 mod common;
 
@@ -148,7 +149,8 @@ fn large_files_stream_without_polluting_the_cache() {
     write_pattern(&big, 5 * MIB + 7, 3);
     write_pattern(&small, 4096, 4);
     let p = pool(8);
-    let mut c = cache(&p, CacheConfig { max_file_size: MIB, ..Default::default() });
+    // Admission off: the big file is fetched twice, which would admit it (see below).
+    let mut c = cache(&p, CacheConfig { max_file_size: MIB, admit_large: false, ..Default::default() });
     let s = c.open(&small).unwrap();
     drop(fetch_all(&mut c, &s));
     let b = c.open(&big).unwrap();
@@ -212,4 +214,173 @@ fn a_file_modified_between_requests_is_read_afresh() {
 fn serve(c: &mut BlockCache, path: &Path) -> Vec<BufSlice> {
     let f = c.open(path).unwrap();
     fetch_all(c, &f)
+}
+
+/// Disk bytes the reader has landed so far.
+fn disk_bytes(c: &BlockCache) -> u64 {
+    let r = c.reader().stats();
+    r.bytes_direct + r.bytes_buffered
+}
+
+/// The large-file counters add up: every block asked for was a hit (or joined a read),
+/// admitted, lost to a hotter victim or streamed, and its bytes came from memory or disk.
+fn assert_large_counts_add_up(c: &BlockCache, requests: u64, blocks: u64, bytes: u64) {
+    let s = c.stats();
+    assert_eq!(s.admissions + s.rejections, requests, "{s:?}");
+    assert_eq!(s.large_hits + s.admitted_blocks + s.admission_losses + s.streamed, blocks, "{s:?}");
+    assert_eq!(s.large_hit_bytes + s.large_read_bytes, bytes, "{s:?}");
+}
+
+#[test]
+fn a_large_file_requested_again_is_admitted_and_then_costs_no_disk_read() {
+    let dir = disk_dir();
+    let big = dir.path().join("big");
+    let size = 5 * MIB + 7;
+    write_pattern(&big, size, 21);
+    let p = pool(16);
+    let start = p.stats();
+    let mut c = cache(&p, CacheConfig { capacity: 8, max_file_size: MIB, ..Default::default() });
+
+    // First request: a one-off so far, it streams past the cache.
+    let got = serve(&mut c, &big);
+    assert!(same_bytes(&got, &big));
+    let s = c.stats();
+    assert_eq!((s.rejections, s.admissions, s.streamed, s.cached), (1, 0, 6, 0));
+    assert_eq!(disk_bytes(&c), size);
+    drop(got);
+
+    // Second request: requested again and 6 blocks fit in 8: admitted as it is read.
+    let f = c.open(&big).unwrap();
+    assert!(f.large && f.cacheable, "{f:?}");
+    let got = fetch_all(&mut c, &f);
+    assert!(same_bytes(&got, &big));
+    let s = c.stats();
+    assert_eq!((s.admissions, s.admitted_blocks, s.cached, s.evictions), (1, 6, 6, 0));
+    drop(got);
+
+    // Third request: every block from memory, not one byte from the disk.
+    let disk = disk_bytes(&c);
+    let got = serve(&mut c, &big);
+    assert!(same_bytes(&got, &big));
+    assert_eq!(disk_bytes(&c), disk, "the third download read the disk");
+    let s = c.stats();
+    assert_eq!((s.large_hits, s.large_hit_bytes), (6, size));
+    assert_eq!(s.large_read_bytes, 2 * size, "two downloads came from the disk");
+    assert_large_counts_add_up(&c, 3, 18, 3 * size);
+    drop(got);
+    c.clear();
+    assert_eq!(p.stats(), start, "no block leaked");
+}
+
+#[test]
+fn a_scan_of_one_off_large_files_does_not_evict_the_hot_set() {
+    let dir = disk_dir();
+    let hot: Vec<_> = (0..3).map(|i| dir.path().join(format!("hot{i}"))).collect();
+    for (i, path) in hot.iter().enumerate() {
+        write_pattern(path, 4096, 30 + i as u64);
+    }
+    let scan: Vec<_> = (0..20).map(|i| dir.path().join(format!("big{i}"))).collect();
+    for (i, path) in scan.iter().enumerate() {
+        write_pattern(path, MIB + MIB / 2, 40 + i as u64);
+    }
+    let p = pool(8);
+    let mut c = cache(&p, CacheConfig { capacity: 4, max_file_size: MIB, ..Default::default() });
+    for _ in 0..3 {
+        for path in &hot {
+            drop(serve(&mut c, path));
+        }
+    }
+    for path in &scan {
+        let got = serve(&mut c, path);
+        assert!(same_bytes(&got, path));
+    }
+    let s = c.stats();
+    assert_eq!((s.rejections, s.streamed, s.admitted_blocks), (20, 40, 0), "{s:?}");
+    assert_eq!((s.cached, s.evictions), (3, 0), "the scan displaced nothing: {s:?}");
+    for path in &hot {
+        let f = c.open(path).unwrap();
+        assert!(matches!(c.get(&f, 0).unwrap(), Lookup::Hit(_)), "{} is still cached", path.display());
+    }
+    assert_large_counts_add_up(&c, 20, 40, 20 * (MIB + MIB / 2));
+}
+
+#[test]
+fn an_admitted_file_displaces_only_blocks_of_files_requested_less_often() {
+    let dir = disk_dir();
+    let hot: Vec<_> = (0..4).map(|i| dir.path().join(format!("hot{i}"))).collect();
+    for (i, path) in hot.iter().enumerate() {
+        write_pattern(path, 4096, 50 + i as u64);
+    }
+    let big = dir.path().join("big");
+    let size = MIB + MIB / 2;
+    write_pattern(&big, size, 60);
+    let p = pool(12);
+    let mut c = cache(&p, CacheConfig { capacity: 4, max_file_size: MIB, ..Default::default() });
+    // Four small files requested five times each fill the cache.
+    for _ in 0..5 {
+        for path in &hot {
+            drop(serve(&mut c, path));
+        }
+    }
+    assert_eq!(c.stats().cached, 4);
+    // The big file's 2nd..5th requests are admitted but lose to the hotter victims; the
+    // 6th is requested more often than they are and takes two of their places.
+    for n in 1..=7u64 {
+        let got = serve(&mut c, &big);
+        assert!(same_bytes(&got, &big));
+        let s = c.stats();
+        let (losses, admitted) = match n {
+            1 => (0, 0),
+            2..=5 => (2 * (n - 1), 0),
+            _ => (8, 2),
+        };
+        assert_eq!((s.admission_losses, s.admitted_blocks), (losses, admitted), "request {n}: {s:?}");
+        assert!(s.cached <= 4, "over capacity: {s:?}");
+    }
+    let s = c.stats();
+    assert_eq!((s.evictions, s.cached, s.large_hits), (2, 4, 2), "{s:?}");
+    let still = hot.iter().filter(|p| {
+        let f = c.open(p).unwrap();
+        matches!(c.get(&f, 0).unwrap(), Lookup::Hit(_))
+    });
+    assert_eq!(still.count(), 2, "two small files made room, two stayed");
+    assert_large_counts_add_up(&c, 7, 14, 7 * size);
+}
+
+#[test]
+fn admission_respects_capacity() {
+    let dir = disk_dir();
+    let (fits, over, rival) = (dir.path().join("fits"), dir.path().join("over"), dir.path().join("rival"));
+    write_pattern(&fits, 4 * MIB, 70);
+    write_pattern(&over, 4 * MIB + 1, 71);
+    write_pattern(&rival, 4 * MIB, 72);
+    let p = pool(12);
+    let mut c = cache(&p, CacheConfig { capacity: 4, max_file_size: MIB, ..Default::default() });
+    // Five blocks never fit in four, however often they are asked for.
+    for _ in 0..3 {
+        let got = serve(&mut c, &over);
+        assert!(same_bytes(&got, &over));
+    }
+    let s = c.stats();
+    assert_eq!((s.rejections, s.admissions, s.streamed, s.cached), (3, 0, 15, 0), "{s:?}");
+    // Four blocks fit exactly: the third request is served from memory.
+    for _ in 0..2 {
+        drop(serve(&mut c, &fits));
+    }
+    let disk = disk_bytes(&c);
+    let got = serve(&mut c, &fits);
+    assert!(same_bytes(&got, &fits));
+    drop(got);
+    assert_eq!(disk_bytes(&c), disk, "served from memory");
+    assert_eq!(c.stats().cached, 4);
+    // A rival as large, requested less often than `fits`, finds the cache full of a
+    // hotter file and stays out; the cache never exceeds its capacity.
+    for _ in 0..2 {
+        let got = serve(&mut c, &rival);
+        assert!(same_bytes(&got, &rival));
+        assert!(c.stats().cached <= 4);
+    }
+    let s = c.stats();
+    assert_eq!((s.admissions, s.admission_losses, s.cached, s.evictions), (3, 4, 4, 0), "{s:?}");
+    assert_large_counts_add_up(&c, 8, 15 + 12 + 8, 3 * (4 * MIB + 1) + 5 * 4 * MIB);
 }

@@ -158,7 +158,7 @@ fn stallers_vanish(bins: &Bins, ns: &Netns, data: &DataSet, server: &mut Daemon)
     ensure!(sha256_download(ns, &format!("curl -sf --max-time 20 http://{SRV_ADDR}/s1m1"))? == s1m1, "s1m1 differs");
     let start = counters(ns, server)?;
     let frames0 = counter(&start, "fileserver_pool_frames_free");
-    let blocks0 = counter(&start, "fileserver_pool_blocks_free") + counter(&start, "fileserver_cache_blocks");
+    let blocks0 = counter(&start, "fileserver_pool_blocks_free") + counter(&start, "fileserver_cache_cached_blocks");
     let write0 = counter(&start, "fileserver_timeouts_total{phase=\"write\"}");
     let mut stallers = ns
         .in_client(&bins.xtask)
@@ -195,7 +195,7 @@ fn stallers_vanish(bins: &Bins, ns: &Netns, data: &DataSet, server: &mut Daemon)
         let c = counters(ns, server)?;
         let back = counter(&c, "fileserver_connections_open") == 0
             && counter(&c, "fileserver_pool_frames_free") == frames0
-            && counter(&c, "fileserver_pool_blocks_free") + counter(&c, "fileserver_cache_blocks") == blocks0;
+            && counter(&c, "fileserver_pool_blocks_free") + counter(&c, "fileserver_cache_cached_blocks") == blocks0;
         if back {
             break c;
         }

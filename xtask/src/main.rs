@@ -9,6 +9,7 @@ mod demo;
 mod ebpf;
 mod fabric;
 mod fabric_bench;
+mod fscache;
 mod fshostile;
 mod fstest;
 mod fuzz;
@@ -20,6 +21,7 @@ mod netns;
 mod nginx;
 mod nstest;
 mod offloadtest;
+mod pipeline;
 mod setup;
 mod tcpcraft;
 mod tcptest;
@@ -137,6 +139,12 @@ enum BenchCmd {
         #[arg(long)]
         same_core: bool,
     },
+    /// The file server's whole user-space path (HTTP, block cache, TCP, TX descriptors,
+    /// ACK processing) in one process over a simulated NIC, one core, no kernel in the
+    /// loop: Gbit/s and ns per segment for a cached large file at MTU 1500 and 9000, and
+    /// requests/s for 16 KiB files (target/bench/pipeline.md). What carries to a
+    /// zero-copy NIC.
+    Pipeline(pipeline::Opts),
     /// AF_XDP UDP echo vs a kernel UDP echo server: datagrams per second and the ratio.
     Echo {
         /// Seconds per measurement.
@@ -147,9 +155,11 @@ enum BenchCmd {
     /// same veth pair and files; one table (target/bench/ladder.md) and chart (ladder.svg).
     Ladder(ladder::BenchOpts),
     /// The file server on AF_XDP against nginx (`sendfile on`, and `aio threads;
-    /// directio`), each pinned to one core: 1 GiB download, wrk over 1 MiB and 16 KiB sets,
-    /// at MTU 1500 and 9000; throughput and server CPU s/GiB as ratios. Reports in
-    /// target/bench/files-<mtu>.md/.svg.
+    /// directio`), each pinned to one core: 1 GiB download, wrk over 1 MiB and 16 KiB sets
+    /// at 4, 16 and 64 connections, at MTU 1500 and 9000, the client's receive on its own
+    /// core (RPS); throughput as ratios to nginx sendfile, server user and system CPU s/GiB,
+    /// and the AF_XDP server's packets/s as a share of the `txceil` ceiling measured in the
+    /// same run. Reports in target/bench/files-<mtu>.md/.svg.
     Files {
         /// Seconds per wrk run.
         #[arg(long, default_value_t = 8)]
@@ -166,6 +176,16 @@ enum BenchCmd {
         /// wrk connections of the --queues runs.
         #[arg(long, default_value_t = 16, requires = "queues")]
         connections: u32,
+        /// wrk connections of the nginx comparison: both sets run at each.
+        #[arg(long, value_delimiter = ',', default_value = "4,16,64", conflicts_with = "queues")]
+        wrk_connections: Vec<u32>,
+        /// MTUs of the nginx comparison (a report each).
+        #[arg(long, value_delimiter = ',', default_value = "1500,9000", conflicts_with = "queues")]
+        mtu: Vec<u32>,
+        /// Leave the client's receive processing on the server's core (veth's default)
+        /// instead of steering it to the client's CPU with RPS as on two hosts.
+        #[arg(long)]
+        same_core: bool,
     },
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
@@ -360,17 +380,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             txceil::bench(&bins, seconds, same_core)
         }
+        Cmd::Bench { what: BenchCmd::Pipeline(opts) } => {
+            prepare()?;
+            pipeline::bench(&opts)
+        }
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
         }
-        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections } } => {
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections, .. } } => {
             let bins = prepare()?;
             ladder::scale_bench(&bins, &queues, if quick { seconds.min(2) } else { seconds }, connections)
         }
-        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: None, .. } } => {
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: None, wrk_connections, mtu, same_core, .. } } => {
             let bins = prepare()?;
-            for mtu in [1500, 9000] {
+            for mtu in mtu {
                 let opts = ladder::BenchOpts {
                     seconds,
                     size_mib: 1024,
@@ -378,7 +402,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     only: Some("nginx,AF_XDP".into()),
                     mtu,
                     report: format!("files-{mtu}"),
-                    connections: 4,
+                    connections: wrk_connections.clone(),
+                    same_core,
+                    versus: "nginx sendfile".into(),
+                    ceiling: true,
                 };
                 ladder::bench(&bins, &opts)?;
             }
@@ -528,6 +555,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     fshostile::tests(&mut suite, &bins);
+    fscache::tests(&mut suite, &bins);
     offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);
     mqtest::tests(&mut suite, &bins);

@@ -47,8 +47,9 @@ fn apt_packages(profile: Profile) -> Vec<&'static str> {
     APT.iter().filter(|(_, p)| *p <= profile).map(|(n, _)| *n).collect()
 }
 
-/// 2 MiB hugepages reserved for pools (1 GiB: the file server's default pool is 320 MiB).
-pub const HUGEPAGES: u64 = 512;
+/// 2 MiB hugepages reserved for pools (2 GiB: the file server's default pool is 1.6 GiB,
+/// 800 pages; examples/fileserver/src/options.rs tests that it still fits).
+pub const HUGEPAGES: u64 = 1024;
 
 /// One line of `--check`.
 struct Status {

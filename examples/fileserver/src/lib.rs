@@ -16,6 +16,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod blocks;
 mod held;
 pub mod http;

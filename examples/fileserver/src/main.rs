@@ -62,26 +62,31 @@ struct Args {
     cpus: Option<options::CpuList>,
     /// Packet frames (4 KiB each) in the pool: RX, TX headers, control packets. Per worker
     /// (each --queues worker has a pool of its own).
-    #[arg(long, default_value_t = 16384)]
+    #[arg(long, default_value_t = options::DEFAULT_FRAMES)]
     frames: u32,
     /// Size of a payload block (a file read lands in one), KiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = options::DEFAULT_BLOCK_KIB)]
     block_kib: u32,
     /// Payload blocks in the pool (cache plus reads in flight plus blocks in send queues).
-    /// Per worker: memory is workers x (frames x 4 KiB + blocks x block size).
-    #[arg(long, default_value_t = 1024)]
+    /// Per worker: memory is workers x (frames x 4 KiB + blocks x block size). The default
+    /// pool is 64 MiB of frames + 1.5 GiB of blocks (800 x 2 MiB hugepages, which
+    /// `cargo xtask setup` reserves for one worker).
+    #[arg(long, default_value_t = options::DEFAULT_BLOCKS)]
     blocks: u32,
     /// 2 MiB hugepages for the pool: prefer (fall back to 4 KiB with a warning), require, off.
     #[arg(long, default_value = "prefer", value_parser = ["prefer", "require", "off"])]
     hugepages: String,
-    /// Blocks the cache keeps for small/hot files (at most half of --blocks, so streamed
-    /// files always find room). Per worker: each worker caches what its flows ask for, so a
-    /// hot file may be read from disk once per worker.
-    #[arg(long, default_value_t = 512)]
+    /// Blocks the cache keeps for small and hot files (at most three quarters of
+    /// --blocks, so streamed files always find room). The default, 1152 MiB, holds a
+    /// 1 GiB file and 128 MiB of small ones. Per worker: each worker caches what its flows
+    /// ask for, so a hot file may be read from disk (and admitted) once per worker.
+    #[arg(long, default_value_t = options::DEFAULT_CACHE_BLOCKS)]
     cache_blocks: u32,
-    /// Files larger than this (bytes) stream through without entering the cache (nginx
-    /// `directio`).
-    #[arg(long, default_value_t = 4 << 20)]
+    /// Files larger than this (bytes) stream past the cache by O_DIRECT on their first
+    /// request (nginx `directio`); requested again, one that fits in the cache is admitted
+    /// if it is requested more often than what it would displace (TinyLFU), so repeated
+    /// downloads come from memory while one-off downloads never flush the hot set.
+    #[arg(long, default_value_t = options::DEFAULT_DIRECT_THRESHOLD)]
     direct_threshold: u64,
     /// Read files with buffered io_uring reads instead of O_DIRECT.
     #[arg(long)]
@@ -123,7 +128,10 @@ struct Args {
     /// (for debugging; it holds the AF_XDP socket, the flow map and the pool).
     #[arg(long)]
     dumpable: bool,
-    /// Most connections open at once; more are accepted and closed.
+    /// Most connections open at once; more are accepted and closed. On AF_XDP it also sizes
+    /// the TCP table: twice this (sessions, and the orphans they leave while closing) plus
+    /// 1024 half-open and 1024 waiting to be accepted; TIME-WAIT entries are compact and
+    /// capped apart. An idle connection costs about 700 bytes of table.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
     /// Seconds a client has to send a complete request head (slowloris guard).

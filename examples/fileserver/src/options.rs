@@ -6,6 +6,17 @@ use std::time::Duration;
 
 use umem::{CacheConfig, DirectIo, HugePages, PoolConfig, ReaderConfig};
 
+/// Default packet frames (4 KiB each): 64 MiB.
+pub const DEFAULT_FRAMES: u32 = 16384;
+/// Default payload block size, KiB.
+pub const DEFAULT_BLOCK_KIB: u32 = 256;
+/// Default payload blocks: 1.5 GiB, so the default cache fits with a quarter to spare.
+pub const DEFAULT_BLOCKS: u32 = 6144;
+/// Default cache: 1.125 GiB, a 1 GiB file (4096 blocks) and 128 MiB of small files.
+pub const DEFAULT_CACHE_BLOCKS: u32 = 4608;
+/// Default direct-I/O threshold: larger files are *large* (streamed until admitted).
+pub const DEFAULT_DIRECT_THRESHOLD: u64 = 4 << 20;
+
 /// Limits and timers of connections.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -38,9 +49,11 @@ pub struct PoolOpts {
     pub blocks: u32,
     /// Hugepage policy of the pool.
     pub hugepages: HugePages,
-    /// Blocks the cache may keep (at most half of `blocks`, so streams always find room).
+    /// Blocks the cache may keep (at most three quarters of `blocks`, so streams always
+    /// find room).
     pub cache_blocks: u32,
-    /// Files larger than this stream past the cache.
+    /// Files larger than this stream past the cache until admitted (requested again, and
+    /// no larger than the cache).
     pub direct_threshold: u64,
     /// `O_DIRECT` reads where the file system allows (else buffered io_uring reads).
     pub direct_io: bool,
@@ -68,24 +81,40 @@ impl PoolOpts {
         }
     }
 
-    /// Blocks the cache keeps: `cache_blocks`, at most half the pool's blocks.
+    /// Blocks the cache keeps: `cache_blocks`, at most three quarters of the pool's
+    /// blocks (the rest is for streamed files and reads in flight).
     pub fn cache_capacity(&self) -> u32 {
-        self.cache_blocks.min(self.blocks / 2)
+        self.cache_blocks.min(self.blocks - self.blocks / 4)
     }
 
     /// The block cache.
     pub fn cache_config(&self) -> CacheConfig {
-        CacheConfig { capacity: self.cache_capacity(), max_file_size: self.direct_threshold, max_open_files: 256 }
+        CacheConfig {
+            capacity: self.cache_capacity(),
+            max_file_size: self.direct_threshold,
+            max_open_files: 256,
+            admit_large: true,
+        }
     }
 
     /// How files are read, for the startup block.
     pub fn describe_reads(&self) -> String {
+        let cache = u64::from(self.cache_capacity()) * u64::from(self.block_kib) * 1024;
         format!(
-            "io_uring {} (cache {} blocks, files over {} bytes stream uncached)",
+            "io_uring {} (cache {} blocks = {}; files over {} stream past it until requested again, then are admitted if they fit)",
             if self.direct_io { "O_DIRECT where the file system allows" } else { "buffered (--no-direct-io)" },
             self.cache_capacity(),
-            self.direct_threshold
+            mib(cache),
+            mib(self.direct_threshold),
         )
+    }
+}
+
+/// `n` bytes in MiB (or bytes, when not a whole MiB).
+fn mib(n: u64) -> String {
+    match n % (1 << 20) {
+        0 => format!("{} MiB", n >> 20),
+        _ => format!("{n} B"),
     }
 }
 
@@ -163,6 +192,42 @@ pub fn parse_cpus(s: &str) -> Result<Vec<usize>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn defaults() -> PoolOpts {
+        PoolOpts {
+            block_kib: DEFAULT_BLOCK_KIB,
+            blocks: DEFAULT_BLOCKS,
+            hugepages: HugePages::Prefer,
+            cache_blocks: DEFAULT_CACHE_BLOCKS,
+            direct_threshold: DEFAULT_DIRECT_THRESHOLD,
+            direct_io: true,
+        }
+    }
+
+    #[test]
+    fn the_default_cache_holds_a_1_gib_file_and_the_pool_fits_the_reserved_hugepages() {
+        let o = defaults();
+        let block = u64::from(o.block_kib) << 10;
+        assert!(u64::from(o.cache_capacity()) * block >= 1 << 30, "a 1 GiB file must fit the default cache");
+        // `cargo xtask setup` reserves 1024 x 2 MiB (xtask/src/setup.rs HUGEPAGES).
+        let pool = u64::from(DEFAULT_FRAMES) * 4096 + u64::from(o.blocks) * block;
+        assert!(pool <= 1024 * (2 << 20), "the default pool ({} MiB) outgrew the reserved hugepages", pool >> 20);
+        assert!(
+            o.describe_reads().contains("cache 4608 blocks = 1152 MiB; files over 4 MiB"),
+            "{}",
+            o.describe_reads()
+        );
+    }
+
+    #[test]
+    fn the_cache_leaves_a_quarter_of_the_pool_to_streams() {
+        let o = PoolOpts { blocks: 6, cache_blocks: 100, ..defaults() };
+        assert_eq!(o.cache_capacity(), 5);
+        let o = PoolOpts { blocks: 1000, cache_blocks: 100, ..defaults() };
+        assert_eq!(o.cache_capacity(), 100);
+        let o = PoolOpts { blocks: 1000, cache_blocks: 900, ..defaults() };
+        assert_eq!(o.cache_capacity(), 750);
+    }
 
     #[test]
     fn queues_parse_and_resolve_against_the_interface() {

@@ -29,6 +29,14 @@ impl NeighborCache {
         if !mac.is_unicast() {
             return;
         }
+        // Every TCP frame from an on-link peer lands here: when the fresh entry already
+        // says so, refresh it with one lookup (no request can be outstanding for it).
+        if let Some(e) = self.entries.get_mut(&ip) {
+            if e.0 == mac && e.1 > now {
+                e.1 = now + ENTRY_LIFETIME;
+                return;
+            }
+        }
         if self.entries.len() >= MAX_ENTRIES && !self.entries.contains_key(&ip) {
             self.entries.retain(|_, (_, t)| *t > now);
             if self.entries.len() >= MAX_ENTRIES {
@@ -56,5 +64,39 @@ impl NeighborCache {
                 true
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: IpAddress = IpAddress::v4(10, 0, 0, 2);
+    const A: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+    const B: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+    #[test]
+    fn a_refresh_extends_the_entry_and_a_new_mac_replaces_it() {
+        let mut n = NeighborCache::default();
+        n.learn(Instant::ZERO, IP, A);
+        let later = Instant::ZERO + ENTRY_LIFETIME - Duration::from_secs(1);
+        n.learn(later, IP, A);
+        assert_eq!(n.lookup(Instant::ZERO + ENTRY_LIFETIME + Duration::from_secs(1), &IP), Some(A), "refreshed");
+        n.learn(later, IP, B);
+        assert_eq!(n.lookup(later, &IP), Some(B), "the new MAC replaced the old");
+        assert_eq!(n.lookup(later + ENTRY_LIFETIME, &IP), None, "expired");
+    }
+
+    #[test]
+    fn relearning_an_expired_entry_ends_its_pending_request() {
+        let mut n = NeighborCache::default();
+        n.learn(Instant::ZERO, IP, A);
+        let t = Instant::ZERO + ENTRY_LIFETIME + Duration::from_secs(1);
+        assert_eq!(n.lookup(t, &IP), None);
+        assert!(n.should_request(t, IP));
+        assert!(!n.should_request(t, IP), "rate limited");
+        n.learn(t, IP, A);
+        assert_eq!(n.lookup(t, &IP), Some(A));
+        assert!(n.should_request(t + Duration::from_millis(100), IP), "the answered request no longer limits");
     }
 }

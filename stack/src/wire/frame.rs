@@ -6,10 +6,9 @@
 
 use core::ops::Range;
 
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     checksum, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress,
-    IpProtocol, Ipv4Packet, Ipv4Repr, Ipv6Packet, Ipv6Repr, ETHERNET_HEADER_LEN,
+    IpProtocol, Ipv4Packet, Ipv6Packet, Ipv6Repr, ETHERNET_HEADER_LEN,
 };
 
 use super::{Checksum, PartialChecksum, TcpHeader, WireError};
@@ -78,7 +77,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, WireError> {
         }
         EthernetProtocol::Ipv4 => {
             let pkt = Ipv4Packet::new_checked(eth.payload()).map_err(|_| WireError::Ipv4)?;
-            if !pkt.verify_checksum() {
+            let mut c = Checksum::new();
+            c.add(&eth.payload()[..usize::from(pkt.header_len())]);
+            if c.sum() != 0xffff {
                 return Err(WireError::Ipv4Checksum);
             }
             if pkt.more_frags() || pkt.frag_offset() != 0 {
@@ -124,9 +125,25 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, WireError> {
     Ok(Parsed { src_mac, dst_mac, l3 })
 }
 
-/// The pseudo-header sum for a transport checksum.
+/// The pseudo-header sum for a transport checksum (as smoltcp's `pseudo_header` gives it;
+/// for IPv4 summed here in six adds, as it is asked for every segment both ways).
 pub fn pseudo_header(src: &IpAddress, dst: &IpAddress, proto: IpProtocol, len: usize) -> u16 {
-    checksum::pseudo_header(src, dst, proto, len as u32)
+    match (src, dst) {
+        (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => {
+            let (s, d) = (s.octets(), d.octets());
+            let w = |a: u8, b: u8| u32::from(u16::from_be_bytes([a, b]));
+            let sum = w(s[0], s[1]) + w(s[2], s[3]) + w(d[0], d[1]) + w(d[2], d[3]);
+            fold(sum + u32::from(u8::from(proto)) + u32::from(len as u16))
+        }
+        _ => checksum::pseudo_header(src, dst, proto, len as u32),
+    }
+}
+
+/// A sum of 16-bit words folded to 16 bits with end-around carry.
+fn fold(mut s: u32) -> u16 {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
 }
 
 /// Parses and checks the TCP segment of an IP packet: returns the header and the payload
@@ -179,13 +196,20 @@ impl Route {
         let l3 = &mut buf[ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + l3_len];
         match (self.src_ip, self.dst_ip) {
             (IpAddress::Ipv4(src_addr), IpAddress::Ipv4(dst_addr)) => {
-                let repr =
-                    Ipv4Repr { src_addr, dst_addr, next_header: proto, payload_len: l4_len, hop_limit: HOP_LIMIT };
-                let mut pkt = Ipv4Packet::new_unchecked(l3);
-                repr.emit(&mut pkt, &ChecksumCapabilities::default());
-                // Linux sets DF on TCP (PMTU discovery); recompute the sum after the change.
-                pkt.set_dont_frag(true);
-                pkt.fill_checksum();
+                // Written field by field (what smoltcp's `Ipv4Repr::emit` writes: no options,
+                // DSCP/ECN 0, ident 0, DF as Linux sets on TCP for PMTU discovery), with the
+                // header checksum summed once: this runs for every segment.
+                let total = (IPV4_HEADER_LEN + l4_len) as u16;
+                l3[0] = 0x45;
+                l3[1] = 0;
+                l3[2..4].copy_from_slice(&total.to_be_bytes());
+                l3[4..10].copy_from_slice(&[0, 0, 0x40, 0, HOP_LIMIT, proto.into()]);
+                l3[10..12].fill(0);
+                l3[12..16].copy_from_slice(&src_addr.octets());
+                l3[16..20].copy_from_slice(&dst_addr.octets());
+                let mut c = Checksum::new();
+                c.add(l3);
+                l3[10..12].copy_from_slice(&c.finish().to_be_bytes());
             }
             (IpAddress::Ipv6(src_addr), IpAddress::Ipv6(dst_addr)) => {
                 let repr =
@@ -248,7 +272,8 @@ fn unreachable_family() {
 mod tests {
     use super::*;
     use crate::wire::{finish_partial, Seq, TcpFlags, TcpOptions};
-    use smoltcp::wire::{Ipv4Address, Ipv6Address, TcpPacket, TcpRepr};
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Ipv4Address, Ipv4Repr, Ipv6Address, TcpPacket, TcpRepr};
 
     fn route(v6: bool) -> Route {
         let (src_ip, dst_ip) = if v6 {
@@ -361,6 +386,32 @@ mod tests {
         drop(short);
         assert!(finish_partial(&mut whole, csum));
         assert!(!finish_partial(&mut [], csum), "no packet, nothing to finish");
+    }
+
+    #[test]
+    fn the_ipv4_header_and_pseudo_header_are_what_smoltcp_writes() {
+        let r = route(false);
+        for (proto, l4_len) in
+            [(IpProtocol::Tcp, 20), (IpProtocol::Tcp, 8960), (IpProtocol::Udp, 1), (IpProtocol::Tcp, 65515)]
+        {
+            let mut ours = [0u8; 34];
+            assert_eq!(r.emit_l2_l3(&mut ours, proto, l4_len), 34);
+            let mut theirs = [0u8; 34];
+            let (IpAddress::Ipv4(src_addr), IpAddress::Ipv4(dst_addr)) = (r.src_ip, r.dst_ip) else { unreachable!() };
+            let eth = EthernetRepr { src_addr: r.src_mac, dst_addr: r.dst_mac, ethertype: EthernetProtocol::Ipv4 };
+            eth.emit(&mut EthernetFrame::new_unchecked(&mut theirs[..14]));
+            let repr = Ipv4Repr { src_addr, dst_addr, next_header: proto, payload_len: l4_len, hop_limit: HOP_LIMIT };
+            repr.emit(&mut Ipv4Packet::new_unchecked(&mut theirs[14..]), &ChecksumCapabilities::default());
+            assert_eq!(ours, theirs, "{proto} {l4_len}");
+            assert!(Ipv4Packet::new_unchecked(&ours[14..]).verify_checksum());
+            for (a, b) in [(r.src_ip, r.dst_ip), (IpAddress::v4(0, 0, 0, 0), IpAddress::v4(255, 255, 255, 255))] {
+                assert_eq!(
+                    pseudo_header(&a, &b, proto, l4_len),
+                    checksum::pseudo_header(&a, &b, proto, l4_len as u32),
+                    "{a} {b} {proto} {l4_len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! * wrk over 64 files of 1 MiB and over 256 files of 16 KiB (one connection per
 //!   `--connections`, keep-alive, a Lua script cycling through the set).
 //!
-//! The server runs pinned to CPU 1 and the clients to CPU 0. For each run it records
-//! throughput, the server namespace's CPU seconds per GiB sent and its context switches per
-//! request (both from /proc), and each rung's throughput as a ratio to `read-write`.
+//! The server runs pinned to CPU 1 and the clients to CPU 0; the client veth's receive
+//! processing is steered to CPU 0 with RPS, as on two hosts (veth would otherwise run the
+//! client's TCP receive in softirq on the server's core), unless `--same-core`. For each
+//! run it records throughput, the server namespace's user and system CPU seconds per GiB
+//! sent and its context switches per request (both from /proc), and each rung's
+//! throughput as a ratio to the `--versus` rung (`read-write` by default). With
+//! `--ceiling` it first measures the AF_XDP transmit ceiling of the same veth pair
+//! (`bench txceil`) and reports the AF_XDP server's packets per second as a share of it.
 //! Figures are printed and written to `target/bench/ladder.md` and `ladder.svg`; nothing
 //! is asserted about speed.
 
@@ -52,9 +57,22 @@ pub struct BenchOpts {
     /// Name of the report files (`<name>.md`, `<name>.svg` under target/bench).
     #[arg(long, default_value = "ladder")]
     pub report: String,
-    /// wrk connections (one wrk thread, on CPU 0).
-    #[arg(long, default_value_t = 4)]
-    pub connections: u32,
+    /// wrk connections (one wrk thread, on CPU 0); a comma-separated list runs both sets
+    /// at each (e.g. `4,16,64`).
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    pub connections: Vec<u32>,
+    /// Leave the client's receive processing in softirq on the server's core (veth's
+    /// default) instead of steering it to the client's CPU with RPS.
+    #[arg(long)]
+    pub same_core: bool,
+    /// The rung the ratios are computed against (a word of its name, e.g. `sendfile` for
+    /// nginx sendfile); it always runs.
+    #[arg(long, default_value = "read-write")]
+    pub versus: String,
+    /// Measure the AF_XDP transmit ceiling of this veth pair first (`bench txceil`) and
+    /// report the AF_XDP server's packets per second as a share of it.
+    #[arg(long)]
+    pub ceiling: bool,
 }
 
 const PORT: u16 = 8080;
@@ -77,7 +95,8 @@ struct Plan {
     large: u32,
     /// Attempts per wrk run.
     wrk: u32,
-    conns: u32,
+    /// What is measured, in column order.
+    workloads: Vec<Workload>,
 }
 
 /// A server under test.
@@ -98,16 +117,23 @@ impl Rung {
     }
 }
 
-/// What is measured.
+/// What is measured (the sets with their wrk connection count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Workload {
     Warm,
     Cold,
-    Set1M,
-    Set16K,
+    Set1M(u32),
+    Set16K(u32),
 }
 
-pub(super) const WORKLOADS: [Workload; 4] = [Workload::Warm, Workload::Cold, Workload::Set1M, Workload::Set16K];
+/// The columns: both large-file downloads, then both sets at each connection count.
+pub(super) fn workloads(connections: &[u32]) -> Vec<Workload> {
+    let mut w = vec![Workload::Warm, Workload::Cold];
+    for &c in connections {
+        w.extend([Workload::Set1M(c.max(1)), Workload::Set16K(c.max(1))]);
+    }
+    w
+}
 
 /// One measurement.
 #[derive(Clone, Debug)]
@@ -116,6 +142,8 @@ pub(super) struct Cell {
     pub requests: u64,
     pub secs: f64,
     pub cpu_secs: f64,
+    /// The user-space part of `cpu_secs`.
+    pub user_secs: f64,
     pub ctxt: u64,
     /// Failed requests (wrk: socket errors and non-2xx answers).
     pub errors: u64,
@@ -131,7 +159,16 @@ impl Cell {
         self.requests as f64 / self.secs.max(1e-9)
     }
     pub fn cpu_per_gib(&self) -> f64 {
-        self.cpu_secs / (self.bytes as f64 / (1u64 << 30) as f64).max(1e-12)
+        self.cpu_secs / self.gib()
+    }
+    pub fn user_per_gib(&self) -> f64 {
+        self.user_secs / self.gib()
+    }
+    pub fn sys_per_gib(&self) -> f64 {
+        (self.cpu_secs - self.user_secs).max(0.0) / self.gib()
+    }
+    fn gib(&self) -> f64 {
+        (self.bytes as f64 / (1u64 << 30) as f64).max(1e-12)
     }
     pub fn ctxt_per_req(&self) -> f64 {
         self.ctxt as f64 / self.requests.max(1) as f64
@@ -149,42 +186,66 @@ pub(super) struct Row {
 /// Runs the benchmark.
 pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
     ensure!(which("wrk").is_some(), "wrk is not installed: run `cargo xtask setup` (Debian package wrk)");
+    let workloads = workloads(&opts.connections);
     let plan = if opts.quick {
-        Plan { secs: 2, large: 2, wrk: 1, conns: opts.connections }
+        Plan { secs: 2, large: 2, wrk: 1, workloads }
     } else {
-        Plan { secs: opts.seconds.max(1), large: 3, wrk: 2, conns: opts.connections }
+        Plan { secs: opts.seconds.max(1), large: 3, wrk: 2, workloads }
     };
     let size_mib = if opts.quick { opts.size_mib.min(256) } else { opts.size_mib }.max(1);
     let started = Instant::now();
     println!("bench ladder: writing the data set ({size_mib} MiB file, {SET_1M} x 1 MiB, {SET_16K} x 16 KiB) ...");
     let data = Data::create(size_mib)?;
+    let ceiling = if opts.ceiling {
+        println!("bench {}: the AF_XDP transmit ceiling at MTU {} (bench txceil, 3 s) ...", opts.report, opts.mtu);
+        let c = crate::txceil::measure(bins, opts.mtu, 3.0, opts.same_core)?;
+        println!("  {:.0} packets/s, {:.2} Gbit/s", c.packets_per_sec, c.gbit_per_sec);
+        Some(c)
+    } else {
+        None
+    };
     let ns = Netns::up("L", opts.mtu)?;
-    println!("bench {}: veth MTU {}", opts.report, opts.mtu);
+    if !opts.same_core {
+        ns.client_rps(0)?;
+    }
+    let placement = if opts.same_core {
+        "client receive in softirq on the server's core (veth's default)"
+    } else {
+        "client receive steered to CPU 0 with RPS (two hosts)"
+    };
+    println!("bench {}: veth MTU {}, {placement}", opts.report, opts.mtu);
     let clk = clk_tck();
     let mut rungs: Vec<Rung> = METHODS.iter().map(|m| Rung::Kernel(m)).collect();
     rungs.extend([Rung::Nginx(NginxMode::Sendfile), Rung::Nginx(NginxMode::DirectAio), Rung::Xdp]);
+    let versus = opts.versus.trim();
+    ensure!(
+        rungs.iter().any(|r| r.label().contains(versus)),
+        "--versus {versus:?} names no rung (rungs: {})",
+        rungs.iter().map(|r| r.label()).collect::<Vec<_>>().join(", ")
+    );
     if let Some(f) = &opts.only {
         rungs.retain(|r| {
-            *r == Rung::Kernel("read-write") || f.split(',').any(|w| !w.is_empty() && r.label().contains(w.trim()))
+            r.label().contains(versus) || f.split(',').any(|w| !w.is_empty() && r.label().contains(w.trim()))
         });
     }
     let mut rows = Vec::new();
     for rung in rungs {
         println!("bench ladder: {} ...", rung.label());
         let row = run_rung(bins, &ns, &data, rung, &plan, clk);
-        for (w, c) in WORKLOADS.iter().zip(&row.cells) {
+        for (w, c) in plan.workloads.iter().zip(&row.cells) {
             match c {
                 Ok(c) => println!(
-                    "  {:<18} {:>8.1} MB/s {:>9.1} req/s {:>7.3} CPU s/GiB {:>8.2} ctxt/req  others {:>3.0}% CPU{}",
+                    "  {:<24} {:>8.1} MB/s {:>9.1} req/s {:>7.3}+{:.3} user+sys CPU s/GiB {:>8.2} ctxt/req  others {:>3.0}% CPU{}",
                     report::workload_title(*w),
                     c.mb_s(),
                     c.req_s(),
-                    c.cpu_per_gib(),
+                    c.user_per_gib(),
+                    c.sys_per_gib(),
                     c.ctxt_per_req(),
                     c.background * 100.0,
                     if c.errors > 0 { format!("  ({} errors)", c.errors) } else { String::new() }
                 ),
-                Err(e) => println!("  {:<18} failed: {e}", report::workload_title(*w)),
+                Err(e) => println!("  {:<24} failed: {e}", report::workload_title(*w)),
             }
         }
         rows.push(row);
@@ -199,7 +260,11 @@ pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
         large_tries: plan.large,
         wrk_tries: plan.wrk,
         size_mib,
-        connections: opts.connections,
+        workloads: plan.workloads.clone(),
+        versus: versus.to_owned(),
+        placement: placement.to_owned(),
+        mtu: opts.mtu,
+        ceiling,
         elapsed: started.elapsed().as_secs_f64(),
         command: format!("cargo xtask {}", std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
     };
@@ -218,29 +283,35 @@ pub fn bench(bins: &Bins, opts: &BenchOpts) -> Result<()> {
 }
 
 fn run_rung(bins: &Bins, ns: &Netns, data: &Data, rung: Rung, t: &Plan, clk: u64) -> Row {
-    let mut row = Row { rung, cells: vec![Err("not run".into()); WORKLOADS.len()], note: String::new() };
+    let n = t.workloads.len();
+    let mut row = Row { rung, cells: vec![Err("not run".into()); n], note: String::new() };
     let server = match Server::start(bins, ns, data, rung) {
         Ok(s) => s,
         Err(e) => {
             let msg = format!("could not start: {e:#}");
             println!("  {msg}");
-            row.cells = vec![Err(msg); WORKLOADS.len()];
+            row.cells = vec![Err(msg); n];
             return row;
         }
     };
     let big = format!("http://{SRV_ADDR}:{PORT}/big");
     let text = |r: Result<Cell>| r.map_err(|e| format!("{e:#}"));
     let _ = download(ns, &big, data.size, clk);
-    println!("  {}:", report::workload_title(Workload::Warm));
-    row.cells[0] = text(best_of(ns, clk, t.large, || download(ns, &big, data.size, clk)));
-    println!("  {}:", report::workload_title(Workload::Cold));
-    row.cells[1] = text(best_of(ns, clk, t.large, || drop_caches().and_then(|()| download(ns, &big, data.size, clk))));
-    let _ = wrk(ns, &data.lua_1m, 1, t.conns, clk);
-    println!("  {}:", report::workload_title(Workload::Set1M));
-    row.cells[2] = text(best_of(ns, clk, t.wrk, || wrk(ns, &data.lua_1m, t.secs, t.conns, clk)));
-    let _ = wrk(ns, &data.lua_16k, 1, t.conns, clk);
-    println!("  {}:", report::workload_title(Workload::Set16K));
-    row.cells[3] = text(best_of(ns, clk, t.wrk, || wrk(ns, &data.lua_16k, t.secs, t.conns, clk)));
+    for (i, w) in t.workloads.iter().enumerate() {
+        println!("  {}:", report::workload_title(*w));
+        let cell = match *w {
+            Workload::Warm => best_of(ns, clk, t.large, || download(ns, &big, data.size, clk)),
+            Workload::Cold => {
+                best_of(ns, clk, t.large, || drop_caches().and_then(|()| download(ns, &big, data.size, clk)))
+            }
+            Workload::Set1M(c) | Workload::Set16K(c) => {
+                let lua = if matches!(w, Workload::Set1M(_)) { &data.lua_1m } else { &data.lua_16k };
+                let _ = wrk(ns, lua, 1, c, clk);
+                best_of(ns, clk, t.wrk, || wrk(ns, lua, t.secs, c, clk))
+            }
+        };
+        row.cells[i] = text(cell);
+    }
     row.note = server.stop();
     row
 }
@@ -398,7 +469,16 @@ fn download(ns: &Netns, url: &str, size: u64, clk: u64) -> Result<Cell> {
     let bytes: u64 = f[0].parse()?;
     let secs: f64 = f[1].parse()?;
     ensure!(f[2] == "200" && bytes == size, "curl got status {} and {bytes} of {size} bytes", f[2]);
-    Ok(Cell { bytes, requests: 1, secs, cpu_secs: used.cpu_secs(clk), ctxt: used.ctxt, errors: 0, background: 0.0 })
+    Ok(Cell {
+        bytes,
+        requests: 1,
+        secs,
+        cpu_secs: used.cpu_secs(clk),
+        user_secs: used.user_secs(clk),
+        ctxt: used.ctxt,
+        errors: 0,
+        background: 0.0,
+    })
 }
 
 /// One wrk run of `secs` seconds with `script`.
@@ -425,6 +505,7 @@ fn wrk(ns: &Netns, script: &Path, secs: u64, conns: u32, clk: u64) -> Result<Cel
         requests,
         secs: field("duration_us=") as f64 / 1e6,
         cpu_secs: used.cpu_secs(clk),
+        user_secs: used.user_secs(clk),
         ctxt: used.ctxt,
         errors: field("errors=") + field("non2xx="),
         background: 0.0,

@@ -13,6 +13,8 @@ use crate::util::cmd_ok;
 pub struct Usage {
     /// utime + stime, clock ticks.
     pub ticks: u64,
+    /// utime alone (user space: our code, or nginx's), clock ticks.
+    pub user_ticks: u64,
     /// Context switches, voluntary + involuntary.
     pub ctxt: u64,
 }
@@ -21,25 +23,36 @@ impl Usage {
     /// Now, for every process in namespace `ns`.
     pub fn of_netns(ns: &str) -> Usage {
         let pids = cmd_ok(Command::new("ip").args(["netns", "pids", ns])).unwrap_or_default();
-        pids.split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-            .map(of_pid)
-            .fold(Usage::default(), |a, b| Usage { ticks: a.ticks + b.ticks, ctxt: a.ctxt + b.ctxt })
+        pids.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).map(of_pid).fold(Usage::default(), |a, b| Usage {
+            ticks: a.ticks + b.ticks,
+            user_ticks: a.user_ticks + b.user_ticks,
+            ctxt: a.ctxt + b.ctxt,
+        })
     }
 
     /// `self - before`, saturating (a process that exited in between loses its share).
     pub fn since(self, before: Usage) -> Usage {
-        Usage { ticks: self.ticks.saturating_sub(before.ticks), ctxt: self.ctxt.saturating_sub(before.ctxt) }
+        Usage {
+            ticks: self.ticks.saturating_sub(before.ticks),
+            user_ticks: self.user_ticks.saturating_sub(before.user_ticks),
+            ctxt: self.ctxt.saturating_sub(before.ctxt),
+        }
     }
 
     /// CPU seconds.
     pub fn cpu_secs(&self, clk_tck: u64) -> f64 {
         self.ticks as f64 / clk_tck.max(1) as f64
     }
+
+    /// User-space CPU seconds (the rest of [`Usage::cpu_secs`] is system time).
+    pub fn user_secs(&self, clk_tck: u64) -> f64 {
+        self.user_ticks as f64 / clk_tck.max(1) as f64
+    }
 }
 
 fn of_pid(pid: u32) -> Usage {
-    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map_or(0, |s| stat_ticks(&s));
+    let (user_ticks, sys_ticks) =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().map_or((0, 0), |s| stat_user_sys(&s));
     let mut ctxt = 0;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
@@ -48,17 +61,23 @@ fn of_pid(pid: u32) -> Usage {
             }
         }
     }
-    Usage { ticks, ctxt }
+    Usage { ticks: user_ticks + sys_ticks, user_ticks, ctxt }
 }
 
 /// utime + stime from a /proc/PID/stat line (fields 14 and 15; the command name, field 2,
 /// may contain spaces and parentheses, so count from the last `)`).
 fn stat_ticks(stat: &str) -> u64 {
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
+    let (u, s) = stat_user_sys(stat);
+    u + s
+}
+
+/// (utime, stime) from a /proc/PID/stat line.
+fn stat_user_sys(stat: &str) -> (u64, u64) {
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return (0, 0) };
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14 -> index 11, stime index 12.
     let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    get(11) + get(12)
+    (get(11), get(12))
 }
 
 fn status_ctxt(status: &str) -> u64 {
@@ -131,6 +150,7 @@ mod tests {
     fn parses_stat_and_status() {
         let stat = "1234 (file server) S 1 1234 1234 0 -1 4194560 500 0 0 0 37 12 0 0 20 0 1 0 100 0 0";
         assert_eq!(stat_ticks(stat), 49);
+        assert_eq!(stat_user_sys(stat), (37, 12));
         let status = "Name:\tx\nvoluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t3\n";
         assert_eq!(status_ctxt(status), 13);
         assert!(of_pid(std::process::id()).ctxt > 0, "this process has been switched out before");

@@ -4,8 +4,9 @@
 
 use std::fmt::Write;
 
-use super::bench::{Cell, Row, Rung, Workload, QUIET, WORKLOADS};
+use super::bench::{Cell, Row, Rung, Workload, QUIET};
 use crate::nginx::NginxMode;
+use crate::txceil::Ceiling;
 
 /// How the run was made, for the captions.
 pub(super) struct Meta {
@@ -17,40 +18,60 @@ pub(super) struct Meta {
     pub large_tries: u32,
     pub wrk_tries: u32,
     pub size_mib: u64,
-    pub connections: u32,
+    /// The columns, in order (each row's cells follow it).
+    pub workloads: Vec<Workload>,
+    /// The word naming the rung ratios are taken against.
+    pub versus: String,
+    /// Where the client's receive processing ran.
+    pub placement: String,
+    pub mtu: u32,
+    /// The AF_XDP transmit ceiling measured in the same run, if asked for.
+    pub ceiling: Option<Ceiling>,
     pub elapsed: f64,
     /// The command line that produced the figures.
     pub command: String,
 }
 
-pub(super) fn workload_title(w: Workload) -> &'static str {
+pub(super) fn workload_title(w: Workload) -> String {
     match w {
-        Workload::Warm => "large file, warm",
-        Workload::Cold => "large file, cold",
-        Workload::Set1M => "1 MiB set (wrk)",
-        Workload::Set16K => "16 KiB set (wrk)",
+        Workload::Warm => "large file, warm".into(),
+        Workload::Cold => "large file, cold".into(),
+        Workload::Set1M(c) => format!("1 MiB set, wrk -c{c}"),
+        Workload::Set16K(c) => format!("16 KiB set, wrk -c{c}"),
     }
 }
 
 /// The figure a workload is ranked by: MB/s, or requests/s for the 16 KiB set.
 fn headline(w: Workload, c: &Cell) -> f64 {
     match w {
-        Workload::Set16K => c.req_s(),
+        Workload::Set16K(_) => c.req_s(),
         _ => c.mb_s(),
     }
 }
 
 fn unit(w: Workload) -> &'static str {
     match w {
-        Workload::Set16K => "req/s",
+        Workload::Set16K(_) => "req/s",
         _ => "MB/s",
     }
 }
 
-/// The read-write row's figure for column `i`, for ratios.
-fn baseline(rows: &[Row], i: usize) -> Option<f64> {
-    let r = rows.iter().find(|r| r.rung == Rung::Kernel("read-write"))?;
-    r.cells[i].as_ref().ok().map(|c| headline(WORKLOADS[i], c)).filter(|v| *v > 0.0)
+/// The `--versus` row's figure for column `i`, for ratios.
+fn baseline(rows: &[Row], m: &Meta, i: usize) -> Option<f64> {
+    let r = rows.iter().find(|r| r.rung.label().contains(m.versus.as_str()))?;
+    r.cells.get(i)?.as_ref().ok().map(|c| headline(m.workloads[i], c)).filter(|v| *v > 0.0)
+}
+
+/// Payload bytes per full segment at `mtu` (IPv4 and TCP headers with timestamps).
+fn segment_payload(mtu: u32) -> f64 {
+    f64::from(mtu.saturating_sub(52).max(1))
+}
+
+/// A cell's packets per second, estimated from its bytes as full-sized segments (every
+/// response is at least one packet).
+fn packets_per_sec(c: &Cell, mtu: u32) -> f64 {
+    let segments = (c.bytes as f64 / segment_payload(mtu)).max(c.requests as f64);
+    segments / c.secs.max(1e-9)
 }
 
 fn num(v: f64) -> String {
@@ -70,25 +91,29 @@ pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
     let _ = writeln!(
         o,
         "Linux {}, {}; veth pair between two namespaces; server pinned to CPU 1, clients to CPU 0; \
-         large file {} MiB with curl, warm (after a warm-up download) and cold (after `drop_caches`), fastest of {}; \
-         wrk -t1 -c{} for {} s over 64 x 1 MiB and over 256 x 16 KiB files, fastest of {}; nginx {}. Run took {:.0} s.",
-        m.kernel, m.cpu, m.size_mib, m.large_tries, m.connections, m.secs, m.wrk_tries, m.nginx, m.elapsed
+         {}; MTU {}; large file {} MiB with curl, warm (after a warm-up download) and cold (after `drop_caches`), \
+         fastest of {}; wrk -t1 for {} s over 64 x 1 MiB and over 256 x 16 KiB files, fastest of {}; nginx {}. \
+         Run took {:.0} s.",
+        m.kernel, m.cpu, m.placement, m.mtu, m.size_mib, m.large_tries, m.secs, m.wrk_tries, m.nginx, m.elapsed
     );
     let _ = writeln!(o);
-    let _ = writeln!(
-        o,
-        "| rung | large warm MB/s | large cold MB/s | 1 MiB set MB/s | 16 KiB set req/s | server CPU s/GiB (warm · cold · 1 MiB · 16 KiB) | ctxt switches/request (warm · cold · 1 MiB · 16 KiB) |"
-    );
-    let _ = writeln!(o, "|---|---:|---:|---:|---:|---:|---:|");
+    let mut head = String::from("| rung |");
+    let mut rule = String::from("|---|");
+    for w in &m.workloads {
+        let _ = write!(head, " {} {} |", workload_title(*w), unit(*w));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(o, "{head} server CPU s/GiB, user+sys (per column) | ctxt switches/request (per column) |");
+    let _ = writeln!(o, "{rule}---:|---:|");
     let mut failures = Vec::new();
     let mut disturbed = false;
     for r in rows {
         let mut line = format!("| {} |", r.rung.label());
-        for (i, w) in WORKLOADS.iter().enumerate() {
+        for (i, w) in m.workloads.iter().enumerate() {
             match &r.cells[i] {
                 Ok(c) => {
                     let v = headline(*w, c);
-                    let ratio = baseline(rows, i).map(|b| format!(" ({:.2}x)", v / b)).unwrap_or_default();
+                    let ratio = baseline(rows, m, i).map(|b| format!(" ({:.2}x)", v / b)).unwrap_or_default();
                     let mut warn = if c.errors > 0 { format!(" ({} errors)", c.errors) } else { String::new() };
                     if c.background > QUIET {
                         warn.push_str(" †");
@@ -109,16 +134,53 @@ pub(super) fn markdown(rows: &[Row], m: &Meta) -> String {
                 .collect::<Vec<_>>()
                 .join(" · ")
         };
-        let _ = writeln!(line, " {} | {} |", per(&Cell::cpu_per_gib), per(&Cell::ctxt_per_req));
+        let cpu = |c: &Cell| format!("{}+{}", num(c.user_per_gib()), num(c.sys_per_gib()));
+        let cpus =
+            r.cells.iter().map(|c| c.as_ref().map(cpu).unwrap_or_else(|_| "-".into())).collect::<Vec<_>>().join(" · ");
+        let _ = writeln!(line, " {cpus} | {} |", per(&Cell::ctxt_per_req));
         o.push_str(&line);
     }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
-        "Ratios in parentheses: throughput over `read-write`'s in the same column. Server CPU: utime + stime of every \
-         process in the server namespace (softirq work done on the client's CPU is not in it) per GiB of response bytes. \
-         Context switches: voluntary + involuntary, all server threads, per request (a large-file download is one request)."
+        "Ratios in parentheses: throughput over the `{}` rung's in the same column. Server CPU: utime + stime of every \
+         process in the server namespace (softirq work done on the client's CPU is not in it) per GiB of response bytes, \
+         user-space part first. Context switches: voluntary + involuntary, all server threads, per request (a large-file \
+         download is one request).",
+        m.versus
     );
+    if let Some(ceil) = &m.ceiling {
+        let _ = writeln!(o);
+        let _ = writeln!(
+            o,
+            "AF_XDP transmit ceiling of this veth pair at MTU {} (`bench txceil`, prebuilt {} B packets from one core, same \
+             run): {:.0} packets/s, {:.2} Gbit/s. The AF_XDP server's packets/s below are estimated from its response bytes \
+             as full segments of {:.0} B (at least one per response).",
+            ceil.mtu,
+            ceil.mtu,
+            ceil.packets_per_sec,
+            ceil.gbit_per_sec,
+            segment_payload(m.mtu)
+        );
+        let _ = writeln!(o);
+        let _ = writeln!(o, "| workload | AF_XDP packets/s | share of the ceiling |");
+        let _ = writeln!(o, "|---|---:|---:|");
+        if let Some(r) = rows.iter().find(|r| r.rung == Rung::Xdp) {
+            for (i, w) in m.workloads.iter().enumerate() {
+                if let Ok(c) = &r.cells[i] {
+                    let p = packets_per_sec(c, m.mtu);
+                    let _ = writeln!(
+                        o,
+                        "| {} | {:.0} | {:.0}% |",
+                        workload_title(*w),
+                        p,
+                        100.0 * p / ceil.packets_per_sec.max(1.0)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o);
+    }
     if disturbed {
         let _ = writeln!(
             o,
@@ -165,7 +227,7 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
     const ROW_H: f64 = 22.0;
     let panel_h = 34.0 + ROW_H * rows.len() as f64;
     let top = 78.0;
-    let h = top + panel_h * WORKLOADS.len() as f64 + 24.0;
+    let h = top + panel_h * m.workloads.len() as f64 + 24.0;
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -180,15 +242,19 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
         o,
         r##"<text x="10" y="44" fill="#444">{}</text>"##,
         esc(&format!(
-            "Linux {}, veth pair, server on CPU 1, client on CPU 0; large file {} MiB (curl); wrk {} s, {} connections.",
-            m.kernel, m.size_mib, m.secs, m.connections
+            "Linux {}, veth pair MTU {}, server on CPU 1, client on CPU 0, {}; large file {} MiB (curl); wrk {} s.",
+            m.kernel, m.mtu, m.placement, m.size_mib, m.secs
         ))
     );
     let _ = writeln!(
         o,
-        r##"<text x="10" y="62" fill="#444">Label: throughput · server CPU seconds per GiB sent · throughput as a ratio to read-write in the same panel.</text>"##
+        r##"<text x="10" y="62" fill="#444">{}</text>"##,
+        esc(&format!(
+            "Label: throughput · server CPU seconds per GiB sent · throughput as a ratio to {} in the same panel.",
+            m.versus
+        ))
     );
-    for (i, w) in WORKLOADS.iter().enumerate() {
+    for (i, w) in m.workloads.iter().enumerate() {
         let y0 = top + panel_h * i as f64;
         let _ = writeln!(
             o,
@@ -198,7 +264,7 @@ pub(super) fn svg(rows: &[Row], m: &Meta) -> String {
             unit(*w)
         );
         let max = rows.iter().filter_map(|r| r.cells[i].as_ref().ok()).map(|c| headline(*w, c)).fold(0.0, f64::max);
-        let base = baseline(rows, i);
+        let base = baseline(rows, m, i);
         for (j, r) in rows.iter().enumerate() {
             let y = y0 + 30.0 + ROW_H * j as f64;
             let _ = writeln!(
@@ -247,29 +313,20 @@ mod tests {
     use super::*;
 
     fn cell(mb: f64) -> Cell {
-        Cell { bytes: (mb * 1e6) as u64, requests: 10, secs: 1.0, cpu_secs: 0.5, ctxt: 20, errors: 0, background: 0.0 }
+        Cell {
+            bytes: (mb * 1e6) as u64,
+            requests: 10,
+            secs: 1.0,
+            cpu_secs: 0.5,
+            user_secs: 0.125,
+            ctxt: 20,
+            errors: 0,
+            background: 0.0,
+        }
     }
 
-    #[test]
-    fn table_has_a_row_per_rung_with_ratios_and_the_chart_a_bar_per_rung() {
-        let rows = vec![
-            Row {
-                rung: Rung::Kernel("read-write"),
-                cells: WORKLOADS.iter().map(|_| Ok(cell(100.0))).collect(),
-                note: "n".into(),
-            },
-            Row {
-                rung: Rung::Kernel("sendfile"),
-                cells: WORKLOADS.iter().map(|_| Ok(cell(250.0))).collect(),
-                note: String::new(),
-            },
-            Row {
-                rung: Rung::Xdp,
-                cells: WORKLOADS.iter().map(|_| Err("no XDP".to_string())).collect(),
-                note: String::new(),
-            },
-        ];
-        let m = Meta {
+    fn meta(workloads: Vec<Workload>, versus: &str, ceiling: Option<Ceiling>) -> Meta {
+        Meta {
             kernel: "6.18".into(),
             cpu: "x".into(),
             nginx: "1.22".into(),
@@ -277,16 +334,74 @@ mod tests {
             large_tries: 2,
             wrk_tries: 1,
             size_mib: 256,
-            connections: 4,
+            workloads,
+            versus: versus.into(),
+            placement: "client receive steered to CPU 0 with RPS (two hosts)".into(),
+            mtu: 1500,
+            ceiling,
             elapsed: 1.0,
             command: "cargo xtask bench ladder --quick".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_rung_with_ratios_and_the_chart_a_bar_per_rung() {
+        let w = super::super::bench::workloads(&[4]);
+        assert_eq!(w.len(), 4);
+        let rows = vec![
+            Row {
+                rung: Rung::Kernel("read-write"),
+                cells: w.iter().map(|_| Ok(cell(100.0))).collect(),
+                note: "n".into(),
+            },
+            Row {
+                rung: Rung::Kernel("sendfile"),
+                cells: w.iter().map(|_| Ok(cell(250.0))).collect(),
+                note: String::new(),
+            },
+            Row { rung: Rung::Xdp, cells: w.iter().map(|_| Err("no XDP".to_string())).collect(), note: String::new() },
+        ];
+        let m = meta(w.clone(), "read-write", None);
         let md = markdown(&rows, &m);
         assert!(md.contains("| sendfile | 250 (2.50x) |"), "{md}");
         assert!(md.contains("| AF_XDP (ours) | failed |"), "{md}");
+        assert!(md.contains("16 KiB set, wrk -c4 req/s"), "{md}");
+        // 0.125 of 0.5 CPU s is user time, over 100 MB = 0.0931 GiB.
+        assert!(md.contains("1.34+4.03"), "{md}");
         assert!(md.contains("no XDP"));
+        assert!(!md.contains("transmit ceiling"), "no ceiling was measured: {md}");
         let svg = svg(&rows, &m);
-        assert_eq!(svg.matches("<rect x=").count(), 2 * WORKLOADS.len());
+        assert_eq!(svg.matches("<rect x=").count(), 2 * w.len());
         assert!(svg.contains("2.50x") && svg.ends_with("</svg>\n"));
+    }
+
+    #[test]
+    fn ratios_follow_versus_and_the_ceiling_share_is_reported_per_column() {
+        let w = super::super::bench::workloads(&[4, 64]);
+        assert_eq!(
+            w,
+            [
+                Workload::Warm,
+                Workload::Cold,
+                Workload::Set1M(4),
+                Workload::Set16K(4),
+                Workload::Set1M(64),
+                Workload::Set16K(64)
+            ]
+        );
+        let rows = vec![
+            Row {
+                rung: Rung::Nginx(NginxMode::Sendfile),
+                cells: w.iter().map(|_| Ok(cell(200.0))).collect(),
+                note: String::new(),
+            },
+            Row { rung: Rung::Xdp, cells: w.iter().map(|_| Ok(cell(100.0))).collect(), note: String::new() },
+        ];
+        // 100 MB/s of 1448 B segments = 69,061 packets/s; the ceiling 138,122 -> 50%.
+        let ceil = Ceiling { mtu: 1500, packets_per_sec: 138_122.0, frames_per_sec: 138_122.0, gbit_per_sec: 1.6 };
+        let md = markdown(&rows, &meta(w.clone(), "sendfile", Some(ceil)));
+        assert!(md.contains("| AF_XDP (ours) | 100 (0.50x) |"), "{md}");
+        assert!(md.contains("| 16 KiB set, wrk -c64 | 69061 | 50% |"), "{md}");
+        assert_eq!(md.matches("| 50% |").count(), w.len(), "{md}");
     }
 }

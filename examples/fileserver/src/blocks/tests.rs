@@ -35,7 +35,8 @@ fn setup(size: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<u8>, Blocks
     .unwrap();
     let reader = BlockReader::new(&pool, &ReaderConfig::default()).unwrap();
     // Nothing cached: every block is a read of its own.
-    let cache = BlockCache::new(reader, &CacheConfig { capacity: 0, max_file_size: 0, max_open_files: 8 });
+    let cache =
+        BlockCache::new(reader, &CacheConfig { capacity: 0, max_file_size: 0, max_open_files: 8, admit_large: false });
     (dir, path, data, Blocks::new(cache))
 }
 
@@ -135,4 +136,43 @@ fn the_alignment_under_a_real_root_is_a_power_of_two() {
     let dir = tempfile::Builder::new().prefix("fs-align-").tempdir_in("/var/tmp").unwrap();
     let a = align::of_root(&crate::root::Root::open(dir.path()).unwrap());
     assert!(a.mem.is_power_of_two() && a.offset.is_power_of_two(), "{a:?}");
+}
+
+#[test]
+fn a_file_rewritten_between_requests_is_served_afresh_through_the_held_descriptor() {
+    let (_dir, path, data, _) = setup(BLOCK as usize + 10);
+    let pool = Pool::new(&PoolConfig {
+        frame_size: 4096,
+        frames: 16,
+        block_size: BLOCK,
+        blocks: 8,
+        hugepages: HugePages::Off,
+        lock: false,
+    })
+    .unwrap();
+    let reader = BlockReader::new(&pool, &ReaderConfig::default()).unwrap();
+    let cfg = CacheConfig { capacity: 4, max_file_size: 1 << 20, max_open_files: 8, admit_large: true };
+    let mut blocks = Blocks::new(BlockCache::new(reader, &cfg));
+    let mut conns = Table::new(std::time::Duration::from_secs(30));
+    let mut serve = |blocks: &mut Blocks| {
+        let s = blocks.open(File::open(&path).unwrap(), whole(&data)).unwrap();
+        let id = conns.insert(One(s));
+        let got = drain(blocks, &mut conns, id);
+        conns.remove(id);
+        got
+    };
+    assert_eq!(serve(&mut blocks), data);
+    assert_eq!(serve(&mut blocks), data, "cached");
+    assert_eq!(blocks.cache().stats().hits, 2);
+    // Same inode, same size, new bytes: the statx of the new descriptor sees the change.
+    let v2: Vec<u8> = data.iter().map(|b| b ^ 0x5a).collect();
+    std::fs::write(&path, &v2).unwrap();
+    assert_eq!(serve(&mut blocks), v2, "served stale after an in-place rewrite");
+    // A new inode under the same name.
+    let v3: Vec<u8> = data.iter().map(|b| b.wrapping_add(1)).collect();
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, &v3).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    assert_eq!(serve(&mut blocks), v3, "served stale after a rename");
+    assert!(blocks.cache().stats().invalidations >= 2);
 }

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Small files (up to `--direct-threshold`) stay cached in the pool; larger ones stream
-//! through it. The ring's descriptor is in the epoll set, so completions wake the loop.
+//! through it until requested again (then they are admitted if they fit). The ring's descriptor is in the epoll set, so completions wake the loop.
 
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;

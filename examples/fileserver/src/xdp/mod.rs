@@ -42,12 +42,13 @@
 //!   copy-mode ceiling of one core that is 1-2% of the core uncontended and 2-4% for a
 //!   hot block, before the shared free lists; on a zero-copy NIC at several million
 //!   frames/s, several times that.
-//! * setting up one worker's default pool (16384 frames + 1024 blocks of 256 KiB =
-//!   320 MiB on 2 MiB pages) took 88 ms on a quiet machine (mmap, fault-in and mlock
-//!   54 ms, UMEM registration and bind 29 ms, io_uring registration 5 ms) and up to
-//!   1.6 s per worker with four set up at once on a loaded machine. Memory is the pool
-//!   times the workers: `--queues 4` with the defaults holds 1280 MiB of hugepages, so
-//!   size `--frames`/`--blocks` per worker for the queue count.
+//! * setting up one worker's pool of 16384 frames + 1024 blocks of 256 KiB (320 MiB on
+//!   2 MiB pages) took 88 ms on a quiet machine (mmap, fault-in and mlock 54 ms, UMEM
+//!   registration and bind 29 ms, io_uring registration 5 ms) and up to 1.6 s per worker
+//!   with four set up at once on a loaded machine. Memory is the pool times the workers:
+//!   the default pool is 1600 MiB (6144 blocks, so that the cache holds a 1 GiB file), and
+//!   `--queues 4` with the defaults holds 6400 MiB of hugepages, so size
+//!   `--frames`/`--blocks`/`--cache-blocks` per worker for the queue count.
 
 mod control;
 mod core;
@@ -73,6 +74,7 @@ use datapath::{AttachPolicy, Interface, ProgramCounters, Proto, SteerProgram, Tx
 use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
 use self::publish::Slot;
+pub(crate) use self::worker::size_table;
 use self::worker::{Spec, Worker};
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};

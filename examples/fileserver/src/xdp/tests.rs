@@ -458,6 +458,31 @@ fn the_server_core_runs_under_the_seccomp_filter() {
     assert!(out.status.success(), "under the filter: {:?}\n{err}", out.status);
 }
 
+#[test]
+fn a_large_file_downloaded_again_is_admitted_and_then_served_from_memory() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    // 300,000 bytes: above the 256 KiB threshold, five 64 KiB blocks in a cache of eight.
+    let counter =
+        |net: &SimNet, name: &str| net.core.metrics().extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    let disk = |net: &SimNet| counter(net, "read_bytes_direct_total") + counter(net, "read_bytes_buffered_total");
+    let mut read = Vec::new();
+    for n in 0..3 {
+        let before = disk(&net);
+        let r = fetch(&mut net, &get("/s300000"), 1);
+        assert!(r[0].status == 200 && r[0].body == content(300_000), "download {n}");
+        read.push(disk(&net) - before);
+    }
+    assert!(read[0] >= 300_000 && read[1] >= 300_000, "the first two downloads read the disk: {read:?}");
+    assert_eq!(read[2], 0, "the third download read the disk");
+    assert_eq!(counter(&net, "cache_rejections_total"), 1, "the first request streamed");
+    assert_eq!(counter(&net, "cache_admissions_total"), 2);
+    assert_eq!(counter(&net, "cache_admitted_blocks_total"), 5);
+    assert_eq!(counter(&net, "cache_large_hit_bytes_total"), 300_000);
+    assert_eq!(counter(&net, "cache_large_read_bytes_total"), 600_000);
+    assert_eq!(net.core.metrics().bytes_copied, 0);
+}
+
 /// The server's link finishes checksums as AF_XDP TX metadata lets the kernel or the NIC
 /// do (the simulated link sums each packet the way a NIC would): every size still arrives
 /// byte-exact at a client whose stack verifies every checksum, nothing is copied, and no

@@ -197,6 +197,7 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
+    size_table(&mut cfg, opts.limits.max_connections);
     let mut stack = Stack::new(cfg);
     let listener = stack.listen(opts.port).map_err(|e| anyhow!("listen on {}: {e}", opts.port))?;
     let ready = Ready {
@@ -307,4 +308,12 @@ fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
         ("loop_wait_errors_total".into(), l.wait_errors),
     ]);
     m
+}
+
+/// Sizes the stack's connection table for `max_connections` sessions: the table holds the
+/// sessions, the orphans they leave while closing (at most one each at a time, bounded by
+/// FIN-WAIT-2 and orphan timeouts), the half-open and the accept queue, so
+/// `--max-connections` sizes all of it and nothing past it grows.
+pub(crate) fn size_table(cfg: &mut StackConfig, max_connections: usize) {
+    cfg.max_connections = max_connections.saturating_mul(2) + cfg.max_half_open + cfg.backlog;
 }
