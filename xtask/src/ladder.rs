@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 pub use bench::{bench, BenchOpts};
+pub(crate) use bench::{lua, target_dir};
 pub use scale::bench as scale_bench;
 
 use crate::fstest::DataSet;

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_blocks;
 mod client;
+mod conns;
 mod demo;
 mod ebpf;
 mod fabric;
@@ -15,6 +16,7 @@ mod fstest;
 mod fuzz;
 mod impair;
 mod ladder;
+mod loadgen;
 mod mqtest;
 mod msg;
 mod netns;
@@ -23,6 +25,7 @@ mod nstest;
 mod offloadtest;
 mod pipeline;
 mod setup;
+mod soak;
 mod tcpcraft;
 mod tcptest;
 mod toolchain;
@@ -99,6 +102,15 @@ enum Cmd {
         /// Only this target (see fuzz/Cargo.toml).
         target: Option<String>,
     },
+    /// Soak the AF_XDP file server: N minutes of mixed load through 1% loss and 1%
+    /// reordering each way (wrk on keep-alive connections, ab with a connection per
+    /// request, 1 GiB downloads checked by sha256, random ranges checked against the
+    /// source, downloads killed mid-transfer, zero-window stallers, a SYN burst every
+    /// minute), then wait for the connections to time out and check: no mismatch, every
+    /// pool frame and block back, the connection table empty, resident memory within 5% of
+    /// its value after the first minute, descriptors back, the same server process
+    /// throughout. Exits nonzero naming each failed check.
+    Soak(soak::SoakOpts),
     /// Benchmarks, each side by side with the kernel's own path in the same run.
     Bench {
         #[command(subcommand)]
@@ -187,6 +199,12 @@ enum BenchCmd {
         #[arg(long)]
         same_core: bool,
     },
+    /// Many and short connections, the file server on AF_XDP vs nginx (`sendfile on`),
+    /// each pinned to one core: 1 KiB files with a connection per request (wrk with
+    /// `Connection: close`, and `ab -n 200000 -c 32`), and 16 KiB files over 100, 1,000
+    /// and 10,000 keep-alive connections; requests/s, failures and ratios in
+    /// target/bench/conns.md.
+    Conns(conns::ConnsOpts),
     /// Message endpoint vs kernel UDP (blocking, SO_BUSY_POLL, spinning): RTT percentiles
     /// and one-way message rate for 64 B and 1 KiB, printed as ratios.
     Msg {
@@ -316,6 +334,33 @@ enum Internal {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
+    /// Spoofed SYNs from random sources, seeded (the soak's bursts).
+    SynFlood {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        #[arg(long)]
+        server_mac: String,
+        #[arg(long, default_value_t = 20_000)]
+        syns: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Zero-window stallers: tiny receive buffers that never read (the soak's).
+    SoakStall {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long, default_value = "/big")]
+        path: String,
+        #[arg(long, default_value_t = 4)]
+        conns: u32,
+        #[arg(long, default_value_t = 45)]
+        hold_secs: u64,
+        /// SO_RCVBUF before the handshake (the kernel raises it to its minimum).
+        #[arg(long, default_value_t = 256)]
+        rcvbuf: usize,
+    },
     /// Malformed segments, bad RSTs and a SYN flood against a TCP server.
     TcpCraft {
         #[arg(long)]
@@ -376,6 +421,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             fuzz::run(seconds, target.as_deref()).map(|_| ())
         }
         Cmd::Test { filter, no_unit } => test(filter, no_unit),
+        Cmd::Soak(opts) => {
+            let bins = prepare()?;
+            soak::run(&bins, &opts)
+        }
         Cmd::Bench { what: BenchCmd::Txceil { seconds, same_core } } => {
             let bins = prepare()?;
             txceil::bench(&bins, seconds, same_core)
@@ -414,6 +463,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Ladder(opts) } => {
             let bins = prepare()?;
             ladder::bench(&bins, &opts)
+        }
+        Cmd::Bench { what: BenchCmd::Conns(opts) } => {
+            let bins = prepare()?;
+            conns::bench(&bins, &opts)
         }
         Cmd::Bench { what: BenchCmd::Msg { seconds } } => {
             let bins = prepare()?;
@@ -469,6 +522,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     seconds,
                 },
             ),
+            Internal::SynFlood { iface, server, server_mac, syns, seed } => {
+                tcpcraft::syn_flood(&iface, server, &server_mac, syns, seed)
+            }
+            Internal::SoakStall { server, path, conns, hold_secs, rcvbuf } => {
+                soak::stall::run(server, &path, conns, std::time::Duration::from_secs(hold_secs), rcvbuf)
+            }
             Internal::TcpCraft { iface, server, server_mac, count, syns } => {
                 tcpcraft::craft(&iface, server, &server_mac, count, syns)
             }

@@ -36,6 +36,8 @@ const APT: &[(&str, Profile)] = &[
     ("nftables", Profile::Full),
     ("nginx", Profile::Full),
     ("wrk", Profile::Full),
+    // `ab`: connection-per-request load in `bench conns` and the soak.
+    ("apache2-utils", Profile::Full),
     // The libfabric provider's tests: fi_info / fi_pingpong, Open MPI over `mtl ofi`.
     ("libfabric-dev", Profile::Full),
     ("libfabric-bin", Profile::Full),

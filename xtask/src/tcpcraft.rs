@@ -168,22 +168,62 @@ fn parse_mac(s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+impl Wire {
+    /// An `AF_PACKET` channel on `iface` towards the server's MAC.
+    fn open(iface: &str, server_mac: &str) -> Result<Wire> {
+        let ni = pnet_datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == iface)
+            .with_context(|| format!("no interface {iface} here"))?;
+        let mac = ni.mac.with_context(|| format!("{iface} has no MAC"))?.octets();
+        let cfg = Config { read_timeout: Some(Duration::from_millis(20)), promiscuous: false, ..Config::default() };
+        let (tx, rx) = match pnet_datalink::channel(&ni, cfg)
+            .with_context(|| format!("AF_PACKET socket on {iface} (needs CAP_NET_RAW)"))?
+        {
+            Channel::Ethernet(tx, rx) => (tx, rx),
+            _ => bail!("{iface}: not an Ethernet channel"),
+        };
+        Ok(Wire { tx, rx, mac, server_mac: parse_mac(server_mac)?, sent: 0 })
+    }
+}
+
+/// `syns` SYNs to `server` from random spoofed sources (10.77.0.10 .. 10.77.0.249, which
+/// nobody owns, so nobody answers the server's SYN-ACKs).
+fn flood(w: &mut Wire, rng: &mut Prng, server: SocketAddrV4, syns: u32) -> Result<()> {
+    for _ in 0..syns {
+        let r = rng.next_u64();
+        let src = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 10 + (r % 240) as u8), 1024 + ((r >> 8) % 60_000) as u16);
+        let seg = Seg {
+            src,
+            dst: server,
+            seq: (r >> 32) as u32,
+            ack: 0,
+            flags: SYN,
+            options: &[],
+            payload: &[],
+            offset_override: None,
+            bad_checksum: false,
+        };
+        w.send(&seg)?;
+    }
+    Ok(())
+}
+
+/// `xtask internal syn-flood`: only the SYN flood of [`craft`], seeded, for load that
+/// repeats (the soak sends a burst every minute). Prints one `RESULT` line.
+pub fn syn_flood(iface: &str, server: SocketAddrV4, server_mac: &str, syns: u32, seed: u64) -> Result<()> {
+    ensure!(syns <= 1_000_000, "--syns at most 1000000");
+    let mut w = Wire::open(iface, server_mac)?;
+    let start = Instant::now();
+    flood(&mut w, &mut Prng::new(seed), server, syns)?;
+    println!("RESULT syns={} seconds={:.2}", w.sent, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Sends the hostile input to `server` (whose MAC is `server_mac`) through `iface`.
 pub fn craft(iface: &str, server: SocketAddrV4, server_mac: &str, count: u32, syns: u32) -> Result<()> {
     ensure!(count <= 100_000 && syns <= 1_000_000, "--count at most 100000, --syns at most 1000000");
-    let ni = pnet_datalink::interfaces()
-        .into_iter()
-        .find(|i| i.name == iface)
-        .with_context(|| format!("no interface {iface} here"))?;
-    let mac = ni.mac.with_context(|| format!("{iface} has no MAC"))?.octets();
-    let cfg = Config { read_timeout: Some(Duration::from_millis(20)), promiscuous: false, ..Config::default() };
-    let (tx, rx) = match pnet_datalink::channel(&ni, cfg)
-        .with_context(|| format!("AF_PACKET socket on {iface} (needs CAP_NET_RAW)"))?
-    {
-        Channel::Ethernet(tx, rx) => (tx, rx),
-        _ => bail!("{iface}: not an Ethernet channel"),
-    };
-    let mut w = Wire { tx, rx, mac, server_mac: parse_mac(server_mac)?, sent: 0 };
+    let mut w = Wire::open(iface, server_mac)?;
     let mut rng = Prng::new(0xc4af7);
     let me = |port: u16| SocketAddrV4::new(SPOOF, port);
     let base = |src: SocketAddrV4, seq: u32, flags: u8| Seg {
@@ -241,11 +281,7 @@ pub fn craft(iface: &str, server: SocketAddrV4, server_mac: &str, count: u32, sy
 
     // 3. A SYN flood from random spoofed sources (10.77.0.10 .. 10.77.0.249).
     let start = Instant::now();
-    for _ in 0..syns {
-        let r = rng.next_u64();
-        let src = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 10 + (r % 240) as u8), 1024 + ((r >> 8) % 60_000) as u16);
-        w.send(&base(src, (r >> 32) as u32, SYN))?;
-    }
+    flood(&mut w, &mut rng, server, syns)?;
     let flood_secs = start.elapsed().as_secs_f64();
     println!(
         "RESULT sent={} malformed={} syns={syns} flood_seconds={flood_secs:.2} challenge_ack=1 survived_bad_rst=1",

@@ -395,7 +395,7 @@ fn cpu_secs(pid: u32, ticks: f64) -> Result<f64> {
 }
 
 /// The pid of the (only) fileserver in namespace `ns`.
-fn server_pid(ns: &str) -> Result<u32> {
+pub(crate) fn server_pid(ns: &str) -> Result<u32> {
     let (_, text) = output(Command::new("ip").args(["netns", "pids", ns]))?;
     text.split_whitespace()
         .filter_map(|p| p.parse::<u32>().ok())

@@ -331,6 +331,13 @@ impl Core {
             ("head_frame_waits_total".into(), self.sink.head_frame_waits),
             ("pool_frames_free".into(), u64::from(ps.frames_free)),
             ("pool_blocks_free".into(), u64::from(ps.blocks_free)),
+            // What is left once every connection has gone: a soak checks these return
+            // to zero and the pool counts above to their starting values.
+            ("tcp_resets_received_total".into(), s.tcp_resets_received),
+            ("tcp_connections".into(), self.stack.connection_count() as u64),
+            ("tcp_time_wait_entries".into(), self.stack.time_wait_count() as u64),
+            ("tcp_half_open".into(), self.stack.half_open_count() as u64),
+            ("cache_blocks_cached".into(), u64::from(self.blocks.cache().stats().cached)),
         ];
         self.blocks.counters(&mut m.extra);
         m.extra.extend(self.root.counters().lines());

@@ -154,6 +154,31 @@ fn every_frame_comes_back_after_the_connections_close() {
 }
 
 #[test]
+fn the_gauges_a_soak_reads_return_to_their_start_once_time_wait_ends() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let gauge = |net: &SimNet, name: &str| -> u64 {
+        let m = net.core.metrics();
+        m.extra.iter().find(|(k, _)| k == name).map(|e| e.1).unwrap_or_else(|| panic!("no {name} in the metrics"))
+    };
+    let blocks = net.link.pool.stats().blocks;
+    assert_eq!(gauge(&net, "pool_blocks_free"), u64::from(blocks));
+    let r = fetch(&mut net, &format!("{}{}", get("/s300000"), get("/s4097")), 2);
+    assert_eq!(r.len(), 2);
+    assert_eq!(gauge(&net, "tcp_connections"), 1, "the connection is open");
+    net.close(0);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.core.open_connections() == 0), "the server never closed");
+    // TIME-WAIT (60 s) is on the side that closed first; run past it on the virtual clock.
+    net.run_until(Duration::from_secs(70), |_| false);
+    for name in ["tcp_connections", "tcp_time_wait_entries", "tcp_half_open"] {
+        assert_eq!(gauge(&net, name), 0, "{name}");
+    }
+    let (free, cached) = (gauge(&net, "pool_blocks_free"), gauge(&net, "cache_blocks_cached"));
+    assert!(cached > 0, "the small file stayed in the cache");
+    assert_eq!(free + cached, u64::from(blocks), "every block is free or cached");
+}
+
+#[test]
 fn a_turn_serves_only_connections_with_work_and_timers_touch_only_the_due() {
     let (_dir, www) = www();
     let mut net = net(&www);

@@ -244,6 +244,9 @@ impl Loop {
         let mut fds = [Wait::readable(sock.as_raw_fd()), Wait::readable(ring), Wait::readable(wake.as_raw_fd())];
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now();
+            // A turn that runs due timers changes what the counters say even when it sends
+            // nothing (TIME-WAIT and half-open entries expire silently): it is published.
+            let timers_due = core.poll_at().is_some_and(|t| t <= now.mono);
             self.turns += 1;
             rx.clear();
             let n = sock.recv(&mut rx, 64);
@@ -255,7 +258,7 @@ impl Loop {
             sock.poll();
             let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
             idle = if worked { 0 } else { idle.saturating_add(1) };
-            publisher.turn(worked);
+            publisher.turn(worked || timers_due);
             let sleep = match self.busy || idle < SPIN_TURNS {
                 true => None,
                 false => idle::sleep_for(&Idle {
