@@ -94,12 +94,20 @@
 //! # }
 //! ```
 //!
+//! What the stack does not do, on purpose: IP reassembly (TCP leaves with DF set and an
+//! MSS that fits the path, so a fragment of one of our flows is an attack or a broken
+//! path; fragments are dropped and counted in `rx_ipv4_fragments` / `rx_ipv6_fragments`),
+//! VLANs (tagged frames are counted in `rx_vlan`) and IPv6 extension headers. Path MTU
+//! comes from ICMP "fragmentation needed" / "packet too big" about segments in flight
+//! ([`tcp::pmtu`]).
+//!
 //! [`sim`] ships the test devices: a seeded lossy / reordering / duplicating wire with a
 //! virtual clock, a [`Link`] over a pool, and a smoltcp `phy::Device` for a reference peer.
 #![forbid(unsafe_code)]
 
 pub mod counters;
 pub mod iface;
+pub mod keyed;
 pub mod sim;
 pub mod tcp;
 pub mod wheel;
@@ -107,7 +115,8 @@ pub mod wire;
 
 pub use counters::Counters;
 pub use iface::{
-    ConnHandle, Full, Link, ListenHandle, MemoryUse, Readiness, SocketError, Stack, StackConfig, TxOffload, UdpHandle,
+    ConnHandle, Full, Link, ListenHandle, MemoryUse, PoolPressure, Pressure, Readiness, SocketError, Stack,
+    StackConfig, TxOffload, UdpHandle,
 };
 pub use smoltcp::time::{Duration, Instant};
 pub use wire::PartialChecksum;

@@ -50,10 +50,13 @@ fn fin_wait_2_times_out() {
     // Our FIN is acknowledged; the peer's application never closes (CLOSE-WAIT forever).
     p.server.close(s).expect("close");
     p.run_for(Duration::from_millis(4800), &mut |_| {});
-    assert_eq!(p.server.connection_count(), 1);
+    // The orphan waits as a compact FIN-WAIT-2 entry, not a connection.
+    assert_eq!((p.server.connection_count(), p.server.fin_wait2_count()), (0, 1));
+    assert_eq!(p.counters(Side::Server).tcp_fin_wait2_entries, 1);
     assert_eq!(p.counters(Side::Server).tcp_fin_wait2_timeouts, 0);
     p.run_for(Duration::from_millis(400), &mut |_| {});
     assert_eq!(p.server.connection_count(), 0);
+    assert_eq!(p.server.fin_wait2_count(), 0);
     assert_eq!(p.server.time_wait_count(), 0);
     assert_eq!(p.counters(Side::Server).tcp_fin_wait2_timeouts, 1);
     assert_eq!(p.server.poll_at(), None);

@@ -102,8 +102,9 @@ fn small_flights(tlp: bool) -> (stack::Counters, Instant) {
     let cfg = stack::tcp::TcpConfig { tail_loss_probe: tlp, ..tcp_config() };
     let mut a = OurHost::new(1, cfg, true, Role::Send { total: TOTAL / 2 }, stream).client(2);
     // A small receive window keeps the flight at a few segments, as a small congestion
-    // window would: the last ACK of a flight is then often the only one.
-    let small = stack::tcp::TcpConfig { recv_buffer: 6 * 1460, ..tcp_config() };
+    // window would: the last ACK of a flight is then often the only one. The buffer counts
+    // the 4 KiB frames segments arrive in: six segments' worth is six frames.
+    let small = stack::tcp::TcpConfig { recv_buffer: 6 * 4096, ..tcp_config() };
     let b = OurHost::new(2, small, true, Role::Recv { total: TOTAL / 2 }, stream).server();
     let mut b = WindowJitter { inner: b, turn: 0 };
     let mut wire =

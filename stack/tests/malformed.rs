@@ -57,9 +57,9 @@ fn malformed_segments_are_counted_and_the_connection_survives() {
     run_until(&mut a, &mut b, &mut wire, &mut now, Duration::from_secs(60), &mut |_, b| b.progress() > 100_000);
 
     let h = b.conn.expect("accepted");
-    let (tuple, rcv_nxt, snd_nxt) = {
+    let (tuple, rcv_nxt, snd_nxt, ts) = {
         let c = b.stack.conn(h).expect("conn");
-        (c.tuple(), c.rcv_nxt(), c.snd_nxt())
+        (c.tuple(), c.rcv_nxt(), c.snd_nxt(), c.ts_recent().expect("timestamps in use"))
     };
     let route = route_a_to_b();
     let base = TcpHeader {
@@ -69,7 +69,9 @@ fn malformed_segments_are_counted_and_the_connection_survives() {
         ack: snd_nxt,
         flags: TcpFlags::ACK,
         window: 1000,
-        options: TcpOptions::default(),
+        // Timestamps are in use: a segment without one is dropped before the checks below
+        // (RFC 7323 section 3.2; counted, see the end).
+        options: TcpOptions { timestamp: Some((ts, 0)), ..Default::default() },
     };
     let before: Counters = b.stack.counters().clone();
 
@@ -89,7 +91,7 @@ fn malformed_segments_are_counted_and_the_connection_survives() {
     fix_tcp_checksum(&mut f, &route);
     inject(&mut b, now, &f);
     // Truncated option: a timestamp claiming 10 bytes with 2 left.
-    let mut f = tcp_frame(&route, &base, &[]);
+    let mut f = tcp_frame(&route, &TcpHeader { options: TcpOptions::default(), ..base }, &[]);
     f[14 + 20 + 12] = 6 << 4;
     f.extend_from_slice(&[1, 1, 8, 10]);
     let ip_len = (f.len() - 14) as u16;
@@ -114,6 +116,9 @@ fn malformed_segments_are_counted_and_the_connection_survives() {
     let ack = TcpHeader { ack: snd_nxt.add(1 << 20), ..base };
     inject(&mut b, now, &tcp_frame(&route, &ack, &[]));
     // Broken IP: bad header checksum, truncated header, truncated Ethernet.
+    // Without a timestamp: dropped whatever else it says.
+    let bare = TcpHeader { options: TcpOptions::default(), ..base };
+    inject(&mut b, now, &tcp_frame(&route, &bare, b"data"));
     let mut f = tcp_frame(&route, &base, &[]);
     f[14 + 8] ^= 1;
     inject(&mut b, now, &f);
@@ -132,6 +137,7 @@ fn malformed_segments_are_counted_and_the_connection_survives() {
     assert_eq!(c.rx_bad_ipv4_checksum - before.rx_bad_ipv4_checksum, 1);
     assert_eq!(c.rx_bad_ipv4 - before.rx_bad_ipv4, 1);
     assert_eq!(c.rx_bad_ethernet - before.rx_bad_ethernet, 1);
+    assert_eq!(c.tcp_ts_missing - before.tcp_ts_missing, 1);
     assert_eq!(c.tcp_resets_received, 0);
     assert_eq!(b.stack.conn(h).map(|c| c.state()), Some(State::Established));
 

@@ -27,6 +27,7 @@ mod pipeline;
 mod setup;
 mod soak;
 mod tcpcraft;
+mod tcpflood;
 mod tcptest;
 mod toolchain;
 mod txceil;
@@ -361,6 +362,11 @@ enum Internal {
         #[arg(long, default_value_t = 256)]
         rcvbuf: usize,
     },
+    /// Resource attacks against a TCP server from spoofed addresses.
+    TcpFlood {
+        #[command(subcommand)]
+        attack: FloodCmd,
+    },
     /// Malformed segments, bad RSTs and a SYN flood against a TCP server.
     TcpCraft {
         #[arg(long)]
@@ -373,6 +379,43 @@ enum Internal {
         count: u32,
         #[arg(long, default_value_t = 100_000)]
         syns: u32,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FloodCmd {
+    /// Connections that send one-byte segments out of order, then fall silent.
+    Ooo {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        #[arg(long)]
+        server_mac: String,
+        #[arg(long, default_value_t = 32)]
+        conns: u32,
+        #[arg(long, default_value_t = 512)]
+        segs: u32,
+        /// Source port of the first connection (the others follow).
+        #[arg(long, default_value_t = 30000)]
+        first_port: u16,
+    },
+    /// Connections that fetch a file with `Connection: close`, acknowledge the FIN and
+    /// fall silent (the server is left in FIN-WAIT-2).
+    FinWait2 {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        #[arg(long)]
+        server_mac: String,
+        #[arg(long, default_value_t = 70_000)]
+        conns: u32,
+        #[arg(long, default_value = "/tiny")]
+        path: String,
+        /// Connections in progress at once.
+        #[arg(long, default_value_t = 512)]
+        window: u32,
     },
 }
 
@@ -535,6 +578,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Internal::Stallers { server, path, count, first_port, seconds } => {
                 fshostile::stallers(server, &path, count, first_port, seconds)
             }
+            Internal::TcpFlood { attack } => match attack {
+                FloodCmd::Ooo { iface, server, server_mac, conns, segs, first_port } => {
+                    tcpflood::ooo(&iface, server, &server_mac, conns, segs, first_port)
+                }
+                FloodCmd::FinWait2 { iface, server, server_mac, conns, path, window } => {
+                    tcpflood::fin_wait2(&iface, server, &server_mac, conns, &path, window)
+                }
+            },
         },
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use fileserver::{kernel, options, privdrop, root, xdp};
+use stack::tcp::CcAlgorithm;
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
 /// ETag/Last-Modified validators). Paths never escape --root; no directory listings.
@@ -99,6 +100,14 @@ struct Args {
     /// the kernel or the NIC (TX metadata checksum offload, Linux 6.8+).
     #[arg(long)]
     no_tx_offload: bool,
+    /// Congestion control of the served connections: `cubic` (RFC 9438 with HyStart++;
+    /// the xdp backend's default, as Linux's built-in one), `bbr` (BBR v1: paces at its
+    /// model of the bottleneck and does not slow down for random loss) or `reno`
+    /// (NewReno). With --backend kernel it sets TCP_CONGESTION on the listening socket
+    /// (any name the kernel has loaded and allows); without it the kernel's
+    /// net.ipv4.tcp_congestion_control applies.
+    #[arg(long)]
+    congestion: Option<String>,
     /// Attach XDP in generic (skb) mode.
     #[arg(long)]
     skb: bool,
@@ -221,6 +230,10 @@ fn run(args: Args) -> Result<()> {
             let Some(iface) = args.iface.clone() else {
                 bail!("--backend xdp needs --iface (the interface to attach to); for a server without XDP use --backend kernel")
             };
+            let congestion = match &args.congestion {
+                Some(cc) => cc.parse().map_err(|e: String| anyhow::anyhow!("--congestion: {e}"))?,
+                None => CcAlgorithm::default(),
+            };
             let opts = xdp::XdpOpts {
                 iface,
                 addr: args.addr,
@@ -232,6 +245,7 @@ fn run(args: Args) -> Result<()> {
                 frames: args.frames,
                 pool: args.pool_opts(),
                 force_copy: args.force_copy,
+                congestion,
                 tx_offload: !args.no_tx_offload,
                 skb: args.skb,
                 busy: args.busy,
@@ -249,7 +263,8 @@ fn run(args: Args) -> Result<()> {
             }
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_addr();
-            let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
+            let cc = args.congestion.as_deref();
+            let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits, cc)?;
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
             println!("  method          {}", args.method.name());
@@ -311,7 +326,10 @@ mod tests {
         .unwrap();
         assert_eq!(a.queues, options::Queues::All);
         assert_eq!(a.cpus, Some(options::CpuList(vec![0, 2, 3])));
+        assert_eq!(a.congestion, None);
         assert_eq!(a.metrics_addr(), Some("127.0.0.1:9100".parse().unwrap()));
+        let a = Args::try_parse_from(["fileserver", "--root", "/srv", "--congestion", "bbr"]).unwrap();
+        assert_eq!(a.congestion.as_deref(), Some("bbr"));
         let a = Args::try_parse_from(["fileserver", "--root", "/srv", "--metrics-addr", "10.0.0.1:9"]).unwrap();
         assert_eq!((a.queues, a.metrics_addr()), (options::Queues::Count(1), Some("10.0.0.1:9".parse().unwrap())));
         assert!(Args::try_parse_from([

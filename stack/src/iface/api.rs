@@ -155,6 +155,7 @@ impl Stack {
         let mss = self.local_mss(&remote.addr);
         let mut conn = Conn::connect(&self.tcp, tuple, iss, mss);
         conn.set_ts_offset(self.ts_offset(&tuple));
+        conn.set_rx_frame_size(self.rx_truesize);
         Ok(self.insert_conn(conn, None, false, None))
     }
 
@@ -201,8 +202,9 @@ impl Stack {
     /// connection lingers in the table through FIN-WAIT / TIME-WAIT).
     pub fn close(&mut self, h: ConnHandle) -> Result<(), SocketError> {
         let e = self.entry_mut(h)?;
-        e.conn.close();
+        let dropped = e.conn.close();
         e.released = true;
+        self.counters.tcp_close_discarded += dropped as u64;
         self.after_event(h.idx);
         Ok(())
     }

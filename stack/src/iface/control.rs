@@ -5,8 +5,8 @@ use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::time::Instant;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv4Message,
-    Icmpv4Packet, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address,
-    Ipv6Packet, NdiscNeighborFlags, NdiscRepr, UdpPacket,
+    Icmpv4Packet, Icmpv6Message, Icmpv6Packet, Icmpv6Repr, IpAddress, IpEndpoint, IpProtocol, Ipv4Address, Ipv4Packet,
+    Ipv6Address, Ipv6Packet, NdiscNeighborFlags, NdiscRepr, UdpPacket,
 };
 use umem::{Buf, BufSlice};
 
@@ -43,7 +43,24 @@ impl Stack {
             self.counters.rx_not_for_us += 1;
             return;
         }
-        self.learn_neighbor(now, IpAddress::Ipv4(source_protocol_addr), source_hardware_addr);
+        if !super::neighbor::is_peer_mac(&source_hardware_addr) {
+            self.counters.neighbor_refused += 1;
+            return;
+        }
+        let sender = IpAddress::Ipv4(source_protocol_addr);
+        if source_protocol_addr.is_unspecified() {
+            // An address probe (RFC 5227): answered, nothing to learn.
+        } else if source_protocol_addr == ours
+            || source_protocol_addr.is_broadcast()
+            || source_protocol_addr.is_multicast()
+            || !self.on_link(&sender)
+        {
+            // No neighbour holds such an address: a conflict or a forgery.
+            self.counters.neighbor_refused += 1;
+            return;
+        } else {
+            self.learn_neighbor(now, sender, source_hardware_addr);
+        }
         if operation != ArpOperation::Request {
             return;
         }
@@ -73,6 +90,13 @@ impl Stack {
         if !pkt.verify_checksum() {
             self.counters.wire(WireError::Icmp);
             return;
+        }
+        if pkt.msg_type() == Icmpv4Message::DstUnreachable && pkt.msg_code() == 4 {
+            // Fragmentation needed and DF set (RFC 1191): the next-hop MTU in bytes 6..8.
+            let b = ip.l4_bytes(frame.as_bytes());
+            let mtu = u32::from(u16::from_be_bytes([b[6], b[7]]));
+            let quoted = crate::wire::quoted_tcp_v4(pkt.data());
+            return self.handle_pmtu(mtu, quoted);
         }
         if pkt.msg_type() != Icmpv4Message::EchoRequest {
             return;
@@ -113,10 +137,25 @@ impl Stack {
             self.counters.wire(WireError::Icmp);
             return;
         };
+        if pkt.msg_type() == Icmpv6Message::PktTooBig {
+            // Parsed here, not by `Icmpv6Repr`, which wants the whole quoted packet: an
+            // error quotes only as much of it as fits in the minimum MTU.
+            if dst != ours || !pkt.verify_checksum(&src, &dst) {
+                self.counters.wire(WireError::Icmp);
+                return;
+            }
+            let quoted = crate::wire::quoted_tcp_v6(pkt.payload());
+            return self.handle_pmtu(pkt.pkt_too_big_mtu(), quoted);
+        }
         let Ok(repr) = Icmpv6Repr::parse(&src, &dst, &pkt, &ChecksumCapabilities::default()) else {
             self.counters.wire(WireError::Icmp);
             return;
         };
+        if matches!(repr, Icmpv6Repr::Ndisc(_)) && ip.hop_limit != 255 {
+            // RFC 4861: a router would have decremented it, so it came from off the link.
+            self.counters.ndp_bad_hop_limit += 1;
+            return;
+        }
         match repr {
             Icmpv6Repr::EchoRequest { .. } if dst == ours => {
                 let end = ip.l4.end;
@@ -131,15 +170,13 @@ impl Stack {
                 ipp.set_dst_addr(src);
                 ipp.set_hop_limit(HOP_LIMIT);
                 let mut icmp = Icmpv6Packet::new_unchecked(&mut buf[ip.l4.clone()]);
-                icmp.set_msg_type(smoltcp::wire::Icmpv6Message::EchoReply);
+                icmp.set_msg_type(Icmpv6Message::EchoReply);
                 icmp.fill_checksum(&ours, &src);
                 frame.truncate(end);
                 self.counters.icmp_echo_replies += 1;
                 self.push_control(Control::Frame(frame));
             }
-            Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr, lladdr })
-                if target_addr == ours && ip.hop_limit == 255 =>
-            {
+            Icmpv6Repr::Ndisc(NdiscRepr::NeighborSolicit { target_addr, lladdr }) if target_addr == ours => {
                 if src.is_unspecified() {
                     return;
                 }
@@ -147,6 +184,10 @@ impl Stack {
                     .filter(|l| l.len() == 6)
                     .map(|l| EthernetAddress::from_bytes(l.as_bytes()))
                     .unwrap_or(parsed.src_mac);
+                if !super::neighbor::is_peer_mac(&peer_mac) || src.is_multicast() {
+                    self.counters.neighbor_refused += 1;
+                    return;
+                }
                 self.learn_neighbor(now, IpAddress::Ipv6(src), peer_mac);
                 let na = Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert {
                     flags: NdiscNeighborFlags::SOLICITED | NdiscNeighborFlags::OVERRIDE,
@@ -176,8 +217,18 @@ impl Stack {
                 self.counters.ndp_adverts_sent += 1;
                 self.push_control(Control::Frame(frame));
             }
-            Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { target_addr, lladdr: Some(l), .. }) if l.len() == 6 => {
-                self.learn_neighbor(now, IpAddress::Ipv6(target_addr), EthernetAddress::from_bytes(l.as_bytes()));
+            Icmpv6Repr::Ndisc(NdiscRepr::NeighborAdvert { flags, target_addr, lladdr: Some(l) }) if l.len() == 6 => {
+                let (target, mac) = (IpAddress::Ipv6(target_addr), EthernetAddress::from_bytes(l.as_bytes()));
+                // RFC 4861 section 7.2.5: an advertisement updates what we asked for or
+                // already hold, and replaces a known address only with the override flag.
+                let known = self.neighbors.lookup(now, &target);
+                if !self.neighbors.expects(now, &target)
+                    || known.is_some_and(|m| m != mac && !flags.contains(NdiscNeighborFlags::OVERRIDE))
+                {
+                    self.counters.neighbor_refused += 1;
+                    return;
+                }
+                self.learn_neighbor(now, target, mac);
             }
             _ => {}
         }

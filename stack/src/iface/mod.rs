@@ -12,12 +12,13 @@ mod control;
 mod link;
 mod neighbor;
 mod output;
+mod pmtu;
+mod pressure;
 pub(crate) mod table;
 mod tcp_rx;
 mod time_wait;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use smoltcp::time::Instant;
@@ -26,10 +27,12 @@ use umem::BufSlice;
 
 pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
 pub use link::{Full, Link, TxOffload};
-pub use neighbor::NeighborCache;
+pub use neighbor::{Learned, NeighborCache};
+pub use pressure::{PoolPressure, Pressure};
 pub use table::MemoryUse;
 
 use crate::counters::Counters;
+use crate::keyed::{Keyed, Purpose, SipKey};
 use crate::tcp::syn_cookie::SynCookies;
 use crate::tcp::{FourTuple, OutSegment, TcpConfig};
 use crate::wheel::TimerWheel;
@@ -60,11 +63,12 @@ pub struct StackConfig {
     /// and change lists) is bounded by it; they grow on demand and keep their peak size.
     ///
     /// Memory (x86_64, measured by `tests/memory.rs` through [`Stack::memory`] on 8192 of
-    /// each): an idle established connection takes about 700 bytes: its 560-byte slot
-    /// (the `Conn` is 528), 24 bytes of heap (the NewReno controller; CUBIC's is 64), about
+    /// each): an idle established connection takes about 800 bytes: its 568-byte slot
+    /// (the `Conn` is 536), 64 bytes of heap (the CUBIC controller; NewReno's is 24), about
     /// 90 bytes of four-tuple index and 24 of timer-wheel node. Queues that have held data
     /// keep their capacity (16 to 32 bytes per slice or segment they held at once). A
-    /// TIME-WAIT entry takes about 170 bytes: an 80-byte entry and about 90 bytes of index.
+    /// TIME-WAIT (or FIN-WAIT-2) entry takes about 180 bytes: a 90-byte entry and about 90
+    /// bytes of index.
     /// Frames referenced by queues are the pool's and not counted here.
     pub max_connections: usize,
     /// Most TIME-WAIT entries (Linux `tcp_max_tw_buckets`); `None`: `max_connections`. At
@@ -75,7 +79,15 @@ pub struct StackConfig {
     pub max_half_open: usize,
     /// Most established connections waiting in one listener's accept queue.
     pub backlog: usize,
-    /// Secret for ISNs (RFC 6528) and SYN cookies. Fixed in tests for determinism.
+    /// When the ACK that completes a SYN-cookie handshake finds the accept queue full:
+    /// reset the connection (Linux `tcp_abort_on_overflow = 1`) instead of dropping the
+    /// ACK and letting the peer's retransmission try again (the default, as in Linux).
+    /// Either way `tcp_syn_cookies_overflow` counts it.
+    pub abort_on_overflow: bool,
+    /// The secret that keys initial sequence numbers (RFC 6528), timestamp offsets, SYN
+    /// cookies and the hash maps indexed by what peers send (see [`crate::keyed`]). Drawn
+    /// from the operating system's random source by [`StackConfig::new`]
+    /// ([`StackConfig::random_secret`]); set a fixed one only for reproducible tests.
     pub secret: u64,
     /// Copy payload behind the header even when the link can do multi-buffer.
     pub force_copy: bool,
@@ -83,6 +95,9 @@ pub struct StackConfig {
     pub ephemeral_ports: core::ops::Range<u16>,
     /// Most queued control replies (RST, ARP, ICMP).
     pub max_control_queue: usize,
+    /// What to do when the pool runs short of frames (pruning out-of-order queues, then
+    /// refusing connections): see [`PoolPressure`].
+    pub pressure: PoolPressure,
     /// Datagrams queued per UDP socket.
     pub udp_queue: usize,
 }
@@ -102,16 +117,31 @@ impl StackConfig {
             max_time_wait: None,
             max_half_open: 1024,
             backlog: 1024,
-            secret: 0x5eed_5eed_5eed_5eed,
+            abort_on_overflow: false,
+            secret: StackConfig::random_secret().unwrap_or_else(|_| fallback_secret(&mac)),
             force_copy: false,
             ephemeral_ports: 32768..61000,
             max_control_queue: 4096,
+            pressure: PoolPressure::default(),
             udp_queue: 1024,
         }
     }
 }
 
-pub(crate) type Fixed = BuildHasherDefault<std::hash::DefaultHasher>;
+impl StackConfig {
+    /// 64 random bits from the operating system (`getrandom(2)`), for
+    /// [`StackConfig::secret`].
+    pub fn random_secret() -> std::io::Result<u64> {
+        getrandom::u64().map_err(|e| std::io::Error::other(format!("getrandom: {e}")))
+    }
+}
+
+/// Without `getrandom(2)` (never seen on Linux 3.17 and later): the standard library's
+/// per-process random hash keys, which it draws from the same source or its fallbacks.
+fn fallback_secret(mac: &EthernetAddress) -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::RandomState::new().hash_one(mac.0)
+}
 
 /// Heap bytes of a hash map (hashbrown: a power-of-two number of buckets, at most 7/8
 /// full, each a key, a value and a control byte).
@@ -150,7 +180,7 @@ pub struct Stack {
     pub(crate) free: Vec<u32>,
     pub(crate) live: usize,
     pub(crate) half_open: usize,
-    pub(crate) by_tuple: HashMap<FourTuple, u32, Fixed>,
+    pub(crate) by_tuple: HashMap<FourTuple, u32, Keyed>,
     pub(crate) listeners: BTreeMap<u16, Listener>,
     pub(crate) neighbors: NeighborCache,
     pub(crate) control: VecDeque<Control>,
@@ -169,10 +199,20 @@ pub struct Stack {
     /// Connections whose readiness may have changed for the application.
     pub(crate) changed: VecDeque<u32>,
     /// Connections waiting for their next hop's MAC, by next hop.
-    pub(crate) unrouted: HashMap<IpAddress, Vec<ConnHandle>, Fixed>,
+    pub(crate) unrouted: HashMap<IpAddress, Vec<ConnHandle>, Keyed>,
     pub(crate) unrouted_retry: Option<Instant>,
+    /// Keys of the ISN and timestamp-offset functions (sub-keys of `cfg.secret`).
+    isn_key: SipKey,
+    ts_key: SipKey,
     /// The link's frame size, once a frame has been seen.
     frame_cap: Option<usize>,
+    /// The size of the slot the last TCP segment arrived in (0 before any): what a
+    /// received segment pins, for the windows of new connections.
+    pub(crate) rx_truesize: usize,
+    /// The pool received frames come from (learned from the first), watched for pressure.
+    pub(crate) rx_pool: Option<umem::Pool>,
+    /// Connections that started holding out-of-order data, oldest first (pressure.rs).
+    pub(crate) ooo_conns: VecDeque<u32>,
     out: OutSegment,
     frags: Vec<BufSlice>,
 }
@@ -182,6 +222,9 @@ impl Stack {
     pub fn new(cfg: StackConfig) -> Stack {
         let cookies = SynCookies::new(cfg.secret);
         let next_port = cfg.ephemeral_ports.start;
+        let keyed = Keyed::new(cfg.secret);
+        let (isn_key, ts_key) =
+            (SipKey::derive(cfg.secret, Purpose::Isn), SipKey::derive(cfg.secret, Purpose::TsOffset));
         Stack {
             tcp: Arc::new(cfg.tcp.clone()),
             cfg,
@@ -190,22 +233,27 @@ impl Stack {
             free: Vec::new(),
             live: 0,
             half_open: 0,
-            by_tuple: HashMap::default(),
+            by_tuple: HashMap::with_hasher(keyed),
             listeners: BTreeMap::new(),
-            neighbors: NeighborCache::default(),
+            neighbors: NeighborCache::with_hasher(keyed),
             control: VecDeque::new(),
             cookies,
             next_port,
             udp: BTreeMap::new(),
             listener_gen: 0,
-            time_wait: TimeWaitTable::default(),
+            time_wait: TimeWaitTable::new(keyed),
             wheel: TimerWheel::new(),
             fired: Vec::new(),
             ready: VecDeque::new(),
             changed: VecDeque::new(),
-            unrouted: HashMap::default(),
+            unrouted: HashMap::with_hasher(keyed),
             unrouted_retry: None,
+            isn_key,
+            ts_key,
             frame_cap: None,
+            rx_truesize: 0,
+            rx_pool: None,
+            ooo_conns: VecDeque::new(),
             out: OutSegment::default(),
             frags: Vec::new(),
         }
@@ -239,12 +287,18 @@ impl Stack {
 
     /// Four-tuples in TIME-WAIT (compact entries, not connections).
     pub fn time_wait_count(&self) -> usize {
-        self.time_wait.len()
+        self.time_wait.len() - self.time_wait.fin_wait2_len()
+    }
+
+    /// Orphans in FIN-WAIT-2 (compact entries, not connections: closed by the
+    /// application, everything sent acknowledged, waiting for the peer's FIN).
+    pub fn fin_wait2_count(&self) -> usize {
+        self.time_wait.fin_wait2_len()
     }
 
     /// Whether `tuple` (ours, the peer's) is in TIME-WAIT.
     pub fn is_time_wait(&self, tuple: &FourTuple) -> bool {
-        self.time_wait.contains(tuple)
+        self.time_wait.find(tuple).and_then(|t| self.time_wait.get(t)).is_some_and(|tw| !tw.is_fin_wait2())
     }
 
     /// The TIME-WAIT cap in force.
@@ -333,6 +387,9 @@ impl Stack {
     /// for ARP and ICMP echo replies, and dropped otherwise. Malformed frames are counted.
     pub fn handle_frame(&mut self, now: Instant, frame: BufSlice) {
         self.counters.rx_frames += 1;
+        if self.rx_pool.is_none() {
+            self.rx_pool = Some(frame.buf().pool());
+        }
         let parsed = match parse_frame(frame.as_bytes()) {
             Ok(p) => p,
             Err(e) => {
@@ -343,6 +400,11 @@ impl Stack {
         let for_us = parsed.dst_mac == self.cfg.mac || parsed.dst_mac.is_broadcast() || parsed.dst_mac.is_multicast();
         if !for_us {
             self.counters.rx_not_for_us += 1;
+            return;
+        }
+        if !neighbor::is_peer_mac(&parsed.src_mac) {
+            // No station sends from a group or all-zero address (IEEE 802): forged.
+            self.counters.rx_bad_src_mac += 1;
             return;
         }
         match parsed.l3 {
@@ -356,12 +418,7 @@ impl Stack {
                     return;
                 }
                 match ip.protocol {
-                    IpProtocol::Tcp => {
-                        if self.on_link(&ip.src) {
-                            self.learn_neighbor(now, ip.src, parsed.src_mac);
-                        }
-                        self.handle_tcp(now, parsed.src_mac, ip.clone(), frame)
-                    }
+                    IpProtocol::Tcp => self.handle_tcp(now, parsed.src_mac, ip.clone(), frame),
                     IpProtocol::Udp => self.handle_udp(now, &parsed, ip.clone(), frame),
                     IpProtocol::Icmp => self.handle_icmpv4(ip.clone(), frame),
                     _ => self.counters.rx_unknown_protocol += 1,
@@ -393,8 +450,11 @@ impl Stack {
         }
         fired.clear();
         self.fired = fired;
-        while self.time_wait.pop_expired(now) {
+        while let Some(kind) = self.time_wait.pop_expired(now) {
             self.counters.conn_visits += 1;
+            if kind == time_wait::Expired::FinWait2 {
+                self.counters.tcp_fin_wait2_timeouts += 1;
+            }
         }
         if self.unrouted_retry.is_some_and(|t| t <= now) {
             self.retry_unrouted();
@@ -404,21 +464,24 @@ impl Stack {
     /// The timestamp offset of `tuple` (RFC 7323 section 7.1): a keyed hash of the
     /// four-tuple, the same for every incarnation of it.
     pub(crate) fn ts_offset(&self, tuple: &FourTuple) -> u32 {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut h = DefaultHasher::new();
-        (self.cfg.secret ^ 0x7473_6f66).hash(&mut h);
-        tuple.hash(&mut h);
-        h.finish() as u32
+        self.ts_key.hash_one(tuple) as u32
     }
 
-    /// An ISN per RFC 6528: a keyed hash of the four-tuple plus a 4 µs clock.
+    /// An ISN per RFC 6528: `M + F(local, remote, secret)`, with `M` a clock ticking every
+    /// 4 µs and `F` SipHash-2-4 of the four-tuple under a sub-key of the stack's secret.
     pub(crate) fn isn(&self, now: Instant, tuple: &FourTuple) -> crate::wire::Seq {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut h = DefaultHasher::new();
-        self.cfg.secret.hash(&mut h);
-        tuple.hash(&mut h);
         let m = (now.total_micros().max(0) / 4) as u32;
-        crate::wire::Seq((h.finish() as u32).wrapping_add(m))
+        crate::wire::Seq((self.isn_key.hash_one(tuple) as u32).wrapping_add(m))
+    }
+
+    /// The window a SYN-ACK offers without a connection behind it (a SYN cookie's): what
+    /// the receive budget holds in full segments in the frames segments arrive in.
+    pub(crate) fn initial_window(&self, remote: &IpAddress) -> usize {
+        let b = self.cfg.tcp.recv_buffer;
+        match self.rx_truesize {
+            0 => b / 2,
+            t => b / t * usize::from(self.local_mss(remote)).min(t),
+        }
     }
 
     /// A free local endpoint for an active open to `remote`.

@@ -60,6 +60,8 @@ pub(crate) struct Slot {
     pub(crate) changed: bool,
     /// Listed in `Stack::unrouted`.
     pub(crate) unrouted: bool,
+    /// Listed in `Stack::ooo_conns`.
+    pub(crate) ooo_listed: bool,
 }
 
 /// Memory the connection table holds; see [`Stack::memory`].
@@ -135,6 +137,17 @@ impl Stack {
             self.counters.tcp_time_wait_recycled += self.time_wait.insert(tw, expires, cap);
             return;
         }
+        if state == State::FinWait2 && orphan && !e.conn.wants_output() {
+            // Everything we sent is acknowledged and nobody reads: what is left to do (take
+            // the peer's FIN, or time out) needs only a compact entry.
+            let tw = TimeWait::from_fin_wait2(&e.conn);
+            let expires = e.conn.timers().get(TimerKind::FinWait2).unwrap_or(Instant::ZERO);
+            self.free_slot(idx);
+            let cap = self.time_wait_cap();
+            self.counters.tcp_fin_wait2_entries += 1;
+            self.counters.tcp_time_wait_recycled += self.time_wait.insert(tw, expires, cap);
+            return;
+        }
         match e.conn.next_deadline() {
             Some(at) => self.wheel.schedule(idx, at),
             None => {
@@ -206,7 +219,10 @@ impl Stack {
 
     /// Records a neighbour and wakes the connections waiting for it.
     pub(crate) fn learn_neighbor(&mut self, now: Instant, ip: IpAddress, mac: EthernetAddress) {
-        self.neighbors.learn(now, ip, mac);
+        if self.neighbors.learn(now, ip, mac) != super::Learned::Yes {
+            self.counters.neighbor_refused += 1;
+            return;
+        }
         if !self.unrouted.is_empty() {
             if let Some(list) = self.unrouted.remove(&ip) {
                 self.wake(list);

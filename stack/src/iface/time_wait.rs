@@ -1,42 +1,93 @@
-//! The TIME-WAIT table: compact entries ([`TimeWait`]), found by four-tuple, kept in a list
-//! ordered by expiry. Every entry waits the same `TcpConfig::time_wait`, so insertion (and
-//! a restart after a retransmitted FIN) happens at or near the tail, and the list is its
-//! own timer: insert, restart and removal are O(1), and expiry pops the head.
+//! The table of compact entries ([`TimeWait`]): connections in TIME-WAIT, and orphans in
+//! FIN-WAIT-2 waiting for the peer's FIN. Found by four-tuple, kept in two lists ordered
+//! by expiry, one per substate. Every entry of a list waits the same time
+//! (`TcpConfig::time_wait`, `TcpConfig::fin_wait2_timeout`), so insertion (and a restart
+//! after a retransmitted FIN) happens at or near a tail, and each list is its own timer:
+//! insert, restart, a move from FIN-WAIT-2 to TIME-WAIT and removal are O(1), and expiry
+//! pops a head.
 //!
-//! The table has a cap (Linux's `tcp_max_tw_buckets`): at the cap, the oldest entry, the
-//! one closest to expiry, is recycled to make room, and counted.
+//! The table has a cap (Linux's `tcp_max_tw_buckets`, which FIN-WAIT-2 buckets count
+//! against too): at the cap, the entry closest to expiry is recycled to make room, and
+//! counted.
 
 use std::collections::HashMap;
 
 use smoltcp::time::Instant;
 
-use super::Fixed;
+use crate::keyed::Keyed;
 use crate::tcp::{FourTuple, TimeWait};
+use crate::wire::TcpHeader;
 
 const NIL: u32 = u32::MAX;
+
+/// The list of entries in TIME-WAIT, and of those in FIN-WAIT-2.
+const TW: usize = 0;
+const FW2: usize = 1;
 
 #[derive(Debug)]
 struct TwSlot {
     tw: Option<TimeWait>,
     expires: Instant,
+    /// When this entry last answered a segment, in 8 ms ticks (at most one ACK per 500 ms).
+    last_ack: u16,
     prev: u32,
     next: u32,
 }
 
+impl TwSlot {
+    fn list(&self) -> usize {
+        if self.tw.as_ref().is_some_and(TimeWait::is_fin_wait2) {
+            FW2
+        } else {
+            TW
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct List {
+    head: Option<u32>,
+    tail: Option<u32>,
+    len: usize,
+}
+
+/// What expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// A TIME-WAIT entry, done.
+    TimeWait,
+    /// A FIN-WAIT-2 entry whose peer never sent its FIN.
+    FinWait2,
+}
+
 /// The table: see the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TimeWaitTable {
     slots: Vec<TwSlot>,
     free: Vec<u32>,
-    by_tuple: HashMap<FourTuple, u32, Fixed>,
-    head: Option<u32>,
-    tail: Option<u32>,
+    by_tuple: HashMap<FourTuple, u32, Keyed>,
+    lists: [List; 2],
 }
 
 impl TimeWaitTable {
-    /// Entries held.
+    /// An empty table whose index hashes with `hasher`.
+    pub(crate) fn new(hasher: Keyed) -> Self {
+        TimeWaitTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_tuple: HashMap::with_hasher(hasher),
+            lists: [List::default(); 2],
+        }
+    }
+
+    /// Entries held (both substates).
     pub(crate) fn len(&self) -> usize {
         self.by_tuple.len()
+    }
+
+    /// Entries in FIN-WAIT-2.
+    pub(crate) fn fin_wait2_len(&self) -> usize {
+        self.lists[FW2].len
     }
 
     /// The entry for `tuple`.
@@ -44,7 +95,7 @@ impl TimeWaitTable {
         self.by_tuple.get(tuple).copied()
     }
 
-    /// Whether `tuple` is in TIME-WAIT.
+    /// Whether `tuple` has an entry.
     pub(crate) fn contains(&self, tuple: &FourTuple) -> bool {
         self.by_tuple.contains_key(tuple)
     }
@@ -64,12 +115,12 @@ impl TimeWaitTable {
             self.remove(old);
         }
         while self.len() >= cap {
-            let Some(oldest) = self.head else { break };
+            let Some(oldest) = self.next_to_expire() else { break };
             self.remove(oldest);
             recycled += 1;
         }
         let tuple = tw.tuple();
-        let slot = TwSlot { tw: Some(tw), expires, prev: NIL, next: NIL };
+        let slot = TwSlot { tw: Some(tw), expires, last_ack: crate::tcp::validate::NEVER, prev: NIL, next: NIL };
         let idx = match self.free.pop() {
             Some(i) => {
                 self.slots[i as usize] = slot;
@@ -85,7 +136,15 @@ impl TimeWaitTable {
         recycled
     }
 
-    /// Waits 2 MSL again from `expires`.
+    /// Whether entry `idx` may answer `hdr` (carrying `plen` bytes) with an ACK now: the
+    /// rate limit of RFC 5961 section 7, as for connections (Linux rate-limits TIME-WAIT
+    /// ACKs the same way). A flood of segments for a closed four-tuple draws a few ACKs.
+    pub(crate) fn may_ack(&mut self, idx: u32, now: Instant, hdr: &TcpHeader, plen: usize) -> bool {
+        let Some(s) = self.slots.get_mut(idx as usize) else { return false };
+        crate::tcp::validate::oow_ack_allowed(&mut s.last_ack, now, hdr, plen)
+    }
+
+    /// Waits again, until `expires` (2 MSL after a retransmitted FIN).
     pub(crate) fn restart(&mut self, idx: u32, expires: Instant) {
         if self.get(idx).is_none() {
             return;
@@ -95,26 +154,46 @@ impl TimeWaitTable {
         self.link_sorted(idx);
     }
 
+    /// A FIN-WAIT-2 entry's peer sent its FIN: the entry enters TIME-WAIT until `expires`.
+    pub(crate) fn peer_fin(&mut self, idx: u32, hdr: &TcpHeader, expires: Instant) {
+        if self.get(idx).is_none() {
+            return;
+        }
+        self.unlink(idx);
+        let s = &mut self.slots[idx as usize];
+        if let Some(tw) = s.tw.as_mut() {
+            tw.peer_fin(hdr);
+        }
+        s.expires = expires;
+        self.link_sorted(idx);
+    }
+
     /// Removes an entry.
     pub(crate) fn remove(&mut self, idx: u32) -> Option<TimeWait> {
-        let tw = self.slots.get_mut(idx as usize)?.tw.take()?;
-        self.by_tuple.remove(&tw.tuple());
+        self.slots.get(idx as usize)?.tw.as_ref()?;
         self.unlink(idx);
+        let tw = self.slots[idx as usize].tw.take()?;
+        self.by_tuple.remove(&tw.tuple());
         self.free.push(idx);
         Some(tw)
     }
 
-    /// When the oldest entry expires.
-    pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.head.map(|h| self.slots[h as usize].expires)
+    /// The entry that expires first.
+    fn next_to_expire(&self) -> Option<u32> {
+        let heads = self.lists.iter().filter_map(|l| l.head);
+        heads.min_by_key(|&h| self.slots[h as usize].expires)
     }
 
-    /// Removes the oldest entry if it has expired by `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> bool {
-        match self.head {
-            Some(h) if self.slots[h as usize].expires <= now => self.remove(h).is_some(),
-            _ => false,
-        }
+    /// When the next entry expires.
+    pub(crate) fn next_expiry(&self) -> Option<Instant> {
+        self.next_to_expire().map(|h| self.slots[h as usize].expires)
+    }
+
+    /// Removes the entry that expires first if it has expired by `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Expired> {
+        let h = self.next_to_expire().filter(|&h| self.slots[h as usize].expires <= now)?;
+        let kind = if self.slots[h as usize].list() == FW2 { Expired::FinWait2 } else { Expired::TimeWait };
+        self.remove(h).map(|_| kind)
     }
 
     /// Bytes of heap the table holds: its entries (by capacity), free list and index.
@@ -124,10 +203,12 @@ impl TimeWaitTable {
             + super::hash_map_bytes(&self.by_tuple)
     }
 
-    /// Links `idx` in expiry order, searching from the tail (where it nearly always goes).
+    /// Links `idx` into its substate's list in expiry order, searching from the tail
+    /// (where it nearly always goes).
     fn link_sorted(&mut self, idx: u32) {
+        let l = self.slots[idx as usize].list();
         let expires = self.slots[idx as usize].expires;
-        let mut after = self.tail;
+        let mut after = self.lists[l].tail;
         while let Some(a) = after {
             if self.slots[a as usize].expires <= expires {
                 break;
@@ -136,32 +217,35 @@ impl TimeWaitTable {
         }
         let next = match after {
             Some(a) => std::mem::replace(&mut self.slots[a as usize].next, idx),
-            None => self.head.replace(idx).unwrap_or(NIL),
+            None => self.lists[l].head.replace(idx).unwrap_or(NIL),
         };
         let s = &mut self.slots[idx as usize];
         s.prev = after.unwrap_or(NIL);
         s.next = next;
         if next == NIL {
-            self.tail = Some(idx);
+            self.lists[l].tail = Some(idx);
         } else {
             self.slots[next as usize].prev = idx;
         }
+        self.lists[l].len += 1;
     }
 
     fn unlink(&mut self, idx: u32) {
+        let l = self.slots[idx as usize].list();
         let (prev, next) = (self.slots[idx as usize].prev, self.slots[idx as usize].next);
         if prev == NIL {
-            self.head = Some(next).filter(|&n| n != NIL);
+            self.lists[l].head = Some(next).filter(|&n| n != NIL);
         } else {
             self.slots[prev as usize].next = next;
         }
         if next == NIL {
-            self.tail = Some(prev).filter(|&p| p != NIL);
+            self.lists[l].tail = Some(prev).filter(|&p| p != NIL);
         } else {
             self.slots[next as usize].prev = prev;
         }
         let s = &mut self.slots[idx as usize];
         s.prev = NIL;
         s.next = NIL;
+        self.lists[l].len -= 1;
     }
 }

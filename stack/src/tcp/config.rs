@@ -7,11 +7,16 @@ use super::cc::CcAlgorithm;
 /// Per-connection TCP settings. Defaults follow Linux where RFCs leave a choice.
 #[derive(Debug, Clone)]
 pub struct TcpConfig {
-    /// Receive buffer: the most bytes (ready plus out of order) advertised as window.
+    /// Receive buffer: the most pool memory the receive queues (ready plus out of order)
+    /// may pin, each segment counted at the size of the frame or block it arrived in, as
+    /// Linux counts `truesize` against `rcvbuf` (a one-byte segment pins a 4 KiB frame).
+    /// The window offered is what the rest holds at the payload-per-frame ratio of the
+    /// peer's segments (about a third with 1448-byte segments in 4 KiB frames).
     pub recv_buffer: usize,
     /// Send buffer: the most unacknowledged bytes [`crate::Stack::write_frames`] accepts.
     pub send_buffer: usize,
-    /// Out-of-order segments kept per connection (each pins one received frame).
+    /// Out-of-order segments kept per connection (each pins one received frame), within
+    /// `recv_buffer` too.
     pub max_ooo_segments: usize,
     /// Offer and use timestamps (RFC 7323).
     pub timestamps: bool,
@@ -29,8 +34,9 @@ pub struct TcpConfig {
     /// Upper RTO bound, backoff included (Linux `TCP_RTO_MAX`: 120 s).
     pub max_rto: Duration,
     /// Retransmissions of one segment before the connection is dropped (Linux
-    /// `tcp_retries2`). With the backoff capped at `max_rto` this also bounds the time:
-    /// at most `max_retries * max_rto` without an acknowledgment.
+    /// `tcp_retries2`), and zero-window probes left unanswered. With the backoff capped at
+    /// `max_rto` this also bounds the time: at most `max_retries * max_rto` without an
+    /// acknowledgment.
     pub max_retries: u32,
     /// For an orphaned connection (closed by the application, so no one waits on it):
     /// retransmission timeouts, and zero-window probes the peer answers with a zero
@@ -53,6 +59,10 @@ pub struct TcpConfig {
     pub hystart: bool,
     /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
     pub max_payload_frags: usize,
+    /// Pace data segments (Linux's internal pacing, `pacing.rs`): at the controller's
+    /// pacing rate (BBR's model; for loss-based controllers Linux's default, 2 x or 1.2 x
+    /// `cwnd / srtt`), in bursts of about 1 ms of data, instead of a window at once.
+    pub pacing: bool,
     /// Tail loss probes (RFC 8985 section 7; Linux `tcp_early_retrans`): when no ACK comes
     /// for two smoothed RTTs, send one segment to draw one, instead of waiting for the
     /// retransmission timeout. Needs SACK.
@@ -81,6 +91,7 @@ impl Default for TcpConfig {
             congestion: CcAlgorithm::Cubic,
             hystart: true,
             max_payload_frags: 8,
+            pacing: true,
             tail_loss_probe: true,
         }
     }

@@ -7,7 +7,9 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
 
+use super::bbr::BbrInfo;
 use super::cc::CongestionControl;
+use super::pacing;
 use super::prr::Prr;
 use super::recovery::Loss;
 use super::recv_queue::RecvQueue;
@@ -49,9 +51,10 @@ impl State {
     }
 }
 
-/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states).
+/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states), in
+/// Linux's order (a later state is a deeper one).
 #[doc(alias = "tcp_ca_state")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum CaState {
     /// No loss being repaired.
     #[default]
@@ -86,6 +89,11 @@ pub struct RecoveryInfo {
     pub reo_wnd_mult: u32,
     /// Send MSS.
     pub mss: usize,
+    /// The pacing rate, bytes/s (0: not paced yet).
+    pub pacing_rate: u64,
+    /// The delivery rate of the last sample not limited by the application (or a faster
+    /// one since), bytes/s, and whether it was (Linux `tcpi_delivery_rate`).
+    pub delivery_rate: Option<(u64, bool)>,
 }
 
 /// A tail loss probe in flight (RFC 8985 section 7.3, `TLP.end_seq` and `TLP.is_retrans`).
@@ -207,8 +215,9 @@ pub struct Conn {
 
     // Timers (deadlines, one per kind).
     pub(super) timers: Timers,
-    pub(super) persist_backoff: u32,
-    /// Keep-alive probes sent without an answer.
+    pub(super) persist_backoff: u16,
+    /// Keep-alive or zero-window probes sent since the peer was last heard from (Linux
+    /// `icsk_probes_out`; the two never run at once: keep-alive waits while data is queued).
     pub(super) ka_probes: u32,
     /// Closed by the application: nobody waits on it, so its lifetime is bounded tighter.
     pub(super) orphaned: bool,
@@ -219,9 +228,16 @@ pub struct Conn {
     pub(super) ka_pending: bool,
     pub(super) tlp_pending: bool,
     pub(super) rst_pending: bool,
-    pub(super) unacked_segs: u32,
+    pub(super) unacked_segs: u16,
     /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883).
     pub(super) dsack: Option<(Seq, Seq)>,
+
+    // Hostile input (`validate.rs`).
+    /// When `ts_recent` was last taken from a segment, in hours (it lapses after 24
+    /// days).
+    pub(super) ts_recent_at: u16,
+    /// When the last ACK for a dropped segment went out, in 8 ms ticks (rate limit).
+    pub(super) last_oow_ack: u16,
 }
 
 impl Conn {
@@ -267,7 +283,7 @@ impl Conn {
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
-            cc: cfg.congestion.build(mss, cfg.hystart),
+            cc: cfg.congestion.build(mss, cfg.hystart, iss.0),
             ca: CaState::Open,
             recover: iss,
             loss: None,
@@ -288,6 +304,8 @@ impl Conn {
             rst_pending: false,
             unacked_segs: 0,
             dsack: None,
+            ts_recent_at: super::validate::UNTIL_UPDATED,
+            last_oow_ack: super::validate::NEVER,
         }
     }
 
@@ -322,7 +340,7 @@ impl Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::Established);
         c.rcv_wscale = 0;
         c.mss = usize::from(peer_mss.min(local_mss));
-        c.cc = cfg.congestion.build(c.mss, cfg.hystart);
+        c.cc = cfg.congestion.build(c.mss, cfg.hystart, iss.0);
         c.irs = ack.seq.sub(1);
         c.rcv_nxt = ack.seq;
         c.rcv_adv = ack.seq;
@@ -364,7 +382,7 @@ impl Conn {
             mss = mss.saturating_sub(12);
         }
         self.mss = mss.max(64);
-        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart);
+        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart, self.iss.0);
     }
 
     /// The connection's endpoints.
@@ -405,11 +423,24 @@ impl Conn {
     /// Congestion window in bytes: the one sending is held to now (PRR's during fast
     /// recovery).
     pub fn cwnd(&self) -> usize {
-        if self.ca == CaState::Recovery && self.sack_ok {
+        if self.ca == CaState::Recovery && self.sack_ok && !self.cc.model_based() {
             self.ls().prr_cwnd
         } else {
             self.cc.cwnd() + self.inflation
         }
+    }
+
+    /// The pacing rate in bytes per second, 0 before an RTT is known (as Linux's
+    /// `sk_pacing_rate`, it is kept whether or not [`TcpConfig::pacing`] enforces it): the
+    /// controller's (BBR's model), or Linux's default for a loss-based controller,
+    /// `max(cwnd, outstanding) / srtt` times 2 in slow start and 1.2 after
+    /// (`tcp_update_pacing_rate`).
+    pub fn pacing_rate(&self) -> u64 {
+        if let Some(rate) = self.cc.pacing_rate() {
+            return rate;
+        }
+        let outstanding = self.snd_max.since(self.snd_una) as usize;
+        pacing::default_rate(self.cwnd(), self.cc.ssthresh(), outstanding, self.rtt.srtt())
     }
 
     /// Where loss recovery stands, with its numbers.
@@ -424,12 +455,24 @@ impl Conn {
             lost: self.ls().rtx.lost(),
             reo_wnd_mult: self.ls().rack.reo_wnd_mult(),
             mss: self.mss,
+            pacing_rate: self.pacing_rate(),
+            delivery_rate: self.ls().rate.last_rate(),
         }
+    }
+
+    /// BBR's model of the path, if the connection runs BBR.
+    pub fn bbr_info(&self) -> Option<BbrInfo> {
+        self.cc.bbr_info()
     }
 
     /// Smoothed RTT, once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.rtt.srtt()
+    }
+
+    /// The peer's last timestamp (RFC 7323 `TS.Recent`), when timestamps are in use.
+    pub fn ts_recent(&self) -> Option<u32> {
+        self.ts_ok.then_some(self.ts_recent)
     }
 
     /// Whether SACK, timestamps and window scaling were negotiated: `(sack, ts, wscale)`.
@@ -475,6 +518,7 @@ impl Conn {
     /// Queues payload by reference; takes as much of `slices` as fits the send buffer
     /// (splitting the last one) and returns the bytes taken.
     pub fn send(&mut self, slices: &[BufSlice]) -> usize {
+        self.check_app_limited();
         let mut space = self.send_space();
         let mut taken = 0;
         for s in slices {
@@ -509,9 +553,32 @@ impl Conn {
         Some(s)
     }
 
-    /// Window bytes free in the receive buffer.
+    /// Window bytes free in the receive buffer: what the pool memory left in the budget
+    /// holds (see `recv_queue.rs`).
     pub(super) fn rcv_window_avail(&self) -> usize {
-        self.cfg.recv_buffer.saturating_sub(self.recvq.ready_len() + self.recvq.ooo_len())
+        self.recvq.window(self.cfg.recv_buffer)
+    }
+
+    /// Pool bytes the receive queues pin (each queued segment at its frame's size).
+    pub fn recv_memory(&self) -> usize {
+        self.recvq.mem()
+    }
+
+    /// Tells the receive side the size of the frames segments arrive in, so that the
+    /// windows offered before the first data (the handshake's) already fit the memory
+    /// budget ([`TcpConfig::recv_buffer`] counts frames, not payload).
+    pub fn set_rx_frame_size(&mut self, truesize: usize) {
+        self.recvq.set_ratio_hint(usize::from(self.local_mss), truesize);
+    }
+
+    /// Drops the out-of-order queue (the pool runs short); returns the segments dropped.
+    pub fn prune_ooo(&mut self) -> usize {
+        self.recvq.prune_ooo()
+    }
+
+    /// Whether out-of-order data is held.
+    pub fn has_ooo(&self) -> bool {
+        self.recvq.has_ooo()
     }
 
     /// Sends a window update when reading opened the window enough (RFC 9293 3.8.6.2.2).
@@ -528,9 +595,13 @@ impl Conn {
     }
 
     /// Closes our side: a FIN follows the queued data. The connection is then an orphan
-    /// ([`TcpConfig::orphan_retries`] bounds it).
-    pub fn close(&mut self) {
+    /// ([`TcpConfig::orphan_retries`] bounds it): nobody will read, so what was received
+    /// and not read is dropped now (its frames go back to the pool), and new data from the
+    /// peer resets the connection (RFC 1122 4.2.2.13, as Linux does). Returns the bytes
+    /// dropped unread.
+    pub fn close(&mut self) -> usize {
         self.orphaned = true;
+        let dropped = self.recvq.clear();
         match self.state {
             State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {
@@ -543,6 +614,7 @@ impl Conn {
             }
             _ => {}
         }
+        dropped
     }
 
     /// Aborts: a RST goes out (if synchronized) and the connection is closed.

@@ -136,14 +136,8 @@ impl Conn {
         let seg_len = hdr.seq_len(plen);
 
         // PAWS (RFC 7323 section 5).
-        if self.ts_ok && !f.has(TcpFlags::RST) {
-            if let Some((tsval, _)) = hdr.options.timestamp {
-                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
-                    ctr.tcp_paws_rejected += 1;
-                    self.ack_now = true;
-                    return Reply::None;
-                }
-            }
+        if self.paws_rejects(now, hdr, plen, ctr) {
+            return Reply::None;
         }
 
         // Sequence acceptability.
@@ -169,7 +163,7 @@ impl Conn {
             if self.sack_ok && plen > 0 && end.le(self.rcv_nxt) && self.rcv_nxt.since(end) < 1 << 30 {
                 self.dsack = Some((hdr.seq, end));
             }
-            self.ack_now = true;
+            self.oow_ack(now, hdr, plen, ctr);
             return Reply::None;
         }
 
@@ -180,7 +174,7 @@ impl Conn {
                 self.fail(ConnError::Reset);
             } else {
                 ctr.tcp_rst_challenged += 1;
-                self.ack_now = true;
+                self.challenge_ack(now, hdr, plen, ctr);
             }
             return Reply::None;
         }
@@ -188,7 +182,7 @@ impl Conn {
         // SYN in a synchronized state (RFC 5961 section 4).
         if f.has(TcpFlags::SYN) {
             ctr.tcp_syn_challenged += 1;
-            self.ack_now = true;
+            self.challenge_ack(now, hdr, plen, ctr);
             return Reply::None;
         }
 
@@ -217,11 +211,7 @@ impl Conn {
         }
 
         // Timestamp to echo (RFC 7323 section 4.3).
-        if let (true, Some((tsval, _))) = (self.ts_ok, hdr.options.timestamp) {
-            if hdr.seq.le(self.last_ack_sent) {
-                self.ts_recent = tsval;
-            }
-        }
+        self.update_ts_recent(now, hdr);
 
         self.heard_from_peer(now);
         if !self.process_ack(now, hdr, plen, ctr) {
@@ -229,6 +219,18 @@ impl Conn {
         }
         if self.state == State::Closed {
             return Reply::None;
+        }
+
+        // New data for an application that closed (so will never read it): reset
+        // (RFC 1122 4.2.2.13; Linux's tcp_rcv_state_process, `TCPAbortOnData`).
+        if self.orphaned
+            && plen > 0
+            && matches!(self.state, State::FinWait1 | State::FinWait2)
+            && hdr.seq.add_len(plen).gt(self.rcv_nxt)
+        {
+            ctr.tcp_abort_on_data += 1;
+            self.fail(ConnError::Aborted);
+            return Reply::Rst { seq: hdr.ack };
         }
 
         // Payload.
@@ -278,14 +280,14 @@ impl Conn {
 
     /// ACK processing; false when the segment is to be dropped.
     fn process_ack(&mut self, now: Instant, hdr: &TcpHeader, plen: usize, ctr: &mut Counters) -> bool {
-        let ack = hdr.ack;
-        if ack.gt(self.snd_max) {
-            ctr.tcp_ack_unsent += 1;
-            self.ack_now = true;
+        // RFC 5961 section 5.
+        if !self.ack_acceptable(now, hdr, plen, ctr) {
             return false;
         }
+        let ack = hdr.ack;
         let wnd = u32::from(hdr.window) << self.snd_wscale;
-        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high());
+        let mut ev =
+            AckEvent::new(self.snd_una, self.ls().scoreboard.high(), self.ls().rtx.lost_total(), self.flight());
         if self.sack_ok {
             self.take_sack_blocks(now, hdr, &mut ev, ctr);
         }
@@ -323,6 +325,7 @@ impl Conn {
         if self.sack_ok {
             self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
+        self.cong_control(now, &ev, rtt, ctr);
         true
     }
 
@@ -387,10 +390,10 @@ impl Conn {
                 self.dsack = Some(d);
             }
         }
-        match self.recvq.insert(self.rcv_nxt, seq, p) {
+        match self.recvq.insert(self.rcv_nxt, seq, p, self.cfg.recv_buffer, ctr) {
             Insert::InOrder { advanced, filled } => {
                 self.rcv_nxt = self.rcv_nxt.add_len(advanced);
-                self.unacked_segs += 1;
+                self.unacked_segs = self.unacked_segs.saturating_add(1);
                 if filled || self.recvq.has_ooo() || self.cfg.delayed_ack.is_none() || self.unacked_segs >= 2 {
                     self.ack_now = true;
                 } else if !self.timers.is_set(TimerKind::DelayedAck) {

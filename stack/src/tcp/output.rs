@@ -1,7 +1,8 @@
 //! Segment generation: SYN / SYN-ACK, retransmissions (what RACK or the retransmission
 //! timer marked lost, oldest loss first; without SACK, NewReno's and go-back-N), tail loss
 //! probes, new data within the send and congestion windows, FIN, window probes and ACKs.
-//! Payload goes out as slices of the send queue; nothing is copied here.
+//! Retransmissions and new data leave when pacing lets them (`pacing.rs`). Payload goes
+//! out as slices of the send queue; nothing is copied here.
 
 use smoltcp::time::Instant;
 
@@ -27,7 +28,12 @@ impl Conn {
     fn next_segment(&mut self, now: Instant, out: &mut OutSegment, ctr: &mut Counters) -> bool {
         if self.rst_pending {
             self.rst_pending = false;
-            out.hdr = self.base_header(self.snd_nxt, TcpFlags::RST | TcpFlags::ACK);
+            // At SND.NXT, or at the right edge of the peer's window if SND.NXT lies past it
+            // (a peer that shrank its window, say to zero, drops a RST beyond the edge
+            // without a word; Linux's `tcp_acceptable_seq`).
+            let edge = self.snd_una.add(self.snd_wnd);
+            let seq = if self.snd_nxt.le(edge) { self.snd_nxt } else { edge };
+            out.hdr = self.base_header(seq, TcpFlags::RST | TcpFlags::ACK);
             out.hdr.ack = self.rcv_nxt;
             out.hdr.window = 0;
             return true;
@@ -125,7 +131,7 @@ impl Conn {
         }
         let passive = self.state == State::SynReceived;
         let mut h = self.base_header(self.iss, TcpFlags::SYN);
-        h.window = self.cfg.recv_buffer.min(65535) as u16;
+        h.window = self.rcv_window_avail().min(65535) as u16;
         h.options.mss = Some(self.local_mss);
         let offer = !passive;
         if self.cfg.window_scaling && (offer || self.snd_wscale != 0 || self.rcv_wscale != 0) {
@@ -180,8 +186,15 @@ impl Conn {
         let n = seg_end.since(seq) as usize;
         let (snd_max, recovering) = (self.snd_max, self.ca == CaState::Recovery);
         let tsval = (out.retransmit && self.ts_ok).then(|| self.now_ms(now));
+        let (rate, mss) = (self.pacing_rate(), self.mss);
+        if self.flight() == 0 {
+            let app_limited = self.ls().rate.is_app_limited();
+            self.cc.on_tx_start(now, app_limited);
+        }
         let l = self.lm();
-        l.rtx.on_transmit(now, seq, seg_end, snd_max);
+        l.pacer.on_sent(now, got, rate, mss);
+        let (tx, app_limited) = l.rate.on_send(now, l.rtx.is_empty());
+        l.rtx.on_transmit(now, seq, seg_end, snd_max, tx, app_limited);
         if out.retransmit {
             l.undo.on_retransmit(tsval, 1);
         }
@@ -207,6 +220,9 @@ impl Conn {
         // Without SACK: retransmission of the first unacknowledged segment (fast
         // retransmit, NewReno partial ACK).
         if self.rexmit_pending {
+            if self.paced_out(now, ctr) {
+                return false;
+            }
             self.rexmit_pending = false;
             let outstanding = self.snd_max.since(self.snd_una) as usize;
             let fin_out = self.fin_sent();
@@ -227,6 +243,9 @@ impl Conn {
         // (PRR's in fast recovery) allows; the receive window does not hold it back.
         if self.sack_ok && self.flight() < cwnd {
             if let Some(seg) = self.loss.as_mut().and_then(|l| l.rtx.next_lost()) {
+                if self.paced_out(now, ctr) {
+                    return false;
+                }
                 if self.retransmit_seg(now, out, &seg, ctr) {
                     return true;
                 }
@@ -304,6 +323,9 @@ impl Conn {
         if len < mss && len < unsent && flight > 0 {
             return false;
         }
+        if self.paced_out(now, ctr) {
+            return false;
+        }
         let seq = self.snd_nxt;
         let n = self.emit_range(now, out, seq, len, true);
         if n == 0 {
@@ -328,6 +350,17 @@ impl Conn {
         if self.state == State::SynSent && !self.timers.is_set(TimerKind::Retransmit) {
             self.timers.set(TimerKind::Retransmit, now + self.rtt.rto());
         }
+    }
+
+    /// Whether pacing holds data back at `now`; if so, the connection is to be woken at
+    /// the next departure. Tail loss probes, bare FINs and ACKs are not held back.
+    fn paced_out(&mut self, now: Instant, ctr: &mut Counters) -> bool {
+        if !self.cfg.pacing || self.ls().pacer.may_send(now) {
+            return false;
+        }
+        ctr.tcp_pacing_waits += 1;
+        self.lm().pacer.arm();
+        true
     }
 
     /// Retransmits (up to one MSS of) a segment marked lost, counted by what marked it.

@@ -2,6 +2,10 @@
 //! TIME-WAIT STATE), enough to acknowledge a retransmitted FIN, to answer old duplicates,
 //! and to tell a new SYN for the same four-tuple from an old one (RFC 6191). No queue, no
 //! frame, no timer of its own: the stack keeps these in a table ordered by expiry.
+//!
+//! An orphan in FIN-WAIT-2 (closed by the application, everything it sent acknowledged,
+//! waiting for the peer's FIN) needs no more, and is kept the same way (`fin_wait2.rs`),
+//! as Linux keeps it in a `tcp_timewait_sock` with the FIN-WAIT-2 substate.
 
 use smoltcp::time::Instant;
 
@@ -13,17 +17,19 @@ use crate::wire::{Seq, TcpFlags, TcpHeader, TcpOptions};
 /// table's cost per entry).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeWait {
-    tuple: FourTuple,
+    pub(super) tuple: FourTuple,
     /// Our next sequence number (past our FIN).
-    snd_nxt: Seq,
+    pub(super) snd_nxt: Seq,
     /// The peer's next sequence number (past its FIN): "the last sequence number seen".
-    rcv_nxt: Seq,
+    pub(super) rcv_nxt: Seq,
     /// The peer's last timestamp (RFC 7323), if timestamps were in use.
-    ts_recent: u32,
-    ts_offset: u32,
+    pub(super) ts_recent: u32,
+    pub(super) ts_offset: u32,
     /// The window field of our last ACK.
-    window: u16,
-    ts_ok: bool,
+    pub(super) window: u16,
+    pub(super) ts_ok: bool,
+    /// Still waiting for the peer's FIN (FIN-WAIT-2), with this much window offered.
+    pub(super) fin_wait2: Option<u32>,
 }
 
 /// What to do with a segment for a four-tuple in TIME-WAIT.
@@ -43,6 +49,12 @@ pub enum TwVerdict {
     /// A new SYN (RFC 6191): the entry goes and the SYN opens a connection, with an ISS
     /// from [`TimeWait::reopen_iss`].
     Reopen,
+    /// FIN-WAIT-2: new data for an application that closed, or a SYN in the window:
+    /// answer with a RST and drop the entry (Linux's `TCP_TW_RST`).
+    Reset,
+    /// FIN-WAIT-2: the peer's FIN. Enter TIME-WAIT ([`TimeWait::peer_fin`]), acknowledge
+    /// it, and wait 2 MSL.
+    PeerFin,
 }
 
 impl TimeWait {
@@ -58,7 +70,7 @@ impl TimeWait {
     /// timestamp and our timestamp offset (if timestamps were in use), our window field.
     pub fn new(tuple: FourTuple, snd_nxt: Seq, rcv_nxt: Seq, ts: Option<(u32, u32)>, window: u16) -> TimeWait {
         let (ts_recent, ts_offset) = ts.unwrap_or((0, 0));
-        TimeWait { tuple, snd_nxt, rcv_nxt, ts_recent, ts_offset, window, ts_ok: ts.is_some() }
+        TimeWait { tuple, snd_nxt, rcv_nxt, ts_recent, ts_offset, window, ts_ok: ts.is_some(), fin_wait2: None }
     }
 
     /// The four-tuple.
@@ -69,6 +81,9 @@ impl TimeWait {
     /// What to do with `hdr` (carrying `plen` payload bytes). `timestamps`: whether a new
     /// connection would use timestamps (our configuration), as RFC 6191 asks.
     pub fn on_segment(&self, hdr: &TcpHeader, plen: usize, timestamps: bool, ctr: &mut Counters) -> TwVerdict {
+        if let Some(wnd) = self.fin_wait2 {
+            return self.on_fin_wait2_segment(hdr, plen, wnd, ctr);
+        }
         let f = hdr.flags;
         if f.has(TcpFlags::SYN) && !f.has(TcpFlags::ACK) && !f.has(TcpFlags::RST) {
             if self.syn_is_new(hdr, timestamps) {
@@ -85,6 +100,11 @@ impl TimeWait {
                 return TwVerdict::Kill;
             }
             ctr.tcp_rst_bad_seq += 1;
+            return TwVerdict::Ignore;
+        }
+        if self.ts_ok && hdr.options.timestamp.is_none() {
+            // RFC 7323 section 3.2: with timestamps in use, a segment without one is dropped.
+            ctr.tcp_ts_missing += 1;
             return TwVerdict::Ignore;
         }
         if let (true, Some((tsval, _))) = (self.ts_ok, hdr.options.timestamp) {

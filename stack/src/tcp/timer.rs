@@ -1,13 +1,15 @@
 //! Timers: retransmission (RFC 6298; in SYN-SENT and SYN-RECEIVED it retransmits the
 //! handshake), delayed ACK, persist (zero-window probe), RACK's reorder timer and the
-//! tail loss probe (RFC 8985), TIME-WAIT, FIN-WAIT-2 and keep-alive.
+//! tail loss probe (RFC 8985), TIME-WAIT, FIN-WAIT-2 and keep-alive; and the pacer's next
+//! departure (`pacing.rs`), which is kept with the pacer rather than as a kind here, so
+//! that only a connection that has sent data pays for it.
 //!
 //! Every state has a bounded lifetime once the application has let go:
 //!
 //! | state | bound |
 //! |---|---|
 //! | SYN-SENT, SYN-RECEIVED | `syn_retries` handshake retransmissions |
-//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions; keep-alive if enabled |
+//! | ESTABLISHED, CLOSE-WAIT | the application's (it holds the handle); `max_retries` retransmissions, or zero-window probes nobody answers; keep-alive if enabled |
 //! | FIN-WAIT-1, CLOSING, LAST-ACK | `orphan_retries` retransmissions, or zero-window probes answered with a zero window |
 //! | FIN-WAIT-2 | `fin_wait2_timeout` |
 //! | TIME-WAIT | `time_wait`, and the stack's TIME-WAIT cap |
@@ -133,9 +135,14 @@ impl Conn {
         self.next_deadline()
     }
 
-    /// The earliest armed timer: where the stack files the connection in its wheel.
+    /// The earliest armed timer, or the departure pacing waits for: where the stack files
+    /// the connection in its wheel.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        let pace = self.loss.as_ref().and_then(|l| l.pacer.wake_at());
+        match (self.timers.next(), pace) {
+            (Some(t), Some(p)) => Some(t.min(p)),
+            (t, p) => t.or(p),
+        }
     }
 
     /// The connection's timers.
@@ -145,6 +152,11 @@ impl Conn {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, ctr: &mut Counters) {
+        // A departure pacing waited for: nothing to do but send, and the stack puts the
+        // connection on its ready list after any timer.
+        if let Some(l) = self.loss.as_mut() {
+            l.pacer.take_wake(now);
+        }
         for kind in TimerKind::ALL {
             if self.timers.take_due(kind, now) {
                 self.on_timer(kind, now, ctr);
@@ -164,12 +176,21 @@ impl Conn {
             TimerKind::Persist => {
                 // RFC 1122 4.2.2.17 keeps probing as long as the peer answers; an orphan,
                 // with no application to give up on it, is dropped after a bound.
-                if self.orphaned && self.persist_backoff >= self.cfg.orphan_retries {
+                if self.orphaned && u32::from(self.persist_backoff) >= self.cfg.orphan_retries {
                     ctr.tcp_orphan_drops += 1;
                     self.fail(ConnError::TimedOut);
                     return;
                 }
-                self.persist_backoff += 1;
+                // Probes nobody answers: the peer vanished behind its zero window. Linux
+                // gives up after `tcp_retries2` of them, owned connection or not.
+                if self.ka_probes >= self.cfg.max_retries {
+                    ctr.tcp_timeouts += 1;
+                    ctr.tcp_probe_timeouts += 1;
+                    self.fail(ConnError::TimedOut);
+                    return;
+                }
+                self.ka_probes += 1;
+                self.persist_backoff = self.persist_backoff.saturating_add(1);
                 self.probe_pending = true;
             }
             TimerKind::Reorder => self.on_reorder_timeout(now, ctr),

@@ -65,7 +65,9 @@ pub struct Parsed {
 }
 
 /// Parses an Ethernet frame carrying ARP, IPv4 or IPv6, verifying the IPv4 header checksum.
-/// IPv4 fragments and IPv6 extension headers other than the transport are refused.
+/// Refused: VLAN-tagged frames, IP fragments (there is no reassembly: TCP segments leave
+/// with DF set and an MSS that fits the path, so fragments of ours are an attack or a
+/// misconfigured path, and are counted) and IPv6 extension headers.
 pub fn parse_frame(frame: &[u8]) -> Result<Parsed, WireError> {
     let eth = EthernetFrame::new_checked(frame).map_err(|_| WireError::Ethernet)?;
     let (src_mac, dst_mac) = (eth.src_addr(), eth.dst_addr());
@@ -77,6 +79,9 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, WireError> {
         }
         EthernetProtocol::Ipv4 => {
             let pkt = Ipv4Packet::new_checked(eth.payload()).map_err(|_| WireError::Ipv4)?;
+            if pkt.version() != 4 {
+                return Err(WireError::Ipv4);
+            }
             let mut c = Checksum::new();
             c.add(&eth.payload()[..usize::from(pkt.header_len())]);
             if c.sum() != 0xffff {
@@ -111,11 +116,14 @@ pub fn parse_frame(frame: &[u8]) -> Result<Parsed, WireError> {
                 l4: l3 + IPV6_HEADER_LEN..l3 + IPV6_HEADER_LEN + plen,
             })
         }
+        EthernetProtocol::Unknown(0x8100 | 0x88a8) => return Err(WireError::Vlan),
         _ => return Err(WireError::Ethertype),
     };
     if let L3::Ip(ip) = &l3 {
-        if ip.protocol == IpProtocol::Ipv6Frag
-            || ip.protocol == IpProtocol::HopByHop
+        if ip.protocol == IpProtocol::Ipv6Frag {
+            return Err(WireError::Ipv6Fragment);
+        }
+        if ip.protocol == IpProtocol::HopByHop
             || ip.protocol == IpProtocol::Ipv6Route
             || ip.protocol == IpProtocol::Ipv6Opts
         {

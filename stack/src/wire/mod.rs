@@ -4,6 +4,7 @@
 
 mod checksum;
 mod frame;
+mod quote;
 mod seq;
 mod tcp;
 
@@ -11,6 +12,7 @@ pub use checksum::{finish_partial, Checksum, PartialChecksum};
 pub use frame::{
     parse_frame, parse_tcp, pseudo_header, IpInfo, Parsed, Route, HOP_LIMIT, IPV4_HEADER_LEN, IPV6_HEADER_LEN, L3,
 };
+pub use quote::{quoted_tcp_v4, quoted_tcp_v6, QuotedTcp};
 pub use seq::Seq;
 pub use tcp::{SackBlocks, TcpFlags, TcpHeader, TcpOptions, TCP_HEADER_LEN, TCP_MAX_HEADER_LEN};
 
@@ -23,6 +25,9 @@ pub enum WireError {
     /// Neither ARP, IPv4 nor IPv6.
     #[error("unsupported ethertype")]
     Ethertype,
+    /// A VLAN-tagged frame (802.1Q or 802.1ad): the stack has no VLAN configured.
+    #[error("VLAN-tagged frame")]
+    Vlan,
     /// Malformed ARP.
     #[error("malformed ARP packet")]
     Arp,
@@ -35,6 +40,9 @@ pub enum WireError {
     /// An IPv4 fragment (not reassembled).
     #[error("IPv4 fragment")]
     Ipv4Fragment,
+    /// An IPv6 fragment (not reassembled).
+    #[error("IPv6 fragment")]
+    Ipv6Fragment,
     /// Malformed IPv6 header.
     #[error("malformed IPv6 header")]
     Ipv6,

@@ -82,6 +82,8 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// The listener's congestion control, as the kernel names it.
+    congestion: String,
     conns: Table<Conn>,
     direct: Option<Direct>,
     zc: ZcStats,
@@ -99,6 +101,8 @@ pub struct Server {
 impl Server {
     /// Binds the listeners and sets up what the method needs (the pinned pool and the
     /// io_uring for `direct-uring`); nothing is served until `run`.
+    /// `congestion`: the served connections' congestion control (`TCP_CONGESTION` on the
+    /// listener, which accepted connections inherit); `None` leaves the kernel's default.
     pub fn bind(
         addr: SocketAddr,
         metrics: Option<SocketAddr>,
@@ -106,10 +110,20 @@ impl Server {
         direct: &PoolOpts,
         root: Root,
         limits: Limits,
+        congestion: Option<&str>,
     ) -> Result<Server> {
         let timers = limits.longest_timeout();
         let poll = Poll::new().context("epoll_create")?;
         let mut listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        if let Some(cc) = congestion {
+            rustix::net::sockopt::set_tcp_congestion(&listener, cc).with_context(|| {
+                format!(
+                    "setting TCP_CONGESTION {cc} on the listener: is tcp_{cc} loaded (net.ipv4.tcp_available_congestion_control), \
+                     and allowed to unprivileged sockets (net.ipv4.tcp_allowed_congestion_control)?"
+                )
+            })?;
+        }
+        let congestion = rustix::net::sockopt::tcp_congestion(&listener).context("reading TCP_CONGESTION")?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics_listener = match metrics {
             Some(m) => {
@@ -145,12 +159,16 @@ impl Server {
             due: Vec::new(),
             clock: Clock::start(),
             metrics: Metrics::default(),
+            congestion,
         })
     }
 
     /// Lines for the startup block, beyond the method's name.
     pub fn describe(&self) -> Vec<String> {
-        let mut v = vec![format!("  moves bytes by  {}", self.method.describe())];
+        let mut v = vec![
+            format!("  moves bytes by  {}", self.method.describe()),
+            format!("  congestion      {} (the kernel's)", self.congestion),
+        ];
         if let Some(d) = &self.direct {
             v.push(format!("  pool            {}", d.describe()));
         }
@@ -359,6 +377,7 @@ impl Server {
         m.extra.extend(self.root.counters().lines());
         m.extra.push(("accept_fd_exhausted_total".into(), self.reserve.exhausted));
         m.extra.push(("accept_shed_503_total".into(), self.reserve.shed));
+        m.extra.push((format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.congestion), 1));
         m.render(self.method.name())
     }
 }

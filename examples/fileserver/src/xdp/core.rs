@@ -317,6 +317,9 @@ impl Core {
             ("tcp_conn_table_full_total".into(), s.tcp_conn_table_full),
             ("tcp_syn_cookies_sent_total".into(), s.tcp_syn_cookies_sent),
             ("tcp_rto_expired_total".into(), s.tcp_rto_expired),
+            ("tcp_bbr_pipe_full_total".into(), s.tcp_bbr_pipe_full),
+            ("tcp_bbr_probe_rtt_total".into(), s.tcp_bbr_probe_rtts),
+            ("tcp_bbr_policers_total".into(), s.tcp_bbr_policers),
             ("tcp_established_total".into(), s.tcp_established),
             ("tx_payload_bytes_total".into(), s.tx_payload_bytes),
             ("stack_tx_link_full_total".into(), s.tx_link_full),
@@ -338,6 +341,8 @@ impl Core {
             ("tcp_time_wait_entries".into(), self.stack.time_wait_count() as u64),
             ("tcp_half_open".into(), self.stack.half_open_count() as u64),
             ("cache_blocks_cached".into(), u64::from(self.blocks.cache().stats().cached)),
+            // An info series: 1 per worker running the controller (the sum: the workers).
+            (format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.stack.config().tcp.congestion.name()), 1),
         ];
         self.blocks.counters(&mut m.extra);
         m.extra.extend(self.root.counters().lines());

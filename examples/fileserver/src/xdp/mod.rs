@@ -71,6 +71,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use datapath::{AttachPolicy, Interface, ProgramCounters, Proto, SteerProgram, TxChecksumOffload};
 
+use stack::tcp::CcAlgorithm;
+
 use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
 use self::publish::Slot;
@@ -99,6 +101,8 @@ pub struct XdpOpts {
     /// Each worker's pool of blocks and its cache.
     pub pool: PoolOpts,
     pub force_copy: bool,
+    /// Congestion control of the served connections (`--congestion`).
+    pub congestion: CcAlgorithm,
     /// Ask the AF_XDP socket for TX checksum offload (`--no-tx-offload` clears it).
     pub tx_offload: bool,
     pub skb: bool,
@@ -203,6 +207,7 @@ pub fn run(
             TxChecksumOffload::Off(why) => format!("software ({why})"),
         }
     );
+    println!("  congestion      {}", describe_cc(opts.congestion));
     println!("  hugepages       {}", ready[0].backing);
     println!(
         "  pool            {} frames + {} blocks x {} KiB per worker, {}",
@@ -283,6 +288,16 @@ pub fn run(
 fn threads_now() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The controller, for the startup block.
+fn describe_cc(cc: CcAlgorithm) -> String {
+    let what = match cc {
+        CcAlgorithm::Cubic => "RFC 9438 with HyStart++, PRR in recovery",
+        CcAlgorithm::NewReno => "NewReno, RFC 5681 / 6582, with HyStart++, PRR in recovery",
+        CcAlgorithm::Bbr => "BBR v1: paced at its model of the bottleneck, random loss does not slow it",
+    };
+    format!("{} ({what})", cc.name())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -197,6 +197,7 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
+    cfg.tcp.congestion = opts.congestion;
     size_table(&mut cfg, opts.limits.max_connections);
     let mut stack = Stack::new(cfg);
     let listener = stack.listen(opts.port).map_err(|e| anyhow!("listen on {}: {e}", opts.port))?;
