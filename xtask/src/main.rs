@@ -23,6 +23,7 @@ mod netns;
 mod nginx;
 mod nstest;
 mod offloadtest;
+mod opstest;
 mod pipeline;
 mod setup;
 mod soak;
@@ -665,6 +666,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
     fshostile::tests(&mut suite, &bins);
+    opstest::tests(&mut suite, &bins);
     fscache::tests(&mut suite, &bins);
     offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use fileserver::{kernel, options, privdrop, root, xdp};
+use fileserver::access_log::{self, AccessLog};
+use fileserver::{kernel, options, pidfile, privdrop, root, xdp};
 use stack::tcp::CcAlgorithm;
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
@@ -117,9 +118,11 @@ struct Args {
     /// data is in flight.
     #[arg(long)]
     busy: bool,
-    /// Control port on the kernel stack: any GET on it returns the counters as text (the
-    /// sum over workers, then each worker's with a `queue` label). Served by a thread of its
-    /// own, never by a worker; at most 16 connections, 5 s each.
+    /// Control port on the kernel stack: `GET /metrics` returns the counters in the
+    /// Prometheus text format (the sum over workers, then each worker's with a `queue`
+    /// label, and a histogram of request time), `/connections` one line per TCP connection
+    /// (like `ss -tin`), `/health` 200 or 503 naming a stuck worker. Served by a thread of
+    /// its own, never by a worker; at most 16 connections, 5 s each.
     #[arg(long, conflicts_with = "metrics_port")]
     metrics_addr: Option<SocketAddr>,
     /// The control port on loopback: the same as --metrics-addr 127.0.0.1:PORT (in the
@@ -137,6 +140,15 @@ struct Args {
     /// (for debugging; it holds the AF_XDP socket, the flow map and the pool).
     #[arg(long)]
     dumpable: bool,
+    /// Log every request to FILE (or `-`: standard output) in the combined log format,
+    /// as nginx and Apache write it. Written by a thread of its own; lines that find its
+    /// queue full are dropped and counted (fileserver_access_log_dropped_total). SIGHUP
+    /// reopens FILE (after logrotate moved it). Off by default.
+    #[arg(long, value_name = "FILE|-")]
+    access_log: Option<access_log::Target>,
+    /// Write the server's pid to PATH once set up (before `ready`); removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
     /// Most connections open at once; more are accepted and closed. On AF_XDP it also sizes
     /// the TCP table: twice this (sessions, and the orphans they leave while closing) plus
     /// 1024 half-open and 1024 waiting to be accepted; TIME-WAIT entries are compact and
@@ -171,7 +183,11 @@ impl Args {
 
     /// What to give up once set up.
     fn confine(&self) -> privdrop::Confine {
-        privdrop::Confine { user: self.user.clone(), no_seccomp: self.no_seccomp, dumpable: self.dumpable }
+        let extra = privdrop::seccomp::Extra {
+            append_log: matches!(self.access_log, Some(access_log::Target::File(_))),
+            remove_pid_file: self.pid_file.is_some(),
+        };
+        privdrop::Confine { user: self.user.clone(), no_seccomp: self.no_seccomp, dumpable: self.dumpable, extra }
     }
 
     /// The control port's address: --metrics-addr, or loopback with --metrics-port.
@@ -224,7 +240,28 @@ fn run(args: Args) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone()).context("installing SIGUSR1")?;
+    // SIGHUP reopens the log files (and no longer ends the process).
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone()).context("installing SIGHUP")?;
+    // Before the log thread starts, which must inherit no_new_privs and the empty
+    // bounding set (the drop to --user checks every thread).
+    privdrop::before_threads()?;
+    let log = args.access_log.clone().map(|t| AccessLog::start(t, access_log::QUEUE, reopen)).transpose()?;
+    let result = serve(&args, root, limits, &stop, &dump, log.as_ref());
+    if let Some(l) = log {
+        l.finish();
+    }
+    result
+}
 
+fn serve(
+    args: &Args,
+    root: root::Root,
+    limits: options::Limits,
+    stop: &Arc<AtomicBool>,
+    dump: &Arc<AtomicBool>,
+    log: Option<&AccessLog>,
+) -> Result<()> {
     match args.backend {
         Backend::Xdp => {
             let Some(iface) = args.iface.clone() else {
@@ -252,8 +289,10 @@ fn run(args: Args) -> Result<()> {
                 metrics_addr: args.metrics_addr(),
                 confine: args.confine(),
                 limits,
+                access_log: log.map(AccessLog::sender),
+                pid_file: args.pid_file.clone(),
             };
-            xdp::run(opts, root, args.root.clone(), &stop, &dump).map_err(|e| {
+            xdp::run(opts, root, args.root.clone(), stop, dump).map_err(|e| {
                 e.context("the AF_XDP backend could not start; without XDP (no root, a NIC or container without it) run with --backend kernel")
             })?;
         }
@@ -265,6 +304,9 @@ fn run(args: Args) -> Result<()> {
             let metrics = args.metrics_addr();
             let cc = args.congestion.as_deref();
             let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits, cc)?;
+            if let Some(l) = log {
+                server.log_to(l.sender());
+            }
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
             println!("  method          {}", args.method.name());
@@ -274,15 +316,19 @@ fn run(args: Args) -> Result<()> {
             if let Some(m) = metrics {
                 println!("  control port    http://{m}/metrics");
             }
-            privdrop::before_threads()?;
+            let pid_file = args.pid_file.as_deref().map(pidfile::PidFile::create).transpose()?;
+            if let Some(p) = &pid_file {
+                println!("  pid file        {} ({})", p.path().display(), std::process::id());
+            }
             for line in privdrop::confine(&args.confine())? {
                 println!("{line}");
             }
             println!("ready");
             privdrop::forbidden_syscall_hook();
-            server.run(&stop, &dump)?;
+            server.run(stop, dump)?;
             println!("fileserver: stopping");
             print!("{}", server.render());
+            drop(pid_file);
         }
     }
     Ok(())
@@ -322,8 +368,14 @@ mod tests {
             "0,2-3",
             "--metrics-port",
             "9100",
+            "--access-log",
+            "-",
+            "--pid-file",
+            "/run/fs.pid",
         ])
         .unwrap();
+        assert_eq!(a.access_log, Some(access_log::Target::Stdout));
+        assert_eq!(a.pid_file, Some(PathBuf::from("/run/fs.pid")));
         assert_eq!(a.queues, options::Queues::All);
         assert_eq!(a.cpus, Some(options::CpuList(vec![0, 2, 3])));
         assert_eq!(a.congestion, None);

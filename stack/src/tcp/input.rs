@@ -332,6 +332,9 @@ impl Conn {
     fn on_new_ack(&mut self, now: Instant, hdr: &TcpHeader, rtt: Option<Duration>, ctr: &mut Counters) {
         let ack = hdr.ack;
         let acked = ack.since(self.snd_una) as usize;
+        if let Some(l) = self.loss.as_deref_mut() {
+            l.bytes_acked += acked as u64;
+        }
         self.rtt.reset_backoff();
         self.retries = 0;
 

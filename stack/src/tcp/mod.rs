@@ -9,6 +9,7 @@ mod conn;
 mod dsack;
 mod fin_wait2;
 mod hystart;
+mod info;
 mod input;
 mod minmax;
 mod output;
@@ -34,6 +35,7 @@ pub use cc::{AckInfo, AckSample, CcAlgorithm, CongestionControl, Cubic, NewReno}
 pub use config::{KeepAlive, TcpConfig};
 pub use conn::{CaState, Conn, ConnError, FourTuple, OutSegment, RecoveryInfo, State};
 pub use hystart::SsEvent;
+pub use info::ConnInfo;
 pub use input::Reply;
 pub use prr::Prr;
 pub use rate::RateSample;

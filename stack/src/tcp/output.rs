@@ -232,6 +232,7 @@ impl Conn {
                 let n = self.emit_range(now, out, self.snd_una, len, true);
                 if n > 0 {
                     ctr.tcp_retransmits += 1;
+                    self.lm().retransmits += 1;
                     ctr.tcp_dupack_retransmits += 1;
                     ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
                     return true;
@@ -280,6 +281,7 @@ impl Conn {
             let n = self.emit_range(now, out, seq, len, true);
             if n > 0 {
                 ctr.tcp_retransmits += 1;
+                self.lm().retransmits += 1;
                 ctr.tcp_tlp_retransmits += 1;
                 ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
                 self.tlp = Some(Probe { end: self.snd_nxt, retrans: true });
@@ -333,6 +335,7 @@ impl Conn {
         }
         if out.retransmit {
             ctr.tcp_retransmits += 1;
+            self.lm().retransmits += 1;
             ctr.tcp_rto_retransmits += 1;
             ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
         }
@@ -372,6 +375,7 @@ impl Conn {
             return false;
         }
         ctr.tcp_retransmits += 1;
+        self.lm().retransmits += 1;
         ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
         if seg.has(BY_RTO) {
             ctr.tcp_rto_retransmits += 1;

@@ -38,6 +38,11 @@ pub(super) struct Loss {
     pub(super) undo: Undo,
     pub(super) pacer: Pacer,
     pub(super) rate: Rate,
+    /// Sequence space the peer acknowledged since data was first sent (Linux
+    /// `tcpi_bytes_acked`; kept here so a connection that never sent carries nothing).
+    pub(super) bytes_acked: u64,
+    /// Data segments retransmitted, whatever the cause (Linux `tcpi_total_retrans`).
+    pub(super) retransmits: u32,
 }
 
 impl Loss {
@@ -50,6 +55,8 @@ impl Loss {
         undo: Undo::NONE,
         pacer: Pacer::new(),
         rate: Rate::new(),
+        bytes_acked: 0,
+        retransmits: 0,
     };
 }
 

@@ -50,6 +50,11 @@ impl RttEstimator {
         self.srtt
     }
 
+    /// The RTT variation (RFC 6298 RTTVAR; zero before the first sample).
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
+    }
+
     /// The smallest RTT seen over the last 300 s, once measured.
     pub fn min_rtt(&self) -> Option<Duration> {
         self.min_rtt.get()

@@ -96,6 +96,8 @@ pub struct Server {
     due: Vec<(SessionId, Timeout)>,
     clock: Clock,
     pub metrics: Metrics,
+    /// The access log, if on.
+    log: Option<crate::access_log::LogSender>,
 }
 
 impl Server {
@@ -160,6 +162,7 @@ impl Server {
             clock: Clock::start(),
             metrics: Metrics::default(),
             congestion,
+            log: None,
         })
     }
 
@@ -253,7 +256,7 @@ impl Server {
         loop {
             let l = if control { self.metrics_listener.as_ref() } else { Some(&self.listener) };
             let Some(l) = l else { return };
-            let (sock, _) = match l.accept() {
+            let (sock, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if Reserve::is_exhaustion(&e) => match self.reserve.shed(l) {
@@ -276,7 +279,11 @@ impl Server {
             }
             let _ = sock.set_nodelay(true);
             let zc = (self.method == Method::MsgZerocopy && !control).then(|| ZcConn::new(sock.as_fd()));
-            let id = self.conns.insert(Conn { sock, control, session: Session::new(now.mono), pipe: None, zc });
+            let mut session = Session::new(now.mono);
+            if let (Some(tx), false) = (&self.log, control) {
+                session.log_to(tx.clone(), Arc::from(peer.ip().to_string()));
+            }
+            let id = self.conns.insert(Conn { sock, control, session, pipe: None, zc });
             let Some(c) = self.conns.get_mut(id) else { continue };
             let token = Token(id.index() + CONN0);
             if let Err(e) = self.poll.registry().register(&mut c.sock, token, Interest::READABLE | Interest::WRITABLE) {
@@ -290,10 +297,15 @@ impl Server {
         }
     }
 
+    /// Logs every request of connections accepted from now on to `tx`.
+    pub fn log_to(&mut self, tx: crate::access_log::LogSender) {
+        self.log = Some(tx);
+    }
+
     /// Reads what there is, answers complete requests, writes what it can.
     fn drive(&mut self, now: Now, id: SessionId) {
         let text = match self.conns.get(id) {
-            Some(c) if c.control => Some(self.render()),
+            Some(c) if c.control => Some(self.exposition()),
             Some(_) => None,
             None => return,
         };
@@ -349,8 +361,20 @@ impl Server {
     }
 
     /// The counters as text, with the method's own (what the kernel reported, what the
-    /// reader did).
+    /// reader did): SIGUSR1 and exit.
     pub fn render(&self) -> String {
+        self.current().render(self.method.name())
+    }
+
+    /// The counters in the Prometheus text format: the control port's answer.
+    pub fn exposition(&self) -> String {
+        let mut e = crate::prom::Exposition::default();
+        self.current().expose(&mut e, None);
+        e.render()
+    }
+
+    /// The counters with the method's own.
+    fn current(&self) -> Metrics {
         let mut m = self.metrics.clone();
         match self.method {
             Method::MsgZerocopy => {
@@ -378,6 +402,9 @@ impl Server {
         m.extra.push(("accept_fd_exhausted_total".into(), self.reserve.exhausted));
         m.extra.push(("accept_shed_503_total".into(), self.reserve.shed));
         m.extra.push((format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.congestion), 1));
-        m.render(self.method.name())
+        if let Some(l) = &self.log {
+            m.extra.extend(l.stats().series());
+        }
+        m
     }
 }

@@ -32,6 +32,8 @@ pub struct Confine {
     pub no_seccomp: bool,
     /// Leave the process dumpable (ptrace-able by its uid).
     pub dumpable: bool,
+    /// What the filter must allow besides the run loop's calls.
+    pub extra: seccomp::Extra,
 }
 
 /// Looks `user` up in /etc/passwd: (uid, gid).
@@ -81,7 +83,7 @@ pub fn confine(c: &Confine) -> Result<Vec<String>> {
     rustix::process::set_dumpable_behavior(dumpable).context("prctl(PR_SET_DUMPABLE)")?;
     let filter = match c.no_seccomp {
         true => "no seccomp filter (--no-seccomp)".to_owned(),
-        false => format!("seccomp allowlist of {} system calls on every thread", seccomp::install()?),
+        false => format!("seccomp allowlist of {} system calls on every thread", seccomp::install(c.extra)?),
     };
     lines.push(format!(
         "  sandbox         {filter}, {}, no_new_privs, {}",

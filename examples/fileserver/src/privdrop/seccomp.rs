@@ -97,16 +97,39 @@ fn cond(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition> {
     SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value).context("a seccomp condition")
 }
 
+/// What the options on the command line add to the list.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra {
+    /// `--access-log FILE`: SIGHUP reopens FILE for appending, creating it.
+    pub append_log: bool,
+    /// `--pid-file`: removed at exit.
+    pub remove_pid_file: bool,
+}
+
 /// The rules: each allowed call, unconditionally or with the conditions it must meet.
-pub fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
+pub fn rules(extra: Extra) -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|&nr| (nr, Vec::new())).collect();
     // openat: read-only opens (of /proc/self/fd/N, the way files beneath the root are
     // reopened), never for writing, creating or truncating.
     let write = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC | libc::O_APPEND) as u64;
-    rules.insert(libc::SYS_openat, vec![SeccompRule::new(vec![cond(2, SeccompCmpOp::MaskedEq(write), 0)?])?]);
+    // With the access log on, also opening for appending (creating, never truncating).
+    let append = (libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND) as u64;
+    let opens = |arg: u8| -> Result<Vec<SeccompRule>> {
+        let mut r = vec![SeccompRule::new(vec![cond(arg, SeccompCmpOp::MaskedEq(write), 0)?])?];
+        if extra.append_log {
+            r.push(SeccompRule::new(vec![cond(arg, SeccompCmpOp::MaskedEq(write), append)?])?);
+        }
+        Ok(r)
+    };
+    rules.insert(libc::SYS_openat, opens(2)?);
     // (rustix opens by path with open(2) where the architecture has it.)
     #[cfg(target_arch = "x86_64")]
-    rules.insert(libc::SYS_open, vec![SeccompRule::new(vec![cond(1, SeccompCmpOp::MaskedEq(write), 0)?])?]);
+    rules.insert(libc::SYS_open, opens(1)?);
+    if extra.remove_pid_file {
+        rules.insert(libc::SYS_unlinkat, Vec::new());
+        #[cfg(target_arch = "x86_64")]
+        rules.insert(libc::SYS_unlink, Vec::new());
+    }
     // mmap, mprotect: never executable memory.
     let exec = libc::PROT_EXEC as u64;
     for nr in [libc::SYS_mmap, libc::SYS_mprotect] {
@@ -124,18 +147,18 @@ pub fn rules() -> Result<BTreeMap<i64, Vec<SeccompRule>>> {
 }
 
 /// The compiled filter: the rules allowed, anything else trapped.
-pub fn program() -> Result<BpfProgram> {
+pub fn program(extra: Extra) -> Result<BpfProgram> {
     let arch = std::env::consts::ARCH.try_into().context("seccomp: unsupported architecture")?;
-    let filter = SeccompFilter::new(rules()?, SeccompAction::Trap, SeccompAction::Allow, arch)
+    let filter = SeccompFilter::new(rules(extra)?, SeccompAction::Trap, SeccompAction::Allow, arch)
         .context("building the seccomp filter")?;
     filter.try_into().context("compiling the seccomp filter")
 }
 
 /// Installs the `SIGSYS` reporter and the filter on every thread; returns how many system
 /// calls the filter allows.
-pub fn install() -> Result<usize> {
-    let n = rules()?.len();
-    let prog = program()?;
+pub fn install(extra: Extra) -> Result<usize> {
+    let n = rules(extra)?.len();
+    let prog = program(extra)?;
     fileserver_sys::sigsys::install_reporter().context("installing the SIGSYS handler")?;
     seccompiler::apply_filter_all_threads(&prog)
         .context("installing the seccomp filter (SECCOMP_FILTER_FLAG_TSYNC); --no-seccomp runs without it")?;
@@ -148,7 +171,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_filter_compiles_and_leaves_out_what_the_server_never_needs() {
-        let r = rules().unwrap();
+        let r = rules(Extra::default()).unwrap();
         for nr in [
             libc::SYS_clone,
             libc::SYS_clone3,
@@ -172,7 +195,10 @@ pub(crate) mod tests {
         for nr in [libc::SYS_io_uring_enter, libc::SYS_sendto, libc::SYS_openat2, libc::SYS_exit_group] {
             assert!(r.contains_key(&nr), "system call {nr} is missing");
         }
-        assert!(!program().unwrap().is_empty());
+        assert!(!program(Extra::default()).unwrap().is_empty());
+        let ops = rules(Extra { append_log: true, remove_pid_file: true }).unwrap();
+        assert!(ops.contains_key(&libc::SYS_unlinkat), "--pid-file is removed at exit");
+        assert_eq!(ops[&libc::SYS_openat].len(), 2, "--access-log is reopened for appending");
     }
 
     /// Runs one test of this binary in a child process with `FILESERVER_TEST_CHILD` set,
@@ -194,7 +220,7 @@ pub(crate) mod tests {
     #[test]
     fn a_forbidden_call_ends_the_process_with_a_line_naming_it() {
         if is_child() {
-            install().unwrap();
+            install(Extra::default()).unwrap();
             fileserver_sys::sigsys::fork_once().unwrap();
             // Reached only if fork was allowed.
             std::process::exit(0);

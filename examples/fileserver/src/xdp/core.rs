@@ -16,12 +16,16 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use smoltcp::wire::IpEndpoint;
+use stack::tcp::ConnInfo;
 use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
 use umem::{BlockCache, BufSlice};
 
 use super::rx::Reassembly;
 use super::sink::{SinkStats, StackTransport};
+use crate::access_log::LogSender;
 use crate::blocks::{self, BlockStream, Blocks, HasStreams, Holding};
 use crate::metrics::Metrics;
 use crate::options::Limits;
@@ -86,6 +90,8 @@ pub struct Core {
     ids: Vec<SessionId>,
     due: Vec<(SessionId, Timeout)>,
     work: Work,
+    /// The access log, if on.
+    log: Option<LogSender>,
 }
 
 impl Core {
@@ -108,7 +114,27 @@ impl Core {
             ids: Vec::new(),
             due: Vec::new(),
             work: Work::default(),
+            log: None,
         }
+    }
+
+    /// Logs every request of connections accepted from now on to `tx`.
+    pub fn log_to(&mut self, tx: LogSender) {
+        self.log = Some(tx);
+    }
+
+    /// Appends the TCP snapshot of at most `max` open connections to `rows`; returns how
+    /// many more there are. Walks the connection table: call it when asked, not per turn.
+    pub fn connections(&self, rows: &mut Vec<ConnInfo>, max: usize) -> usize {
+        let mut more = 0;
+        for (_, c) in self.conns.iter() {
+            match self.stack.conn(c.h) {
+                Some(k) if rows.len() < max => rows.push(k.info()),
+                Some(_) => more += 1,
+                None => {}
+            }
+        }
+        more
     }
 
     /// The stack (counters, timers).
@@ -215,13 +241,11 @@ impl Core {
             let _ = self.stack.abort(h);
             return;
         };
-        let id = self.conns.insert(XConn {
-            h,
-            peer,
-            session: Session::new(now.mono),
-            una: None,
-            holding: Holding::default(),
-        });
+        let mut session = Session::new(now.mono);
+        if let Some(tx) = &self.log {
+            session.log_to(tx.clone(), Arc::from(peer.addr.to_string()));
+        }
+        let id = self.conns.insert(XConn { h, peer, session, una: None, holding: Holding::default() });
         self.peers.insert(peer, id);
         self.conns.wake(id);
         self.metrics.connections_open += 1;

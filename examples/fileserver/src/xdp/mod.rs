@@ -52,6 +52,7 @@
 
 mod control;
 mod core;
+mod endpoints;
 mod idle;
 mod link;
 mod peer;
@@ -75,9 +76,11 @@ use stack::tcp::CcAlgorithm;
 
 use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
+use self::endpoints::{Endpoints, WorkerView};
 use self::publish::Slot;
 pub(crate) use self::worker::size_table;
 use self::worker::{Spec, Worker};
+use crate::access_log::LogStats;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};
 use crate::root::Root;
@@ -112,6 +115,10 @@ pub struct XdpOpts {
     /// What to give up once set up (user, seccomp, dumpable).
     pub confine: crate::privdrop::Confine,
     pub limits: Limits,
+    /// The access log's sender, if `--access-log` is on.
+    pub access_log: Option<crate::access_log::LogSender>,
+    /// Where to write the pid once set up (`--pid-file`).
+    pub pid_file: Option<PathBuf>,
 }
 
 /// How long a worker may take to set up (map and lock its pool, bind, register).
@@ -176,10 +183,18 @@ pub fn run(
     }
     let slots: Vec<(u32, Arc<Slot>)> = workers.iter().map(|w| (w.queue, w.slot.clone())).collect();
     let prog_counters = Arc::new(Mutex::new(ProgramCounters::default()));
+    let log = opts.access_log.as_ref().map(|l| l.stats());
     let control = match opts.metrics_addr {
         Some(addr) => {
-            let (slots, prog) = (slots.clone(), prog_counters.clone());
-            let render = Box::new(move |cs: &ControlStats| render_now(&slots, &prog, Some(cs)));
+            let endpoints = Endpoints {
+                workers: workers
+                    .iter()
+                    .map(|w| WorkerView { queue: w.queue, slot: w.slot.clone(), wake: w.waker() })
+                    .collect(),
+                prog: prog_counters.clone(),
+                log: log.clone(),
+            };
+            let render = Box::new(move |path: &str, cs: &ControlStats| endpoints.answer(path, cs));
             match Control::spawn(addr, control::TIMEOUT, render) {
                 Ok(c) => Some(c),
                 Err(e) => return Err(abandon(workers, e)),
@@ -233,7 +248,20 @@ pub fn run(
         );
     }
     if let Some(c) = &control {
-        println!("  control port    http://{}/metrics (kernel stack, its own thread)", c.local_addr());
+        println!(
+            "  control port    http://{}/metrics, /connections, /health (kernel stack, its own thread)",
+            c.local_addr()
+        );
+    }
+    let pid_file = match opts.pid_file.as_deref().map(crate::pidfile::PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            control.map(Control::stop);
+            return Err(abandon(workers, e));
+        }
+    };
+    if let Some(p) = &pid_file {
+        println!("  pid file        {} ({})", p.path().display(), std::process::id());
     }
     // Every thread exists now: this is the one place privileges are dropped and the
     // seccomp filter goes on (on every thread at once).
@@ -250,7 +278,7 @@ pub fn run(
     }
     crate::privdrop::forbidden_syscall_hook();
 
-    let failed = wait(&workers, &slots, &prog_counters, &program, stop, dump);
+    let failed = wait(&workers, &slots, &prog_counters, log.as_deref(), &program, stop, dump);
     stop.store(true, Ordering::Relaxed);
     for w in &workers {
         w.wake();
@@ -271,7 +299,8 @@ pub fn run(
         *prog_counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
     }
     drop(program);
-    print!("{}", render(&finals, &prog_counters, cstats.as_ref()));
+    print!("{}", render(&finals, &prog_counters, cstats.as_ref(), log.as_deref()));
+    drop(pid_file);
     let left = threads_now().unwrap_or(0);
     println!(
         "  threads         {spawned} worker(s){} joined, {left} left; XDP detached",
@@ -319,6 +348,7 @@ fn wait(
     workers: &[Worker],
     slots: &[(u32, Arc<Slot>)],
     prog: &Mutex<ProgramCounters>,
+    log: Option<&LogStats>,
     program: &SteerProgram,
     stop: &AtomicBool,
     dump: &AtomicBool,
@@ -329,7 +359,7 @@ fn wait(
             *prog.lock().unwrap_or_else(|e| e.into_inner()) = c;
         }
         if dump.swap(false, Ordering::Relaxed) {
-            print!("{}", render_now(slots, prog, None));
+            print!("{}", render_now(slots, prog, None, log));
         }
         if let Some(w) = workers.iter().find(|w| w.is_finished()) {
             if stop.load(Ordering::Relaxed) {
@@ -343,14 +373,39 @@ fn wait(
 }
 
 /// The counters now: every worker's latest snapshot.
-fn render_now(slots: &[(u32, Arc<Slot>)], prog: &Mutex<ProgramCounters>, cs: Option<&ControlStats>) -> String {
+fn render_now(
+    slots: &[(u32, Arc<Slot>)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    log: Option<&LogStats>,
+) -> String {
     let per: Vec<(u32, Metrics)> = slots.iter().map(|(q, s)| (*q, s.read().unwrap_or_default())).collect();
-    render(&per, prog, cs)
+    render(&per, prog, cs, log)
 }
 
-/// The counters as text: the sum over workers, the program's and the control port's, then
-/// each worker's with a `queue` label.
-fn render(per_queue: &[(u32, Metrics)], prog: &Mutex<ProgramCounters>, cs: Option<&ControlStats>) -> String {
+/// The counters as text (SIGUSR1 and exit): the sum over workers with the program's, the
+/// control port's and the access log's, then each worker's with a `queue` label.
+fn render(
+    per_queue: &[(u32, Metrics)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    log: Option<&LogStats>,
+) -> String {
+    let mut out = summed(per_queue, prog, cs, log).render("xdp");
+    for (q, m) in per_queue {
+        m.write_series(&mut out, Some(&format!("queue=\"{q}\"")));
+    }
+    out
+}
+
+/// The sum over workers, with the program's, the control port's and the access log's
+/// counters.
+fn summed(
+    per_queue: &[(u32, Metrics)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    log: Option<&LogStats>,
+) -> Metrics {
     let mut sum = Metrics::default();
     for (_, m) in per_queue {
         sum.add(m);
@@ -370,11 +425,10 @@ fn render(per_queue: &[(u32, Metrics)], prog: &Mutex<ProgramCounters>, cs: Optio
     if let Some(cs) = cs {
         sum.extra.extend(cs.series());
     }
-    let mut out = sum.render("xdp");
-    for (q, m) in per_queue {
-        m.write_series(&mut out, Some(&format!("queue=\"{q}\"")));
+    if let Some(l) = log {
+        sum.extra.extend(l.series());
     }
-    out
+    sum
 }
 
 /// The CPU of each of `n` workers: `--cpus` in order, else the CPUs this process may run
@@ -468,7 +522,8 @@ mod unit {
             m.requests = n;
             m
         };
-        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&ControlStats { answered: 1, ..Default::default() }));
+        let cs = ControlStats { answered: 1, ..Default::default() };
+        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&cs), None);
         let sum = text.find("fileserver_requests_total 7\n").expect("the sum");
         let q0 = text.find("fileserver_requests_total{queue=\"0\"} 2\n").expect("queue 0");
         let q3 = text.find("fileserver_requests_total{queue=\"3\"} 5\n").expect("queue 3");

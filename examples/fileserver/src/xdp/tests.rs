@@ -469,7 +469,7 @@ fn the_server_core_runs_under_the_seccomp_filter() {
     if seccomp::tests::is_child() {
         // Set up first (pool, io_uring, files), as the server does, then confine.
         let mut net = net(&www);
-        seccomp::install().unwrap();
+        seccomp::install(seccomp::Extra::default()).unwrap();
         for size in sizes() {
             let r = fetch(&mut net, &get(&format!("/s{size}")), 1);
             assert!(r[0].status == 200 && r[0].body == content(size), "s{size}");
