@@ -32,6 +32,9 @@ pub struct Metrics {
     /// Responses cut short because the file shrank while it was sent (the connection was
     /// reset, never left open with a short body).
     pub bodies_truncated: u64,
+    /// Connections reset because a response could not be sent (its body failed: a read
+    /// error, or the transport refused it).
+    pub send_failed: u64,
     /// Request time (see [`REQUEST_SECONDS`]).
     pub request_time: Histogram,
     /// Backend-specific lines (`name value`).
@@ -77,6 +80,7 @@ impl Metrics {
             timeouts_write,
             refused_connections,
             bodies_truncated,
+            send_failed,
             request_time,
             extra,
         } = o;
@@ -93,6 +97,7 @@ impl Metrics {
         self.timeouts_write += timeouts_write;
         self.refused_connections += refused_connections;
         self.bodies_truncated += bodies_truncated;
+        self.send_failed += send_failed;
         self.request_time.add(request_time);
         for (k, v) in extra {
             match self.extra.iter_mut().find(|(n, _)| n == k) {
@@ -166,6 +171,7 @@ impl Metrics {
         line("timeouts_total", "phase=\"write\"", self.timeouts_write);
         line("connections_refused_total", "", self.refused_connections);
         line("bodies_truncated_total", "", self.bodies_truncated);
+        line("responses_send_failed_total", "", self.send_failed);
         for (k, v) in &self.extra {
             match k.split_once('{') {
                 Some((name, labels)) => line(name, labels.trim_end_matches('}'), *v),

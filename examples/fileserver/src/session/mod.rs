@@ -509,6 +509,7 @@ impl<B> Session<B> {
                 }
                 Err(e) => {
                     log::debug!("response aborted: {e}");
+                    metrics.send_failed += 1;
                     return Served::SendFailed;
                 }
             };

@@ -366,3 +366,42 @@ fn finished_responses_are_timed_and_logged_with_their_bytes() {
         ]
     );
 }
+
+/// A transport that takes a request and refuses every byte of the answer.
+struct Refusing {
+    input: Option<Vec<u8>>,
+}
+
+impl Sink<Fake> for Refusing {
+    fn send_head(&mut self, _: &[u8]) -> io::Result<Progress> {
+        Err(io::Error::other("the transport refused the head"))
+    }
+    fn send_body(&mut self, _: &mut Fake) -> io::Result<Progress> {
+        Err(io::Error::other("the transport refused the body"))
+    }
+}
+
+impl Transport<Fake> for Refusing {
+    fn read(&mut self, now: Instant, session: &mut Session<Fake>) -> io::Result<Input> {
+        if let Some(i) = self.input.take() {
+            session.receive(now, &i);
+        }
+        Ok(Input::Drained)
+    }
+    fn respond(&mut self) -> impl Respond<Body = Fake> + '_ {
+        Site
+    }
+    fn sink<'a>(&'a mut self, _metrics: &'a mut Metrics) -> impl Sink<Fake> + 'a {
+        self
+    }
+}
+
+#[test]
+fn a_response_that_cannot_be_sent_resets_the_connection_and_is_counted() {
+    let mut t = Refusing { input: Some(get("/3").into_bytes()) };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::SendFailed);
+    assert_eq!(m.send_failed, 1, "a reset the server sends is named by a counter");
+    assert!(m.render("test").contains("responses_send_failed_total 1"), "{}", m.render("test"));
+}
