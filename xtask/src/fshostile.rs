@@ -68,7 +68,11 @@ fn counters(ns: &Netns, server: &Daemon) -> Result<String> {
     let url = server
         .lines_so_far()
         .iter()
-        .find_map(|l| l.trim().strip_prefix("control port")?.split_whitespace().next().map(str::to_owned))
+        .find_map(|l| {
+            let url = l.trim().strip_prefix("control port")?.split_whitespace().next()?;
+            // (`http://ADDR/metrics, /connections, /health ...`)
+            Some(url.trim_end_matches(',').to_owned())
+        })
         .context("the server printed no control port")?;
     let (ok, text) = output(ns.in_server("curl").args(["-sf", "--max-time", "10", &url]))?;
     ensure!(ok, "reading the counters from {url}: {text}");
