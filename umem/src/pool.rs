@@ -262,6 +262,22 @@ impl Pool {
         self.inner.region.backing()
     }
 
+    /// Bytes from UMEM address `addr` to the end of the page it lies in: the most that a
+    /// DMA descriptor starting there may cover and still be physically contiguous (to the
+    /// end of its 2 MiB hugepage, or of its 4 KiB page on the small-page fallback).
+    ///
+    /// A zero-copy NIC reads each AF_XDP descriptor by DMA, so the kernel refuses a
+    /// descriptor that runs into a page not physically next to the one it starts in
+    /// (`xp_desc_crosses_non_contig_pg`: counted in `tx_invalid_descs`, never sent, never
+    /// completed). A sender cuts its fragments where this says. (A copy-mode socket reads
+    /// the pool by virtual address, where any range is fine.)
+    #[doc(alias = "xp_desc_crosses_non_contig_pg")]
+    pub fn contiguous_span(&self, addr: u64) -> u64 {
+        let page = self.backing().page_size() as u64;
+        let at = self.base_ptr().as_ptr() as usize as u64 + addr;
+        page - at % page
+    }
+
     /// Whether the pool's pages are locked.
     pub fn locked(&self) -> bool {
         self.inner.region.locked()

@@ -306,7 +306,7 @@ impl BlockReader {
     /// The payload bytes one block holds for a file of this alignment, in the worst case
     /// over all blocks: block size less the aligned headroom and any misalignment of the
     /// block itself, rounded down to the offset alignment.
-    fn block_len(&self, a: DioAlign) -> u32 {
+    pub fn block_len(&self, a: DioAlign) -> u32 {
         let mem = u64::from(a.mem);
         let slack = mem.saturating_sub(self.block_align);
         let front = u64::from(self.cfg.headroom).next_multiple_of(mem) + slack;

@@ -29,6 +29,29 @@ pub enum Backing {
     Small4K,
 }
 
+impl Backing {
+    /// The page size: the span of memory the kernel maps, and pins, in one piece. Bytes
+    /// inside one page are physically contiguous; two pages are in general not (a 4 KiB
+    /// page's neighbour, or the next 2 MiB hugepage, may sit anywhere in RAM).
+    pub fn page_size(self) -> usize {
+        match self {
+            Backing::Huge2M => HUGEPAGE_SIZE,
+            Backing::Small4K => base_page_size(),
+        }
+    }
+}
+
+/// The system's base page size (4 KiB on x86_64).
+fn base_page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the running system; no memory is involved.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
 impl std::fmt::Display for Backing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

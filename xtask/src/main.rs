@@ -12,6 +12,7 @@ mod fabric;
 mod fabric_bench;
 mod fs6test;
 mod fscache;
+mod fshostile;
 mod fstest;
 mod fuzz;
 mod impair;
@@ -314,6 +315,29 @@ enum Internal {
         #[arg(long, default_value_t = 600.0)]
         seconds: f64,
     },
+    /// Frames forged inside a jumbo packet, and a request in two RX fragments (MTU 9000).
+    TcpJumbo {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        #[arg(long)]
+        server_mac: String,
+    },
+    /// Kernel TCP clients with a tiny receive buffer that ask for a range and never read.
+    Stallers {
+        #[arg(long)]
+        server: std::net::SocketAddrV4,
+        /// Empty: connect and send nothing.
+        #[arg(long)]
+        path: String,
+        #[arg(long)]
+        count: u16,
+        #[arg(long)]
+        first_port: u16,
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
     /// Spoofed SYNs from random sources, seeded (the soak's bursts).
     SynFlood {
         #[arg(long)]
@@ -553,6 +577,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             Internal::TcpCraft { iface, server, server_mac, count, syns } => {
                 tcpcraft::craft(&iface, server, &server_mac, count, syns)
             }
+            Internal::TcpJumbo { iface, server, server_mac } => tcpcraft::jumbo(&iface, server, &server_mac),
+            Internal::Stallers { server, path, count, first_port, seconds } => {
+                fshostile::stallers(server, &path, count, first_port, seconds)
+            }
             Internal::TcpFlood { attack } => match attack {
                 FloodCmd::Ooo { iface, server, server_mac, conns, segs, first_port } => {
                     tcpflood::ooo(&iface, server, &server_mac, conns, segs, first_port)
@@ -639,6 +667,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    fshostile::tests(&mut suite, &bins);
     opstest::tests(&mut suite, &bins);
     fs6test::tests(&mut suite, &bins);
     pcaptest::tests(&mut suite, &bins);

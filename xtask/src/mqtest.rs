@@ -253,8 +253,18 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
     });
 
     suite.case("multiqueue_64_clients_and_4_big_downloads_on_every_queue_no_reset", || {
-        let summary = serve_everywhere(&ns, &data, &Load { clients: 64, files: SMALL, big: 4, max_time: 300 })?;
-        println!("  {summary}");
+        let r = serve_everywhere(&ns, &data, &Load { clients: 64, files: SMALL, big: 4, max_time: 300 });
+        if r.is_err() {
+            // What the server counted, to tell why (timeouts, resets, blocks, refusals).
+            if let Ok(text) = fetch_metrics(&ns, Duration::from_secs(5)) {
+                for l in text.lines().filter(|l| !l.starts_with('#') && !l.contains("_bucket")) {
+                    if l.rsplit(' ').next().is_some_and(|v| v != "0") {
+                        println!("  server: {l}");
+                    }
+                }
+            }
+        }
+        println!("  {}", r?);
         Ok(())
     });
 

@@ -290,3 +290,89 @@ pub fn craft(iface: &str, server: SocketAddrV4, server_mac: &str, count: u32, sy
     );
     Ok(())
 }
+
+/// Where a fragment of a jumbo packet may begin in an AF_XDP receive (frame size less
+/// the kernel's headroom of 256, 0 or 512 bytes): a frame forged at each of these lies at
+/// the start of a fragment whatever the kernel chose.
+const FRAGMENT_STARTS: [usize; 6] = [3584, 3840, 4096, 7168, 7680, 8192];
+
+/// `xtask internal tcp-jumbo`: multi-buffer hostile input for the server at MTU 9000.
+/// 1. A 9014-byte packet to the server's port (steered to AF_XDP, received in several
+///    fragments) with a SYN from a spoofed address of its own forged at every place a
+///    fragment may start: none may be answered (a fragment is never a frame).
+/// 2. A connection of our own sends one request of about 4 KB in a single segment (more
+///    than one RX frame's room, so two fragments): it must be answered.
+pub fn jumbo(iface: &str, server: SocketAddrV4, server_mac: &str) -> Result<()> {
+    let ni = pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == iface)
+        .with_context(|| format!("no interface {iface} here"))?;
+    let mac = ni.mac.with_context(|| format!("{iface} has no MAC"))?.octets();
+    let cfg = Config { read_timeout: Some(Duration::from_millis(20)), promiscuous: false, ..Config::default() };
+    let (tx, rx) = match pnet_datalink::channel(&ni, cfg)
+        .with_context(|| format!("AF_PACKET socket on {iface} (needs CAP_NET_RAW)"))?
+    {
+        Channel::Ethernet(tx, rx) => (tx, rx),
+        _ => bail!("{iface}: not an Ethernet channel"),
+    };
+    let mut w = Wire { tx, rx, mac, server_mac: parse_mac(server_mac)?, sent: 0 };
+    let base = |src: SocketAddrV4, seq: u32, flags: u8| Seg {
+        src,
+        dst: server,
+        seq,
+        ack: 0,
+        flags,
+        options: &[],
+        payload: &[],
+        offset_override: None,
+        bad_checksum: false,
+    };
+
+    // 1. Forged SYNs inside one jumbo packet.
+    let forged: Vec<SocketAddrV4> =
+        (0..FRAGMENT_STARTS.len()).map(|k| SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 20 + k as u8), 7000)).collect();
+    let pad = vec![0u8; 9000 - 40];
+    let mut packet =
+        frame(w.mac, w.server_mac, &Seg { payload: &pad, ..base(SocketAddrV4::new(SPOOF, 41000), 1, ACK) });
+    ensure!(packet.len() == 9014, "the jumbo packet is {} bytes", packet.len());
+    for (at, src) in FRAGMENT_STARTS.iter().zip(&forged) {
+        let syn = frame(w.mac, w.server_mac, &Seg { options: &[2, 4, 0x05, 0xb4], ..base(*src, 0x2000_0000, SYN) });
+        packet[*at..*at + syn.len()].copy_from_slice(&syn);
+    }
+    match w.tx.send_to(&packet, None) {
+        Some(Ok(())) => w.sent += 1,
+        Some(Err(e)) => return Err(e).context("sending the jumbo packet (is the MTU 9000?)"),
+        None => bail!("jumbo packet too large for {iface}"),
+    }
+    let end = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < end {
+        if let Ok(f) = w.rx.next() {
+            if let Some(to) = forged.iter().find(|to| parse_reply(f, server, **to).is_some()) {
+                bail!("the server answered a SYN forged inside a jumbo packet (to {to}): a fragment was taken for a frame");
+            }
+        }
+    }
+
+    // 2. A request in one segment of more than one RX frame.
+    let c = SocketAddrV4::new(SPOOF, 40001);
+    let iss = 0x3000_0000u32;
+    w.send(&Seg { options: &[2, 4, 0x23, 0x00], ..base(c, iss, SYN) })?;
+    let (_, srv_isn, _, _) = w
+        .expect(server, c, Duration::from_secs(3), |f, _| f & (SYN | ACK) == SYN | ACK)
+        .context("no SYN-ACK for the crafted connection")?;
+    let (snd, rcv) = (iss.wrapping_add(1), srv_isn.wrapping_add(1));
+    w.send(&Seg { ack: rcv, ..base(c, snd, ACK) })?;
+    let req = format!("GET /s4097 HTTP/1.1\r\nHost: {}\r\nX-Pad: {}\r\n\r\n", server.ip(), "p".repeat(3900));
+    w.send(&Seg { ack: rcv, payload: req.as_bytes(), ..base(c, snd, ACK | PSH) })?;
+    let (_, _, _, body) = w
+        .expect(server, c, Duration::from_secs(3), |_, p| !p.is_empty())
+        .context("a request of two fragments got no answer: it was not joined")?;
+    ensure!(
+        body.starts_with(b"HTTP/1.1 200"),
+        "unexpected answer: {:?}",
+        String::from_utf8_lossy(&body[..body.len().min(40)])
+    );
+    w.send(&Seg { ack: rcv, ..base(c, snd.wrapping_add(req.len() as u32), RST | ACK) })?;
+    println!("RESULT jumbo_sent=1 forged_syns={} forged_answered=0 two_fragment_request_answered=1", forged.len());
+    Ok(())
+}

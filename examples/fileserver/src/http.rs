@@ -35,10 +35,13 @@ pub struct Request {
 pub enum Parsed {
     /// Not a whole request yet.
     Partial,
-    /// A request, and how many bytes (head and body) it took.
+    /// A request, and how many bytes (head and body) it takes. That may be more than the
+    /// buffer holds: the rest of the body is discarded as it arrives (see
+    /// [`crate::session::Session`]), so a body never has to fit the buffer.
     Request(Request, usize),
-    /// A request answered with an error status; `consumed` bytes belong to it, and the
-    /// connection closes after the answer if `close`.
+    /// A request answered with an error status; `consumed` bytes belong to it (more than
+    /// the buffer holds if its body is still arriving), and the connection closes after
+    /// the answer if `close`.
     Error { status: Status, consumed: usize, close: bool, http11: bool },
 }
 
@@ -56,6 +59,7 @@ pub enum Status {
     RangeNotSatisfiable,
     HeaderFieldsTooLarge,
     InternalError,
+    ServiceUnavailable,
     VersionNotSupported,
 }
 
@@ -74,6 +78,7 @@ impl Status {
             Status::RangeNotSatisfiable => 416,
             Status::HeaderFieldsTooLarge => 431,
             Status::InternalError => 500,
+            Status::ServiceUnavailable => 503,
             Status::VersionNotSupported => 505,
         }
     }
@@ -92,12 +97,13 @@ impl Status {
             Status::RangeNotSatisfiable => "Range Not Satisfiable",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",
             Status::InternalError => "Internal Server Error",
+            Status::ServiceUnavailable => "Service Unavailable",
             Status::VersionNotSupported => "HTTP Version Not Supported",
         }
     }
 
     /// Every status, for counters.
-    pub const ALL: [Status; 12] = [
+    pub const ALL: [Status; 13] = [
         Status::Ok,
         Status::PartialContent,
         Status::NotModified,
@@ -109,6 +115,7 @@ impl Status {
         Status::RangeNotSatisfiable,
         Status::HeaderFieldsTooLarge,
         Status::InternalError,
+        Status::ServiceUnavailable,
         Status::VersionNotSupported,
     ];
 }
@@ -148,7 +155,7 @@ pub fn parse(buf: &[u8]) -> Parsed {
     let mut range = None;
     let mut inm = None;
     let mut ims = None;
-    let mut body: u64 = 0;
+    let mut body: Option<u64> = None;
     let mut chunked = false;
     let mut hosts = 0;
     for h in req.headers.iter() {
@@ -172,9 +179,11 @@ pub fn parse(buf: &[u8]) -> Parsed {
         } else if name.eq_ignore_ascii_case("if-modified-since") {
             ims = Some(value.to_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
-            match value.parse::<u64>() {
-                Ok(n) => body = n,
-                Err(_) => return err(Status::BadRequest, head_len, true),
+            // RFC 9112 6.3: one length of digits only. A sign, a list or a second header
+            // is how request smuggling starts: refuse it and close.
+            match (body, content_length(value)) {
+                (None, Some(n)) => body = Some(n),
+                _ => return err(Status::BadRequest, head_len, true),
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
@@ -186,17 +195,20 @@ pub fn parse(buf: &[u8]) -> Parsed {
         // RFC 9112 3.2: a 1.1 request without exactly one Host is a 400.
         return Parsed::Error { status: Status::BadRequest, consumed: head_len, close: true, http11 };
     }
+    if chunked && body.is_some() {
+        // RFC 9112 6.1: both framings at once is a smuggling attempt.
+        return Parsed::Error { status: Status::BadRequest, consumed: buf.len(), close: true, http11 };
+    }
     if chunked {
         // Request bodies are not wanted; a chunked one cannot be skipped cheaply.
         return Parsed::Error { status: Status::PayloadTooLarge, consumed: buf.len(), close: true, http11 };
     }
+    let body = body.unwrap_or(0);
     if body > MAX_BODY {
         return Parsed::Error { status: Status::PayloadTooLarge, consumed: buf.len(), close: true, http11 };
     }
+    // The body need not have arrived: whatever of it is missing is discarded on arrival.
     let total = head_len + body as usize;
-    if buf.len() < total {
-        return Parsed::Partial;
-    }
     let head_only = match method {
         "GET" => false,
         "HEAD" => true,
@@ -209,6 +221,14 @@ pub fn parse(buf: &[u8]) -> Parsed {
         Request { head_only, path, http11, keep_alive, range, if_none_match: inm, if_modified_since: ims },
         total,
     )
+}
+
+/// A `Content-Length` value: ASCII digits only (no sign, no list, no spaces inside).
+fn content_length(value: &str) -> Option<u64> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok()
 }
 
 fn err(status: Status, consumed: usize, close: bool) -> Parsed {
@@ -421,6 +441,9 @@ pub fn answer_error(status: Status, http11: bool, close: bool, head_only: bool, 
     let mut h = start(status, http11, close, now);
     if status == Status::MethodNotAllowed {
         h.push_str("Allow: GET, HEAD\r\n");
+    }
+    if status == Status::ServiceUnavailable {
+        h.push_str("Retry-After: 1\r\n");
     }
     h.push_str(&format!("Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n", body.len()));
     if !head_only {

@@ -23,6 +23,9 @@ struct Args {
     /// RESOLVE_BENEATH): `..`, encoded dots and symlinks leading out are refused.
     #[arg(long)]
     root: PathBuf,
+    /// Names starting with a dot (`.git`, `.env`): `deny` answers 404, `allow` serves them.
+    #[arg(long, value_enum, default_value_t = root::Dotfiles::Deny)]
+    dotfiles: root::Dotfiles,
     /// Address to serve on. The xdp backend takes it twice for dual stack, one IPv4 and
     /// one IPv6 address (`--addr 10.0.0.1 --addr fd00::1`); the kernel backend takes one.
     #[arg(long, default_value = "0.0.0.0", action = clap::ArgAction::Append)]
@@ -152,6 +155,14 @@ struct Args {
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
     #[arg(long)]
     user: Option<String>,
+    /// Run without the seccomp allowlist (for debugging: a system call outside it ends the
+    /// process with a line naming it).
+    #[arg(long)]
+    no_seccomp: bool,
+    /// Leave the process dumpable once set up, so a process of the same uid may ptrace it
+    /// (for debugging; it holds the AF_XDP socket, the flow map and the pool).
+    #[arg(long)]
+    dumpable: bool,
     /// Log every request to FILE (or `-`: standard output) in the combined log format,
     /// as nginx and Apache write it. Written by a thread of its own; lines that find its
     /// queue full are dropped and counted (fileserver_access_log_dropped_total). SIGHUP
@@ -173,9 +184,14 @@ struct Args {
     /// Seconds an idle keep-alive connection stays open.
     #[arg(long, default_value_t = 30)]
     idle_timeout: u64,
-    /// Seconds a response may make no progress before the connection is dropped.
+    /// Seconds a response may make no progress (no byte acknowledged by the client)
+    /// before the connection is reset.
     #[arg(long, default_value_t = 30)]
     write_timeout: u64,
+    /// Most payload blocks one connection may hold, read ahead and unacknowledged; when
+    /// the pool runs short, connections get a fair share of it instead (xdp backend).
+    #[arg(long, default_value_t = 32)]
+    conn_blocks: u32,
 }
 
 impl Args {
@@ -186,6 +202,16 @@ impl Args {
             "off" => umem::HugePages::Off,
             _ => umem::HugePages::Prefer,
         }
+    }
+
+    /// What to give up once set up.
+    fn confine(&self) -> privdrop::Confine {
+        let extra = privdrop::seccomp::Extra {
+            append_log: matches!(self.access_log, Some(access_log::Target::File(_))),
+            remove_pid_file: self.pid_file.is_some(),
+            rotate_capture: self.pcap.is_some(),
+        };
+        privdrop::Confine { user: self.user.clone(), no_seccomp: self.no_seccomp, dumpable: self.dumpable, extra }
     }
 
     /// The control port's address: --metrics-addr, or loopback with --metrics-port.
@@ -233,12 +259,14 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
-    let root = root::Root::open(&args.root)?;
+    raise_open_file_limit();
+    let root = root::Root::with_policy(&args.root, args.dotfiles)?;
     let limits = options::Limits {
         max_connections: args.max_connections,
         head_timeout: Duration::from_secs(args.head_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout),
         write_timeout: Duration::from_secs(args.write_timeout),
+        conn_blocks: args.conn_blocks,
     };
     let stop = Arc::new(AtomicBool::new(false));
     let dump = Arc::new(AtomicBool::new(false));
@@ -249,10 +277,9 @@ fn run(args: Args) -> Result<()> {
     // SIGHUP reopens the log files (and no longer ends the process).
     let reopen = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone()).context("installing SIGHUP")?;
-    if args.user.is_some() && args.access_log.is_some() {
-        // The log thread must inherit it: the drop to --user checks every thread.
-        privdrop::no_new_privs()?;
-    }
+    // Before the log thread starts, which must inherit no_new_privs and the empty
+    // bounding set (the drop to --user checks every thread).
+    privdrop::before_threads()?;
     let log = args.access_log.clone().map(|t| AccessLog::start(t, access_log::QUEUE, reopen)).transpose()?;
     let result = serve(&args, root, limits, &stop, &dump, log.as_ref());
     if let Some(l) = log {
@@ -294,7 +321,7 @@ fn serve(
                 busy: args.busy,
                 metrics_addr: args.metrics_addr(),
                 pcap: args.pcap_opts(),
-                user: args.user.clone(),
+                confine: args.confine(),
                 limits,
                 access_log: log.map(AccessLog::sender),
                 pid_file: args.pid_file.clone(),
@@ -333,10 +360,11 @@ fn serve(
             if let Some(p) = &pid_file {
                 println!("  pid file        {} ({})", p.path().display(), std::process::id());
             }
-            if let Some(user) = &args.user {
-                println!("  privileges      {}", privdrop::drop_to(user)?);
+            for line in privdrop::confine(&args.confine())? {
+                println!("{line}");
             }
             println!("ready");
+            privdrop::forbidden_syscall_hook();
             server.run(stop, dump)?;
             println!("fileserver: stopping");
             print!("{}", server.render());
@@ -344,6 +372,22 @@ fn serve(
         }
     }
     Ok(())
+}
+
+/// Raises the soft limit on open files (`RLIMIT_NOFILE`) to the hard limit: connections,
+/// pipes and held files each take a descriptor, and the default soft limit (1024) is
+/// below `--max-connections` with `splice`. Running out is still handled (503, counted).
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current == lim.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit { current: lim.maximum, maximum: lim.maximum };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => log::info!("RLIMIT_NOFILE raised from {:?} to its hard limit {:?}", lim.current, lim.maximum),
+        Err(e) => log::warn!("raising RLIMIT_NOFILE to {:?}: {e}", lim.maximum),
+    }
 }
 
 #[cfg(test)]

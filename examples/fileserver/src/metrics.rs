@@ -29,12 +29,22 @@ pub struct Metrics {
     pub timeouts_idle: u64,
     pub timeouts_write: u64,
     pub refused_connections: u64,
-    /// Multi-buffer packets received where single frames were expected (AF_XDP backend).
-    pub rx_multi_dropped: u64,
+    /// Responses cut short because the file shrank while it was sent (the connection was
+    /// reset, never left open with a short body).
+    pub bodies_truncated: u64,
+    /// Connections reset because a response could not be sent (its body failed: a read
+    /// error, or the transport refused it).
+    pub send_failed: u64,
     /// Request time (see [`REQUEST_SECONDS`]).
     pub request_time: Histogram,
     /// Backend-specific lines (`name value`).
     pub extra: Vec<(String, u64)>,
+}
+
+/// Whether the `n`th occurrence of a condition is worth a log line: the 1st, 2nd, 4th,
+/// 8th, ... (a flood logs a few lines, each with its count; no clock needed).
+pub fn worth_logging(n: u64) -> bool {
+    n.is_power_of_two()
 }
 
 impl Metrics {
@@ -69,7 +79,8 @@ impl Metrics {
             timeouts_idle,
             timeouts_write,
             refused_connections,
-            rx_multi_dropped,
+            bodies_truncated,
+            send_failed,
             request_time,
             extra,
         } = o;
@@ -85,7 +96,8 @@ impl Metrics {
         self.timeouts_idle += timeouts_idle;
         self.timeouts_write += timeouts_write;
         self.refused_connections += refused_connections;
-        self.rx_multi_dropped += rx_multi_dropped;
+        self.bodies_truncated += bodies_truncated;
+        self.send_failed += send_failed;
         self.request_time.add(request_time);
         for (k, v) in extra {
             match self.extra.iter_mut().find(|(n, _)| n == k) {
@@ -158,6 +170,8 @@ impl Metrics {
         line("timeouts_total", "phase=\"idle\"", self.timeouts_idle);
         line("timeouts_total", "phase=\"write\"", self.timeouts_write);
         line("connections_refused_total", "", self.refused_connections);
+        line("bodies_truncated_total", "", self.bodies_truncated);
+        line("responses_send_failed_total", "", self.send_failed);
         for (k, v) in &self.extra {
             match k.split_once('{') {
                 Some((name, labels)) => line(name, labels.trim_end_matches('}'), *v),

@@ -26,8 +26,11 @@ pub struct Limits {
     pub head_timeout: Duration,
     /// An idle keep-alive connection is closed after this.
     pub idle_timeout: Duration,
-    /// A response that makes no progress for this long is abandoned.
+    /// A response that makes no progress (bytes acknowledged) for this long is abandoned.
     pub write_timeout: Duration,
+    /// Most payload blocks one connection holds (read ahead plus unacknowledged), and
+    /// the budget its fair share is cut from when the pool runs short (AF_XDP backend).
+    pub conn_blocks: u32,
 }
 
 impl Limits {

@@ -2,16 +2,41 @@
 //! `RESOLVE_BENEATH`): `..`, absolute symlinks and symlinks that climb out all fail there,
 //! whatever the spelling of the request. No directory listings: a directory is served by
 //! its `index.html` or not at all.
+//!
+//! Nothing is opened for reading before its type is known. A path is first resolved to an
+//! `O_PATH` descriptor (which opens nothing: a FIFO does not wait for a writer, a device's
+//! driver is not called), its type read with `fstat`, and only a regular file is then
+//! opened for reading, through that descriptor's `/proc/self/fd` entry (the same inode,
+//! never a path looked up again) and with `O_NONBLOCK` as a belt. FIFOs, sockets and
+//! device nodes are 403; names starting with a dot are 404 unless `--dotfiles allow`.
+//!
+//! ```text
+//!   request path ─► dotfile policy ─► openat2(O_PATH, RESOLVE_BENEATH) ─► fstat
+//!        regular ─► open(/proc/self/fd/N, O_RDONLY | O_NONBLOCK) ─► fstat: same inode ─► Opened
+//!        directory ─► the same for index.html      anything else ─► 403, counted
+//! ```
 
 use std::fs::File;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::http::{Status, Validators};
+use crate::metrics::worth_logging;
+
+/// Whether names starting with a dot (`.git`, `.env`, `.htpasswd`) are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dotfiles {
+    /// Any path component starting with a dot is 404 (`.` and `..` are not names).
+    #[default]
+    Deny,
+    /// Served like any other file.
+    Allow,
+}
 
 /// An opened file to serve and its validators.
 #[derive(Debug)]
@@ -22,68 +47,160 @@ pub struct Opened {
     pub path: String,
 }
 
+/// Requests the root refused or could not open, by reason.
+#[derive(Debug, Default)]
+pub struct RootCounters {
+    /// FIFOs, sockets and device nodes (403).
+    pub special: AtomicU64,
+    /// Names starting with a dot, under `--dotfiles deny` (404).
+    pub dotfiles: AtomicU64,
+    /// Opens that failed for want of a file descriptor, `EMFILE`/`ENFILE` (503).
+    pub fd_exhausted: AtomicU64,
+}
+
+impl RootCounters {
+    /// The counters as `name value` lines for the metrics.
+    pub fn lines(&self) -> [(String, u64); 3] {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("refused_special_files_total".into(), get(&self.special)),
+            ("refused_dotfiles_total".into(), get(&self.dotfiles)),
+            ("open_fd_exhausted_total".into(), get(&self.fd_exhausted)),
+        ]
+    }
+}
+
 /// The root directory, held open.
 #[derive(Debug)]
 pub struct Root {
     dir: OwnedFd,
+    dotfiles: Dotfiles,
+    counters: RootCounters,
 }
 
 impl Root {
-    /// Opens `path` as the root.
+    /// Opens `path` as the root, with dotfiles denied.
     pub fn open(path: &Path) -> anyhow::Result<Root> {
+        Root::with_policy(path, Dotfiles::Deny)
+    }
+
+    /// Opens `path` as the root, with the given dotfile policy.
+    pub fn with_policy(path: &Path, dotfiles: Dotfiles) -> anyhow::Result<Root> {
         let dir = rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
             .map_err(|e| anyhow::anyhow!("opening --root {}: {e}", path.display()))?;
-        Ok(Root { dir })
+        Ok(Root { dir, dotfiles, counters: RootCounters::default() })
     }
 
-    /// Another handle on the same directory (one per worker thread).
+    /// The device (major, minor) the root directory is on.
+    pub fn device(&self) -> Option<(u32, u32)> {
+        let st = rustix::fs::fstat(&self.dir).ok()?;
+        Some((rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)))
+    }
+
+    /// Another handle on the same directory, with the same policy and counters of its
+    /// own (one per worker thread).
     pub fn try_clone(&self) -> anyhow::Result<Root> {
         let dir = self.dir.try_clone().map_err(|e| anyhow::anyhow!("duplicating the --root descriptor: {e}"))?;
-        Ok(Root { dir })
+        Ok(Root { dir, dotfiles: self.dotfiles, counters: RootCounters::default() })
     }
 
-    /// Opens the file a request path names. `extra` adds open flags (e.g. `O_DIRECT`).
+    /// What was refused so far.
+    pub fn counters(&self) -> &RootCounters {
+        &self.counters
+    }
+
+    /// Opens the file a request path names. `extra` adds open flags (e.g. `O_DIRECT`) to
+    /// the open for reading.
     pub fn resolve(&self, path: &str, extra: OFlags) -> Result<Opened, Status> {
+        if self.dotfiles == Dotfiles::Deny && has_dotfile(path) {
+            self.counters.dotfiles.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::NotFound);
+        }
         let rel = path.trim_start_matches('/');
         let rel = if rel.is_empty() { "." } else { rel };
-        let file = self.open_beneath(rel, extra)?;
-        let st = rustix::fs::fstat(&file).map_err(|_| Status::InternalError)?;
+        let target = self.open_beneath(rel)?;
+        let st = rustix::fs::fstat(&target).map_err(|_| Status::InternalError)?;
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => Ok(opened(file, st, path.to_owned())),
+            FileType::RegularFile => Ok(opened(self.reopen(&target, &st, extra)?, st, path.to_owned())),
             FileType::Directory => {
                 let index = format!("{}/index.html", rel.trim_end_matches('/'));
-                let file = self.open_beneath(&index, extra)?;
-                let st = rustix::fs::fstat(&file).map_err(|_| Status::InternalError)?;
-                if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-                    return Err(Status::NotFound);
+                let target = self.open_beneath(&index)?;
+                let st = rustix::fs::fstat(&target).map_err(|_| Status::InternalError)?;
+                match FileType::from_raw_mode(st.st_mode) {
+                    FileType::RegularFile => {}
+                    FileType::Directory => return Err(Status::NotFound),
+                    _ => return Err(self.special(&index)),
                 }
+                let file = self.reopen(&target, &st, extra)?;
                 Ok(opened(file, st, format!("{}/index.html", path.trim_end_matches('/'))))
             }
-            _ => Err(Status::Forbidden),
+            _ => Err(self.special(rel)),
         }
     }
 
-    fn open_beneath(&self, rel: &str, extra: OFlags) -> Result<File, Status> {
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | extra;
+    fn special(&self, rel: &str) -> Status {
+        let n = self.counters.special.fetch_add(1, Ordering::Relaxed) + 1;
+        if worth_logging(n) {
+            log::info!("refused {rel:?}: not a regular file or directory ({n} so far)");
+        }
+        Status::Forbidden
+    }
+
+    /// Resolves `rel` beneath the root to an `O_PATH` descriptor: nothing is opened.
+    fn open_beneath(&self, rel: &str) -> Result<OwnedFd, Status> {
         let how = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-        match rustix::fs::openat2(&self.dir, rel, flags, Mode::empty(), how) {
-            Ok(fd) => Ok(File::from(fd)),
+        match rustix::fs::openat2(&self.dir, rel, OFlags::PATH | OFlags::CLOEXEC, Mode::empty(), how) {
+            Ok(fd) => Ok(fd),
             Err(Errno::XDEV) => {
                 log::info!("refused {rel:?}: resolves outside the root");
                 Err(Status::NotFound)
             }
-            Err(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NAMETOOLONG) => Err(Status::NotFound),
-            Err(Errno::ACCESS | Errno::PERM) => Err(Status::Forbidden),
-            Err(Errno::INVAL) if extra.contains(OFlags::DIRECT) => {
-                // The file system refuses O_DIRECT: the caller falls back to buffered reads.
-                Err(Status::InternalError)
+            Err(e) => Err(self.open_error(rel, e)),
+        }
+    }
+
+    /// Opens the regular file `target` names for reading: the same inode, through its
+    /// `/proc/self/fd` entry, never blocking.
+    fn reopen(&self, target: &OwnedFd, st: &rustix::fs::Stat, extra: OFlags) -> Result<File, Status> {
+        let proc = format!("/proc/self/fd/{}", target.as_raw_fd());
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK | extra;
+        let fd = rustix::fs::open(proc.as_str(), flags, Mode::empty()).map_err(|e| self.open_error(&proc, e))?;
+        let now = rustix::fs::fstat(&fd).map_err(|_| Status::InternalError)?;
+        if FileType::from_raw_mode(now.st_mode) != FileType::RegularFile
+            || (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino)
+        {
+            return Err(Status::NotFound);
+        }
+        Ok(File::from(fd))
+    }
+
+    fn open_error(&self, what: &str, e: Errno) -> Status {
+        match e {
+            Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NAMETOOLONG => Status::NotFound,
+            Errno::ACCESS | Errno::PERM => Status::Forbidden,
+            Errno::MFILE | Errno::NFILE => {
+                let n = self.counters.fd_exhausted.fetch_add(1, Ordering::Relaxed) + 1;
+                if worth_logging(n) {
+                    log::warn!("open {what:?}: {e}: out of file descriptors, answering 503 ({n} so far)");
+                }
+                Status::ServiceUnavailable
             }
-            Err(e) => {
-                log::warn!("openat2({rel:?}): {e}");
-                Err(Status::InternalError)
+            Errno::INVAL => {
+                // The file system refuses the extra flags (O_DIRECT): the caller falls back.
+                Status::InternalError
+            }
+            e => {
+                log::warn!("open {what:?}: {e}");
+                Status::InternalError
             }
         }
     }
+}
+
+/// Whether a request path has a component starting with a dot (`.` and `..` are not
+/// names: the kernel resolves them beneath the root).
+fn has_dotfile(path: &str) -> bool {
+    path.split('/').any(|c| c.starts_with('.') && c != "." && c != "..")
 }
 
 fn opened(file: File, st: rustix::fs::Stat, path: String) -> Opened {
@@ -103,38 +220,4 @@ fn opened(file: File, st: rustix::fs::Stat, path: String) -> Opened {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nothing_outside_the_root_is_reachable() {
-        let base = std::env::temp_dir().join(format!("fs-root-{}", std::process::id()));
-        let root = base.join("www");
-        std::fs::create_dir_all(root.join("sub")).unwrap();
-        std::fs::write(base.join("secret"), b"no").unwrap();
-        std::fs::write(root.join("a.txt"), b"yes").unwrap();
-        std::fs::write(root.join("sub/index.html"), b"index").unwrap();
-        std::fs::create_dir_all(root.join("empty")).unwrap();
-        let _ = std::os::unix::fs::symlink("/etc", root.join("etc-link"));
-        let _ = std::os::unix::fs::symlink("../secret", root.join("up-link"));
-        let _ = std::os::unix::fs::symlink("a.txt", root.join("in-link"));
-        let r = Root::open(&root).unwrap();
-
-        assert_eq!(r.resolve("/a.txt", OFlags::empty()).unwrap().v.size, 3);
-        assert_eq!(r.resolve("/sub/../a.txt", OFlags::empty()).unwrap().v.size, 3, ".. inside the root is fine");
-        assert_eq!(r.resolve("/in-link", OFlags::empty()).unwrap().v.size, 3, "symlink inside the root");
-        assert_eq!(r.resolve("/sub/", OFlags::empty()).unwrap().path, "/sub/index.html");
-        for bad in [
-            "/../secret",
-            "/sub/../../secret",
-            "/etc-link/passwd",
-            "/up-link",
-            "/../../../../etc/passwd",
-            "/empty",
-            "/nope",
-        ] {
-            assert_eq!(r.resolve(bad, OFlags::empty()).unwrap_err(), Status::NotFound, "{bad}");
-        }
-        let _ = std::fs::remove_dir_all(&base);
-    }
-}
+mod tests;

@@ -58,10 +58,16 @@ pub struct SimConfig {
     pub pool: PoolOpts,
     /// HTTP limits.
     pub limits: Limits,
-    /// TCP settings of both ends.
+    /// TCP settings of both ends ...
     pub tcp: TcpConfig,
+    /// ... or of the client only, if set (a small receive buffer: a peer whose window
+    /// shuts soon once it stops reading).
+    pub client_tcp: Option<TcpConfig>,
     /// The wire, both directions.
     pub faults: Faults,
+    /// Frames towards the server arrive as multi-buffer packets of fragments of this many
+    /// bytes (as AF_XDP hands over a packet longer than an RX frame); 0: whole.
+    pub rx_fragment: usize,
 }
 
 impl Default for SimConfig {
@@ -81,9 +87,12 @@ impl Default for SimConfig {
                 head_timeout: StdDuration::from_secs(2),
                 idle_timeout: StdDuration::from_secs(30),
                 write_timeout: StdDuration::from_secs(30),
+                conn_blocks: 32,
             },
             tcp: TcpConfig { time_wait: Duration::from_secs(1), ..TcpConfig::default() },
+            client_tcp: None,
             faults: Faults::default(),
+            rx_fragment: 0,
         }
     }
 }
@@ -99,6 +108,8 @@ pub struct ClientConn {
     pub ended: bool,
     /// The connection was reset or failed.
     pub reset: bool,
+    /// The client stopped reading (its receive window fills, then shuts).
+    pub paused: bool,
 }
 
 /// The server, the client and the wire.
@@ -119,6 +130,7 @@ pub struct SimNet {
     pub ba: Channel,
     /// The virtual clock.
     pub now: Instant,
+    rx_fragment: usize,
 }
 
 impl SimNet {
@@ -142,13 +154,26 @@ impl SimNet {
         Ok(SimNet {
             core,
             link: SimLink::new(pool, true),
-            client: stack(2, cfg.tcp.clone(), 0xc1),
+            client: stack(2, cfg.client_tcp.clone().unwrap_or_else(|| cfg.tcp.clone()), 0xc1),
             client_link: SimLink::new(client_pool, true),
             conns: Vec::new(),
             ab: Channel::new(cfg.faults, 1),
             ba: Channel::new(cfg.faults, 2),
             now: Instant::ZERO,
+            rx_fragment: cfg.rx_fragment,
         })
+    }
+
+    /// Hands the server one packet as AF_XDP would: in fragments of `piece` bytes, all
+    /// but the last flagged as having more (`piece` 0: one fragment).
+    pub fn inject(&mut self, packet: &[u8], piece: usize) {
+        let piece = if piece == 0 { packet.len().max(1) } else { piece };
+        let n = packet.len().div_ceil(piece);
+        for (i, chunk) in packet.chunks(piece).enumerate() {
+            if let Some(s) = self.link.rx_frame(chunk) {
+                self.core.receive_fragment(self.now, s, i + 1 < n);
+            }
+        }
     }
 
     /// Opens a client connection to the server's IPv4 address; returns its index in
@@ -166,7 +191,7 @@ impl SimNet {
     fn connect_to(&mut self, server: IpAddress) -> usize {
         let to = IpEndpoint::new(server, PORT);
         let h = self.client.connect(self.now, to).expect("the client stack has room for a connection");
-        self.conns.push(ClientConn { h, got: Vec::new(), ended: false, reset: false });
+        self.conns.push(ClientConn { h, got: Vec::new(), ended: false, reset: false, paused: false });
         self.conns.len() - 1
     }
 
@@ -195,9 +220,7 @@ impl SimNet {
     pub fn step(&mut self) {
         let now = self.now;
         while let Some(f) = self.ab.recv(now) {
-            if let Some(s) = self.link.rx_frame(&f) {
-                self.core.receive(now, s);
-            }
+            self.inject(&f, self.rx_fragment);
         }
         while let Some(f) = self.ba.recv(now) {
             if let Some(s) = self.client_link.rx_frame(&f) {
@@ -213,7 +236,8 @@ impl SimNet {
             if c.ended {
                 continue;
             }
-            while let Ok(Some(s)) = self.client.read(c.h, usize::MAX) {
+            while !c.paused {
+                let Ok(Some(s)) = self.client.read(c.h, usize::MAX) else { break };
                 c.got.extend_from_slice(s.as_bytes());
             }
             let r = self.client.readiness(c.h);

@@ -207,6 +207,7 @@ impl Bench {
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
+            conn_blocks: 32,
         };
         let mut cfg = StackConfig::new(SERVER_MAC);
         cfg.ipv4 = Some(Ipv4Cidr::new(server_ip(), 24));

@@ -11,6 +11,8 @@
 //! (slot and generation): a read that finishes, or fails, after its connection closed
 //! reaches nobody, even when a new connection already took the slot.
 
+pub mod align;
+pub mod budget;
 mod stream;
 
 use std::collections::HashMap;
@@ -22,6 +24,7 @@ use crate::held::HeldFiles;
 use crate::http::ByteRange;
 use crate::session::table::{SessionId, Table};
 
+pub use budget::{Budget, Holding};
 pub use stream::BlockStream;
 
 /// A finished block read for one session: the ticket it waited on and the bytes, or why
@@ -37,12 +40,30 @@ pub struct Blocks {
     /// Cache tickets -> the session that asked.
     waiting: HashMap<Ticket, SessionId>,
     done: Vec<BlockDone>,
+    /// How many blocks each connection may hold (see [`budget`]).
+    pub budget: Budget,
 }
 
 impl Blocks {
-    /// Bodies through `cache`.
+    /// Bodies through `cache`, with no budget per connection beyond what its sender
+    /// asks ahead.
     pub fn new(cache: BlockCache) -> Blocks {
-        Blocks { cache, held: HeldFiles::default(), waiting: HashMap::new(), done: Vec::new() }
+        Blocks::with_budget(cache, u32::MAX)
+    }
+
+    /// Bodies through `cache`, each connection holding at most `per_conn` blocks, and a
+    /// fair share of them while others wait. The cache keeps at most half the pool's
+    /// blocks ([`crate::options::PoolOpts::cache_capacity`]): the other half is what the
+    /// streams share.
+    pub fn with_budget(cache: BlockCache, per_conn: u32) -> Blocks {
+        let capacity = cache.reader().pool().stats().blocks / 2;
+        Blocks {
+            cache,
+            held: HeldFiles::default(),
+            waiting: HashMap::new(),
+            done: Vec::new(),
+            budget: Budget::new(per_conn, capacity),
+        }
     }
 
     /// The cache (for counters).
@@ -123,6 +144,12 @@ impl Blocks {
             ("reads_buffered_total".into(), rs.reads_buffered),
             ("read_direct_fallback_files_total".into(), rs.fallbacks),
             ("read_errors_total".into(), rs.errors),
+            ("block_budget_waits_total".into(), self.budget.stats.budget_waits),
+            ("block_share_waits_total".into(), self.budget.stats.share_waits),
+            ("block_pool_waits_total".into(), self.budget.stats.pool_waits),
+            ("block_contenders".into(), u64::from(self.budget.contenders())),
+            ("block_waiters".into(), u64::from(self.budget.waiting())),
+            ("blocks_held_by_connections".into(), self.budget.held()),
         ]);
     }
 }

@@ -56,16 +56,21 @@ impl BlockStream {
         self.file.block_len as usize
     }
 
-    /// Asks for blocks until `ahead` are outstanding, and moves those that arrived, in
-    /// order, into the ready slices. A failed read is an error (the response cannot be
-    /// completed); a pool with no free block is not (see [`BlockStream::stalled_on`]).
-    pub fn feed(&mut self, blocks: &mut Blocks, owner: SessionId, ahead: usize) -> io::Result<()> {
-        while self.wanted.len() < ahead && self.next_block < self.last_block {
+    /// Asks for blocks until it holds `ahead` (asked for, or arrived and not yet sent),
+    /// and moves those that arrived, in order, into the ready slices. A failed read is an error (the response cannot be
+    /// completed); a pool with no free block is not (see [`BlockStream::stalled_on`]):
+    /// `Ok(true)` says the pool ran out.
+    pub fn feed(&mut self, blocks: &mut Blocks, owner: SessionId, ahead: usize) -> io::Result<bool> {
+        let mut starved = false;
+        while self.blocks_held() < ahead && self.next_block < self.last_block {
             let w = match blocks.get(owner, &self.file, self.next_block) {
                 Ok(Lookup::Hit(data)) => Want::Ready(data),
                 Ok(Lookup::Pending(t)) => Want::Pending(t),
                 // Every block is held (send queues, the cache, reads): a later turn.
-                Err(umem::Error::PoolExhausted { .. }) => break,
+                Err(umem::Error::PoolExhausted { .. }) => {
+                    starved = true;
+                    break;
+                }
                 Err(e) => return Err(io::Error::other(e)),
             };
             self.wanted.push_back((self.next_block, w));
@@ -88,7 +93,17 @@ impl BlockStream {
                 None => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
         }
-        Ok(())
+        Ok(starved)
+    }
+
+    /// Blocks this stream holds: asked for (in flight or arrived) and ready to send.
+    pub fn blocks_held(&self) -> usize {
+        self.wanted.len() + self.ready.len()
+    }
+
+    /// Whether blocks remain to be asked for.
+    pub fn wants_more(&self) -> bool {
+        self.next_block < self.last_block
     }
 
     /// Hands the finished read for `ticket` to its block.

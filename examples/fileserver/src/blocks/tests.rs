@@ -117,6 +117,28 @@ fn a_failed_read_for_a_closed_connection_never_reaches_the_one_in_its_slot() {
 }
 
 #[test]
+fn a_block_smaller_than_the_direct_io_alignment_is_refused_up_front() {
+    let (_dir, _path, _data, blocks) = setup(16);
+    // 64 KiB blocks: a file system wanting 512 or 4096 bytes is fine.
+    for a in [512, 4096] {
+        assert!(align::check(blocks.cache().reader(), umem::DioAlign { mem: a, offset: a, reported: true }).is_ok());
+    }
+    // One wanting 128 KiB reads cannot be served from 64 KiB blocks: every request would
+    // fail. Say so at startup, naming the option.
+    let big = umem::DioAlign { mem: 512, offset: 128 << 10, reported: true };
+    let e = align::check(blocks.cache().reader(), big).unwrap_err();
+    assert!(e.contains("--block-kib 256"), "{e}");
+    assert!(e.contains("--no-direct-io"), "{e}");
+}
+
+#[test]
+fn the_alignment_under_a_real_root_is_a_power_of_two() {
+    let dir = tempfile::Builder::new().prefix("fs-align-").tempdir_in("/var/tmp").unwrap();
+    let a = align::of_root(&crate::root::Root::open(dir.path()).unwrap());
+    assert!(a.mem.is_power_of_two() && a.offset.is_power_of_two(), "{a:?}");
+}
+
+#[test]
 fn a_file_rewritten_between_requests_is_served_afresh_through_the_held_descriptor() {
     let (_dir, path, data, _) = setup(BLOCK as usize + 10);
     let pool = Pool::new(&PoolConfig {

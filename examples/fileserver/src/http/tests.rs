@@ -149,3 +149,38 @@ fn answer_heads_have_exact_lengths() {
     let (head, body) = text.split_once("\r\n\r\n").unwrap();
     assert!(head.contains(&format!("Content-Length: {}", body.len())));
 }
+
+#[test]
+fn a_body_that_has_not_arrived_is_counted_in_what_the_request_takes() {
+    let t = b"GET /x HTTP/1.1\r\nHost: h\r\nContent-Length: 30000\r\n\r\nabc";
+    let Parsed::Request(r, n) = parse(t) else { panic!() };
+    assert_eq!(r.path, "/x");
+    assert_eq!(n, t.len() - 3 + 30000, "head plus the whole body, beyond the buffer");
+}
+
+#[test]
+fn content_length_must_be_one_plain_number() {
+    let with = |cl: &str| format!("GET / HTTP/1.1\r\nHost: h\r\n{cl}\r\n\r\n");
+    for bad in [
+        "Content-Length: +5",
+        "Content-Length: -1",
+        "Content-Length: 0x10",
+        "Content-Length: 5, 5",
+        "Content-Length: 5 5",
+        "Content-Length:",
+        "Content-Length: 5\r\nContent-Length: 5",
+        "Content-Length: 5\r\ncontent-length: 6",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+        "Transfer-Encoding: chunked\r\nContent-Length: 5",
+    ] {
+        match parse(with(bad).as_bytes()) {
+            Parsed::Error { status, close, .. } => {
+                assert_eq!(status, Status::BadRequest, "{bad:?}");
+                assert!(close, "{bad:?}: a smuggling attempt must close the connection");
+            }
+            other => panic!("{bad:?} -> {other:?}"),
+        }
+    }
+    let Parsed::Request(_, n) = parse(with("Content-Length:  5 ").as_bytes()) else { panic!() };
+    assert_eq!(n, with("Content-Length:  5 ").len() + 5, "surrounding spaces are not part of the value");
+}

@@ -21,6 +21,7 @@ use super::body::{Body, Source};
 use crate::blocks::Blocks;
 use crate::metrics::Metrics;
 use crate::options::PoolOpts;
+use crate::root::Root;
 use crate::session::table::SessionId;
 use crate::session::{Progress, Wait};
 
@@ -36,12 +37,15 @@ pub(super) struct Direct {
 }
 
 impl Direct {
-    pub fn new(opts: &PoolOpts) -> Result<Direct> {
+    pub fn new(opts: &PoolOpts, root: &Root) -> Result<Direct> {
         let pool = Pool::new(&opts.pool_config(1)).context(
             "creating the pinned pool for direct-uring (smaller: --blocks, --block-kib; no hugepages: --hugepages off)",
         )?;
         let reader =
             umem::BlockReader::new(&pool, &opts.reader_config()).context("creating the io_uring block reader")?;
+        if opts.direct_io {
+            crate::blocks::align::check(&reader, crate::blocks::align::of_root(root)).map_err(anyhow::Error::msg)?;
+        }
         let cache = BlockCache::new(reader, &opts.cache_config());
         Ok(Direct { blocks: Blocks::new(cache), pool, opts: opts.clone() })
     }

@@ -20,6 +20,7 @@
 mod body;
 mod direct;
 mod method;
+mod reserve;
 mod sink;
 mod zerocopy;
 
@@ -44,6 +45,7 @@ use crate::session::{Clock, Now, Served, Session, Timeout};
 use body::{Body, Pipe};
 use direct::Direct;
 pub use method::Method;
+use reserve::{Reserve, Shed};
 use sink::KernelTransport;
 use zerocopy::{ZcConn, ZcStats};
 
@@ -85,6 +87,10 @@ pub struct Server {
     conns: Table<Conn>,
     direct: Option<Direct>,
     zc: ZcStats,
+    /// A descriptor in reserve for shedding connections when the process runs out.
+    reserve: Reserve,
+    /// A listener could not be drained for want of descriptors: accept again next turn.
+    accept_again: bool,
     /// Scratch for ids (reused, so a pass allocates nothing).
     ids: Vec<SessionId>,
     due: Vec<(SessionId, Timeout)>,
@@ -131,7 +137,7 @@ impl Server {
         };
         let direct = match method {
             Method::DirectUring => {
-                let d = Direct::new(direct)?;
+                let d = Direct::new(direct, &root)?;
                 poll.registry()
                     .register(&mut SourceFd(&d.ring_fd()), RING, Interest::READABLE)
                     .context("adding the io_uring to epoll")?;
@@ -149,6 +155,8 @@ impl Server {
             conns: Table::new(timers),
             direct,
             zc: ZcStats::default(),
+            reserve: Reserve::new(),
+            accept_again: false,
             ids: Vec::new(),
             due: Vec::new(),
             clock: Clock::start(),
@@ -176,7 +184,7 @@ impl Server {
         let mut now = self.clock.now();
         while !stop.load(Ordering::Relaxed) {
             let timeout = match &self.direct {
-                _ if self.conns.has_retries() => Duration::from_millis(2),
+                _ if self.conns.has_retries() || self.accept_again => Duration::from_millis(2),
                 // The ring's descriptor wakes the loop; this is only a safety net.
                 Some(d) if d.blocks.reading() => Duration::from_millis(20),
                 _ => Duration::from_millis(200),
@@ -194,6 +202,9 @@ impl Server {
             }
             now = self.clock.now();
             self.conns.begin_turn();
+            if std::mem::take(&mut self.accept_again) {
+                self.accept(now, false);
+            }
             for ev in &events {
                 match ev.token() {
                     LISTENER => self.accept(now, false),
@@ -248,6 +259,15 @@ impl Server {
             let (sock, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if Reserve::is_exhaustion(&e) => match self.reserve.shed(l) {
+                    Shed::One => continue,
+                    Shed::Empty => return,
+                    // Connections may still wait, and the listener's edge has passed.
+                    Shed::NoReserve => {
+                        self.accept_again = true;
+                        return;
+                    }
+                },
                 Err(e) => {
                     log::warn!("accept: {e}");
                     return;
@@ -378,6 +398,9 @@ impl Server {
             }
             _ => {}
         }
+        m.extra.extend(self.root.counters().lines());
+        m.extra.push(("accept_fd_exhausted_total".into(), self.reserve.exhausted));
+        m.extra.push(("accept_shed_503_total".into(), self.reserve.shed));
         m.extra.push((format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.congestion), 1));
         if let Some(l) = &self.log {
             m.extra.extend(l.stats().series());

@@ -111,6 +111,15 @@ impl Progress {
     }
 }
 
+/// What a transport knows of its output's delivery to the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Delivery {
+    /// The peer acknowledged bytes since the transport was last asked.
+    pub acked: bool,
+    /// Bytes handed to the transport are not acknowledged yet.
+    pub pending: bool,
+}
+
 /// How a transport moves a response's bytes. `Err` means the connection is dead.
 pub trait Sink<B> {
     /// Sends as much of `bytes` (the rest of a response head) as there is room for.
@@ -146,6 +155,12 @@ pub trait Transport<B> {
     fn respond(&mut self) -> impl Respond<Body = B> + '_;
     /// How responses leave.
     fn sink<'a>(&'a mut self, metrics: &'a mut Metrics) -> impl Sink<B> + 'a;
+    /// What the peer acknowledged. A transport that cannot tell (a kernel socket, whose
+    /// buffer takes bytes only as the peer acknowledges earlier ones) says nothing, and
+    /// bytes taken count as progress.
+    fn delivery(&mut self) -> Delivery {
+        Delivery::default()
+    }
 }
 
 /// What [`Session::serve`] leaves the connection as.
@@ -211,10 +226,19 @@ pub struct Session<B> {
     closing: bool,
     /// The peer closed its side (answer what is complete, then close).
     eof: bool,
-    /// When the request head now at the front of `inbuf` began to arrive.
+    /// When the request head now at the front of `inbuf` began to arrive (or the body
+    /// being discarded, which the head timer also bounds).
     head_started: Option<Instant>,
-    /// The last time bytes moved either way.
-    last_progress: Instant,
+    /// Bytes of an answered request's body still to arrive: discarded as they come.
+    skip: u64,
+    /// The last time bytes moved either way (the idle timer).
+    last_active: Instant,
+    /// The last time output moved: bytes taken by the transport or acknowledged by the
+    /// peer, never request bytes (the write timer: a client trickling request bytes does
+    /// not keep a stalled response alive).
+    last_output: Instant,
+    /// The transport holds output the peer has not acknowledged.
+    unacked: bool,
     /// Responses finished by the last flush, handed on by [`Session::serve`] (at most
     /// [`MAX_QUEUED`]).
     done: Vec<Finished>,
@@ -231,7 +255,10 @@ impl<B> Session<B> {
             closing: false,
             eof: false,
             head_started: None,
-            last_progress: now,
+            skip: 0,
+            last_active: now,
+            last_output: now,
+            unacked: false,
             done: Vec::new(),
             log: None,
         }
@@ -259,6 +286,20 @@ impl<B> Session<B> {
         }
         self.inbuf.extend_from_slice(&bytes[..n]);
         self.arrived(now);
+    }
+
+    /// Drops the front of the input that belongs to a body being discarded.
+    fn discard(&mut self, now: Instant) {
+        if self.skip == 0 {
+            return;
+        }
+        let n = self.skip.min(self.inbuf.len() as u64);
+        self.inbuf.drain(..n as usize);
+        self.skip -= n;
+        if self.skip == 0 {
+            // The body is over: what follows starts the next request's head.
+            self.head_started = (!self.inbuf.is_empty()).then_some(now);
+        }
     }
 
     /// Whether input waits only because the response queue is full.
@@ -292,7 +333,8 @@ impl<B> Session<B> {
 
     fn arrived(&mut self, now: Instant) {
         self.head_started.get_or_insert(now);
-        self.last_progress = now;
+        self.last_active = now;
+        self.discard(now);
     }
 
     /// The peer closed its sending side: complete requests are still answered.
@@ -331,7 +373,7 @@ impl<B> Session<B> {
             // Whatever is left is an incomplete request that can never complete.
             self.closing = true;
         }
-        if self.inbuf.is_empty() {
+        if self.inbuf.is_empty() && self.skip == 0 {
             self.head_started = None;
         }
         full
@@ -339,18 +381,24 @@ impl<B> Session<B> {
 
     fn push(&mut self, now: Instant, head: Head, consumed: usize, body: Option<B>, metrics: &mut Metrics) {
         metrics.count(head.status);
-        let consumed = consumed.min(self.inbuf.len());
-        let log = self.log.is_some().then(|| Box::new(access_log::Head::from_bytes(&self.inbuf[..consumed])));
+        let took = consumed.min(self.inbuf.len());
+        let log = self.log.is_some().then(|| Box::new(access_log::Head::from_bytes(&self.inbuf[..took])));
         // An error's small text body travels with the head.
         let inline = match &log {
             Some(_) => head.bytes.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| head.bytes.len() - p - 4),
             None => 0,
         };
-        self.inbuf.drain(..consumed);
-        // The next request's head (if any bytes of it are here) starts now.
-        self.head_started = (!self.inbuf.is_empty()).then_some(now);
+        self.inbuf.drain(..took);
+        // A body longer than what has arrived is discarded as the rest comes in.
+        self.skip = (consumed - took) as u64;
+        // The next request's head (or the rest of this body) starts now.
+        self.head_started = (!self.inbuf.is_empty() || self.skip > 0).then_some(now);
         if head.close {
             self.closing = true;
+        }
+        if self.queue.is_empty() && !self.unacked {
+            // The write timer starts with the first response in an empty pipe.
+            self.last_output = now;
         }
         self.queue.push_back(Response {
             head: head.bytes,
@@ -372,7 +420,8 @@ impl<B> Session<B> {
                 let p = sink.send_head(&r.head[r.head_off..])?;
                 r.head_off = (r.head_off + p.bytes).min(r.head.len());
                 if p.bytes > 0 {
-                    self.last_progress = now;
+                    self.last_output = now;
+                    self.last_active = now;
                 }
                 if r.head_off < r.head.len() {
                     return Ok(Flushed { finished, wait: Some(p.wait.unwrap_or(Wait::Room)) });
@@ -382,7 +431,8 @@ impl<B> Session<B> {
                 let p = sink.send_body(b)?;
                 r.sent += p.bytes as u64;
                 if p.bytes > 0 {
-                    self.last_progress = now;
+                    self.last_output = now;
+                    self.last_active = now;
                 }
                 if let Some(w) = p.wait {
                     return Ok(Flushed { finished, wait: Some(w) });
@@ -401,9 +451,40 @@ impl<B> Session<B> {
         Ok(Flushed { finished, wait: None })
     }
 
+    fn output_moved(&mut self, now: Instant) {
+        self.last_output = now;
+        self.last_active = now;
+    }
+
+    /// Takes what the transport says of delivery: acknowledged bytes are progress, and
+    /// while bytes are unacknowledged the write timer runs (also once every response has
+    /// been handed over, and after the session is done).
+    pub fn delivered(&mut self, now: Instant, d: Delivery) {
+        if d.acked {
+            self.output_moved(now);
+        }
+        if d.pending && !self.unacked && self.queue.is_empty() {
+            self.last_output = now;
+        }
+        self.unacked = d.pending;
+    }
+
+    /// Whether the transport still holds output the peer has not acknowledged.
+    pub fn unacked(&self) -> bool {
+        self.unacked
+    }
+
     /// Reads, answers and sends until the connection has to wait: for input, for room
-    /// towards the peer, for a block read, or for pool memory.
+    /// towards the peer, for a block read, or for pool memory. Then takes what the
+    /// transport says of delivery.
     pub fn serve<T: Transport<B>>(&mut self, now: Now, t: &mut T, metrics: &mut Metrics) -> Served {
+        let served = self.serve_once(now, t, metrics);
+        let d = t.delivery();
+        self.delivered(now.mono, d);
+        served
+    }
+
+    fn serve_once<T: Transport<B>>(&mut self, now: Now, t: &mut T, metrics: &mut Metrics) -> Served {
         let mut retry = false;
         loop {
             let input = match t.read(now.mono, self) {
@@ -418,8 +499,17 @@ impl<B> Session<B> {
             self.finished(now, metrics);
             let flushed = match flushed {
                 Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    // The file shrank while it was sent: the body cannot reach its
+                    // Content-Length, so the connection must end (a short body on a kept
+                    // connection would run into the next response).
+                    metrics.bodies_truncated += 1;
+                    log::info!("a file shrank while it was served; resetting the connection");
+                    return Served::SendFailed;
+                }
                 Err(e) => {
                     log::debug!("response aborted: {e}");
+                    metrics.send_failed += 1;
                     return Served::SendFailed;
                 }
             };
@@ -478,15 +568,16 @@ impl<B> Session<B> {
     }
 
     /// When the connection times out, and which timer that is: the write timer while
-    /// responses are queued, the head timer while a request head is arriving, else idle.
+    /// responses are queued or output is unacknowledged (it runs from the last output
+    /// progress), the head timer while a request head is arriving, else idle.
     pub fn deadline(&self, limits: &Limits) -> (Instant, Timeout) {
         let after = |t: Instant, d: std::time::Duration| t + stack::Duration::from_micros(d.as_micros() as u64);
-        if !self.queue.is_empty() {
-            (after(self.last_progress, limits.write_timeout), Timeout::Write)
+        if !self.queue.is_empty() || self.unacked {
+            (after(self.last_output, limits.write_timeout), Timeout::Write)
         } else if let Some(t) = self.head_started {
             (after(t, limits.head_timeout), Timeout::Head)
         } else {
-            (after(self.last_progress, limits.idle_timeout), Timeout::Idle)
+            (after(self.last_active, limits.idle_timeout), Timeout::Idle)
         }
     }
 

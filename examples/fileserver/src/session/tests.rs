@@ -66,6 +66,7 @@ fn limits() -> Limits {
         head_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(30),
         write_timeout: Duration::from_secs(5),
+        conn_blocks: 32,
     }
 }
 
@@ -260,6 +261,79 @@ fn serve_says_how_the_connection_ends() {
 }
 
 #[test]
+fn a_body_larger_than_the_input_buffer_is_discarded_as_it_arrives() {
+    // 40 KB is under MAX_BODY but over what the session buffers (INBUF + MAX_HEAD): it
+    // used to wait for the whole body to fit, and stalled until the head timeout.
+    let body = 40_000;
+    assert!(body > INBUF + http::MAX_HEAD && body as u64 <= http::MAX_BODY);
+    let mut input = format!("GET /3 HTTP/1.1\r\nHost: h\r\nContent-Length: {body}\r\n\r\n").into_bytes();
+    input.extend(std::iter::repeat_n(b'x', body));
+    input.extend_from_slice(get("/4").as_bytes());
+    let mut t = Script { input, at: 0, wire: Wire { room: usize::MAX, got: Vec::new() }, fail_read: false };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Open { retry: false });
+    assert_eq!(m.requests, 2, "both requests answered: {}", s.describe());
+    assert_eq!(t.wire.got, b"H3|333H4|4444", "the body's bytes were not taken for a request");
+    assert_eq!(s.deadline(&limits()).1, Timeout::Idle, "nothing is left arriving");
+}
+
+#[test]
+fn a_body_still_arriving_is_under_the_head_timer() {
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    s.receive(Instant::ZERO, b"GET /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nabc");
+    s.answer(at(0), &mut Site, &mut m);
+    assert_eq!(m.requests, 1, "answered before its body arrived");
+    let mut wire = Wire { room: 100, got: Vec::new() };
+    s.flush(Instant::from_millis(10), &mut wire).unwrap();
+    assert_eq!(s.deadline(&limits()), (Instant::from_millis(2000), Timeout::Head), "97 body bytes still due");
+    s.receive(Instant::from_millis(500), &[b'y'; 97]);
+    s.receive(Instant::from_millis(600), get("/2").as_bytes());
+    s.answer(at(600), &mut Site, &mut m);
+    assert_eq!(m.requests, 2);
+    s.flush(Instant::from_millis(600), &mut wire).unwrap();
+    assert_eq!(wire.got, b"H1|1H2|22");
+}
+
+#[test]
+fn request_bytes_trickling_in_do_not_keep_a_stalled_response_alive() {
+    let l = limits();
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    s.receive(Instant::ZERO, get("/100").as_bytes());
+    s.answer(at(0), &mut Site, &mut m);
+    let mut wire = Wire { room: 10, got: Vec::new() };
+    s.flush(Instant::ZERO, &mut wire).unwrap();
+    assert_eq!(s.deadline(&l), (Instant::from_millis(5000), Timeout::Write));
+    // One byte of a next request every 4 s, just inside the write timeout.
+    for t in [4000, 8000, 12_000] {
+        s.receive(Instant::from_millis(t), b"G");
+        s.answer(at(t), &mut Site, &mut m);
+        s.flush(Instant::from_millis(t), &mut wire).unwrap();
+    }
+    assert_eq!(s.deadline(&l), (Instant::from_millis(5000), Timeout::Write), "request bytes moved the write timer");
+}
+
+#[test]
+fn acknowledged_bytes_are_progress_and_unacknowledged_ones_keep_the_write_timer() {
+    let l = limits();
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    s.receive(Instant::ZERO, get("/3").as_bytes());
+    s.answer(at(0), &mut Site, &mut m);
+    let mut wire = Wire { room: 100, got: Vec::new() };
+    s.flush(Instant::from_millis(100), &mut wire).unwrap();
+    // All handed over, none acknowledged: still the write timer, not idle.
+    s.delivered(Instant::from_millis(100), Delivery { acked: false, pending: true });
+    assert_eq!(s.deadline(&l), (Instant::from_millis(5100), Timeout::Write));
+    s.delivered(Instant::from_millis(3000), Delivery { acked: true, pending: true });
+    assert_eq!(s.deadline(&l), (Instant::from_millis(8000), Timeout::Write), "an acknowledgement is progress");
+    s.delivered(Instant::from_millis(4000), Delivery { acked: true, pending: false });
+    assert_eq!(s.deadline(&l), (Instant::from_millis(34_000), Timeout::Idle), "all acknowledged: idle");
+}
+
+#[test]
 fn finished_responses_are_timed_and_logged_with_their_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("access.log");
@@ -291,4 +365,43 @@ fn finished_responses_are_timed_and_logged_with_their_bytes() {
             "192.0.2.7 - - [01/Jan/1970:00:00:00 +0000] \"GET /nope HTTP/1.1\" 404 14 \"http://r/\" \"-\"",
         ]
     );
+}
+
+/// A transport that takes a request and refuses every byte of the answer.
+struct Refusing {
+    input: Option<Vec<u8>>,
+}
+
+impl Sink<Fake> for Refusing {
+    fn send_head(&mut self, _: &[u8]) -> io::Result<Progress> {
+        Err(io::Error::other("the transport refused the head"))
+    }
+    fn send_body(&mut self, _: &mut Fake) -> io::Result<Progress> {
+        Err(io::Error::other("the transport refused the body"))
+    }
+}
+
+impl Transport<Fake> for Refusing {
+    fn read(&mut self, now: Instant, session: &mut Session<Fake>) -> io::Result<Input> {
+        if let Some(i) = self.input.take() {
+            session.receive(now, &i);
+        }
+        Ok(Input::Drained)
+    }
+    fn respond(&mut self) -> impl Respond<Body = Fake> + '_ {
+        Site
+    }
+    fn sink<'a>(&'a mut self, _metrics: &'a mut Metrics) -> impl Sink<Fake> + 'a {
+        self
+    }
+}
+
+#[test]
+fn a_response_that_cannot_be_sent_resets_the_connection_and_is_counted() {
+    let mut t = Refusing { input: Some(get("/3").into_bytes()) };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    let mut m = Metrics::default();
+    assert_eq!(s.serve(at(0), &mut t, &mut m), Served::SendFailed);
+    assert_eq!(m.send_failed, 1, "a reset the server sends is named by a counter");
+    assert!(m.render("test").contains("responses_send_failed_total 1"), "{}", m.render("test"));
 }

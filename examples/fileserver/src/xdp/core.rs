@@ -23,9 +23,10 @@ use stack::tcp::ConnInfo;
 use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
 use umem::{BlockCache, BufSlice};
 
+use super::rx::Reassembly;
 use super::sink::{SinkStats, StackTransport};
 use crate::access_log::LogSender;
-use crate::blocks::{self, BlockStream, Blocks, HasStreams};
+use crate::blocks::{self, BlockStream, Blocks, HasStreams, Holding};
 use crate::metrics::Metrics;
 use crate::options::Limits;
 use crate::root::Root;
@@ -38,6 +39,10 @@ struct XConn {
     h: ConnHandle,
     peer: IpEndpoint,
     session: Session<BlockStream>,
+    /// The stack's `snd_una` when last served (acknowledgements are write progress).
+    una: Option<u32>,
+    /// The pool blocks it holds, as last settled with the budget.
+    holding: Holding,
 }
 
 impl HasStreams for XConn {
@@ -78,6 +83,8 @@ pub struct Core {
     /// HTTP counters.
     pub metrics: Metrics,
     sink: SinkStats,
+    /// The multi-buffer packet being received.
+    rx: Reassembly,
     /// Scratch for head frames and for ids (reused, so a pass allocates nothing).
     frames: Vec<BufSlice>,
     ids: Vec<SessionId>,
@@ -95,13 +102,14 @@ impl Core {
         Core {
             stack,
             listener,
-            blocks: Blocks::new(cache),
+            blocks: Blocks::with_budget(cache, limits.conn_blocks),
             conns: Table::new(timers),
             peers: HashMap::new(),
             root,
             limits,
             metrics: Metrics::default(),
             sink: SinkStats::default(),
+            rx: Reassembly::default(),
             frames: Vec::new(),
             ids: Vec::new(),
             due: Vec::new(),
@@ -164,6 +172,11 @@ impl Core {
             .collect()
     }
 
+    /// The pool blocks each open connection holds, as last settled with the budget.
+    pub fn blocks_held(&self) -> Vec<u32> {
+        self.conns.iter().map(|(_, c)| c.holding.held()).collect()
+    }
+
     /// Work done so far.
     pub fn work(&self) -> Work {
         self.work
@@ -183,7 +196,16 @@ impl Core {
         self.conns.has_retries()
     }
 
-    /// Takes one received frame, and wakes the session it is for.
+    /// Takes one received descriptor (`more`: more fragments of its packet follow, the
+    /// AF_XDP `XDP_PKT_CONTD`), and hands the stack each whole packet (see [`super::rx`]).
+    pub fn receive_fragment(&mut self, now: Instant, data: BufSlice, more: bool) {
+        let Core { rx, blocks, .. } = self;
+        if let Some(frame) = rx.push(blocks.pool(), data, more) {
+            self.receive(now, frame);
+        }
+    }
+
+    /// Takes one received frame (a whole packet), and wakes the session it is for.
     pub fn receive(&mut self, now: Instant, frame: BufSlice) {
         if let Some(id) = super::peer::source(frame.as_bytes()).and_then(|p| self.peers.get(&p)) {
             self.conns.wake(*id);
@@ -223,15 +245,16 @@ impl Core {
         if let Some(tx) = &self.log {
             session.log_to(tx.clone(), Arc::from(peer.addr.to_string()));
         }
-        let id = self.conns.insert(XConn { h, peer, session });
+        let id = self.conns.insert(XConn { h, peer, session, una: None, holding: Holding::default() });
         self.peers.insert(peer, id);
         self.conns.wake(id);
         self.metrics.connections_open += 1;
     }
 
     fn drop_conn(&mut self, id: SessionId, graceful: bool) {
-        if let Some(c) = self.conns.remove(id) {
+        if let Some(mut c) = self.conns.remove(id) {
             let _ = if graceful { self.stack.close(c.h) } else { self.stack.abort(c.h) };
+            self.blocks.budget.release(&mut c.holding);
             if self.peers.get(&c.peer) == Some(&id) {
                 self.peers.remove(&c.peer);
             }
@@ -259,9 +282,17 @@ impl Core {
         if ready.closed || ready.error.is_some() {
             return self.drop_conn(id, true);
         }
-        let mut t = StackTransport { stack, h: c.h, id, root, blocks, frames, stats: sink };
-        let served = c.session.serve(now, &mut t, metrics);
-        let deadline = c.session.deadline(limits).0;
+        let XConn { h, session, una, holding, .. } = c;
+        let mut t = StackTransport { stack, h: *h, id, root, blocks, frames, stats: sink, una, waited: false };
+        let served = session.serve(now, &mut t, metrics);
+        let waited = t.waited;
+        // What the connection holds now: its streams' blocks and its send queue's.
+        let queued = stack.conn(*h).map_or(0, |k| k.send_queued());
+        let block_len = blocks.pool().block_size() as usize;
+        let streams: usize = session.bodies_mut().map(|b| b.blocks_held()).sum();
+        let held = streams + super::sink::stack_blocks(queued, block_len);
+        blocks.budget.settle(holding, held as u32, waited);
+        let deadline = session.deadline(limits).0;
         match served {
             Served::Open { retry } => {
                 conns.arm(id, deadline);
@@ -269,6 +300,10 @@ impl Core {
                     conns.retry_later(id);
                 }
             }
+            // Everything is answered, but not all of it acknowledged: the connection stays
+            // (under the write timer) until it is, then closes. Closing now would leave
+            // the stack holding the blocks with no timer of ours over them.
+            Served::Done if session.unacked() => conns.arm(id, deadline),
             Served::Done | Served::ReadFailed => self.drop_conn(id, true),
             Served::SendFailed => self.drop_conn(id, false),
         }
@@ -306,6 +341,9 @@ impl Core {
             ("tcp_conn_table_full_total".into(), s.tcp_conn_table_full),
             ("tcp_syn_cookies_sent_total".into(), s.tcp_syn_cookies_sent),
             ("tcp_rto_expired_total".into(), s.tcp_rto_expired),
+            ("tcp_resets_received_total".into(), s.tcp_resets_received),
+            ("tcp_keepalive_timeouts_total".into(), s.tcp_keepalive_timeouts),
+            ("tcp_abort_on_data_total".into(), s.tcp_abort_on_data),
             ("tcp_bbr_pipe_full_total".into(), s.tcp_bbr_pipe_full),
             ("tcp_bbr_probe_rtt_total".into(), s.tcp_bbr_probe_rtts),
             ("tcp_bbr_policers_total".into(), s.tcp_bbr_policers),
@@ -316,13 +354,15 @@ impl Core {
             ("stack_tx_frames_total".into(), s.tx_frames),
             ("stack_rx_frames_total".into(), s.rx_frames),
             ("tcp_bad_checksum_total".into(), s.tcp_bad_checksum),
-            ("rx_multi_buffer_dropped_total".into(), m.rx_multi_dropped),
+            ("rx_multi_buffer_joined_total".into(), self.rx.stats.joined),
+            ("rx_multi_buffer_joined_bytes_total".into(), self.rx.stats.joined_bytes),
+            ("rx_multi_buffer_too_long_dropped_total".into(), self.rx.stats.too_long),
+            ("rx_multi_buffer_no_frame_dropped_total".into(), self.rx.stats.no_frame),
             ("head_frame_waits_total".into(), self.sink.head_frame_waits),
             ("pool_frames_free".into(), u64::from(ps.frames_free)),
             ("pool_blocks_free".into(), u64::from(ps.blocks_free)),
             // What is left once every connection has gone: a soak checks these return
             // to zero and the pool counts above to their starting values.
-            ("tcp_resets_received_total".into(), s.tcp_resets_received),
             ("tcp_connections".into(), self.stack.connection_count() as u64),
             ("tcp_time_wait_entries".into(), self.stack.time_wait_count() as u64),
             ("tcp_half_open".into(), self.stack.half_open_count() as u64),
@@ -340,6 +380,7 @@ impl Core {
                 m.extra.push((key, value));
             }
         });
+        m.extra.extend(self.root.counters().lines());
         m
     }
 }

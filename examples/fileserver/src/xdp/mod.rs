@@ -57,6 +57,7 @@ mod idle;
 mod link;
 mod peer;
 mod publish;
+mod rx;
 mod sink;
 #[cfg(test)]
 mod tests;
@@ -115,7 +116,8 @@ pub struct XdpOpts {
     pub metrics_addr: Option<SocketAddr>,
     /// The packet capture (`--pcap`; `/pcap` on the control port uses its snap length).
     pub pcap: PcapOpts,
-    pub user: Option<String>,
+    /// What to give up once set up (user, seccomp, dumpable).
+    pub confine: crate::privdrop::Confine,
     pub limits: Limits,
     /// The access log's sender, if `--access-log` is on.
     pub access_log: Option<crate::access_log::LogSender>,
@@ -140,10 +142,9 @@ pub fn run(
     let queues = opts.queues.resolve(opts.queue, iface.rx_queues).map_err(anyhow::Error::msg)?;
     let cpus = assign_cpus(opts.cpus.as_deref(), queues.len())?;
     let secret = secret()?;
-    if opts.user.is_some() {
-        // Inherited by every thread spawned from here on.
-        crate::privdrop::no_new_privs()?;
-    }
+    // no_new_privs and the emptied bounding set are per thread, inherited by every thread
+    // spawned from here on.
+    crate::privdrop::before_threads()?;
     // Opened before privileges are dropped; a control port can start live captures.
     let capturer = match opts.pcap.file.is_some() || opts.metrics_addr.is_some() {
         true => Some(Capturer::start(&opts.pcap, &iface.name)?),
@@ -281,20 +282,20 @@ pub fn run(
     if let Some(p) = &pid_file {
         println!("  pid file        {} ({})", p.path().display(), std::process::id());
     }
-    // Every thread exists now: this is the one place privileges are dropped.
-    if let Some(user) = &opts.user {
-        match crate::privdrop::drop_to(user) {
-            Ok(line) => println!("  privileges      {line}"),
-            Err(e) => {
-                control.map(Control::stop);
-                return Err(abandon(workers, e));
-            }
+    // Every thread exists now: this is the one place privileges are dropped and the
+    // seccomp filter goes on (on every thread at once).
+    match crate::privdrop::confine(&opts.confine) {
+        Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+        Err(e) => {
+            control.map(Control::stop);
+            return Err(abandon(workers, e));
         }
     }
     println!("ready");
     for w in &mut workers {
         w.go();
     }
+    crate::privdrop::forbidden_syscall_hook();
 
     let pcap = capturer.as_ref().map(|c| c.shared.clone());
     let failed = wait(&workers, &slots, &prog_counters, (log.as_deref(), pcap.as_deref()), &program, stop, dump);

@@ -15,12 +15,16 @@ use crate::http::{Head, Request};
 use crate::metrics::Metrics;
 use crate::root::Root;
 use crate::session::table::SessionId;
-use crate::session::{file_answer, Input, Progress, Respond, Session, Sink, Transport, Wait};
+use crate::session::{file_answer, Delivery, Input, Progress, Respond, Session, Sink, Transport, Wait};
 
 /// Blocks asked ahead of the stack per response: at least this many ...
 const AHEAD_MIN: usize = 2;
 /// ... and at most this many (bounds per-connection pool use).
 const AHEAD_MAX: usize = 16;
+/// Blocks' worth of bytes the stack may hold not yet sent (Linux's `tcp_notsent_lowat`):
+/// more is handed over as the stack sends, so a peer whose window stays shut pins this
+/// much and its read-ahead, not a whole send buffer.
+const NOTSENT_BLOCKS: usize = 2;
 
 /// One connection of the stack, and what answering and sending on it need.
 pub(super) struct StackTransport<'a> {
@@ -31,6 +35,24 @@ pub(super) struct StackTransport<'a> {
     pub blocks: &'a mut Blocks,
     pub frames: &'a mut Vec<BufSlice>,
     pub stats: &'a mut SinkStats,
+    /// The connection's `snd_una` when last asked (acknowledgements are progress).
+    pub una: &'a mut Option<u32>,
+    /// The connection was refused a block (its allowance, or an empty pool).
+    pub waited: bool,
+}
+
+/// Bytes the connection's send queue holds that were never sent.
+fn unsent(k: &stack::tcp::Conn) -> usize {
+    let in_flight = k.snd_nxt().0.wrapping_sub(k.snd_una().0) as usize;
+    k.send_queued().saturating_sub(in_flight)
+}
+
+/// Blocks under `queued` bytes of a send queue (a slice may start mid-block: one more).
+pub(super) fn stack_blocks(queued: usize, block_len: usize) -> usize {
+    match queued {
+        0 => 0,
+        q => q.div_ceil(block_len.max(1)) + 1,
+    }
 }
 
 impl Transport<BlockStream> for StackTransport<'_> {
@@ -55,17 +77,24 @@ impl Transport<BlockStream> for StackTransport<'_> {
     }
 
     fn sink<'a>(&'a mut self, metrics: &'a mut Metrics) -> impl Sink<BlockStream> + 'a {
-        let window = self.stack.conn(self.h).map_or(0, |k| k.cwnd() + k.send_space());
         StackSink {
             stack: self.stack,
             h: self.h,
             blocks: self.blocks,
             id: self.id,
-            window,
             frames: self.frames,
             metrics,
             stats: self.stats,
+            waited: &mut self.waited,
         }
+    }
+
+    fn delivery(&mut self) -> Delivery {
+        let Some(k) = self.stack.conn(self.h) else { return Delivery::default() };
+        let una = k.snd_una().0;
+        let acked = self.una.is_some_and(|u| u != una);
+        *self.una = Some(una);
+        Delivery { acked, pending: k.send_queued() > 0 }
     }
 }
 
@@ -97,12 +126,12 @@ pub(super) struct StackSink<'a> {
     pub h: ConnHandle,
     pub blocks: &'a mut Blocks,
     pub id: SessionId,
-    /// Bytes the connection can send soon: congestion window plus free send queue.
-    pub window: usize,
     /// Scratch for head frames (reused, so a pass allocates nothing).
     pub frames: &'a mut Vec<BufSlice>,
     pub metrics: &'a mut Metrics,
     pub stats: &'a mut SinkStats,
+    /// Set when the connection was refused a block.
+    pub waited: &'a mut bool,
 }
 
 impl Sink<BlockStream> for StackSink<'_> {
@@ -128,20 +157,47 @@ impl Sink<BlockStream> for StackSink<'_> {
     }
 
     fn send_body(&mut self, s: &mut BlockStream) -> io::Result<Progress> {
-        // Read ahead by what the connection can send soon, in blocks.
-        let ahead = (self.window / s.block_len().max(1) + 1).clamp(AHEAD_MIN, AHEAD_MAX);
+        let bl = s.block_len().max(1);
+        let lowat = NOTSENT_BLOCKS * bl;
         let mut moved = 0;
+        let mut limited = false;
         loop {
-            s.feed(self.blocks, self.id, ahead)?;
+            let (queued, unsent, cwnd) =
+                self.stack.conn(self.h).map_or((0, 0, 0), |k| (k.send_queued(), unsent(k), k.cwnd()));
+            // Read ahead by what the connection can send soon, within its allowance.
+            let want = ((cwnd + lowat) / bl + 1).clamp(AHEAD_MIN, AHEAD_MAX);
+            let held = s.blocks_held() + stack_blocks(queued, bl);
+            let room = (self.blocks.budget.allowance() as usize).saturating_sub(held);
+            let ahead = want.min(s.blocks_held() + room);
+            if ahead < want && s.wants_more() && !limited {
+                limited = true;
+                *self.waited = true;
+                self.blocks.budget.refused();
+            }
+            if s.feed(self.blocks, self.id, ahead)? {
+                *self.waited = true;
+                self.blocks.budget.stats.pool_waits += 1;
+            }
             let ready = s.ready_mut();
             if ready.is_empty() {
                 return Ok(match s.is_done() {
                     true => Progress::done(moved),
+                    // At its allowance with bytes in flight: their acknowledgements wake it.
+                    false if limited && queued > 0 => Progress::blocked(moved, Wait::Room),
                     false => Progress::blocked(moved, s.stalled_on()),
                 });
             }
-            let offered: usize = ready.iter().map(BufSlice::len).sum();
-            let taken = self.stack.write_frames(self.h, ready).map_err(io::Error::other)?;
+            if unsent >= lowat {
+                return Ok(Progress::blocked(moved, Wait::Room));
+            }
+            // Slices go over while the unsent bytes stay under the mark.
+            let mut n = 0;
+            let mut offered = 0;
+            while n < ready.len() && unsent + offered < lowat {
+                offered += ready[n].len();
+                n += 1;
+            }
+            let taken = self.stack.write_frames(self.h, &ready[..n]).map_err(io::Error::other)?;
             s.consume(taken);
             moved += taken;
             self.metrics.bytes_sent += taken as u64;

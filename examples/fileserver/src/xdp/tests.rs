@@ -217,6 +217,277 @@ fn a_turn_serves_only_connections_with_work_and_timers_touch_only_the_due() {
     assert!(visits <= 2 * N, "{visits} timer visits to expire {N} timers");
 }
 
+/// An Ethernet frame with a TCP SYN from `src:port` to the simulated server's port.
+fn syn_frame(src: [u8; 4], port: u16) -> Vec<u8> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr,
+        TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    };
+    let (s, d) = (Ipv4Address::from(src), Ipv4Address::new(10, 0, 0, 1));
+    let tcp = TcpRepr {
+        src_port: port,
+        dst_port: crate::sim::PORT,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(77),
+        ack_number: None,
+        window_len: 1000,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr { src_addr: s, dst_addr: d, next_header: IpProtocol::Tcp, payload_len: 24, hop_limit: 64 };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 9]),
+        dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = vec![0u8; 14 + 20 + 24];
+    let mut f = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut f);
+    let mut p = Ipv4Packet::new_unchecked(f.payload_mut());
+    let caps = ChecksumCapabilities::default();
+    ip.emit(&mut p, &caps);
+    tcp.emit(&mut TcpPacket::new_unchecked(p.payload_mut()), &s.into(), &d.into(), &caps);
+    buf
+}
+
+#[test]
+fn a_frame_forged_inside_a_jumbo_packet_never_reaches_the_stack() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    // The check holds only if the SYN on its own does open a connection.
+    let before = net.core.stack().counters().tcp_syn_received;
+    net.inject(&syn_frame([10, 0, 0, 8], 4000), 0);
+    net.run_for(Duration::from_millis(10));
+    assert_eq!(net.core.stack().counters().tcp_syn_received, before + 1, "a bare SYN is taken");
+
+    // A 9014-byte packet to the server's port, as AF_XDP hands it over in 3840-byte
+    // fragments; each later fragment begins with a SYN from an address of its own.
+    let mut jumbo = syn_frame([10, 0, 0, 2], 5000);
+    jumbo.resize(9014, 0);
+    for (k, at) in [3840usize, 7680].into_iter().enumerate() {
+        let forged = syn_frame([10, 0, 0, 20 + k as u8], 6000 + k as u16);
+        jumbo[at..at + forged.len()].copy_from_slice(&forged);
+    }
+    let frames = net.core.stack().counters().rx_frames;
+    let syns = net.core.stack().counters().tcp_syn_received;
+    net.inject(&jumbo, 3840);
+    net.run_for(Duration::from_millis(10));
+    let c = net.core.stack().counters();
+    assert_eq!(c.tcp_syn_received, syns, "a forged SYN inside the packet was taken for a frame");
+    assert_eq!(c.rx_frames, frames, "the stack saw a fragment as a frame");
+    let m = net.core.metrics();
+    let counter = |name: &str| m.extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    assert_eq!(counter("rx_multi_buffer_too_long_dropped_total"), 1, "the packet is dropped whole, and counted");
+}
+
+#[test]
+fn requests_arriving_in_fragments_are_joined_and_served() {
+    let (_dir, www) = www();
+    // Every frame towards the server over 200 bytes arrives as several fragments.
+    let cfg = SimConfig { rx_fragment: 200, ..SimConfig::default() };
+    let mut net = SimNet::new(&www, &cfg).unwrap();
+    let padded = format!("GET /s300000 HTTP/1.1\r\nHost: sim\r\nX-Pad: {}\r\n\r\n", "p".repeat(3000));
+    let r = fetch(&mut net, &padded, 1);
+    assert_eq!(r[0].status, 200);
+    assert!(r[0].body == content(300_000), "body differs");
+    let m = net.core.metrics();
+    let counter = |name: &str| m.extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v);
+    assert!(counter("rx_multi_buffer_joined_total") >= 1, "no packet was joined");
+    assert_eq!(counter("rx_multi_buffer_too_long_dropped_total"), 0);
+    assert_eq!(m.bytes_copied, 0, "joining request bytes is not copying payload");
+}
+
+/// A server with a pool of `blocks` blocks (a quarter kept for the cache) and clients whose
+/// receive buffer is 16 KiB, so one that stops reading shuts its window soon.
+fn stalling_net(www: &Path, blocks: u32) -> SimNet {
+    let mut cfg = SimConfig::default();
+    cfg.pool.blocks = blocks;
+    cfg.pool.cache_blocks = blocks / 4;
+    cfg.client_tcp = Some(stack::tcp::TcpConfig { recv_buffer: 16 << 10, ..cfg.tcp.clone() });
+    SimNet::new(www, &cfg).unwrap()
+}
+
+fn counter(net: &SimNet, name: &str) -> u64 {
+    net.core.metrics().extra.iter().find(|(k, _)| k == name).map_or(0, |(_, v)| *v)
+}
+
+/// A client that asks for `path` and stops reading at once.
+fn staller(net: &mut SimNet, path: &str) -> usize {
+    let c = net.connect();
+    net.conns[c].paused = true;
+    assert!(net.send(c, get(path).as_bytes()));
+    c
+}
+
+#[test]
+fn a_stalled_response_is_cut_by_the_write_timer_however_request_bytes_trickle_in() {
+    let (_dir, www) = www();
+    let mut net = stalling_net(&www, 16);
+    let blocks = net.link.pool.stats().blocks_free;
+    let big = (1 << 20) + 1;
+    let c = staller(&mut net, &format!("/s{big}"));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.core.open_connections(), 1);
+    let stalled = net.now;
+    // One byte of a next request every 29 s (the write timeout is 30 s).
+    for b in b"GET /s1 HTTP/1.1\r\n" {
+        assert!(net.send(c, &[*b]));
+        if net.run_until(Duration::from_secs(29), |n| n.conns[c].ended) {
+            break;
+        }
+    }
+    assert!(net.conns[c].reset, "the stalled response outlived the write timeout: {}", net.describe());
+    let cut_after = net.now - stalled;
+    assert!(cut_after <= Duration::from_secs(31), "cut after {cut_after}");
+    let m = net.core.metrics();
+    assert_eq!((m.timeouts_write, m.timeouts_head, m.timeouts_idle), (1, 0, 0));
+    assert!(
+        net.run_until(Duration::from_secs(5), |n| n.link.pool.stats().blocks_free == blocks),
+        "blocks held after the reset: {}",
+        net.describe()
+    );
+}
+
+#[test]
+fn readers_that_stop_hold_a_few_blocks_and_others_are_served_meanwhile() {
+    let (_dir, www) = www();
+    let mut net = stalling_net(&www, 32);
+    let blocks = net.link.pool.stats().blocks_free;
+    let big = (1 << 20) + 1;
+    let stallers: Vec<usize> = (0..2).map(|_| staller(&mut net, &format!("/s{big}"))).collect();
+    net.run_for(Duration::from_secs(1));
+    let held = counter(&net, "blocks_held_by_connections");
+    // Each holds its unsent mark (2 blocks), a block in flight and a short read-ahead, not
+    // a whole send buffer's worth (which would be every block of the pool).
+    assert!(held <= 2 * 8, "two stalled readers hold {held} blocks: {}", net.describe());
+    assert!(blocks - net.link.pool.stats().blocks_free <= 16);
+    let started = net.now;
+    let r = fetch(&mut net, &get(&format!("/s{big}")), 1);
+    assert!(r[0].body == content(big), "body differs");
+    assert!(net.now - started < Duration::from_secs(5), "served only after {}", net.now - started);
+    assert!(stallers.iter().all(|&c| !net.conns[c].ended), "the stalled readers are still open");
+}
+
+#[test]
+fn two_downloads_share_a_short_pool_instead_of_one_taking_it_all() {
+    let (_dir, www) = www();
+    // 8 blocks, 4 of them the streams' share; a 1 MiB download (17 blocks) whose window
+    // has opened holds 7 or 8.
+    let mut net = stalling_net(&www, 8);
+    let big = (1 << 20) + 1;
+    let a = net.connect();
+    assert!(net.send(a, get(&format!("/s{big}")).as_bytes()));
+    assert!(net.run_until(Duration::from_secs(10), |n| n.conns[a].got.len() > 256 << 10));
+    let b = net.connect();
+    assert!(net.send(b, get(&format!("/s{big}")).as_bytes()));
+    // Once the second has its first 256 KB, no connection may hold more than its share
+    // (2 blocks, and one more being read) while the other waits for a block.
+    let share = crate::blocks::budget::MIN_SHARE + 1;
+    let mut over = Vec::new();
+    let done = net.run_until(Duration::from_secs(60), |n| {
+        let whole = |c: usize| complete_responses(&n.conns[c].got, &[]) == 1;
+        let waiting = counter(n, "block_waiters") > 0;
+        if waiting && !whole(a) && !whole(b) && n.conns[b].got.len() > 256 << 10 {
+            let most = n.core.blocks_held().into_iter().max().unwrap_or(0);
+            if most > share {
+                over.push(most);
+            }
+        }
+        whole(a) && whole(b)
+    });
+    assert!(done, "{}", net.describe());
+    for c in [a, b] {
+        assert!(responses(&net.conns[c].got, &[]).unwrap()[0].body == content(big));
+    }
+    assert!(over.is_empty(), "{} turns with a connection over its share while the other waited: {over:?}", over.len());
+    assert!(counter(&net, "block_share_waits_total") > 0, "no connection was held to its share");
+}
+
+#[test]
+fn a_closing_connection_waits_for_its_last_bytes_to_be_acknowledged_under_the_write_timer() {
+    let (_dir, www) = www();
+    let mut cfg = SimConfig::default();
+    cfg.client_tcp = Some(stack::tcp::TcpConfig { recv_buffer: 2048, ..cfg.tcp.clone() });
+    let mut net = SimNet::new(&www, &cfg).unwrap();
+    let frames = net.link.pool.stats().frames_free;
+    // Answered in full and then closed by the server, to a reader that never reads: the
+    // response is all in the stack, never acknowledged past the 2 KiB window.
+    let c = staller(&mut net, "/s4097");
+    assert!(net.send(c, b"GET /s4097 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"));
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.core.open_connections(), 1, "closed with bytes unacknowledged: {}", net.describe());
+    assert!(!net.conns[c].ended);
+    // Nothing moves for the write timeout (30 s): then it is reset, and nothing is held.
+    assert!(net.run_until(Duration::from_secs(32), |n| n.conns[c].ended), "{}", net.describe());
+    assert!(net.conns[c].reset, "ended without a reset");
+    assert_eq!(net.core.metrics().timeouts_write, 1);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.core.stack().connection_count() == 0));
+    assert!(net.run_until(Duration::from_secs(1), |n| n.link.pool.stats().frames_free == frames));
+}
+
+#[test]
+fn a_closing_connection_whose_bytes_are_acknowledged_closes_gracefully() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let r = fetch(&mut net, "GET /s300000 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n", 1);
+    assert!(r[0].body == content(300_000));
+    assert!(net.run_until(Duration::from_secs(5), |n| n.conns[0].ended));
+    assert!(!net.conns[0].reset, "a completed response was reset");
+    assert_eq!(net.core.open_connections(), 0);
+    assert_eq!(net.core.metrics().timeouts_write, 0);
+}
+
+#[test]
+fn a_file_truncated_while_it_is_served_resets_the_connection_never_a_short_body() {
+    let (_dir, www) = www();
+    let mut net = stalling_net(&www, 32);
+    let big = (1 << 20) + 1;
+    let path = www.join(format!("s{big}"));
+    // The client reads slowly (paused, then resumed), so most of the file is read after
+    // it was truncated; a second request waits behind the first on the same connection.
+    let c = staller(&mut net, &format!("/s{big}"));
+    assert!(net.send(c, get("/s1").as_bytes()));
+    net.run_for(Duration::from_millis(200));
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(100_000).unwrap();
+    net.conns[c].paused = false;
+    assert!(net.run_until(Duration::from_secs(30), |n| n.conns[c].ended), "{}", net.describe());
+    assert!(net.conns[c].reset, "the connection ended without a reset");
+    let got = &net.conns[c].got;
+    assert!(responses(got, &[]).is_err(), "the cut response parsed as complete");
+    assert_eq!(complete_responses(got, &[]), 0, "a response after the cut one arrived");
+    assert_eq!(net.core.metrics().bodies_truncated, 1);
+    // The file as it is now is served whole on a new connection.
+    let r = fetch(&mut net, &get(&format!("/s{big}")), 1);
+    assert_eq!(r[0].body.len(), 100_000);
+    assert!(r[0].body == content(big)[..100_000]);
+}
+
+#[test]
+fn the_server_core_runs_under_the_seccomp_filter() {
+    use crate::privdrop::seccomp;
+    let (_dir, www) = www();
+    if seccomp::tests::is_child() {
+        // Set up first (pool, io_uring, files), as the server does, then confine.
+        let mut net = net(&www);
+        seccomp::install(seccomp::Extra::default()).unwrap();
+        for size in sizes() {
+            let r = fetch(&mut net, &get(&format!("/s{size}")), 1);
+            assert!(r[0].status == 200 && r[0].body == content(size), "s{size}");
+        }
+        let r = fetch(&mut net, &format!("{}{}", get("/nope"), get("/s4097")), 2);
+        assert_eq!((r[0].status, r[1].status), (404, 200));
+        std::process::exit(0);
+    }
+    let out = seccomp::tests::in_child("xdp::tests::the_server_core_runs_under_the_seccomp_filter");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "under the filter: {:?}\n{err}", out.status);
+}
+
 #[test]
 fn a_large_file_downloaded_again_is_admitted_and_then_served_from_memory() {
     let (_dir, www) = www();

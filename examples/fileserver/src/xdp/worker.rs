@@ -31,7 +31,7 @@ use stack::{Stack, StackConfig};
 use umem::{Backing, BlockCache, BlockReader, Pool};
 
 use super::idle::{self, Idle, SPIN_TURNS};
-use super::link::XskLink;
+use super::link::{LinkState, XskLink};
 use super::publish::{self, Publisher, Slot};
 use super::{Core, XdpOpts};
 use crate::metrics::Metrics;
@@ -169,7 +169,7 @@ fn run(
         // The server gave up before serving (another worker failed).
         return Ok(metrics(&core, &sock, &Loop::default()));
     }
-    let mut l = Loop { busy, tx_size, ..Loop::default() };
+    let mut l = Loop { busy, tx_size, link: LinkState::for_socket(&sock), ..Loop::default() };
     l.serve(&mut core, &mut sock, tap, stop, slot, wake);
     Ok(metrics(&core, &sock, &l))
 }
@@ -195,6 +195,9 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let sock = XskSocket::open(&pool, &iface, &xcfg)?;
     let t2 = StdInstant::now();
     let reader = BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
+    if opts.pool.direct_io {
+        crate::blocks::align::check(&reader, crate::blocks::align::of_root(&root)).map_err(anyhow::Error::msg)?;
+    }
     let t3 = StdInstant::now();
     let cache = BlockCache::new(reader, &opts.pool.cache_config());
     let access_log = opts.access_log.clone();
@@ -234,8 +237,8 @@ struct Loop {
     busy: bool,
     /// Entries of the TX ring.
     tx_size: u32,
-    /// Packets the link refused for a reason other than a full ring (should stay 0).
-    refused: u64,
+    /// The link's state: page-edge cuts on a zero-copy socket, and what it refused.
+    link: LinkState,
     turns: u64,
     sleeps: u64,
     /// Sleeps bounded by [`idle::MEMORY_WAIT`].
@@ -259,6 +262,8 @@ impl Loop {
         let clock = Clock::since(slot.epoch());
         let mut rx = Vec::with_capacity(64);
         let mut idle = 0u32;
+        // The last RX fragment said more follow (a multi-buffer packet is in progress).
+        let mut continuing = false;
         let mut publisher = Publisher::default();
         let ring = core.blocks().cache().reader().ring().as_raw_fd();
         let mut fds = [Wait::readable(sock.as_raw_fd()), Wait::readable(ring), Wait::readable(wake.as_raw_fd())];
@@ -279,17 +284,16 @@ impl Loop {
             rx.clear();
             let n = sock.recv(&mut rx, 64);
             for f in rx.drain(..) {
-                if f.more {
-                    // Requests and ACKs fit one frame; a multi-buffer RX packet is not ours.
-                    core.metrics.rx_multi_dropped += 1;
-                    continue;
-                }
-                if let Some(t) = &mut tap {
+                // The capture records packets that came in one frame (requests and ACKs);
+                // the pieces of a multi-buffer packet are joined or dropped by the core.
+                let single = !f.more && !continuing;
+                continuing = f.more;
+                if let (true, Some(t)) = (single, &mut tap) {
                     t.record(Direction::Inbound, std::iter::once(f.data.as_bytes()));
                 }
-                core.receive(now.mono, f.data);
+                core.receive_fragment(now.mono, f.data, f.more);
             }
-            let turn = core.turn(now, &mut XskLink { sock, mtu, refused: &mut self.refused, tap: tap.as_mut() });
+            let turn = core.turn(now, &mut XskLink { sock, mtu, state: &mut self.link, tap: tap.as_mut() });
             let reaped = sock.complete();
             sock.poll();
             let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
@@ -336,6 +340,8 @@ impl Loop {
 /// The core's counters with the AF_XDP socket's and the loop's.
 fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
     let mut m: Metrics = core.metrics();
+    // Payload copied where no descriptor may start is payload copied all the same.
+    m.bytes_copied += l.link.page_edge_bytes_copied;
     let xs = sock.stats();
     m.extra.extend([
         ("xsk_rx_dropped_total".into(), xs.rx_dropped),
@@ -347,7 +353,9 @@ fn metrics(core: &Core, sock: &XskSocket, l: &Loop) -> Metrics {
         ("xsk_tx_completed_total".into(), xs.tx_completed),
         ("xsk_tx_wakeups_total".into(), xs.tx_wakeups),
         ("xsk_tx_wakeup_errors_total".into(), xs.tx_wakeup_errors),
-        ("xsk_tx_refused_total".into(), l.refused),
+        ("xsk_tx_refused_total".into(), l.link.refused),
+        ("xsk_tx_page_splits_total".into(), l.link.page_splits),
+        ("xsk_tx_page_edge_bytes_copied_total".into(), l.link.page_edge_bytes_copied),
         ("loop_turns_total".into(), l.turns),
         ("loop_sleeps_total".into(), l.sleeps),
         ("loop_memory_sleeps_total".into(), l.memory_sleeps),

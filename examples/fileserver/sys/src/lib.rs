@@ -7,6 +7,8 @@
 //! * [`zerocopy`]: `SO_ZEROCOPY`, `send(MSG_ZEROCOPY)` and the completion notifications
 //!   from the socket's error queue (`sock_extended_err` control messages), which rustix
 //!   does not parse.
+//! * [`sigsys`]: the `SIGSYS` handler that names a system call the seccomp filter
+//!   refused, and the test hook that makes one.
 //! * [`poll`]: `ppoll(2)` over raw descriptors (the AF_XDP socket and the io_uring expose
 //!   only `AsRawFd`), with a microsecond timeout: how an AF_XDP worker sleeps.
 //! * [`creds`]: credential changes for every thread of the process (the C library's
@@ -27,6 +29,7 @@
 pub mod creds;
 pub mod filemap;
 pub mod poll;
+pub mod sigsys;
 pub mod zerocopy;
 
 pub use filemap::FileMap;
