@@ -293,9 +293,26 @@ impl Core {
             ("tcp_connections".into(), self.stack.connection_count() as u64),
             ("tcp_time_wait_entries".into(), self.stack.time_wait_count() as u64),
             ("tcp_half_open".into(), self.stack.half_open_count() as u64),
+            ("tcp_fin_wait2_entries".into(), self.stack.fin_wait2_count() as u64),
             ("cache_blocks_cached".into(), u64::from(self.blocks.cache().stats().cached)),
         ];
         self.blocks.counters(&mut m.extra);
+        census(&self.stack.census(), &mut m.extra);
         m
     }
+}
+
+/// The stack's connection table by state and by what holds each connection (a walk of the
+/// table, made when the counters are published, not every turn).
+fn census(c: &stack::Census, out: &mut Vec<(String, u64)>) {
+    for (state, n) in stack::Census::STATES.iter().zip(c.by_state) {
+        out.push((format!("tcp_connections_by_state{{state=\"{state:?}\"}}"), n as u64));
+    }
+    out.extend([
+        ("tcp_connections_unaccepted".into(), c.unaccepted as u64),
+        ("tcp_connections_owned".into(), c.owned as u64),
+        ("tcp_connections_orphans".into(), c.orphans as u64),
+        ("tcp_connections_holding_memory".into(), c.holding_memory as u64),
+        ("tcp_connections_stuck".into(), c.stuck as u64),
+    ]);
 }
