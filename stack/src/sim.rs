@@ -111,6 +111,9 @@ pub struct Faults {
     pub rate_bps: u64,
     /// Frames the bottleneck queue holds before it drops (tail drop).
     pub queue_frames: usize,
+    /// Deliver in batches: a frame is held until the next multiple of this interval of the
+    /// clock (a link or receiver that aggregates, as Wi-Fi and GRO do); zero for none.
+    pub batch: Duration,
 }
 
 impl Default for Faults {
@@ -123,6 +126,7 @@ impl Default for Faults {
             latency: Duration::from_millis(1),
             rate_bps: 1_000_000_000,
             queue_frames: 256,
+            batch: Duration::ZERO,
         }
     }
 }
@@ -192,6 +196,10 @@ impl Channel {
         if self.rng.unit() < self.faults.reorder {
             self.stats.reordered += 1;
             at += Duration::from_micros(self.rng.below(self.faults.reorder_delay.total_micros() + 1));
+        }
+        let b = self.faults.batch.total_micros() as i64;
+        if b > 0 {
+            at = Instant::from_micros((at.total_micros() + b - 1).div_euclid(b) * b);
         }
         if self.rng.unit() < self.faults.duplicate {
             self.stats.duplicated += 1;

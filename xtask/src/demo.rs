@@ -78,7 +78,9 @@ pub fn run(bins: &Bins) -> Result<()> {
     let metrics = ns.in_server("curl").args(["-sf", "http://127.0.0.1:9100/metrics"]).output()?;
     let metrics = String::from_utf8_lossy(&metrics.stdout);
     println!("demo: the server's counters (control port 127.0.0.1:9100 in the server namespace, kernel stack):");
-    for l in metrics.lines().filter(|l| {
+    // Sample lines only (the Prometheus text also has `# HELP` and `# TYPE` lines).
+    let samples = || metrics.lines().filter(|l| !l.starts_with('#'));
+    for l in samples().filter(|l| {
         [
             "requests_total",
             "responses_total",
@@ -100,7 +102,7 @@ pub fn run(bins: &Bins) -> Result<()> {
     ensure!(ok, "the server did not exit cleanly");
     println!(
         "demo: payload bytes copied by the CPU: {}",
-        metrics.lines().find(|l| l.contains("payload_bytes_copied")).unwrap_or("?")
+        samples().find(|l| l.contains("payload_bytes_copied")).unwrap_or("?")
     );
     drop(ns);
     drop(data);

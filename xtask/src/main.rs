@@ -22,6 +22,7 @@ mod netns;
 mod nginx;
 mod nstest;
 mod offloadtest;
+mod opstest;
 mod pipeline;
 mod setup;
 mod soak;
@@ -636,6 +637,7 @@ fn test(filter: Option<String>, no_unit: bool) -> Result<()> {
     let mut suite = nstest::Suite::new(filter);
     nstest::run(&mut suite, &bins);
     fstest::tests(&mut suite, &bins);
+    opstest::tests(&mut suite, &bins);
     fscache::tests(&mut suite, &bins);
     offloadtest::tests(&mut suite, &bins);
     ladder::tests(&mut suite, &bins);

@@ -38,6 +38,10 @@ const APT: &[(&str, Profile)] = &[
     ("wrk", Profile::Full),
     // `ab`: connection-per-request load in `bench conns` and the soak.
     ("apache2-utils", Profile::Full),
+    // `promtool check metrics` for the control port's Prometheus text: promtool ships only
+    // in Debian's prometheus package (96 MB installed). Where systemd runs, installing it
+    // also starts a Prometheus server on :9090 (`systemctl disable --now prometheus`).
+    ("prometheus", Profile::Full),
     // The libfabric provider's tests: fi_info / fi_pingpong, Open MPI over `mtl ofi`.
     ("libfabric-dev", Profile::Full),
     ("libfabric-bin", Profile::Full),

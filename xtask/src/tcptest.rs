@@ -110,7 +110,8 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
         let d = Data::create("tcp", BIG).context("writing the 1 GiB test file")?;
         Ok(data.get_or_init(|| d))
     };
-    suite.case("tcp_kernel_client_1gib_1pct_loss_and_reordering", || lossy(bins, get()?, "1", "1"));
+    suite.case("tcp_kernel_client_1gib_1pct_loss_and_reordering", || lossy(bins, get()?, "1", "1", "cubic"));
+    suite.case("tcp_kernel_client_1gib_1pct_loss_and_reordering_bbr", || lossy(bins, get()?, "1", "1", "bbr"));
     suite.case("tcp_payload_copied_zero_or_all_mtu1500", || copied(bins, get()?, 1500));
     suite.case("tcp_payload_copied_zero_or_all_mtu9000", || copied(bins, get()?, 9000));
     suite.case("tcp_malformed_segments_rst_and_100k_syn_flood_then_serving", || malformed(bins, get()?));
@@ -125,8 +126,9 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
     drop(data);
 }
 
-/// The kernel's TCP (curl) downloads 1 GiB from our stack through the impairing middle.
-fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
+/// The kernel's TCP (curl) downloads 1 GiB from our stack, running congestion control
+/// `cc`, through the impairing middle.
+fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str, cc: &str) -> Result<()> {
     let net = Impaired::up("t", 1500)?;
     let mut imp = Daemon::spawn(
         "impair",
@@ -148,7 +150,7 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
         ]),
     )?;
     imp.wait_line("ready", Duration::from_secs(10))?;
-    let mut srv = xdp_server(net.in_server("env"), bins, &net.srv_if, &data.www, 80, &[])?;
+    let mut srv = xdp_server(net.in_server("env"), bins, &net.srv_if, &data.www, 80, &["--congestion", cc])?;
 
     let start = Instant::now();
     let url = format!("http://{SRV_ADDR}/big");
@@ -204,7 +206,7 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("="))
         .collect();
     println!(
-        "  {} MiB byte-exact in {secs:.1} s ({:.0} MB/s) through {loss}% loss + {reorder}% reordering each way",
+        "  {} MiB byte-exact in {secs:.1} s ({:.0} MB/s) from our {cc} through {loss}% loss + {reorder}% reordering each way",
         data.size >> 20,
         data.size as f64 / secs / 1e6
     );
@@ -236,6 +238,8 @@ fn lossy(bins: &Bins, data: &Data, loss: &str, reorder: &str) -> Result<()> {
         "the middle reordered nothing ({reord_c} to the client, {reord_s} to the server):\n{itext}"
     );
     ensure!(retx > 0, "frames were dropped but the server retransmitted nothing:\n{stext}");
+    let series = format!("fileserver_tcp_congestion_control{{algorithm=\"{cc}\"}}");
+    ensure!(counter(&stext, &series) == Some(1), "the server's counters do not show {series} 1:\n{stext}");
     for want in ["wscale:", "sack", "ts"] {
         ensure!(
             line.split(' ').any(|w| w == want || (want.ends_with(':') && w.starts_with(want))),

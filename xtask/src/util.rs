@@ -95,6 +95,11 @@ impl Daemon {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Lines printed so far (after `wait_line`).
     pub fn lines_so_far(&self) -> &[String] {
         &self.seen

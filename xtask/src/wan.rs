@@ -3,14 +3,15 @@
 //! all through the same impairing forwarder (`xtask internal impair` in a middle
 //! namespace; this kernel has no `sch_netem`).
 //!
-//! Each cell downloads the same file from `fileserver --backend kernel --method sendfile`
-//! once per kernel congestion control (`--kernel-cc`, CUBIC and BBR by default: ours is
-//! CUBIC, and BBR is this machine's default, which does not back off for random loss)
-//! and once from `fileserver --backend xdp` (our stack over AF_XDP), each through a
-//! fresh forwarder with the same seed, so all meet the same loss model; curl in the
-//! client namespace is the receiver every time. Printed per cell: the rates and their
-//! ratios, each sender's recovery counters, and what it retransmitted against what the
-//! forwarder dropped on the way to the client.
+//! Each cell downloads the same file, once per congestion control (`--cc`, CUBIC and BBR
+//! by default; BBR is this machine's default, and does not back off for random loss),
+//! from `fileserver --backend kernel --method sendfile` running that controller and from
+//! `fileserver --backend xdp --congestion` with the same one (our stack over AF_XDP),
+//! each through a fresh forwarder with the same seed, so all meet the same loss model;
+//! curl in the client namespace is the receiver every time. Ratios are like-for-like:
+//! ours with a controller over the kernel with the same. Printed per cell: the rates and
+//! their ratios, each sender's recovery counters, and what it retransmitted against what
+//! the forwarder dropped on the way to the client.
 //!
 //! What the figures mean: the forwarder drops and reorders *frames*, and copies them with
 //! AF_PACKET, so the server's veth has checksum offload (and with it TSO) turned off, as
@@ -48,11 +49,12 @@ pub struct WanOpts {
     /// Seed of the forwarder's loss and reordering.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Congestion controls the kernel's TCP runs with (`net.ipv4.tcp_congestion_control`
-    /// in the server namespace), one download each per cell. CUBIC is ours' like; this
-    /// machine's default is BBR, which does not back off for random loss.
-    #[arg(long, value_delimiter = ',', default_value = "cubic,bbr")]
-    pub kernel_cc: Vec<String>,
+    /// Congestion controls, one download each per cell from each server: the kernel's TCP
+    /// with it (`net.ipv4.tcp_congestion_control` in the server namespace) and ours with
+    /// it (`--congestion`; ours has cubic, bbr and reno, others run the kernel only).
+    /// This machine's default is BBR, which does not back off for random loss.
+    #[arg(long, alias = "kernel-cc", value_delimiter = ',', default_value = "cubic,bbr")]
+    pub cc: Vec<String>,
 }
 
 /// One download through the forwarder.
@@ -82,11 +84,11 @@ pub fn bench(bins: &Bins, opts: &WanOpts) -> Result<()> {
     ensure!(!opts.rtt_ms.is_empty() && !opts.loss_pct.is_empty(), "give at least one --rtt-ms and one --loss-pct");
     ensure!(opts.rtt_ms.iter().all(|r| (0.0..=2000.0).contains(r)), "--rtt-ms values must be 0..=2000");
     ensure!(opts.loss_pct.iter().all(|l| (0.0..=50.0).contains(l)), "--loss-pct values must be 0..=50");
-    ensure!(!opts.kernel_cc.is_empty(), "give at least one --kernel-cc");
-    for cc in &opts.kernel_cc {
+    ensure!(!opts.cc.is_empty(), "give at least one --cc");
+    for cc in &opts.cc {
         ensure!(
             cc.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
-            "--kernel-cc: {cc:?} is not a congestion control name"
+            "--cc: {cc:?} is not a congestion control name"
         );
     }
     let size = opts.size_mib << 20;
@@ -100,31 +102,39 @@ pub fn bench(bins: &Bins, opts: &WanOpts) -> Result<()> {
         net.in_server("ethtool").args(["-K", &net.srv_if, "tx", "off"]).stdout(std::process::Stdio::null()),
     )
     .context("ethtool -K (server veth) tx off")?;
-    let _allowed = AllowedCc::widen(&opts.kernel_cc)?;
+    let _allowed = AllowedCc::widen(&opts.cc)?;
     let mut kernel = kernel_server(&net, bins, &data.www)?;
     let mut rows = Vec::new();
     for &rtt in &opts.rtt_ms {
         for &loss in &opts.loss_pct {
             println!("cell: RTT {rtt} ms, loss {loss}% each way, reordering {}% each way", opts.reorder_pct);
             let mut ks = Vec::new();
-            for cc in &opts.kernel_cc {
+            let mut os = Vec::new();
+            for cc in &opts.cc {
                 set_kernel_cc(&net, cc)?;
-                ks.push(download(&net, bins, opts, rtt, loss, size, Side::Kernel)?);
+                let k = download(&net, bins, opts, rtt, loss, size, Side::Kernel(cc))?;
+                let o = if OURS_CC.contains(&cc.as_str()) {
+                    Some(download(&net, bins, opts, rtt, loss, size, Side::Ours(&data.www, cc))?)
+                } else {
+                    None
+                };
+                match &o {
+                    Some(o) => println!(
+                        "  {cc}: kernel {:.1} MB/s, ours {:.1} MB/s ({:.2}x); forwarder dropped {} / {} frames towards the client; retransmitted/dropped bytes: kernel {}, ours {}",
+                        k.rate(),
+                        o.rate(),
+                        o.rate() / k.rate().max(1e-9),
+                        k.dropped,
+                        o.dropped,
+                        ratio(k.retx_bytes, k.dropped_bytes),
+                        ratio(o.retx_bytes, o.dropped_bytes)
+                    ),
+                    None => println!("  {cc}: kernel {:.1} MB/s (ours has no {cc})", k.rate()),
+                }
+                ks.push(k);
+                os.push(o);
             }
-            let o = download(&net, bins, opts, rtt, loss, size, Side::Ours(&data.www))?;
-            for (cc, k) in opts.kernel_cc.iter().zip(&ks) {
-                println!(
-                    "  kernel {cc} {:.1} MB/s, ours {:.1} MB/s ({:.2}x); forwarder dropped {} / {} frames towards the client; retransmitted/dropped bytes: kernel {}, ours {}",
-                    k.rate(),
-                    o.rate(),
-                    o.rate() / k.rate().max(1e-9),
-                    k.dropped,
-                    o.dropped,
-                    ratio(k.retx_bytes, k.dropped_bytes),
-                    ratio(o.retx_bytes, o.dropped_bytes)
-                );
-            }
-            rows.push((rtt, loss, ks, o));
+            rows.push((rtt, loss, ks, os));
         }
     }
     let _ = kernel.terminate(Duration::from_secs(10));
@@ -195,9 +205,13 @@ fn ratio(a: u64, b: u64) -> String {
     }
 }
 
+/// The congestion controls our stack has (`fileserver --congestion`).
+const OURS_CC: [&str; 3] = ["cubic", "bbr", "reno"];
+
+/// Which server a download is from, and the congestion control it runs.
 enum Side<'a> {
-    Kernel,
-    Ours(&'a Path),
+    Kernel(&'a str),
+    Ours(&'a Path, &'a str),
 }
 
 /// The kernel's file server on port 81 of the server namespace, for the whole run.
@@ -273,9 +287,12 @@ fn kernel_counters(net: &Impaired) -> Result<[u64; 8]> {
 /// One download of the big file by curl in the client namespace, through a fresh forwarder.
 fn download(net: &Impaired, bins: &Bins, opts: &WanOpts, rtt: f64, loss: f64, size: u64, side: Side) -> Result<Run> {
     let mut imp = forwarder(net, bins, opts, rtt, loss)?;
-    let (port, mut srv, before) = match side {
-        Side::Kernel => (81, None, kernel_counters(net)?),
-        Side::Ours(www) => (80, Some(xdp_server(net.in_server("env"), bins, &net.srv_if, www, 80, &[])?), [0; 8]),
+    let (port, mut srv, before, cc) = match side {
+        Side::Kernel(cc) => (81, None, kernel_counters(net)?, cc),
+        Side::Ours(www, cc) => {
+            let s = xdp_server(net.in_server("env"), bins, &net.srv_if, www, 80, &["--congestion", cc])?;
+            (80, Some(s), [0; 8], cc)
+        }
     };
     let url = format!("http://{SRV_ADDR}:{port}/big");
     let (_, text) = output(net.in_client("curl").args([
@@ -299,7 +316,7 @@ fn download(net: &Impaired, bins: &Bins, opts: &WanOpts, rtt: f64, loss: f64, si
             let after = kernel_counters(net)?;
             let d: Vec<u64> = after.iter().zip(before).map(|(a, b)| a.saturating_sub(b)).collect();
             println!(
-                "  kernel: {} retransmitted segments, {} SACK recoveries, {} loss probes, {} timeouts; undone: {} by D-SACK, {} full, {} partial, {} after a timeout",
+                "  kernel {cc}: {} retransmitted segments, {} SACK recoveries, {} loss probes, {} timeouts; undone: {} by D-SACK, {} full, {} partial, {} after a timeout",
                 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]
             );
             d[0] * 1448
@@ -307,9 +324,11 @@ fn download(net: &Impaired, bins: &Bins, opts: &WanOpts, rtt: f64, loss: f64, si
         Some(s) => {
             let (ok, report) = s.terminate(Duration::from_secs(20))?;
             ensure!(ok, "fileserver (xdp) did not exit cleanly:\n{report}");
+            let series = format!("fileserver_tcp_congestion_control{{algorithm=\"{cc}\"}}");
+            ensure!(counter(&report, &series).is_some(), "our server did not run {cc}: no {series} in\n{report}");
             let c = |k: &str| counter(&report, &format!("fileserver_{k}_total")).unwrap_or(0);
             println!(
-                "  ours: {} retransmissions, {} RTO expiries, {} fast recoveries, {} loss probes, {} segments refused by a full TX ring; AF_XDP receive dropped {} (ring full {}, fill ring empty {}); frames received {}",
+                "  ours {cc}: {} retransmissions, {} RTO expiries, {} fast recoveries, {} loss probes, {} segments refused by a full TX ring; AF_XDP receive dropped {} (ring full {}, fill ring empty {}); frames received {}",
                 c("tcp_retransmits"),
                 c("tcp_rto_expired"),
                 c("tcp_fast_recoveries"),
@@ -352,62 +371,64 @@ fn download(net: &Impaired, bins: &Bins, opts: &WanOpts, rtt: f64, loss: f64, si
     })
 }
 
-fn print_table(opts: &WanOpts, size: u64, rows: &[(f64, f64, Vec<Run>, Run)]) {
+/// One cell: RTT, loss, and per congestion control the kernel's run and ours (if ours has it).
+type Row = (f64, f64, Vec<Run>, Vec<Option<Run>>);
+
+fn print_table(opts: &WanOpts, size: u64, rows: &[Row]) {
     println!();
     println!(
-        "bench wan: one download of {} MiB per path and cell, curl (kernel TCP) in the client namespace, through `xtask internal impair` (delay RTT/2 each way, loss each way, {}% reordering each way, seed {})",
+        "bench wan: one download of {} MiB per server, congestion control and cell, curl (kernel TCP) in the client namespace, through `xtask internal impair` (delay RTT/2 each way, loss each way, {}% reordering each way, seed {})",
         size >> 20,
         opts.reorder_pct,
         opts.seed
     );
     println!(
-        "kernel = fileserver --backend kernel --method sendfile with the named congestion control; ours = fileserver --backend xdp (our TCP over AF_XDP, CUBIC)"
+        "kernel CC = fileserver --backend kernel --method sendfile with CC; ours CC = fileserver --backend xdp --congestion CC (our TCP over AF_XDP); ours/CC compares the same controller"
     );
     println!(
         "retx/dropped: payload bytes the server resent over frame bytes the forwarder dropped towards the client (kernel: TcpRetransSegs x 1448; ours: payload sent beyond one copy of the response)"
     );
     println!();
-    let ccs = &opts.kernel_cc;
+    let ccs = &opts.cc;
     let mut head = String::from("| RTT ms | loss % |");
     let mut rule = String::from("|---:|---:|");
     for cc in ccs {
-        head += &format!(" kernel {cc} MB/s |");
-        rule += "---:|";
-    }
-    head += " ours MB/s |";
-    rule += "---:|";
-    for cc in ccs {
-        head += &format!(" ours/{cc} |");
-        rule += "---:|";
+        head += &format!(" kernel {cc} MB/s | ours {cc} MB/s | ours/{cc} |");
+        rule += "---:|---:|---:|";
     }
     for cc in ccs {
-        head += &format!(" retx/dropped {cc} |");
-        rule += "---:|";
+        head += &format!(" retx/dropped kernel {cc} | retx/dropped ours {cc} |");
+        rule += "---:|---:|";
     }
-    head += " retx/dropped ours | bytes per frame (kernel, ours) |";
-    rule += "---:|---|";
+    head += " bytes per frame (kernel, ours) |";
+    rule += "---|";
     println!("{head}");
     println!("{rule}");
-    for (rtt, loss, ks, o) in rows {
-        let per_frame = |r: &Run| r.bytes / r.frames.max(1);
+    let per_frame = |r: &Run| (r.bytes / r.frames.max(1)).to_string();
+    for (rtt, loss, ks, os) in rows {
         let mut line = format!("| {rtt} | {loss} |");
-        for k in ks {
-            line += &format!(" {:.1} |", k.rate());
+        for (k, o) in ks.iter().zip(os) {
+            match o {
+                Some(o) => {
+                    line += &format!(" {:.1} | {:.1} | {:.2} |", k.rate(), o.rate(), o.rate() / k.rate().max(1e-9))
+                }
+                None => line += &format!(" {:.1} | - | - |", k.rate()),
+            }
         }
-        line += &format!(" {:.1} |", o.rate());
-        for k in ks {
-            line += &format!(" {:.2} |", o.rate() / k.rate().max(1e-9));
+        for (k, o) in ks.iter().zip(os) {
+            let ours = o.as_ref().map_or("-".into(), |o| ratio(o.retx_bytes, o.dropped_bytes));
+            line += &format!(" {} | {ours} |", ratio(k.retx_bytes, k.dropped_bytes));
         }
-        for k in ks {
-            line += &format!(" {} |", ratio(k.retx_bytes, k.dropped_bytes));
-        }
-        let kf: Vec<String> = ks.iter().map(|k| per_frame(k).to_string()).collect();
-        line += &format!(" {} | {} / {} |", ratio(o.retx_bytes, o.dropped_bytes), kf.join(", "), per_frame(o));
+        let kf: Vec<String> = ks.iter().map(per_frame).collect();
+        let of: Vec<String> = os.iter().flatten().map(per_frame).collect();
+        line += &format!(" {} / {} |", kf.join(", "), of.join(", "));
         println!("{line}");
     }
     println!();
     println!(
-        "bytes per frame: file bytes over frames the forwarder carried to the client (about 1448: one segment per frame); send errors of the forwarder are counted as extra loss: {:?}",
-        rows.iter().map(|r| (r.2.iter().map(|k| k.send_errors).sum::<u64>(), r.3.send_errors)).collect::<Vec<_>>()
+        "bytes per frame: file bytes over frames the forwarder carried to the client (about 1448: one segment per frame); send errors of the forwarder (kernel, ours) are counted as extra loss: {:?}",
+        rows.iter()
+            .map(|r| (r.2.iter().map(|k| k.send_errors).sum::<u64>(), r.3.iter().flatten().map(|o| o.send_errors).sum::<u64>()))
+            .collect::<Vec<_>>()
     );
 }

@@ -16,6 +16,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod bench;
 pub mod blocks;
 mod held;
@@ -23,7 +24,9 @@ pub mod http;
 pub mod kernel;
 pub mod metrics;
 pub mod options;
+pub mod pidfile;
 pub mod privdrop;
+pub mod prom;
 pub mod root;
 pub mod session;
 pub mod sim;

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
-use fileserver::{kernel, options, privdrop, root, xdp};
+use fileserver::access_log::{self, AccessLog};
+use fileserver::{kernel, options, pidfile, privdrop, root, xdp};
+use stack::tcp::CcAlgorithm;
 
 /// Serve a directory over HTTP/1.1 (GET and HEAD, keep-alive, pipelining, single ranges,
 /// ETag/Last-Modified validators). Paths never escape --root; no directory listings.
@@ -96,6 +98,14 @@ struct Args {
     /// the kernel or the NIC (TX metadata checksum offload, Linux 6.8+).
     #[arg(long)]
     no_tx_offload: bool,
+    /// Congestion control of the served connections: `cubic` (RFC 9438 with HyStart++;
+    /// the xdp backend's default, as Linux's built-in one), `bbr` (BBR v1: paces at its
+    /// model of the bottleneck and does not slow down for random loss) or `reno`
+    /// (NewReno). With --backend kernel it sets TCP_CONGESTION on the listening socket
+    /// (any name the kernel has loaded and allows); without it the kernel's
+    /// net.ipv4.tcp_congestion_control applies.
+    #[arg(long)]
+    congestion: Option<String>,
     /// Attach XDP in generic (skb) mode.
     #[arg(long)]
     skb: bool,
@@ -105,9 +115,11 @@ struct Args {
     /// data is in flight.
     #[arg(long)]
     busy: bool,
-    /// Control port on the kernel stack: any GET on it returns the counters as text (the
-    /// sum over workers, then each worker's with a `queue` label). Served by a thread of its
-    /// own, never by a worker; at most 16 connections, 5 s each.
+    /// Control port on the kernel stack: `GET /metrics` returns the counters in the
+    /// Prometheus text format (the sum over workers, then each worker's with a `queue`
+    /// label, and a histogram of request time), `/connections` one line per TCP connection
+    /// (like `ss -tin`), `/health` 200 or 503 naming a stuck worker. Served by a thread of
+    /// its own, never by a worker; at most 16 connections, 5 s each.
     #[arg(long, conflicts_with = "metrics_port")]
     metrics_addr: Option<SocketAddr>,
     /// The control port on loopback: the same as --metrics-addr 127.0.0.1:PORT (in the
@@ -117,6 +129,15 @@ struct Args {
     /// After setup, run as this unprivileged user (name or uid). Default: stay as started.
     #[arg(long)]
     user: Option<String>,
+    /// Log every request to FILE (or `-`: standard output) in the combined log format,
+    /// as nginx and Apache write it. Written by a thread of its own; lines that find its
+    /// queue full are dropped and counted (fileserver_access_log_dropped_total). SIGHUP
+    /// reopens FILE (after logrotate moved it). Off by default.
+    #[arg(long, value_name = "FILE|-")]
+    access_log: Option<access_log::Target>,
+    /// Write the server's pid to PATH once set up (before `ready`); removed at exit.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
     /// Most connections open at once; more are accepted and closed. On AF_XDP it also sizes
     /// the TCP table: twice this (sessions, and the orphans they leave while closing) plus
     /// 1024 half-open and 1024 waiting to be accepted; TIME-WAIT entries are compact and
@@ -192,11 +213,37 @@ fn run(args: Args) -> Result<()> {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGUSR1, dump.clone()).context("installing SIGUSR1")?;
+    // SIGHUP reopens the log files (and no longer ends the process).
+    let reopen = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reopen.clone()).context("installing SIGHUP")?;
+    if args.user.is_some() && args.access_log.is_some() {
+        // The log thread must inherit it: the drop to --user checks every thread.
+        privdrop::no_new_privs()?;
+    }
+    let log = args.access_log.clone().map(|t| AccessLog::start(t, access_log::QUEUE, reopen)).transpose()?;
+    let result = serve(&args, root, limits, &stop, &dump, log.as_ref());
+    if let Some(l) = log {
+        l.finish();
+    }
+    result
+}
 
+fn serve(
+    args: &Args,
+    root: root::Root,
+    limits: options::Limits,
+    stop: &Arc<AtomicBool>,
+    dump: &Arc<AtomicBool>,
+    log: Option<&AccessLog>,
+) -> Result<()> {
     match args.backend {
         Backend::Xdp => {
             let Some(iface) = args.iface.clone() else {
                 bail!("--backend xdp needs --iface (the interface to attach to); for a server without XDP use --backend kernel")
+            };
+            let congestion = match &args.congestion {
+                Some(cc) => cc.parse().map_err(|e: String| anyhow::anyhow!("--congestion: {e}"))?,
+                None => CcAlgorithm::default(),
             };
             let opts = xdp::XdpOpts {
                 iface,
@@ -209,14 +256,17 @@ fn run(args: Args) -> Result<()> {
                 frames: args.frames,
                 pool: args.pool_opts(),
                 force_copy: args.force_copy,
+                congestion,
                 tx_offload: !args.no_tx_offload,
                 skb: args.skb,
                 busy: args.busy,
                 metrics_addr: args.metrics_addr(),
                 user: args.user.clone(),
                 limits,
+                access_log: log.map(AccessLog::sender),
+                pid_file: args.pid_file.clone(),
             };
-            xdp::run(opts, root, args.root.clone(), &stop, &dump).map_err(|e| {
+            xdp::run(opts, root, args.root.clone(), stop, dump).map_err(|e| {
                 e.context("the AF_XDP backend could not start; without XDP (no root, a NIC or container without it) run with --backend kernel")
             })?;
         }
@@ -226,7 +276,11 @@ fn run(args: Args) -> Result<()> {
             }
             let addr = SocketAddr::new(args.addr, args.port);
             let metrics = args.metrics_addr();
-            let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits)?;
+            let cc = args.congestion.as_deref();
+            let mut server = kernel::Server::bind(addr, metrics, args.method, &args.pool_opts(), root, limits, cc)?;
+            if let Some(l) = log {
+                server.log_to(l.sender());
+            }
             println!("fileserver on http://{addr}/ serving {}", args.root.display());
             println!("  backend         kernel sockets (epoll)");
             println!("  method          {}", args.method.name());
@@ -236,13 +290,18 @@ fn run(args: Args) -> Result<()> {
             if let Some(m) = metrics {
                 println!("  control port    http://{m}/metrics");
             }
+            let pid_file = args.pid_file.as_deref().map(pidfile::PidFile::create).transpose()?;
+            if let Some(p) = &pid_file {
+                println!("  pid file        {} ({})", p.path().display(), std::process::id());
+            }
             if let Some(user) = &args.user {
                 println!("  privileges      {}", privdrop::drop_to(user)?);
             }
             println!("ready");
-            server.run(&stop, &dump)?;
+            server.run(stop, dump)?;
             println!("fileserver: stopping");
             print!("{}", server.render());
+            drop(pid_file);
         }
     }
     Ok(())
@@ -266,11 +325,20 @@ mod tests {
             "0,2-3",
             "--metrics-port",
             "9100",
+            "--access-log",
+            "-",
+            "--pid-file",
+            "/run/fs.pid",
         ])
         .unwrap();
+        assert_eq!(a.access_log, Some(access_log::Target::Stdout));
+        assert_eq!(a.pid_file, Some(PathBuf::from("/run/fs.pid")));
         assert_eq!(a.queues, options::Queues::All);
         assert_eq!(a.cpus, Some(options::CpuList(vec![0, 2, 3])));
+        assert_eq!(a.congestion, None);
         assert_eq!(a.metrics_addr(), Some("127.0.0.1:9100".parse().unwrap()));
+        let a = Args::try_parse_from(["fileserver", "--root", "/srv", "--congestion", "bbr"]).unwrap();
+        assert_eq!(a.congestion.as_deref(), Some("bbr"));
         let a = Args::try_parse_from(["fileserver", "--root", "/srv", "--metrics-addr", "10.0.0.1:9"]).unwrap();
         assert_eq!((a.queues, a.metrics_addr()), (options::Queues::Count(1), Some("10.0.0.1:9".parse().unwrap())));
         assert!(Args::try_parse_from([

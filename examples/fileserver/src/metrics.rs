@@ -4,7 +4,15 @@
 use std::fmt::Write;
 
 use crate::http::Status;
+use crate::prom::{Exposition, Histogram};
 use crate::session::Timeout;
+
+/// The request-time histogram's family name and help.
+pub const REQUEST_SECONDS: (&str, &str) = (
+    "fileserver_request_seconds",
+    "Time from a request's head parsed to its response's last byte handed to the transport \
+     (the TCP send queue or the socket; not its acknowledgement), seconds.",
+);
 
 /// Server-wide counters.
 #[derive(Debug, Default, Clone)]
@@ -23,6 +31,8 @@ pub struct Metrics {
     pub refused_connections: u64,
     /// Multi-buffer packets received where single frames were expected (AF_XDP backend).
     pub rx_multi_dropped: u64,
+    /// Request time (see [`REQUEST_SECONDS`]).
+    pub request_time: Histogram,
     /// Backend-specific lines (`name value`).
     pub extra: Vec<(String, u64)>,
 }
@@ -60,6 +70,7 @@ impl Metrics {
             timeouts_write,
             refused_connections,
             rx_multi_dropped,
+            request_time,
             extra,
         } = o;
         self.connections += connections;
@@ -75,6 +86,7 @@ impl Metrics {
         self.timeouts_write += timeouts_write;
         self.refused_connections += refused_connections;
         self.rx_multi_dropped += rx_multi_dropped;
+        self.request_time.add(request_time);
         for (k, v) in extra {
             match self.extra.iter_mut().find(|(n, _)| n == k) {
                 Some(e) => e.1 += v,
@@ -94,14 +106,44 @@ impl Metrics {
     /// Appends one `name{labels} value` line per counter to `o`, with `label` (such as
     /// `queue="1"`) added to each line's labels.
     pub fn write_series(&self, o: &mut String, label: Option<&str>) {
-        let mut line = |name: &str, labels: &str, v: u64| {
+        self.samples(|name, labels, v| {
             let _ = match (labels.is_empty(), label) {
-                (true, None) => writeln!(o, "fileserver_{name} {v}"),
-                (true, Some(l)) => writeln!(o, "fileserver_{name}{{{l}}} {v}"),
-                (false, None) => writeln!(o, "fileserver_{name}{{{labels}}} {v}"),
-                (false, Some(l)) => writeln!(o, "fileserver_{name}{{{labels},{l}}} {v}"),
+                (true, None) => writeln!(o, "{name} {v}"),
+                (true, Some(l)) => writeln!(o, "{name}{{{l}}} {v}"),
+                (false, None) => writeln!(o, "{name}{{{labels}}} {v}"),
+                (false, Some(l)) => writeln!(o, "{name}{{{labels},{l}}} {v}"),
             };
+        });
+        let h = &self.request_time;
+        let (name, _) = REQUEST_SECONDS;
+        let with = |extra: &str| match label {
+            Some(l) if extra.is_empty() => format!("{{{l}}}"),
+            Some(l) => format!("{{{l},{extra}}}"),
+            None if extra.is_empty() => String::new(),
+            None => format!("{{{extra}}}"),
         };
+        for (le, n) in h.cumulative() {
+            let _ = writeln!(o, "{name}_bucket{} {n}", with(&format!("le=\"{le}\"")));
+        }
+        let _ = writeln!(o, "{name}_sum{} {}", with(""), h.sum_seconds());
+        let _ = writeln!(o, "{name}_count{} {}", with(""), h.count());
+    }
+
+    /// Adds every series to a Prometheus exposition, with `label` added to each.
+    pub fn expose(&self, e: &mut Exposition, label: Option<&str>) {
+        let join = |labels: &str| match (labels.is_empty(), label) {
+            (_, None) => labels.to_owned(),
+            (true, Some(l)) => l.to_owned(),
+            (false, Some(l)) => format!("{labels},{l}"),
+        };
+        self.samples(|name, labels, v| e.sample(name, &join(labels), v));
+        let (name, help) = REQUEST_SECONDS;
+        e.histogram(name, help, label.unwrap_or(""), &self.request_time);
+    }
+
+    /// Calls `f(name, labels, value)` for every counter and gauge (the histogram aside).
+    pub fn samples(&self, mut f: impl FnMut(&str, &str, u64)) {
+        let mut line = |name: &str, labels: &str, v: u64| f(&format!("fileserver_{name}"), labels, v);
         line("connections_total", "", self.connections);
         line("connections_open", "", self.connections_open);
         line("requests_total", "", self.requests);
@@ -167,5 +209,43 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_exposition_groups_the_sum_and_each_queue_under_one_family() {
+        let (mut a, mut b) = (sample(1), sample(2));
+        a.request_time.observe(700);
+        b.request_time.observe(70_000);
+        let mut sum = a.clone();
+        sum.add(&b);
+        let mut e = Exposition::default();
+        sum.expose(&mut e, None);
+        a.expose(&mut e, Some("queue=\"0\""));
+        b.expose(&mut e, Some("queue=\"1\""));
+        let text = e.render();
+        let fam = text.find("# TYPE fileserver_connections_total counter\n").expect("typed");
+        let lines: Vec<&str> = text[fam..].lines().skip(1).take(3).collect();
+        assert_eq!(
+            lines,
+            [
+                "fileserver_connections_total 3",
+                "fileserver_connections_total{queue=\"0\"} 1",
+                "fileserver_connections_total{queue=\"1\"} 2"
+            ]
+        );
+        for want in [
+            "# TYPE fileserver_connections_open gauge\n",
+            "# TYPE fileserver_request_seconds histogram\n",
+            "fileserver_request_seconds_bucket{le=\"0.001\"} 1\n",
+            "fileserver_request_seconds_bucket{le=\"0.1\"} 2\n",
+            "fileserver_request_seconds_count 2\n",
+            "fileserver_request_seconds_bucket{queue=\"1\",le=\"0.05\"} 0\n",
+            "fileserver_request_seconds_bucket{queue=\"1\",le=\"0.1\"} 1\n",
+            "fileserver_responses_total{status=\"200\",queue=\"1\"} 1\n",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+        assert_eq!(text.matches("# HELP ").count(), text.matches("# TYPE ").count());
+        assert_eq!(text.matches("# TYPE fileserver_request_seconds ").count(), 1);
     }
 }

@@ -1,16 +1,23 @@
 //! Congestion control, pluggable: CUBIC (RFC 9438, the default, as in Linux) and NewReno
-//! (RFC 5681, RFC 6582), both with HyStart++ (RFC 9406) in their first slow start.
+//! (RFC 5681, RFC 6582), both with HyStart++ (RFC 9406) in their first slow start, and
+//! BBR (`bbr.rs`, v1 as Linux's `tcp_bbr.c`).
 //!
-//! The connection owns loss detection and recovery (what to retransmit, and the window
-//! during recovery, by PRR); a controller sizes the congestion window in bytes outside
-//! recovery, sets `ssthresh` on a congestion event, and restores its state when the event
-//! proves spurious (RFC 9438 section 4.9; Linux `undo_cwnd`).
+//! The connection owns loss detection and recovery (what to retransmit). A loss-based
+//! controller sizes the congestion window in bytes outside recovery (PRR sets it during
+//! fast recovery), sets `ssthresh` on a congestion event, and restores its state when
+//! the event proves spurious (RFC 9438 section 4.9; Linux `undo_cwnd`). A model-based
+//! controller (BBR; in Linux, one with `cong_control`) sets the window and the pacing rate
+//! itself on every ACK, recovery included, from the delivery-rate sample
+//! ([`AckSample`]).
 
 use core::fmt::Debug;
 
 use smoltcp::time::{Duration, Instant};
 
+use super::bbr::{Bbr, BbrInfo};
+use super::conn::CaState;
 use super::hystart::{HyStart, SsAck, SsEvent};
+use super::rate::RateSample;
 use crate::wire::Seq;
 
 /// One ACK outside recovery, as a controller sees it.
@@ -32,6 +39,49 @@ pub struct AckInfo {
     pub snd_nxt: Seq,
     /// Whether the window limited sending lately (RFC 7661): if not, it does not grow.
     pub cwnd_limited: bool,
+}
+
+/// One ACK as a model-based controller sees it: the rate sample and the connection's
+/// state after the ACK (what Linux's `cong_control` reads from the socket).
+#[derive(Debug, Clone, Copy)]
+pub struct AckSample {
+    /// When it arrived.
+    pub now: Instant,
+    /// Send MSS.
+    pub mss: usize,
+    /// Its delivery-rate sample.
+    pub rs: RateSample,
+    /// Bytes delivered so far, this ACK's included (Linux `tp->delivered`).
+    pub delivered: u64,
+    /// When the last delivery was (`tp->delivered_mstamp`).
+    pub delivered_at: Instant,
+    /// Bytes ever marked lost (`tp->lost`).
+    pub lost: u64,
+    /// Bytes in flight now (RFC 6675 pipe), and before the ACK.
+    pub in_flight: usize,
+    /// Bytes in flight before the ACK (`rs->prior_in_flight`).
+    pub prior_in_flight: usize,
+    /// The RTT of the most recently sent segment it delivered, if it gave a sample.
+    pub rtt: Option<Duration>,
+    /// The connection's windowed minimum RTT and smoothed RTT.
+    pub min_rtt: Option<Duration>,
+    /// Smoothed RTT.
+    pub srtt: Option<Duration>,
+    /// Where loss recovery stands after the ACK.
+    pub ca: CaState,
+    /// How far ahead of now pacing has already scheduled the next departure.
+    pub pacing_backlog: Duration,
+}
+
+/// What one ACK changed in a model-based controller's state, for the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelEvents {
+    /// Startup found the pipe full (the bandwidth stopped growing).
+    pub pipe_full: bool,
+    /// ProbeRTT began.
+    pub probe_rtt: bool,
+    /// A token-bucket policer was detected: it paces at the policed rate for a while.
+    pub policer: bool,
 }
 
 impl AckInfo {
@@ -63,6 +113,32 @@ pub trait CongestionControl: Debug {
     fn in_slow_start(&self) -> bool {
         self.cwnd() < self.ssthresh()
     }
+    /// Whether it sets the window on every ACK itself, recovery included ([`Self::on_sample`]
+    /// instead of [`Self::on_ack`] and PRR; Linux: a controller with `cong_control`).
+    fn model_based(&self) -> bool {
+        false
+    }
+    /// Every ACK of data in flight, for a model-based controller; returns what changed in
+    /// its model, for the counters.
+    fn on_sample(&mut self, _s: &AckSample) -> ModelEvents {
+        ModelEvents::default()
+    }
+    /// Whether the connection is to mark itself application-limited now (BBR in
+    /// ProbeRTT: its low rate says nothing about the path).
+    fn wants_app_limited(&self) -> bool {
+        false
+    }
+    /// The pacing rate it sets, bytes/s; `None`: the connection's default.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
+    }
+    /// Data leaves with nothing in flight (Linux `CA_EVENT_TX_START`); `app_limited`:
+    /// the sender had run out of data, so it restarts from idle.
+    fn on_tx_start(&mut self, _now: Instant, _app_limited: bool) {}
+    /// BBR's model, if this is BBR.
+    fn bbr_info(&self) -> Option<BbrInfo> {
+        None
+    }
 }
 
 /// Which controller new connections get.
@@ -73,16 +149,44 @@ pub enum CcAlgorithm {
     /// RFC 9438 (Linux's default).
     #[default]
     Cubic,
+    /// BBR v1 (Linux's `tcp_bbr`): paces at its model of the bottleneck bandwidth and
+    /// sizes the window from it and the minimum RTT; random loss does not slow it.
+    Bbr,
 }
 
 impl CcAlgorithm {
     /// A controller with an initial window of `min(10 * mss, max(2 * mss, 14600))` (RFC 6928),
-    /// with HyStart++ in its first slow start when `hystart`.
-    pub fn build(self, mss: usize, hystart: bool) -> Box<dyn CongestionControl> {
+    /// with HyStart++ in its first slow start when `hystart` (loss-based ones). `seed`
+    /// varies what a controller randomizes (BBR's first gain-cycle phase) by connection.
+    pub fn build(self, mss: usize, hystart: bool, seed: u32) -> Box<dyn CongestionControl> {
         let iw = (10 * mss).min((2 * mss).max(14600));
         match self {
             CcAlgorithm::NewReno => Box::new(NewReno::new(iw, hystart)),
             CcAlgorithm::Cubic => Box::new(Cubic::new(iw, hystart)),
+            CcAlgorithm::Bbr => Box::new(Bbr::new(iw, mss, seed)),
+        }
+    }
+
+    /// The name, as Linux's `tcp_congestion_control` spells it (Linux's `reno` is
+    /// NewReno with SACK; `newreno` parses too).
+    pub fn name(self) -> &'static str {
+        match self {
+            CcAlgorithm::NewReno => "reno",
+            CcAlgorithm::Cubic => "cubic",
+            CcAlgorithm::Bbr => "bbr",
+        }
+    }
+}
+
+impl core::str::FromStr for CcAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<CcAlgorithm, String> {
+        match s {
+            "newreno" | "reno" => Ok(CcAlgorithm::NewReno),
+            "cubic" => Ok(CcAlgorithm::Cubic),
+            "bbr" => Ok(CcAlgorithm::Bbr),
+            _ => Err(format!("unknown congestion control {s:?}: give cubic, bbr or reno (newreno)")),
         }
     }
 }
@@ -326,6 +430,16 @@ impl CongestionControl for Cubic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_say_what_to_give() {
+        for cc in [CcAlgorithm::Cubic, CcAlgorithm::Bbr, CcAlgorithm::NewReno] {
+            assert_eq!(cc.name().parse::<CcAlgorithm>(), Ok(cc));
+        }
+        assert_eq!("newreno".parse::<CcAlgorithm>(), Ok(CcAlgorithm::NewReno));
+        let e = "vegas".parse::<CcAlgorithm>().unwrap_err();
+        assert!(e.contains("vegas") && e.contains("bbr"), "{e}");
+    }
 
     fn ack(now: Instant, acked: usize, mss: usize, srtt_ms: u64) -> AckInfo {
         AckInfo {

@@ -59,6 +59,10 @@ pub struct TcpConfig {
     pub hystart: bool,
     /// Most payload fragments per segment (AF_XDP multi-buffer descriptors after the header).
     pub max_payload_frags: usize,
+    /// Pace data segments (Linux's internal pacing, `pacing.rs`): at the controller's
+    /// pacing rate (BBR's model; for loss-based controllers Linux's default, 2 x or 1.2 x
+    /// `cwnd / srtt`), in bursts of about 1 ms of data, instead of a window at once.
+    pub pacing: bool,
     /// Tail loss probes (RFC 8985 section 7; Linux `tcp_early_retrans`): when no ACK comes
     /// for two smoothed RTTs, send one segment to draw one, instead of waiting for the
     /// retransmission timeout. Needs SACK.
@@ -87,6 +91,7 @@ impl Default for TcpConfig {
             congestion: CcAlgorithm::Cubic,
             hystart: true,
             max_payload_frags: 8,
+            pacing: true,
             tail_loss_probe: true,
         }
     }

@@ -7,7 +7,9 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 use umem::BufSlice;
 
+use super::bbr::BbrInfo;
 use super::cc::CongestionControl;
+use super::pacing;
 use super::prr::Prr;
 use super::recovery::Loss;
 use super::recv_queue::RecvQueue;
@@ -49,9 +51,10 @@ impl State {
     }
 }
 
-/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states).
+/// Where loss recovery stands (Linux `tcp_ca_state`, without its transient states), in
+/// Linux's order (a later state is a deeper one).
 #[doc(alias = "tcp_ca_state")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum CaState {
     /// No loss being repaired.
     #[default]
@@ -86,6 +89,11 @@ pub struct RecoveryInfo {
     pub reo_wnd_mult: u32,
     /// Send MSS.
     pub mss: usize,
+    /// The pacing rate, bytes/s (0: not paced yet).
+    pub pacing_rate: u64,
+    /// The delivery rate of the last sample not limited by the application (or a faster
+    /// one since), bytes/s, and whether it was (Linux `tcpi_delivery_rate`).
+    pub delivery_rate: Option<(u64, bool)>,
 }
 
 /// A tail loss probe in flight (RFC 8985 section 7.3, `TLP.end_seq` and `TLP.is_retrans`).
@@ -275,7 +283,7 @@ impl Conn {
             last_ack_sent: Seq(0),
             rtt: RttEstimator::new(cfg.initial_rto, cfg.min_rto, cfg.max_rto),
             rtt_probe: None,
-            cc: cfg.congestion.build(mss, cfg.hystart),
+            cc: cfg.congestion.build(mss, cfg.hystart, iss.0),
             ca: CaState::Open,
             recover: iss,
             loss: None,
@@ -332,7 +340,7 @@ impl Conn {
         let mut c = Conn::new(cfg, tuple, iss, local_mss, State::Established);
         c.rcv_wscale = 0;
         c.mss = usize::from(peer_mss.min(local_mss));
-        c.cc = cfg.congestion.build(c.mss, cfg.hystart);
+        c.cc = cfg.congestion.build(c.mss, cfg.hystart, iss.0);
         c.irs = ack.seq.sub(1);
         c.rcv_nxt = ack.seq;
         c.rcv_adv = ack.seq;
@@ -374,7 +382,7 @@ impl Conn {
             mss = mss.saturating_sub(12);
         }
         self.mss = mss.max(64);
-        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart);
+        self.cc = self.cfg.congestion.build(self.mss, self.cfg.hystart, self.iss.0);
     }
 
     /// The connection's endpoints.
@@ -415,11 +423,24 @@ impl Conn {
     /// Congestion window in bytes: the one sending is held to now (PRR's during fast
     /// recovery).
     pub fn cwnd(&self) -> usize {
-        if self.ca == CaState::Recovery && self.sack_ok {
+        if self.ca == CaState::Recovery && self.sack_ok && !self.cc.model_based() {
             self.ls().prr_cwnd
         } else {
             self.cc.cwnd() + self.inflation
         }
+    }
+
+    /// The pacing rate in bytes per second, 0 before an RTT is known (as Linux's
+    /// `sk_pacing_rate`, it is kept whether or not [`TcpConfig::pacing`] enforces it): the
+    /// controller's (BBR's model), or Linux's default for a loss-based controller,
+    /// `max(cwnd, outstanding) / srtt` times 2 in slow start and 1.2 after
+    /// (`tcp_update_pacing_rate`).
+    pub fn pacing_rate(&self) -> u64 {
+        if let Some(rate) = self.cc.pacing_rate() {
+            return rate;
+        }
+        let outstanding = self.snd_max.since(self.snd_una) as usize;
+        pacing::default_rate(self.cwnd(), self.cc.ssthresh(), outstanding, self.rtt.srtt())
     }
 
     /// Where loss recovery stands, with its numbers.
@@ -434,7 +455,14 @@ impl Conn {
             lost: self.ls().rtx.lost(),
             reo_wnd_mult: self.ls().rack.reo_wnd_mult(),
             mss: self.mss,
+            pacing_rate: self.pacing_rate(),
+            delivery_rate: self.ls().rate.last_rate(),
         }
+    }
+
+    /// BBR's model of the path, if the connection runs BBR.
+    pub fn bbr_info(&self) -> Option<BbrInfo> {
+        self.cc.bbr_info()
     }
 
     /// Smoothed RTT, once measured.
@@ -490,6 +518,7 @@ impl Conn {
     /// Queues payload by reference; takes as much of `slices` as fits the send buffer
     /// (splitting the last one) and returns the bytes taken.
     pub fn send(&mut self, slices: &[BufSlice]) -> usize {
+        self.check_app_limited();
         let mut space = self.send_space();
         let mut taken = 0;
         for s in slices {

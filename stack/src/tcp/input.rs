@@ -286,7 +286,8 @@ impl Conn {
         }
         let ack = hdr.ack;
         let wnd = u32::from(hdr.window) << self.snd_wscale;
-        let mut ev = AckEvent::new(self.snd_una, self.ls().scoreboard.high());
+        let mut ev =
+            AckEvent::new(self.snd_una, self.ls().scoreboard.high(), self.ls().rtx.lost_total(), self.flight());
         if self.sack_ok {
             self.take_sack_blocks(now, hdr, &mut ev, ctr);
         }
@@ -324,12 +325,16 @@ impl Conn {
         if self.sack_ok {
             self.sack_recovery(now, hdr, &ev, rtt, ctr);
         }
+        self.cong_control(now, &ev, rtt, ctr);
         true
     }
 
     fn on_new_ack(&mut self, now: Instant, hdr: &TcpHeader, rtt: Option<Duration>, ctr: &mut Counters) {
         let ack = hdr.ack;
         let acked = ack.since(self.snd_una) as usize;
+        if let Some(l) = self.loss.as_deref_mut() {
+            l.bytes_acked += acked as u64;
+        }
         self.rtt.reset_backoff();
         self.retries = 0;
 

@@ -1,7 +1,8 @@
 //! Segment generation: SYN / SYN-ACK, retransmissions (what RACK or the retransmission
 //! timer marked lost, oldest loss first; without SACK, NewReno's and go-back-N), tail loss
 //! probes, new data within the send and congestion windows, FIN, window probes and ACKs.
-//! Payload goes out as slices of the send queue; nothing is copied here.
+//! Retransmissions and new data leave when pacing lets them (`pacing.rs`). Payload goes
+//! out as slices of the send queue; nothing is copied here.
 
 use smoltcp::time::Instant;
 
@@ -185,8 +186,15 @@ impl Conn {
         let n = seg_end.since(seq) as usize;
         let (snd_max, recovering) = (self.snd_max, self.ca == CaState::Recovery);
         let tsval = (out.retransmit && self.ts_ok).then(|| self.now_ms(now));
+        let (rate, mss) = (self.pacing_rate(), self.mss);
+        if self.flight() == 0 {
+            let app_limited = self.ls().rate.is_app_limited();
+            self.cc.on_tx_start(now, app_limited);
+        }
         let l = self.lm();
-        l.rtx.on_transmit(now, seq, seg_end, snd_max);
+        l.pacer.on_sent(now, got, rate, mss);
+        let (tx, app_limited) = l.rate.on_send(now, l.rtx.is_empty());
+        l.rtx.on_transmit(now, seq, seg_end, snd_max, tx, app_limited);
         if out.retransmit {
             l.undo.on_retransmit(tsval, 1);
         }
@@ -212,6 +220,9 @@ impl Conn {
         // Without SACK: retransmission of the first unacknowledged segment (fast
         // retransmit, NewReno partial ACK).
         if self.rexmit_pending {
+            if self.paced_out(now, ctr) {
+                return false;
+            }
             self.rexmit_pending = false;
             let outstanding = self.snd_max.since(self.snd_una) as usize;
             let fin_out = self.fin_sent();
@@ -221,6 +232,7 @@ impl Conn {
                 let n = self.emit_range(now, out, self.snd_una, len, true);
                 if n > 0 {
                     ctr.tcp_retransmits += 1;
+                    self.lm().retransmits += 1;
                     ctr.tcp_dupack_retransmits += 1;
                     ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
                     return true;
@@ -232,6 +244,9 @@ impl Conn {
         // (PRR's in fast recovery) allows; the receive window does not hold it back.
         if self.sack_ok && self.flight() < cwnd {
             if let Some(seg) = self.loss.as_mut().and_then(|l| l.rtx.next_lost()) {
+                if self.paced_out(now, ctr) {
+                    return false;
+                }
                 if self.retransmit_seg(now, out, &seg, ctr) {
                     return true;
                 }
@@ -266,6 +281,7 @@ impl Conn {
             let n = self.emit_range(now, out, seq, len, true);
             if n > 0 {
                 ctr.tcp_retransmits += 1;
+                self.lm().retransmits += 1;
                 ctr.tcp_tlp_retransmits += 1;
                 ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
                 self.tlp = Some(Probe { end: self.snd_nxt, retrans: true });
@@ -309,6 +325,9 @@ impl Conn {
         if len < mss && len < unsent && flight > 0 {
             return false;
         }
+        if self.paced_out(now, ctr) {
+            return false;
+        }
         let seq = self.snd_nxt;
         let n = self.emit_range(now, out, seq, len, true);
         if n == 0 {
@@ -316,6 +335,7 @@ impl Conn {
         }
         if out.retransmit {
             ctr.tcp_retransmits += 1;
+            self.lm().retransmits += 1;
             ctr.tcp_rto_retransmits += 1;
             ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
         }
@@ -335,6 +355,17 @@ impl Conn {
         }
     }
 
+    /// Whether pacing holds data back at `now`; if so, the connection is to be woken at
+    /// the next departure. Tail loss probes, bare FINs and ACKs are not held back.
+    fn paced_out(&mut self, now: Instant, ctr: &mut Counters) -> bool {
+        if !self.cfg.pacing || self.ls().pacer.may_send(now) {
+            return false;
+        }
+        ctr.tcp_pacing_waits += 1;
+        self.lm().pacer.arm();
+        true
+    }
+
     /// Retransmits (up to one MSS of) a segment marked lost, counted by what marked it.
     fn retransmit_seg(&mut self, now: Instant, out: &mut OutSegment, seg: &Seg, ctr: &mut Counters) -> bool {
         let fin_in = self.fin_sent() && seg.end == self.snd_max;
@@ -344,6 +375,7 @@ impl Conn {
             return false;
         }
         ctr.tcp_retransmits += 1;
+        self.lm().retransmits += 1;
         ctr.tcp_retransmitted_bytes += out.payload_len() as u64;
         if seg.has(BY_RTO) {
             ctr.tcp_rto_retransmits += 1;

@@ -153,6 +153,7 @@ impl Rack {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tcp::rate::TxState;
 
     fn t(us: i64) -> Instant {
         Instant::from_micros(us)
@@ -162,7 +163,14 @@ mod tests {
     fn queue(n: u32) -> RtxQueue {
         let mut q = RtxQueue::new();
         for i in 0..n {
-            q.on_transmit(t(i64::from(i) * 10), Seq(100 * i), Seq(100 * i + 100), Seq(100 * i));
+            q.on_transmit(
+                t(i64::from(i) * 10),
+                Seq(100 * i),
+                Seq(100 * i + 100),
+                Seq(100 * i),
+                TxState::default(),
+                false,
+            );
         }
         q
     }
@@ -217,7 +225,7 @@ mod tests {
     fn an_early_ack_for_a_retransmission_does_not_move_rack() {
         let mut r = Rack::default();
         let mut q = queue(2);
-        q.on_transmit(t(900), Seq(0), Seq(100), Seq(200));
+        q.on_transmit(t(900), Seq(0), Seq(100), Seq(200), TxState::default(), false);
         // 0.2 ms after the retransmission: less than min RTT, so the original arrived.
         q.ack(Seq(100), &mut |s| r.on_delivered(t(1100), s, Some(Duration::from_millis(1))));
         assert!(!r.take_advanced());

@@ -8,12 +8,14 @@
 
 use smoltcp::time::{Duration, Instant};
 
-use super::cc::AckInfo;
+use super::cc::{AckInfo, AckSample};
 use super::conn::{CaState, Conn};
 use super::dsack::dsack_block;
 use super::hystart::SsEvent;
+use super::pacing::Pacer;
 use super::prr::Prr;
 use super::rack::Rack;
+use super::rate::{Newest, Rate, RateSample};
 use super::rtx_queue::{RtxQueue, Seg, EVER_RETRANS};
 use super::scoreboard::Scoreboard;
 use super::timer::TimerKind;
@@ -22,8 +24,9 @@ use crate::counters::Counters;
 use crate::wire::{Seq, TcpHeader};
 
 /// The loss-recovery state of a connection that has sent data: its retransmission queue
-/// and SACK scoreboard, RACK, PRR and undo. Boxed, and made on the first transmission of
-/// data, so an idle connection (or one that has only received) does not carry it.
+/// and SACK scoreboard, RACK, PRR, undo and the pacer. Boxed, and made on the first
+/// transmission of data, so an idle connection (or one that has only received) does not
+/// carry it.
 #[derive(Debug)]
 pub(super) struct Loss {
     pub(super) rtx: RtxQueue,
@@ -33,6 +36,13 @@ pub(super) struct Loss {
     /// The window PRR allows in fast recovery (pipe plus `sndcnt` at the last ACK).
     pub(super) prr_cwnd: usize,
     pub(super) undo: Undo,
+    pub(super) pacer: Pacer,
+    pub(super) rate: Rate,
+    /// Sequence space the peer acknowledged since data was first sent (Linux
+    /// `tcpi_bytes_acked`; kept here so a connection that never sent carries nothing).
+    pub(super) bytes_acked: u64,
+    /// Data segments retransmitted, whatever the cause (Linux `tcpi_total_retrans`).
+    pub(super) retransmits: u32,
 }
 
 impl Loss {
@@ -43,6 +53,10 @@ impl Loss {
         prr: Prr::ZERO,
         prr_cwnd: 0,
         undo: Undo::NONE,
+        pacer: Pacer::new(),
+        rate: Rate::new(),
+        bytes_acked: 0,
+        retransmits: 0,
     };
 }
 
@@ -83,11 +97,20 @@ pub(super) struct AckEvent {
     pub(super) dsack: Option<(Seq, Seq)>,
     /// Its SACK blocks reported data not SACKed before.
     pub(super) sacked_new: bool,
+    /// The most recently sent segment it delivered, for the rate sample.
+    newest: Newest,
+    /// Bytes ever marked lost before it.
+    prior_lost: u64,
+    /// Bytes in flight before it.
+    prior_in_flight: usize,
 }
 
 impl AckEvent {
-    pub(super) fn new(prior_una: Seq, prior_fack: Option<Seq>) -> Self {
+    pub(super) fn new(prior_una: Seq, prior_fack: Option<Seq>, prior_lost: u64, prior_in_flight: usize) -> Self {
         AckEvent {
+            newest: Newest::default(),
+            prior_lost,
+            prior_in_flight,
             prior_una,
             prior_fack,
             delivered: 0,
@@ -112,6 +135,7 @@ impl AckEvent {
         sacked: bool,
     ) {
         self.delivered += s.len();
+        self.newest.note(s);
         if let Some(rack) = rack {
             // An ACK echoing a timestamp older than the retransmission answers the
             // original: it says nothing about when the retransmission arrived.
@@ -171,6 +195,66 @@ impl Conn {
         rtx.ack(hdr.ack, &mut |s| ev.note(sack.then_some(&mut *rack), now, min_rtt, echo, s, false));
     }
 
+    /// The ACK's delivery-rate sample (Linux `tcp_rate_gen`), once loss detection has run.
+    fn rate_sample(&mut self, now: Instant, ev: &AckEvent) -> RateSample {
+        let min_rtt = self.rtt.min_rtt();
+        let Some(l) = self.loss.as_deref_mut() else { return RateSample::default() };
+        let lost = l.rtx.lost_total().saturating_sub(ev.prior_lost) as usize;
+        l.rate.on_ack(now, &ev.newest, ev.delivered, lost, min_rtt)
+    }
+
+    /// The end of an ACK (Linux `tcp_rate_gen` and `tcp_cong_control`): the rate sample,
+    /// and for a model-based controller the window and pacing rate from it, in every
+    /// state (loss-based ones have had their window from PRR or `grow`). `rtt`: the ACK's
+    /// sample of the newest segment it delivered.
+    pub(super) fn cong_control(&mut self, now: Instant, ev: &AckEvent, rtt: Option<Duration>, ctr: &mut Counters) {
+        let rs = self.rate_sample(now, ev);
+        if !self.cc.model_based() || self.loss.is_none() || self.snd_max == ev.prior_una {
+            return;
+        }
+        let in_flight = self.flight();
+        let l = self.ls();
+        let s = AckSample {
+            now,
+            mss: self.mss,
+            rs,
+            delivered: l.rate.delivered(),
+            delivered_at: l.rate.delivered_at(),
+            lost: l.rtx.lost_total(),
+            in_flight,
+            prior_in_flight: ev.prior_in_flight,
+            rtt,
+            min_rtt: self.rtt.min_rtt(),
+            srtt: self.rtt.srtt(),
+            ca: self.ca,
+            pacing_backlog: l.pacer.backlog(now),
+        };
+        let e = self.cc.on_sample(&s);
+        ctr.tcp_bbr_pipe_full += u64::from(e.pipe_full);
+        ctr.tcp_bbr_probe_rtts += u64::from(e.probe_rtt);
+        ctr.tcp_bbr_policers += u64::from(e.policer);
+        if self.cc.wants_app_limited() {
+            self.lm().rate.mark_app_limited(in_flight);
+        }
+    }
+
+    /// The application is about to queue data: if less than a segment was left to send,
+    /// the sender was application-limited (Linux `tcp_rate_check_app_limited`, from
+    /// `tcp_sendmsg`).
+    pub(super) fn check_app_limited(&mut self) {
+        if self.loss.is_none() || !self.state.synchronized() {
+            return;
+        }
+        let unsent = self.sendq.tail().saturating_sub(self.data_off(self.snd_nxt.max(self.snd_una)));
+        if unsent >= self.mss as u64 {
+            return;
+        }
+        let (in_flight, cwnd) = (self.flight(), self.cwnd());
+        let l = self.lm();
+        let (lost, retrans) = (l.rtx.lost(), l.rtx.retrans());
+        l.rate.check_app_limited(in_flight, cwnd, lost, retrans);
+    }
+
     /// Reordering shown by this ACK (Linux `tcp_check_sack_reordering`): its degree, the
     /// distance in segments from the highest SACK down to the late segment.
     pub(super) fn note_reordering(&mut self, ev: &AckEvent, ctr: &mut Counters) {
@@ -223,6 +307,9 @@ impl Conn {
 
     /// Grows the window outside recovery.
     pub(super) fn grow(&mut self, now: Instant, ack: Seq, delivered: usize, rtt: Option<Duration>, ctr: &mut Counters) {
+        if self.cc.model_based() {
+            return;
+        }
         let a = AckInfo {
             now,
             acked: delivered,
@@ -295,7 +382,7 @@ impl Conn {
 
         let newly_lost = if self.lm().rack.take_advanced() { self.rack_mark_lost(now, ctr) } else { 0 };
 
-        if self.ca == CaState::Recovery {
+        if self.ca == CaState::Recovery && !self.cc.model_based() {
             let (ssthresh, mss) = (self.cc.ssthresh(), self.mss);
             let l = self.lm();
             let pipe = l.rtx.pipe();
@@ -332,7 +419,7 @@ impl Conn {
         if !self.sack_ok || !self.state.synchronized() || self.ls().rtx.is_empty() {
             return;
         }
-        if self.rack_mark_lost(now, ctr) > 0 && self.ca == CaState::Recovery {
+        if self.rack_mark_lost(now, ctr) > 0 && self.ca == CaState::Recovery && !self.cc.model_based() {
             let (ssthresh, mss) = (self.cc.ssthresh(), self.mss);
             let l = self.lm();
             let pipe = l.rtx.pipe();

@@ -11,6 +11,8 @@
 
 use smoltcp::time::{Duration, Instant};
 
+use super::minmax::MinMax;
+
 /// Clock granularity G of RFC 6298.
 const GRANULARITY: Duration = Duration::from_millis(1);
 
@@ -39,13 +41,18 @@ impl RttEstimator {
             min_rto,
             max_rto,
             backoff: 0,
-            min_rtt: WindowedMin::new(MIN_RTT_WINDOW),
+            min_rtt: WindowedMin::default(),
         }
     }
 
     /// Smoothed RTT, once measured.
     pub fn srtt(&self) -> Option<Duration> {
         self.srtt
+    }
+
+    /// The RTT variation (RFC 6298 RTTVAR; zero before the first sample).
+    pub fn rttvar(&self) -> Duration {
+        self.rttvar
     }
 
     /// The smallest RTT seen over the last 300 s, once measured.
@@ -77,7 +84,7 @@ impl RttEstimator {
     /// Feeds the RTT of the most recently sent segment an ACK delivered (Linux `ca_rtt`)
     /// to the windowed minimum.
     pub fn sample_min(&mut self, now: Instant, rtt: Duration) {
-        self.min_rtt.update(now, rtt);
+        self.min_rtt.update(now, rtt, MIN_RTT_WINDOW);
     }
 
     /// The current timeout, backoff included.
@@ -97,64 +104,30 @@ impl RttEstimator {
     }
 }
 
-/// A running minimum over a time window, kept as the best three samples of the window's
-/// thirds (Kathleen Nichols' algorithm, Linux `lib/minmax.c`): constant space, and a
-/// stale minimum ages out instead of holding forever. Values are microseconds (`u32`),
-/// times microseconds of the clock: 40 bytes, in every connection.
+/// A running minimum over a time window ([`MinMax`]) of RTTs in microseconds (`u32`),
+/// at times in microseconds of the clock: 40 bytes, in every connection (the window is
+/// the caller's, passed in, so it takes no room here).
 #[derive(Debug, Clone)]
-pub struct WindowedMin {
-    window: u32,
-    /// When each of the best three was taken, best first.
-    t: [i64; 3],
-    /// Their values; `u32::MAX` until the first sample.
-    v: [u32; 3],
+pub struct WindowedMin(MinMax<u32>);
+
+impl Default for WindowedMin {
+    fn default() -> Self {
+        WindowedMin(MinMax::new(0, u32::MAX))
+    }
 }
 
 impl WindowedMin {
-    /// A filter over `window` (at most about 71 minutes).
-    pub fn new(window: Duration) -> Self {
-        WindowedMin { window: window.total_micros().min(u64::from(u32::MAX)) as u32, t: [0; 3], v: [u32::MAX; 3] }
-    }
-
     /// The minimum, once sampled.
     pub fn get(&self) -> Option<Duration> {
-        (self.v[0] != u32::MAX).then(|| Duration::from_micros(u64::from(self.v[0])))
+        let v = self.0.get();
+        (v != u32::MAX).then(|| Duration::from_micros(u64::from(v)))
     }
 
-    /// Adds a sample taken at `now`.
-    pub fn update(&mut self, now: Instant, v: Duration) {
-        let (now, v) = (now.total_micros(), v.total_micros().min(u64::from(u32::MAX - 1)) as u32);
-        let w = i64::from(self.window);
-        if self.v[0] == u32::MAX || v <= self.v[0] || now - self.t[2] > w {
-            self.t = [now; 3];
-            self.v = [v; 3];
-            return;
-        }
-        if v <= self.v[1] {
-            (self.t[1], self.v[1]) = (now, v);
-            (self.t[2], self.v[2]) = (now, v);
-        } else if v <= self.v[2] {
-            (self.t[2], self.v[2]) = (now, v);
-        }
-        let dt = now - self.t[0];
-        if dt > w {
-            // The best sample left the window: promote the others.
-            self.shift(now, v);
-            if now - self.t[0] > w {
-                self.shift(now, v);
-            }
-        } else if self.t[1] == self.t[0] && dt > w / 4 {
-            // A quarter of the window passed with no better sample: take a second choice.
-            (self.t[1], self.v[1]) = (now, v);
-            (self.t[2], self.v[2]) = (now, v);
-        } else if self.t[2] == self.t[1] && dt > w / 2 {
-            (self.t[2], self.v[2]) = (now, v);
-        }
-    }
-
-    fn shift(&mut self, now: i64, v: u32) {
-        self.t = [self.t[1], self.t[2], now];
-        self.v = [self.v[1], self.v[2], v];
+    /// Adds a sample taken at `now` to the minimum over `window` (at most about 71 minutes).
+    pub fn update(&mut self, now: Instant, v: Duration, window: Duration) {
+        let v = v.total_micros().min(u64::from(u32::MAX - 1)) as u32;
+        let w = window.total_micros().min(u64::from(u32::MAX)) as i64;
+        self.0.running_min(w, now.total_micros(), v);
     }
 }
 
@@ -194,17 +167,17 @@ mod tests {
     fn windowed_min_ages_out() {
         let ms = Duration::from_millis;
         let t = |s: u64| Instant::from_millis(s as i64);
-        let mut m = WindowedMin::new(ms(1000));
+        let mut m = WindowedMin::default();
         assert_eq!(m.get(), None);
-        m.update(t(0), ms(10));
-        m.update(t(100), ms(20));
-        m.update(t(600), ms(30));
+        m.update(t(0), ms(10), ms(1000));
+        m.update(t(100), ms(20), ms(1000));
+        m.update(t(600), ms(30), ms(1000));
         assert_eq!(m.get(), Some(ms(10)));
-        m.update(t(1100), ms(40));
+        m.update(t(1100), ms(40), ms(1000));
         // The 10 ms sample left the window; the 20 ms one came too early to be kept as a
         // second choice (a quarter window had not passed), the 30 ms one was.
         assert_eq!(m.get(), Some(ms(30)));
-        m.update(t(1200), ms(5));
+        m.update(t(1200), ms(5), ms(1000));
         assert_eq!(m.get(), Some(ms(5)));
     }
 }

@@ -1,7 +1,7 @@
 //! The retransmission queue (Linux `tcp_rtx_queue`): a record per transmitted segment not
 //! yet cumulatively acknowledged, saying when it was last sent and what is known about it
-//! (SACKed, marked lost, retransmitted). The payload itself stays in the send queue; a
-//! record is 24 bytes.
+//! (SACKed, marked lost, retransmitted) and what its transmission knew of the delivery
+//! rate (`rate.rs`). The payload itself stays in the send queue; a record is 40 bytes.
 //!
 //! - RACK (RFC 8985) reads send times from it, walking the transmissions in time order
 //!   (Linux `tsorted_sent_queue`) and stopping at the first one sent after the most
@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 
 use smoltcp::time::Instant;
 
+use super::rate::TxState;
 use crate::wire::Seq;
 
 /// The peer has SACKed this segment.
@@ -29,6 +30,8 @@ pub const RETRANS: u8 = 1 << 2;
 pub const EVER_RETRANS: u8 = 1 << 3;
 /// Marked lost by the retransmission timer.
 pub const BY_RTO: u8 = 1 << 4;
+/// Sent while the sender was application-limited (`rate.rs`).
+pub const APP_LIMITED: u8 = 1 << 5;
 
 /// One transmitted segment: `[start, end)` of the sequence space (a FIN counts one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +42,10 @@ pub struct Seg {
     pub end: Seq,
     /// When it was last sent.
     pub xmit: Instant,
-    /// [`SACKED`], [`LOST`], [`RETRANS`], [`EVER_RETRANS`], [`BY_RTO`].
+    /// [`SACKED`], [`LOST`], [`RETRANS`], [`EVER_RETRANS`], [`BY_RTO`], [`APP_LIMITED`].
     pub flags: u8,
+    /// The delivery state when it was last sent.
+    pub tx: TxState,
 }
 
 impl Seg {
@@ -88,6 +93,8 @@ pub struct RtxQueue {
     /// Every transmission `(time, start, end)` in time order; an entry whose segments were
     /// delivered, marked lost or sent again since is stale and skipped.
     tsorted: VecDeque<(Instant, Seq, Seq)>,
+    /// Bytes ever marked lost, lost retransmissions included (Linux `tp->lost`).
+    lost_total: u64,
 }
 
 impl RtxQueue {
@@ -100,6 +107,7 @@ impl RtxQueue {
             retrans: 0,
             lost_q: VecDeque::new(),
             tsorted: VecDeque::new(),
+            lost_total: 0,
         }
     }
 
@@ -128,6 +136,12 @@ impl RtxQueue {
     /// Bytes of retransmissions in flight.
     pub fn retrans(&self) -> usize {
         self.retrans
+    }
+
+    /// Bytes ever marked lost, each loss of a retransmission counted again (Linux
+    /// `tp->lost`).
+    pub fn lost_total(&self) -> u64 {
+        self.lost_total
     }
 
     /// Bytes outstanding.
@@ -167,9 +181,11 @@ impl RtxQueue {
         }
     }
 
-    /// Records a transmission of `[start, end)` at `now`; `snd_max` is the highest
-    /// sequence number sent before it (what lies above is new).
-    pub fn on_transmit(&mut self, now: Instant, start: Seq, end: Seq, snd_max: Seq) {
+    /// Records a transmission of `[start, end)` at `now` with the delivery state `tx`
+    /// (application-limited if `app_limited`); `snd_max` is the highest sequence number
+    /// sent before it (what lies above is new).
+    pub fn on_transmit(&mut self, now: Instant, start: Seq, end: Seq, snd_max: Seq, tx: TxState, app_limited: bool) {
+        let app = if app_limited { APP_LIMITED } else { 0 };
         if !start.lt(end) {
             return;
         }
@@ -184,7 +200,8 @@ impl RtxQueue {
                 }
                 if !s.has(SACKED) {
                     s.xmit = now;
-                    s.flags |= EVER_RETRANS;
+                    s.tx = tx;
+                    s.flags = (s.flags & !APP_LIMITED) | app | EVER_RETRANS;
                     if !s.has(RETRANS) {
                         s.flags |= RETRANS;
                         self.retrans += s.len();
@@ -194,7 +211,7 @@ impl RtxQueue {
             }
         }
         if old_end.lt(end) {
-            self.segs.push_back(Seg { start: old_end, end, xmit: now, flags: 0 });
+            self.segs.push_back(Seg { start: old_end, end, xmit: now, flags: app, tx });
         }
         self.tsorted.push_back((now, start, end));
     }
@@ -280,10 +297,12 @@ impl RtxQueue {
         if was_retrans {
             s.flags &= !RETRANS;
             self.retrans -= len;
+            self.lost_total += len as u64;
         }
         if !s.has(LOST) {
             s.flags |= LOST;
             self.lost += len;
+            self.lost_total += len as u64;
         }
         s.flags |= flags;
         let (a, b) = (s.start, s.end);
@@ -404,7 +423,14 @@ mod tests {
     fn ten() -> RtxQueue {
         let mut q = RtxQueue::new();
         for i in 0..10u32 {
-            q.on_transmit(t(i64::from(i)), Seq(1000 + 100 * i), Seq(1100 + 100 * i), Seq(1000 + 100 * i));
+            q.on_transmit(
+                t(i64::from(i)),
+                Seq(1000 + 100 * i),
+                Seq(1100 + 100 * i),
+                Seq(1000 + 100 * i),
+                TxState::default(),
+                false,
+            );
         }
         q
     }
@@ -437,11 +463,11 @@ mod tests {
         assert_eq!(q.pipe(), 1000 - 100 - 200);
         let l = q.next_lost().unwrap();
         assert_eq!((l.start, l.end), (Seq(1000), Seq(1100)));
-        q.on_transmit(t(20), Seq(1000), Seq(1100), Seq(2000));
+        q.on_transmit(t(20), Seq(1000), Seq(1100), Seq(2000), TxState::default(), false);
         assert_eq!(q.pipe(), 800, "a retransmission is in flight again");
         let l = q.next_lost().unwrap();
         assert_eq!(l.start, Seq(1100));
-        q.on_transmit(t(21), Seq(1100), Seq(1200), Seq(2000));
+        q.on_transmit(t(21), Seq(1100), Seq(1200), Seq(2000), TxState::default(), false);
         assert!(q.next_lost().is_none());
         // The segments sent at 3..9 ms are delivered; the walk reaches the retransmissions:
         // the one sent at 20 ms is called lost, the one sent at 21 ms stops it.
@@ -470,7 +496,7 @@ mod tests {
         assert_eq!(q.pipe(), 0);
         let order: Vec<Seq> = std::iter::from_fn(|| {
             let s = q.next_lost()?;
-            q.on_transmit(t(50), s.start, s.end, Seq(2000));
+            q.on_transmit(t(50), s.start, s.end, Seq(2000), TxState::default(), false);
             Some(s.start)
         })
         .collect();
@@ -485,8 +511,8 @@ mod tests {
     #[test]
     fn retransmission_past_the_old_end_adds_the_new_part() {
         let mut q = RtxQueue::new();
-        q.on_transmit(t(0), Seq(0), Seq(100), Seq(0));
-        q.on_transmit(t(1), Seq(50), Seq(200), Seq(100));
+        q.on_transmit(t(0), Seq(0), Seq(100), Seq(0), TxState::default(), false);
+        q.on_transmit(t(1), Seq(50), Seq(200), Seq(100), TxState::default(), false);
         let v: Vec<(Seq, Seq, bool)> = q.iter().map(|s| (s.start, s.end, s.has(RETRANS))).collect();
         assert_eq!(v, [(Seq(0), Seq(50), false), (Seq(50), Seq(100), true), (Seq(100), Seq(200), false)]);
     }

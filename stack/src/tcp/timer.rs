@@ -1,6 +1,8 @@
 //! Timers: retransmission (RFC 6298; in SYN-SENT and SYN-RECEIVED it retransmits the
 //! handshake), delayed ACK, persist (zero-window probe), RACK's reorder timer and the
-//! tail loss probe (RFC 8985), TIME-WAIT, FIN-WAIT-2 and keep-alive.
+//! tail loss probe (RFC 8985), TIME-WAIT, FIN-WAIT-2 and keep-alive; and the pacer's next
+//! departure (`pacing.rs`), which is kept with the pacer rather than as a kind here, so
+//! that only a connection that has sent data pays for it.
 //!
 //! Every state has a bounded lifetime once the application has let go:
 //!
@@ -133,9 +135,14 @@ impl Conn {
         self.next_deadline()
     }
 
-    /// The earliest armed timer: where the stack files the connection in its wheel.
+    /// The earliest armed timer, or the departure pacing waits for: where the stack files
+    /// the connection in its wheel.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next()
+        let pace = self.loss.as_ref().and_then(|l| l.pacer.wake_at());
+        match (self.timers.next(), pace) {
+            (Some(t), Some(p)) => Some(t.min(p)),
+            (t, p) => t.or(p),
+        }
     }
 
     /// The connection's timers.
@@ -145,6 +152,11 @@ impl Conn {
 
     /// Runs every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant, ctr: &mut Counters) {
+        // A departure pacing waited for: nothing to do but send, and the stack puts the
+        // connection on its ready list after any timer.
+        if let Some(l) = self.loss.as_mut() {
+            l.pacer.take_wake(now);
+        }
         for kind in TimerKind::ALL {
             if self.timers.take_due(kind, now) {
                 self.on_timer(kind, now, ctr);

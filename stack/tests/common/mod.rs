@@ -380,6 +380,50 @@ impl Host for SmolHost {
     }
 }
 
+/// What a [`Spy`] calls after each poll.
+pub type Look<H> = Box<dyn FnMut(Instant, &H)>;
+
+/// A host whose application state is looked at by `f` after each of its polls.
+pub struct Spy<H> {
+    pub inner: H,
+    pub f: Look<H>,
+}
+
+impl<H: Host> Spy<H> {
+    pub fn new(inner: H, f: impl FnMut(Instant, &H) + 'static) -> Self {
+        Spy { inner, f: Box::new(f) }
+    }
+}
+
+impl<H: Host> Host for Spy<H> {
+    fn receive(&mut self, now: Instant, frame: &[u8]) {
+        self.inner.receive(now, frame);
+    }
+    fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.inner.poll(now, out);
+        (self.f)(now, &self.inner);
+    }
+    fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.inner.poll_at(now)
+    }
+    fn done(&self) -> bool {
+        self.inner.done()
+    }
+    fn progress(&self) -> u64 {
+        self.inner.progress()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+impl OurHost {
+    /// The connection, while the application holds it.
+    pub fn connection(&self) -> Option<&stack::tcp::Conn> {
+        self.conn.and_then(|h| self.stack.conn(h))
+    }
+}
+
 /// A wire between host A and host B.
 pub struct Wire {
     pub ab: Channel,

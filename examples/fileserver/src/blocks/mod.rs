@@ -116,6 +116,7 @@ impl Blocks {
             ("cache_large_hit_bytes_total".into(), cs.large_hit_bytes),
             ("cache_large_read_bytes_total".into(), cs.large_read_bytes),
             ("cache_cached_blocks".into(), u64::from(cs.cached)),
+            ("cache_bytes".into(), u64::from(cs.cached) * u64::from(self.pool().block_size())),
             ("read_bytes_direct_total".into(), rs.bytes_direct),
             ("read_bytes_buffered_total".into(), rs.bytes_buffered),
             ("reads_direct_total".into(), rs.reads_direct),

@@ -80,6 +80,8 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
+    /// The listener's congestion control, as the kernel names it.
+    congestion: String,
     conns: Table<Conn>,
     direct: Option<Direct>,
     zc: ZcStats,
@@ -88,11 +90,15 @@ pub struct Server {
     due: Vec<(SessionId, Timeout)>,
     clock: Clock,
     pub metrics: Metrics,
+    /// The access log, if on.
+    log: Option<crate::access_log::LogSender>,
 }
 
 impl Server {
     /// Binds the listeners and sets up what the method needs (the pinned pool and the
     /// io_uring for `direct-uring`); nothing is served until `run`.
+    /// `congestion`: the served connections' congestion control (`TCP_CONGESTION` on the
+    /// listener, which accepted connections inherit); `None` leaves the kernel's default.
     pub fn bind(
         addr: SocketAddr,
         metrics: Option<SocketAddr>,
@@ -100,10 +106,20 @@ impl Server {
         direct: &PoolOpts,
         root: Root,
         limits: Limits,
+        congestion: Option<&str>,
     ) -> Result<Server> {
         let timers = limits.longest_timeout();
         let poll = Poll::new().context("epoll_create")?;
         let mut listener = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        if let Some(cc) = congestion {
+            rustix::net::sockopt::set_tcp_congestion(&listener, cc).with_context(|| {
+                format!(
+                    "setting TCP_CONGESTION {cc} on the listener: is tcp_{cc} loaded (net.ipv4.tcp_available_congestion_control), \
+                     and allowed to unprivileged sockets (net.ipv4.tcp_allowed_congestion_control)?"
+                )
+            })?;
+        }
+        let congestion = rustix::net::sockopt::tcp_congestion(&listener).context("reading TCP_CONGESTION")?;
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let metrics_listener = match metrics {
             Some(m) => {
@@ -137,12 +153,17 @@ impl Server {
             due: Vec::new(),
             clock: Clock::start(),
             metrics: Metrics::default(),
+            congestion,
+            log: None,
         })
     }
 
     /// Lines for the startup block, beyond the method's name.
     pub fn describe(&self) -> Vec<String> {
-        let mut v = vec![format!("  moves bytes by  {}", self.method.describe())];
+        let mut v = vec![
+            format!("  moves bytes by  {}", self.method.describe()),
+            format!("  congestion      {} (the kernel's)", self.congestion),
+        ];
         if let Some(d) = &self.direct {
             v.push(format!("  pool            {}", d.describe()));
         }
@@ -224,7 +245,7 @@ impl Server {
         loop {
             let l = if control { self.metrics_listener.as_ref() } else { Some(&self.listener) };
             let Some(l) = l else { return };
-            let (sock, _) = match l.accept() {
+            let (sock, peer) = match l.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) => {
@@ -238,7 +259,11 @@ impl Server {
             }
             let _ = sock.set_nodelay(true);
             let zc = (self.method == Method::MsgZerocopy && !control).then(|| ZcConn::new(sock.as_fd()));
-            let id = self.conns.insert(Conn { sock, control, session: Session::new(now.mono), pipe: None, zc });
+            let mut session = Session::new(now.mono);
+            if let (Some(tx), false) = (&self.log, control) {
+                session.log_to(tx.clone(), Arc::from(peer.ip().to_string()));
+            }
+            let id = self.conns.insert(Conn { sock, control, session, pipe: None, zc });
             let Some(c) = self.conns.get_mut(id) else { continue };
             let token = Token(id.index() + CONN0);
             if let Err(e) = self.poll.registry().register(&mut c.sock, token, Interest::READABLE | Interest::WRITABLE) {
@@ -252,10 +277,15 @@ impl Server {
         }
     }
 
+    /// Logs every request of connections accepted from now on to `tx`.
+    pub fn log_to(&mut self, tx: crate::access_log::LogSender) {
+        self.log = Some(tx);
+    }
+
     /// Reads what there is, answers complete requests, writes what it can.
     fn drive(&mut self, now: Now, id: SessionId) {
         let text = match self.conns.get(id) {
-            Some(c) if c.control => Some(self.render()),
+            Some(c) if c.control => Some(self.exposition()),
             Some(_) => None,
             None => return,
         };
@@ -311,8 +341,20 @@ impl Server {
     }
 
     /// The counters as text, with the method's own (what the kernel reported, what the
-    /// reader did).
+    /// reader did): SIGUSR1 and exit.
     pub fn render(&self) -> String {
+        self.current().render(self.method.name())
+    }
+
+    /// The counters in the Prometheus text format: the control port's answer.
+    pub fn exposition(&self) -> String {
+        let mut e = crate::prom::Exposition::default();
+        self.current().expose(&mut e, None);
+        e.render()
+    }
+
+    /// The counters with the method's own.
+    fn current(&self) -> Metrics {
         let mut m = self.metrics.clone();
         match self.method {
             Method::MsgZerocopy => {
@@ -336,6 +378,10 @@ impl Server {
             }
             _ => {}
         }
-        m.render(self.method.name())
+        m.extra.push((format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.congestion), 1));
+        if let Some(l) = &self.log {
+            m.extra.extend(l.stats().series());
+        }
+        m
     }
 }

@@ -23,6 +23,7 @@ use std::time::SystemTime;
 
 use stack::Instant;
 
+use crate::access_log::{self, LogSender};
 use crate::http::{self, Head, Parsed};
 use crate::metrics::Metrics;
 use crate::options::Limits;
@@ -53,6 +54,12 @@ impl Clock {
     /// A clock whose monotonic time starts at zero now.
     pub fn start() -> Clock {
         Clock { epoch: std::time::Instant::now() }
+    }
+
+    /// A clock whose monotonic time counts from `epoch` (so another thread can read the
+    /// same time base).
+    pub fn since(epoch: std::time::Instant) -> Clock {
+        Clock { epoch }
     }
 
     /// Reads both clocks (once per loop turn).
@@ -161,6 +168,29 @@ struct Response<B> {
     head_off: usize,
     body: Option<B>,
     close: bool,
+    /// When its request's head was parsed.
+    parsed: Instant,
+    status: u16,
+    /// Body bytes sent (an error's text body, which travels in `head`, counts).
+    sent: u64,
+    /// What the access log needs of the request (only while logging).
+    log: Option<Box<access_log::Head>>,
+}
+
+/// A response sent to its last byte, for the request-time histogram and the access log.
+#[derive(Debug)]
+struct Finished {
+    parsed: Instant,
+    status: u16,
+    sent: u64,
+    log: Option<Box<access_log::Head>>,
+}
+
+/// A session's access log: where lines go, and its peer's address as logged.
+#[derive(Debug)]
+struct SessionLog {
+    tx: LogSender,
+    peer: std::sync::Arc<str>,
 }
 
 /// What [`Session::flush`] got done.
@@ -185,6 +215,11 @@ pub struct Session<B> {
     head_started: Option<Instant>,
     /// The last time bytes moved either way.
     last_progress: Instant,
+    /// Responses finished by the last flush, handed on by [`Session::serve`] (at most
+    /// [`MAX_QUEUED`]).
+    done: Vec<Finished>,
+    /// The access log, if on.
+    log: Option<Box<SessionLog>>,
 }
 
 impl<B> Session<B> {
@@ -197,7 +232,14 @@ impl<B> Session<B> {
             eof: false,
             head_started: None,
             last_progress: now,
+            done: Vec::new(),
+            log: None,
         }
+    }
+
+    /// Logs this connection's requests to `tx`, with `peer` as the client address.
+    pub fn log_to(&mut self, tx: LogSender, peer: std::sync::Arc<str>) {
+        self.log = Some(Box::new(SessionLog { tx, peer }));
     }
 
     /// Request bytes the session takes now: 0 while closing or while the response queue
@@ -297,13 +339,29 @@ impl<B> Session<B> {
 
     fn push(&mut self, now: Instant, head: Head, consumed: usize, body: Option<B>, metrics: &mut Metrics) {
         metrics.count(head.status);
-        self.inbuf.drain(..consumed.min(self.inbuf.len()));
+        let consumed = consumed.min(self.inbuf.len());
+        let log = self.log.is_some().then(|| Box::new(access_log::Head::from_bytes(&self.inbuf[..consumed])));
+        // An error's small text body travels with the head.
+        let inline = match &log {
+            Some(_) => head.bytes.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| head.bytes.len() - p - 4),
+            None => 0,
+        };
+        self.inbuf.drain(..consumed);
         // The next request's head (if any bytes of it are here) starts now.
         self.head_started = (!self.inbuf.is_empty()).then_some(now);
         if head.close {
             self.closing = true;
         }
-        self.queue.push_back(Response { head: head.bytes, head_off: 0, body, close: head.close });
+        self.queue.push_back(Response {
+            head: head.bytes,
+            head_off: 0,
+            body,
+            close: head.close,
+            parsed: now,
+            status: head.status.code(),
+            sent: inline as u64,
+            log,
+        });
     }
 
     /// Sends queued responses in order until one has to wait or the queue is empty.
@@ -322,6 +380,7 @@ impl<B> Session<B> {
             }
             if let Some(b) = r.body.as_mut() {
                 let p = sink.send_body(b)?;
+                r.sent += p.bytes as u64;
                 if p.bytes > 0 {
                     self.last_progress = now;
                 }
@@ -330,7 +389,9 @@ impl<B> Session<B> {
                 }
             }
             let close = r.close;
-            self.queue.pop_front();
+            if let Some(r) = self.queue.pop_front() {
+                self.done.push(Finished { parsed: r.parsed, status: r.status, sent: r.sent, log: r.log });
+            }
             finished += 1;
             if close {
                 self.closing = true;
@@ -353,7 +414,9 @@ impl<B> Session<B> {
                 }
             };
             let waiting = self.answer(now, &mut t.respond(), metrics);
-            let flushed = match self.flush(now.mono, &mut t.sink(metrics)) {
+            let flushed = self.flush(now.mono, &mut t.sink(metrics));
+            self.finished(now, metrics);
+            let flushed = match flushed {
                 Ok(f) => f,
                 Err(e) => {
                     log::debug!("response aborted: {e}");
@@ -372,6 +435,26 @@ impl<B> Session<B> {
             let reads = input == Input::Full && self.input_room() > 0;
             if !(answers || reads) {
                 return Served::Open { retry };
+            }
+        }
+    }
+
+    /// Records the responses the last flush finished: their request time, and their
+    /// access log lines (offered to the log thread, never waited for).
+    fn finished(&mut self, now: Now, metrics: &mut Metrics) {
+        for f in self.done.drain(..) {
+            metrics.request_time.observe((now.mono - f.parsed).total_micros());
+            if let (Some(l), Some(head)) = (&self.log, f.log) {
+                let access_log::Head { request, referer, user_agent } = *head;
+                l.tx.send(access_log::Entry {
+                    peer: l.peer.clone(),
+                    wall: now.wall,
+                    request,
+                    status: f.status,
+                    body_bytes: f.sent,
+                    referer,
+                    user_agent,
+                });
             }
         }
     }

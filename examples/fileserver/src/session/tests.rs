@@ -258,3 +258,37 @@ fn serve_says_how_the_connection_ends() {
     let mut s: Session<Fake> = Session::new(Instant::ZERO);
     assert_eq!(s.serve(at(0), &mut t, &mut m), Served::Done);
 }
+
+#[test]
+fn finished_responses_are_timed_and_logged_with_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("access.log");
+    let reopen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = access_log::AccessLog::start(access_log::Target::File(path.clone()), 64, reopen).unwrap();
+    let input = "GET /5 HTTP/1.1\r\nHost: h\r\nUser-Agent: a \"b\"\r\n\r\nGET /nope HTTP/1.1\r\nHost: h\r\nReferer: http://r/\r\n\r\n";
+    let mut t =
+        Script { input: input.as_bytes().to_vec(), at: 0, wire: Wire { room: 5, got: Vec::new() }, fail_read: false };
+    let mut s: Session<Fake> = Session::new(Instant::ZERO);
+    s.log_to(log.sender(), "192.0.2.7".into());
+    let mut m = Metrics::default();
+    s.serve(at(0), &mut t, &mut m);
+    assert_eq!(m.request_time.count(), 0, "nothing finished: the wire took 5 bytes");
+    t.wire.room = 3;
+    s.serve(at(3), &mut t, &mut m); // the head and 5 body bytes are 8 bytes: /5 finishes at 3 ms
+    t.wire.room = usize::MAX;
+    s.serve(at(40), &mut t, &mut m);
+    assert_eq!(m.request_time.count(), 2);
+    let buckets: Vec<u64> = m.request_time.cumulative().map(|b| b.1).collect();
+    assert_eq!(buckets[crate::prom::BUCKETS_US.partition_point(|&b| b < 3_000)], 1, "3 ms: {buckets:?}");
+    assert_eq!(buckets[crate::prom::BUCKETS_US.partition_point(|&b| b < 40_000)], 2, "40 ms: {buckets:?}");
+    log.finish();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "192.0.2.7 - - [01/Jan/1970:00:00:00 +0000] \"GET /5 HTTP/1.1\" 200 5 \"-\" \"a \\x22b\\x22\"",
+            "192.0.2.7 - - [01/Jan/1970:00:00:00 +0000] \"GET /nope HTTP/1.1\" 404 14 \"http://r/\" \"-\"",
+        ]
+    );
+}

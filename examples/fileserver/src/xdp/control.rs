@@ -1,7 +1,8 @@
-//! The control port: `GET /metrics` (any request, in fact) answered with the server's
-//! counters as text, on a kernel TCP socket served by a thread of its own, so no client of
-//! it can ever hold up a worker. The workers publish snapshots ([`super::publish`]); this
-//! thread sums and renders them when asked.
+//! The control port: a kernel TCP socket served by a thread of its own, so no client of it
+//! can ever hold up a worker. It reads one request head, hands its path to the backend's
+//! [`Render`] (for the AF_XDP backend, [`super::endpoints`]: `/metrics`, `/connections`,
+//! `/health`) and writes the [`Answer`]. The workers publish snapshots
+//! ([`super::publish`]); this thread sums and renders them when asked.
 //!
 //! Everything a client can make it hold is bounded and counted: at most
 //! [`MAX_CONNECTIONS`] connections at once (a new one evicts the oldest that has not yet
@@ -9,7 +10,7 @@
 //! [`TIMEOUT`] for the whole exchange, and [`MAX_REQUEST`] bytes of request head.
 //!
 //! ```text
-//!   accept ─► read head (≤ 4 KiB, ≤ 5 s) ─► render(stats) ─► write ─► close
+//!   accept ─► read head (≤ 4 KiB, ≤ 5 s) ─► render(path, stats) ─► write ─► close
 //!      └─ full: evict the oldest reader, or refuse
 //! ```
 
@@ -65,8 +66,47 @@ impl ControlStats {
     }
 }
 
-/// What renders the answer: the counters text, given the control port's own.
-pub type Render = Box<dyn Fn(&ControlStats) -> String + Send>;
+/// An answer of the control port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// 200, 404 or 503.
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl Answer {
+    /// Plain text with `status`.
+    pub fn text(status: u16, body: String) -> Answer {
+        Answer { status, content_type: "text/plain; charset=utf-8", body }
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn metrics(body: String) -> Answer {
+        Answer { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            404 => "Not Found",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+            self.status,
+            self.content_type,
+            self.body.len(),
+            self.body
+        )
+        .into_bytes()
+    }
+}
+
+/// What answers a request: given its path (without the query) and the control port's own
+/// counters.
+pub type Render = Box<dyn Fn(&str, &ControlStats) -> Answer + Send>;
 
 /// The running control thread; [`Control::stop`] ends and joins it.
 #[derive(Debug)]
@@ -233,12 +273,8 @@ impl Server {
                 return;
             }
             self.stats.answered += 1;
-            let body = (self.render)(&self.stats);
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            c.phase = Phase::Writing(answer.into_bytes(), 0);
+            let answer = (self.render)(request_path(buf), &self.stats);
+            c.phase = Phase::Writing(answer.bytes(), 0);
         }
         if let Phase::Writing(out, at) = &mut c.phase {
             while *at < out.len() {
@@ -265,6 +301,15 @@ impl Server {
     }
 }
 
+/// The path of a request head's request line (`GET /metrics?x HTTP/1.1` -> `/metrics`);
+/// `/` when there is none.
+fn request_path(head: &[u8]) -> &str {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let target = line.split(|&b| b == b' ').nth(1).unwrap_or(b"/");
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    std::str::from_utf8(path).ok().filter(|p| !p.is_empty()).unwrap_or("/")
+}
+
 /// Whether `buf` holds a whole request head (`\r\n\r\n`, or bare `\n\n`).
 fn head_complete(buf: &[u8]) -> bool {
     buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.windows(2).any(|w| w == b"\n\n")
@@ -276,14 +321,21 @@ mod tests {
     use std::net::TcpStream as StdStream;
 
     fn start(timeout: Duration) -> Control {
-        let render: Render = Box::new(|s: &ControlStats| format!("answered {}\nevicted {}\n", s.answered, s.evicted));
+        let render: Render = Box::new(|path: &str, s: &ControlStats| match path {
+            "/missing" => Answer::text(404, "no\n".into()),
+            _ => Answer::metrics(format!("path {path}\nanswered {}\nevicted {}\n", s.answered, s.evicted)),
+        });
         Control::spawn("127.0.0.1:0".parse().unwrap(), timeout, render).unwrap()
     }
 
     fn fetch(addr: SocketAddr) -> String {
+        fetch_path(addr, "/metrics")
+    }
+
+    fn fetch_path(addr: SocketAddr, path: &str) -> String {
         let mut s = StdStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         out
@@ -338,6 +390,21 @@ mod tests {
         assert!(fetch(c.local_addr()).starts_with("HTTP/1.1 200 OK"));
         let stats = c.stop();
         assert_eq!((stats.timeouts, stats.answered, stats.connections), (3, 1, 4), "{stats:?}");
+    }
+
+    #[test]
+    fn the_path_picks_the_answer() {
+        let c = start(TIMEOUT);
+        let got = fetch_path(c.local_addr(), "/connections?x=1");
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n") && got.contains("\r\n\r\npath /connections\n"), "{got}");
+        assert!(got.contains("Content-Type: text/plain; version=0.0.4"), "{got}");
+        let got = fetch_path(c.local_addr(), "/missing");
+        assert!(got.starts_with("HTTP/1.1 404 Not Found\r\n") && got.ends_with("\r\n\r\nno\n"), "{got}");
+        c.stop();
+        assert_eq!(request_path(b"GET / HTTP/1.0\r\n\r\n"), "/");
+        assert_eq!(request_path(b"GET\r\n\r\n"), "/");
+        assert_eq!(request_path(b"GET /health HTTP/1.1\r\n"), "/health");
+        assert_eq!(request_path(b"GET /\xff HTTP/1.1\r\n"), "/");
     }
 
     #[test]

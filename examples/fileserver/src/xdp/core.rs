@@ -16,11 +16,15 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use smoltcp::wire::IpEndpoint;
+use stack::tcp::ConnInfo;
 use stack::{ConnHandle, Instant, Link, ListenHandle, Stack};
 use umem::{BlockCache, BufSlice};
 
 use super::sink::{SinkStats, StackTransport};
+use crate::access_log::LogSender;
 use crate::blocks::{self, BlockStream, Blocks, HasStreams};
 use crate::metrics::Metrics;
 use crate::options::Limits;
@@ -79,6 +83,8 @@ pub struct Core {
     ids: Vec<SessionId>,
     due: Vec<(SessionId, Timeout)>,
     work: Work,
+    /// The access log, if on.
+    log: Option<LogSender>,
 }
 
 impl Core {
@@ -100,7 +106,27 @@ impl Core {
             ids: Vec::new(),
             due: Vec::new(),
             work: Work::default(),
+            log: None,
         }
+    }
+
+    /// Logs every request of connections accepted from now on to `tx`.
+    pub fn log_to(&mut self, tx: LogSender) {
+        self.log = Some(tx);
+    }
+
+    /// Appends the TCP snapshot of at most `max` open connections to `rows`; returns how
+    /// many more there are. Walks the connection table: call it when asked, not per turn.
+    pub fn connections(&self, rows: &mut Vec<ConnInfo>, max: usize) -> usize {
+        let mut more = 0;
+        for (_, c) in self.conns.iter() {
+            match self.stack.conn(c.h) {
+                Some(k) if rows.len() < max => rows.push(k.info()),
+                Some(_) => more += 1,
+                None => {}
+            }
+        }
+        more
     }
 
     /// The stack (counters, timers).
@@ -193,7 +219,11 @@ impl Core {
             let _ = self.stack.abort(h);
             return;
         };
-        let id = self.conns.insert(XConn { h, peer, session: Session::new(now.mono) });
+        let mut session = Session::new(now.mono);
+        if let Some(tx) = &self.log {
+            session.log_to(tx.clone(), Arc::from(peer.addr.to_string()));
+        }
+        let id = self.conns.insert(XConn { h, peer, session });
         self.peers.insert(peer, id);
         self.conns.wake(id);
         self.metrics.connections_open += 1;
@@ -276,6 +306,9 @@ impl Core {
             ("tcp_conn_table_full_total".into(), s.tcp_conn_table_full),
             ("tcp_syn_cookies_sent_total".into(), s.tcp_syn_cookies_sent),
             ("tcp_rto_expired_total".into(), s.tcp_rto_expired),
+            ("tcp_bbr_pipe_full_total".into(), s.tcp_bbr_pipe_full),
+            ("tcp_bbr_probe_rtt_total".into(), s.tcp_bbr_probe_rtts),
+            ("tcp_bbr_policers_total".into(), s.tcp_bbr_policers),
             ("tcp_established_total".into(), s.tcp_established),
             ("tx_payload_bytes_total".into(), s.tx_payload_bytes),
             ("stack_tx_link_full_total".into(), s.tx_link_full),
@@ -295,6 +328,8 @@ impl Core {
             ("tcp_half_open".into(), self.stack.half_open_count() as u64),
             ("tcp_fin_wait2_entries".into(), self.stack.fin_wait2_count() as u64),
             ("cache_blocks_cached".into(), u64::from(self.blocks.cache().stats().cached)),
+            // An info series: 1 per worker running the controller (the sum: the workers).
+            (format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.stack.config().tcp.congestion.name()), 1),
         ];
         self.blocks.counters(&mut m.extra);
         census(&self.stack.census(), &mut m.extra);

@@ -52,6 +52,7 @@
 
 mod control;
 mod core;
+mod endpoints;
 mod idle;
 mod link;
 mod peer;
@@ -70,11 +71,15 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use datapath::{AttachPolicy, Interface, ProgramCounters, Proto, SteerProgram, TxChecksumOffload};
 
+use stack::tcp::CcAlgorithm;
+
 use self::control::{Control, ControlStats};
 pub use self::core::{Core, Turn, Work};
+use self::endpoints::{Endpoints, WorkerView};
 use self::publish::Slot;
 pub(crate) use self::worker::size_table;
 use self::worker::{Spec, Worker};
+use crate::access_log::LogStats;
 use crate::metrics::Metrics;
 use crate::options::{Limits, PoolOpts, Queues};
 use crate::root::Root;
@@ -98,6 +103,8 @@ pub struct XdpOpts {
     /// Each worker's pool of blocks and its cache.
     pub pool: PoolOpts,
     pub force_copy: bool,
+    /// Congestion control of the served connections (`--congestion`).
+    pub congestion: CcAlgorithm,
     /// Ask the AF_XDP socket for TX checksum offload (`--no-tx-offload` clears it).
     pub tx_offload: bool,
     pub skb: bool,
@@ -106,6 +113,10 @@ pub struct XdpOpts {
     pub metrics_addr: Option<SocketAddr>,
     pub user: Option<String>,
     pub limits: Limits,
+    /// The access log's sender, if `--access-log` is on.
+    pub access_log: Option<crate::access_log::LogSender>,
+    /// Where to write the pid once set up (`--pid-file`).
+    pub pid_file: Option<PathBuf>,
 }
 
 /// How long a worker may take to set up (map and lock its pool, bind, register).
@@ -171,10 +182,18 @@ pub fn run(
     }
     let slots: Vec<(u32, Arc<Slot>)> = workers.iter().map(|w| (w.queue, w.slot.clone())).collect();
     let prog_counters = Arc::new(Mutex::new(ProgramCounters::default()));
+    let log = opts.access_log.as_ref().map(|l| l.stats());
     let control = match opts.metrics_addr {
         Some(addr) => {
-            let (slots, prog) = (slots.clone(), prog_counters.clone());
-            let render = Box::new(move |cs: &ControlStats| render_now(&slots, &prog, Some(cs)));
+            let endpoints = Endpoints {
+                workers: workers
+                    .iter()
+                    .map(|w| WorkerView { queue: w.queue, slot: w.slot.clone(), wake: w.waker() })
+                    .collect(),
+                prog: prog_counters.clone(),
+                log: log.clone(),
+            };
+            let render = Box::new(move |path: &str, cs: &ControlStats| endpoints.answer(path, cs));
             match Control::spawn(addr, control::TIMEOUT, render) {
                 Ok(c) => Some(c),
                 Err(e) => return Err(abandon(workers, e)),
@@ -202,6 +221,7 @@ pub fn run(
             TxChecksumOffload::Off(why) => format!("software ({why})"),
         }
     );
+    println!("  congestion      {}", describe_cc(opts.congestion));
     println!("  hugepages       {}", ready[0].backing);
     println!(
         "  pool            {} frames + {} blocks x {} KiB per worker, {}",
@@ -227,7 +247,20 @@ pub fn run(
         );
     }
     if let Some(c) = &control {
-        println!("  control port    http://{}/metrics (kernel stack, its own thread)", c.local_addr());
+        println!(
+            "  control port    http://{}/metrics, /connections, /health (kernel stack, its own thread)",
+            c.local_addr()
+        );
+    }
+    let pid_file = match opts.pid_file.as_deref().map(crate::pidfile::PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            control.map(Control::stop);
+            return Err(abandon(workers, e));
+        }
+    };
+    if let Some(p) = &pid_file {
+        println!("  pid file        {} ({})", p.path().display(), std::process::id());
     }
     // Every thread exists now: this is the one place privileges are dropped.
     if let Some(user) = &opts.user {
@@ -244,7 +277,7 @@ pub fn run(
         w.go();
     }
 
-    let failed = wait(&workers, &slots, &prog_counters, &program, stop, dump);
+    let failed = wait(&workers, &slots, &prog_counters, log.as_deref(), &program, stop, dump);
     stop.store(true, Ordering::Relaxed);
     for w in &workers {
         w.wake();
@@ -265,7 +298,8 @@ pub fn run(
         *prog_counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
     }
     drop(program);
-    print!("{}", render(&finals, &prog_counters, cstats.as_ref()));
+    print!("{}", render(&finals, &prog_counters, cstats.as_ref(), log.as_deref()));
+    drop(pid_file);
     let left = threads_now().unwrap_or(0);
     println!(
         "  threads         {spawned} worker(s){} joined, {left} left; XDP detached",
@@ -282,6 +316,16 @@ pub fn run(
 fn threads_now() -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The controller, for the startup block.
+fn describe_cc(cc: CcAlgorithm) -> String {
+    let what = match cc {
+        CcAlgorithm::Cubic => "RFC 9438 with HyStart++, PRR in recovery",
+        CcAlgorithm::NewReno => "NewReno, RFC 5681 / 6582, with HyStart++, PRR in recovery",
+        CcAlgorithm::Bbr => "BBR v1: paced at its model of the bottleneck, random loss does not slow it",
+    };
+    format!("{} ({what})", cc.name())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -303,6 +347,7 @@ fn wait(
     workers: &[Worker],
     slots: &[(u32, Arc<Slot>)],
     prog: &Mutex<ProgramCounters>,
+    log: Option<&LogStats>,
     program: &SteerProgram,
     stop: &AtomicBool,
     dump: &AtomicBool,
@@ -313,7 +358,7 @@ fn wait(
             *prog.lock().unwrap_or_else(|e| e.into_inner()) = c;
         }
         if dump.swap(false, Ordering::Relaxed) {
-            print!("{}", render_now(slots, prog, None));
+            print!("{}", render_now(slots, prog, None, log));
         }
         if let Some(w) = workers.iter().find(|w| w.is_finished()) {
             if stop.load(Ordering::Relaxed) {
@@ -327,14 +372,39 @@ fn wait(
 }
 
 /// The counters now: every worker's latest snapshot.
-fn render_now(slots: &[(u32, Arc<Slot>)], prog: &Mutex<ProgramCounters>, cs: Option<&ControlStats>) -> String {
+fn render_now(
+    slots: &[(u32, Arc<Slot>)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    log: Option<&LogStats>,
+) -> String {
     let per: Vec<(u32, Metrics)> = slots.iter().map(|(q, s)| (*q, s.read().unwrap_or_default())).collect();
-    render(&per, prog, cs)
+    render(&per, prog, cs, log)
 }
 
-/// The counters as text: the sum over workers, the program's and the control port's, then
-/// each worker's with a `queue` label.
-fn render(per_queue: &[(u32, Metrics)], prog: &Mutex<ProgramCounters>, cs: Option<&ControlStats>) -> String {
+/// The counters as text (SIGUSR1 and exit): the sum over workers with the program's, the
+/// control port's and the access log's, then each worker's with a `queue` label.
+fn render(
+    per_queue: &[(u32, Metrics)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    log: Option<&LogStats>,
+) -> String {
+    let mut out = summed(per_queue, prog, cs, log).render("xdp");
+    for (q, m) in per_queue {
+        m.write_series(&mut out, Some(&format!("queue=\"{q}\"")));
+    }
+    out
+}
+
+/// The sum over workers, with the program's, the control port's and the access log's
+/// counters.
+fn summed(
+    per_queue: &[(u32, Metrics)],
+    prog: &Mutex<ProgramCounters>,
+    cs: Option<&ControlStats>,
+    log: Option<&LogStats>,
+) -> Metrics {
     let mut sum = Metrics::default();
     for (_, m) in per_queue {
         sum.add(m);
@@ -354,11 +424,10 @@ fn render(per_queue: &[(u32, Metrics)], prog: &Mutex<ProgramCounters>, cs: Optio
     if let Some(cs) = cs {
         sum.extra.extend(cs.series());
     }
-    let mut out = sum.render("xdp");
-    for (q, m) in per_queue {
-        m.write_series(&mut out, Some(&format!("queue=\"{q}\"")));
+    if let Some(l) = log {
+        sum.extra.extend(l.series());
     }
-    out
+    sum
 }
 
 /// The CPU of each of `n` workers: `--cpus` in order, else the CPUs this process may run
@@ -452,7 +521,8 @@ mod unit {
             m.requests = n;
             m
         };
-        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&ControlStats { answered: 1, ..Default::default() }));
+        let cs = ControlStats { answered: 1, ..Default::default() };
+        let text = render(&[(0, m(2)), (3, m(5))], &prog, Some(&cs), None);
         let sum = text.find("fileserver_requests_total 7\n").expect("the sum");
         let q0 = text.find("fileserver_requests_total{queue=\"0\"} 2\n").expect("queue 0");
         let q3 = text.find("fileserver_requests_total{queue=\"3\"} 5\n").expect("queue 3");

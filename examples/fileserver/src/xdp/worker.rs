@@ -33,7 +33,7 @@ use umem::{Backing, BlockCache, BlockReader, Pool};
 
 use super::idle::{self, Idle, SPIN_TURNS};
 use super::link::XskLink;
-use super::publish::{Publisher, Slot};
+use super::publish::{self, Publisher, Slot};
 use super::{Core, XdpOpts};
 use crate::metrics::Metrics;
 use crate::root::Root;
@@ -110,6 +110,11 @@ impl Worker {
     /// Wakes the worker if it sleeps (after `stop` is set, so that it sees it now).
     pub fn wake(&self) {
         let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
+    }
+
+    /// What [`Worker::wake`] writes to, for another thread (the control port) to wake it.
+    pub fn waker(&self) -> Arc<OwnedFd> {
+        self.wake.clone()
     }
 
     /// Waits (at most `timeout`) until the worker has its socket.
@@ -189,11 +194,13 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
     let reader = BlockReader::new(&pool, &opts.pool.reader_config()).context("creating the io_uring block reader")?;
     let t3 = StdInstant::now();
     let cache = BlockCache::new(reader, &opts.pool.cache_config());
+    let access_log = opts.access_log.clone();
     let mut cfg = StackConfig::new(EthernetAddress(mac));
     cfg.ipv4 = Some(Ipv4Cidr::new(addr, opts.prefix));
     cfg.mtu = iface.mtu as usize;
     cfg.force_copy = opts.force_copy;
     cfg.secret = secret;
+    cfg.tcp.congestion = opts.congestion;
     size_table(&mut cfg, opts.limits.max_connections);
     let mut stack = Stack::new(cfg);
     let listener = stack.listen(opts.port).map_err(|e| anyhow!("listen on {}: {e}", opts.port))?;
@@ -209,7 +216,10 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
         socket_time: t2 - t1,
         uring_time: t3 - t2,
     };
-    let core = Core::new(stack, listener, cache, root, opts.limits.clone());
+    let mut core = Core::new(stack, listener, cache, root, opts.limits.clone());
+    if let Some(tx) = access_log {
+        core.log_to(tx);
+    }
     Ok((core, sock, xcfg.tx_size, ready))
 }
 
@@ -233,18 +243,24 @@ impl Loop {
     /// The run-to-completion loop, until `stop`.
     fn serve(&mut self, core: &mut Core, sock: &mut XskSocket, stop: &AtomicBool, slot: &Slot, wake: &OwnedFd) {
         let mtu = sock.interface().mtu as usize;
-        let clock = Clock::start();
+        // The slot's time base, so the control port can tell how long ago a turn was.
+        let clock = Clock::since(slot.epoch());
         let mut rx = Vec::with_capacity(64);
         let mut idle = 0u32;
         let mut publisher = Publisher::default();
         let ring = core.blocks().cache().reader().ring().as_raw_fd();
         let mut fds = [Wait::readable(sock.as_raw_fd()), Wait::readable(ring), Wait::readable(wake.as_raw_fd())];
+        slot.set_sleeping(false);
         while !stop.load(Ordering::Relaxed) {
             let now = clock.now();
             // A turn that runs due timers changes what the counters say even when it sends
             // nothing (TIME-WAIT and half-open entries expire silently): it is published.
             let timers_due = core.poll_at().is_some_and(|t| t <= now.mono);
             self.turns += 1;
+            slot.beat(now.mono);
+            if slot.wants_connections() {
+                slot.offer_connections(now.mono, |rows| core.connections(rows, publish::MAX_CONNECTIONS));
+            }
             rx.clear();
             let n = sock.recv(&mut rx, 64);
             for f in rx.drain(..) {
@@ -277,14 +293,22 @@ impl Loop {
             if let Some(timeout) = sleep {
                 self.sleeps += 1;
                 self.memory_sleeps += u64::from(timeout == Some(idle::MEMORY_WAIT));
+                slot.set_sleeping(true);
                 if let Err(e) = poll::wait(&mut fds, timeout) {
                     if self.wait_errors == 0 {
                         log::warn!("queue {}: ppoll: {e}", sock.queue());
                     }
                     self.wait_errors += 1;
                 }
+                slot.set_sleeping(false);
+                if fds[2].revents != 0 {
+                    // Woken by the eventfd: reset it, or every later ppoll returns at once.
+                    let _ = rustix::io::read(wake, &mut [0u8; 8]);
+                }
             }
         }
+        // Out of the loop: no longer turning, and not asleep either.
+        slot.set_sleeping(false);
     }
 }
 
