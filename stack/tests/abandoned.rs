@@ -127,12 +127,22 @@ struct Outcome {
 /// Runs `flows` spoofed clients, `window` at a time, against `srv`; each reply from the
 /// server is lost with probability `loss`. Returns what the clients saw.
 fn flood(srv: &mut Server, flows: u32, window: u32, loss: f64, seed: u64) -> (Outcome, Instant) {
-    flood_with(srv, flows, window, loss, seed, false)
+    flood_with(srv, flows, window, loss, seed, false, Duration::ZERO)
 }
 
 /// [`flood`]; with `resets`, a client that gives up, or every third that is done, sends
 /// a RST (at its next sequence number) instead of falling silent.
-fn flood_with(srv: &mut Server, flows: u32, window: u32, loss: f64, seed: u64, resets: bool) -> (Outcome, Instant) {
+/// Replies reach the clients up to `delay` late (each its own delay, so they reorder).
+fn flood_with(
+    srv: &mut Server,
+    flows: u32,
+    window: u32,
+    loss: f64,
+    seed: u64,
+    resets: bool,
+    delay: Duration,
+) -> (Outcome, Instant) {
+    let mut late: Vec<(Instant, Vec<u8>)> = Vec::new();
     let mut rng = Rng::new(seed);
     let mut now = Instant::from_millis(1);
     let mut fl: Vec<Flow> = Vec::new();
@@ -169,6 +179,12 @@ fn flood_with(srv: &mut Server, flows: u32, window: u32, loss: f64, seed: u64, r
             if rng.unit() < loss {
                 continue;
             }
+            let at = now + Duration::from_micros((rng.unit() * delay.total_micros() as f64) as u64);
+            late.push((at, bytes));
+        }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut late).into_iter().partition(|(t, _)| *t <= now);
+        late = later;
+        for (_, bytes) in due {
             let Some((dst, h, plen)) = header(&bytes) else { continue };
             let Some(&i) = by_peer.get(&(dst, h.dst_port)) else { continue };
             let f = &mut fl[i];
@@ -349,8 +365,25 @@ fn abandoned_flows_with_resets_and_a_small_time_wait_table_leave_nothing_behind(
             },
             accept_every,
         );
-        let (out, now) = flood_with(&mut srv, 300, 64, loss, seed, resets);
+        let (out, now) = flood_with(&mut srv, 300, 64, loss, seed, resets, Duration::ZERO);
         drain(&mut srv, now);
         check_all_back(&srv, &format!("loss {loss}, accept every {accept_every}, resets {resets}"), &out);
+    }
+}
+
+#[test]
+fn abandoned_flows_whose_replies_come_late_and_out_of_order_leave_nothing_behind() {
+    for (loss, seed, accept_every, half_open) in [(0.1, 13, 1, 4), (0.1, 14, 1, 1024), (0.2, 15, 20, 4)] {
+        let mut srv = server(
+            |c| {
+                c.max_half_open = half_open;
+                c.backlog = 8;
+                c.max_time_wait = Some(64);
+            },
+            accept_every,
+        );
+        let (out, now) = flood_with(&mut srv, 300, 64, loss, seed, false, Duration::from_millis(2500));
+        drain(&mut srv, now);
+        check_all_back(&srv, &format!("late replies, loss {loss}, accept every {accept_every}"), &out);
     }
 }
