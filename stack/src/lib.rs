@@ -115,7 +115,7 @@ pub mod wire;
 
 pub use counters::Counters;
 pub use iface::{
-    ConnHandle, Full, Link, ListenHandle, MemoryUse, PoolPressure, Pressure, Readiness, SocketError, Stack,
+    Census, ConnHandle, Full, Link, ListenHandle, MemoryUse, PoolPressure, Pressure, Readiness, SocketError, Stack,
     StackConfig, TxOffload, UdpHandle,
 };
 pub use smoltcp::time::{Duration, Instant};

@@ -180,3 +180,42 @@ fn fin_wait_2_entries_share_the_time_wait_cap() {
     assert_eq!(p.server.fin_wait2_count(), 100);
     assert_eq!(p.counters(Side::Server).tcp_time_wait_recycled, 50, "the oldest recycled, counted");
 }
+
+/// How long the server keeps an orphan whose peer vanished right after the server wrote a
+/// response and closed, when the handshake took `rtt` (its RTT sample sets the first RTO).
+fn orphan_lifetime_after_handshake_rtt(rtt: Duration) -> Duration {
+    let mut p = Pair::new(config(1, |_| {}), config(2, |_| {}), 1024);
+    p.latency = rtt / 2;
+    let l = p.server.listen(PORT).expect("listen");
+    let c = p.client.connect(p.now, IpEndpoint::new(IpAddress::Ipv4(ip(2)), PORT)).expect("connect");
+    p.run_until(Duration::from_secs(60), &mut |_| {}, &mut |p| {
+        p.client.readiness(c).connected && p.server.acceptable(l)
+    });
+    let s = p.server.accept(l).expect("accepted");
+    p.latency = Duration::from_micros(50);
+    let mut b = p.slink.pool.alloc_frame().expect("frame");
+    b.get_mut().expect("unique")[..100].fill(7);
+    assert_eq!(p.server.write_frames(s, &[BufSlice::new(b, 0..100).expect("range")]).expect("write"), 100);
+    p.server.close(s).expect("close");
+    // The peer vanishes: nothing the server sends arrives any more.
+    p.blackhole = Some(Side::Client);
+    p.clear_wire();
+    let start = p.now;
+    p.run_until(Duration::from_secs(3600), &mut |_| {}, &mut |p| p.server.connection_count() == 0);
+    assert!(all_free(&p.slink), "the orphan kept frames: {:?}", p.slink.pool.stats());
+    assert!(p.counters(Side::Server).tcp_orphan_drops >= 1);
+    p.now - start
+}
+
+#[test]
+fn an_orphan_retransmits_for_a_bounded_time_whatever_its_rto() {
+    // Linux's bound for tcp_orphan_retries = 8, from an RTO of 200 ms: 102.2 s of
+    // retransmissions, checked at each timeout.
+    let fast = orphan_lifetime_after_handshake_rtt(Duration::from_millis(1));
+    assert!(fast < Duration::from_secs(110), "a fast peer's orphan lasted {fast}");
+    // A slow handshake (its RTT sample makes the first RTO tens of seconds): the orphan
+    // gives up at the first timeout past the bound (modelled from its RTO schedule), not
+    // after 9 timeouts backed off from that RTO, which took 1096 s here.
+    let slow = orphan_lifetime_after_handshake_rtt(Duration::from_secs(8));
+    assert!(slow < Duration::from_secs(400), "a slow peer's orphan lasted {slow}");
+}

@@ -583,6 +583,32 @@ pub fn ooo_test(bins: &Bins, www: &Path, sha: &str) -> Result<()> {
     Ok(())
 }
 
+/// The counters that say where the pool's frames are: the stack's connections by state
+/// and by what holds them, the AF_XDP socket's rings, and the server's own sessions.
+const HOLDERS: &[&str] = &[
+    "pool_frames_free",
+    "pool_blocks_free",
+    "connections_open",
+    "tcp_connections",
+    "tcp_half_open",
+    "tcp_fin_wait2_entries",
+    "tcp_time_wait_entries",
+    "tcp_connections_by_state{state=\"Established\"}",
+    "tcp_connections_by_state{state=\"FinWait1\"}",
+    "tcp_connections_by_state{state=\"CloseWait\"}",
+    "tcp_connections_by_state{state=\"LastAck\"}",
+    "tcp_connections_by_state{state=\"Closed\"}",
+    "tcp_connections_unaccepted",
+    "tcp_connections_orphans",
+    "tcp_connections_holding_memory",
+    "tcp_connections_stuck",
+    "xsk_tx_invalid_descs_total",
+    "xsk_tx_ring_full_total",
+    "xsk_rx_dropped_total",
+    "stack_tx_no_frame_total",
+    "head_frame_waits_total",
+];
+
 /// 70,000 connections abandoned in FIN-WAIT-2 (four spoofed source addresses, a small file
 /// each with `Connection: close`): the server keeps them as compact entries, serves 1 GiB
 /// byte-exact meanwhile, and its pool is back at its starting counts once they expire.
@@ -620,16 +646,16 @@ pub fn fin_wait2_test(bins: &Bins, www: &Path, sha: &str) -> Result<()> {
     let flood_end = Instant::now();
     let after_flood = metrics(&ns, 9100)?;
     println!("  {r}");
-    println!(
-        "  after the flood: {}",
-        show(&after_flood, &["pool_frames_free", "pool_blocks_free", "connections_open"])
-    );
+    println!("  after the flood: {}", show(&after_flood, HOLDERS));
     let got = get(&ns, "/big", 300)?;
     ensure!(got == sha, "the download after the flood differs: {got} != {sha}");
     let download_end = Instant::now();
     // Connections the flood gave up on time out too: an orphan retransmitting to a vanished
     // peer lasts up to `orphan_retries` backed-off timeouts.
-    let back = pool_back(&ns, 9100, start, orphan_lifetime() + Duration::from_secs(30))?;
+    let back = pool_back(&ns, 9100, start, orphan_lifetime() + Duration::from_secs(30)).map_err(|e| {
+        let held = metrics(&ns, 9100).map(|m| show(&m, HOLDERS)).unwrap_or_else(|e| format!("no counters: {e}"));
+        e.context(format!("what holds the pool now: {held}"))
+    })?;
     let back_after = download_end.elapsed();
     // The entries expire 60 s (the stack's fin_wait2_timeout) after the last of them.
     std::thread::sleep((flood_end + Duration::from_secs(65)).saturating_duration_since(Instant::now()));

@@ -29,7 +29,7 @@ pub use api::{ConnHandle, ListenHandle, Readiness, SocketError, UdpHandle};
 pub use link::{Full, Link, TxOffload};
 pub use neighbor::{Learned, NeighborCache};
 pub use pressure::{PoolPressure, Pressure};
-pub use table::MemoryUse;
+pub use table::{Census, MemoryUse};
 
 use crate::counters::Counters;
 use crate::keyed::{Keyed, Purpose, SipKey};

@@ -79,6 +79,47 @@ pub struct MemoryUse {
     pub time_wait_bytes: usize,
 }
 
+/// Connections of the table by state and by what holds them, for diagnostics: a connection
+/// that holds pool memory with no timer armed and no application handle is stuck for good
+/// (see [`Stack::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// By [`State`], in the order of [`Census::STATES`].
+    pub by_state: [usize; Census::STATES.len()],
+    /// Waiting in an accept queue (not yet accepted).
+    pub unaccepted: usize,
+    /// Accepted or connected, the handle still held by the application.
+    pub owned: usize,
+    /// Closed or aborted by the application, still in the table.
+    pub orphans: usize,
+    /// Holding pool frames or blocks in a receive or send queue.
+    pub holding_memory: usize,
+    /// Holding pool memory with no timer armed, no application handle and no place in an
+    /// accept queue: nothing will ever free them (a leak; always 0 unless there is a bug).
+    pub stuck: usize,
+}
+
+impl Census {
+    /// The states counted, in the order of [`Census::by_state`].
+    pub const STATES: [State; 10] = [
+        State::SynSent,
+        State::SynReceived,
+        State::Established,
+        State::FinWait1,
+        State::FinWait2,
+        State::CloseWait,
+        State::Closing,
+        State::LastAck,
+        State::TimeWait,
+        State::Closed,
+    ];
+
+    /// Connections in `state`.
+    pub fn in_state(&self, state: State) -> usize {
+        Census::STATES.iter().position(|s| *s == state).map_or(0, |i| self.by_state[i])
+    }
+}
+
 /// A listening port.
 #[derive(Debug, Default)]
 pub(crate) struct Listener {
@@ -178,6 +219,33 @@ impl Stack {
             time_wait: self.time_wait.len(),
             time_wait_bytes: self.time_wait.heap_bytes(),
         }
+    }
+
+    /// The connection table by state and by what holds each connection ([`Census`]).
+    /// Walks the table: for metrics and diagnostics, not for every turn.
+    pub fn census(&self) -> Census {
+        let mut c = Census::default();
+        for e in self.slots.iter().filter_map(|s| s.entry.as_ref()) {
+            if let Some(i) = Census::STATES.iter().position(|s| *s == e.conn.state()) {
+                c.by_state[i] += 1;
+            }
+            let held = e.conn.recv_memory() > 0 || e.conn.send_queued() > 0;
+            let owned = e.owned && !e.released;
+            if owned {
+                c.owned += 1;
+            } else if e.released {
+                c.orphans += 1;
+            } else {
+                c.unaccepted += 1;
+            }
+            if held {
+                c.holding_memory += 1;
+                if !owned && (e.released || !e.queued) && e.conn.next_deadline().is_none() {
+                    c.stuck += 1;
+                }
+            }
+        }
+        c
     }
 
     /// Lists `idx` for [`Stack::next_changed`] if the application holds it.

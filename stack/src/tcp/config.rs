@@ -113,3 +113,19 @@ impl Default for KeepAlive {
         KeepAlive { idle: Duration::from_secs(7200), interval: Duration::from_secs(75), probes: 9 }
     }
 }
+
+impl TcpConfig {
+    /// How long `boundary` retransmission timeouts take when the RTO starts at `min_rto`
+    /// and doubles up to `max_rto` (Linux `tcp_model_timeout`): the time an orphan may
+    /// spend retransmitting, whatever its own RTO.
+    pub fn retries_time(&self, boundary: u32) -> Duration {
+        let base = self.min_rto.total_micros().max(1);
+        let cap = self.max_rto.total_micros().max(base);
+        let (mut total, mut rto) = (0u64, base);
+        for _ in 0..=boundary {
+            total = total.saturating_add(rto);
+            rto = rto.saturating_mul(2).min(cap);
+        }
+        Duration::from_micros(total)
+    }
+}

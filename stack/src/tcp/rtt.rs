@@ -93,6 +93,15 @@ impl RttEstimator {
         Duration::from_micros(shifted).min(self.max_rto)
     }
 
+    /// The time backed-off timeouts `1..n` take together (the timeout with backoff 1,
+    /// then 2, ...): how long ago the first of `n` consecutive expiries fired, with no
+    /// clock kept for it.
+    pub fn backed_off_time(&self, n: u32) -> Duration {
+        let (base, cap) = (self.rto.total_micros(), self.max_rto.total_micros());
+        let total = (1..n).map(|k| base.saturating_mul(1u64 << k.min(20)).min(cap)).fold(0u64, u64::saturating_add);
+        Duration::from_micros(total)
+    }
+
     /// Doubles the timeout after an expiry (RFC 6298 5.5).
     pub fn backoff(&mut self) {
         self.backoff = self.backoff.saturating_add(1);

@@ -318,7 +318,14 @@ impl Conn {
                 } else {
                     self.cfg.max_retries
                 };
-                if self.retries > limit {
+                // An orphan's retries are also bounded in time, as if its RTO had started
+                // at `min_rto` (Linux `retransmits_timed_out` with `tcp_model_timeout`):
+                // after a slow handshake its RTO starts large, and `orphan_retries` of
+                // those, backed off up to `max_rto`, would hold its send queue's frames
+                // for a quarter of an hour after the peer vanished.
+                let out_of_time =
+                    self.orphaned && self.rtt.backed_off_time(self.retries) >= self.cfg.retries_time(limit);
+                if self.retries > limit || out_of_time {
                     ctr.tcp_timeouts += 1;
                     if self.orphaned {
                         ctr.tcp_orphan_drops += 1;

@@ -366,6 +366,7 @@ impl Core {
             ("tcp_connections".into(), self.stack.connection_count() as u64),
             ("tcp_time_wait_entries".into(), self.stack.time_wait_count() as u64),
             ("tcp_half_open".into(), self.stack.half_open_count() as u64),
+            ("tcp_fin_wait2_entries".into(), self.stack.fin_wait2_count() as u64),
             ("cache_blocks_cached".into(), u64::from(self.blocks.cache().stats().cached)),
             // An info series: 1 per worker running the controller (the sum: the workers).
             (format!("tcp_congestion_control{{algorithm=\"{}\"}}", self.stack.config().tcp.congestion.name()), 1),
@@ -381,6 +382,7 @@ impl Core {
             }
         });
         m.extra.extend(self.root.counters().lines());
+        census(&self.stack.census(), &mut m.extra);
         m
     }
 }
@@ -388,3 +390,18 @@ impl Core {
 /// Stack counters exported above under `stack_` names (kept for the dashboards and tests
 /// that read them), so [`Core::metrics`] does not export them twice.
 const EXPORTED_AS_STACK: [&str; 4] = ["tx_link_full", "tx_no_frame", "tx_frames", "rx_frames"];
+
+/// The stack's connection table by state and by what holds each connection (a walk of the
+/// table, made when the counters are published, not every turn).
+fn census(c: &stack::Census, out: &mut Vec<(String, u64)>) {
+    for (state, n) in stack::Census::STATES.iter().zip(c.by_state) {
+        out.push((format!("tcp_connections_by_state{{state=\"{state:?}\"}}"), n as u64));
+    }
+    out.extend([
+        ("tcp_connections_unaccepted".into(), c.unaccepted as u64),
+        ("tcp_connections_owned".into(), c.owned as u64),
+        ("tcp_connections_orphans".into(), c.orphans as u64),
+        ("tcp_connections_holding_memory".into(), c.holding_memory as u64),
+        ("tcp_connections_stuck".into(), c.stuck as u64),
+    ]);
+}
