@@ -89,18 +89,6 @@ fn packet(args: &Args, src_mac: EthernetAddress, dst_mac: EthernetAddress, id: u
     buf
 }
 
-fn parse_mac(s: &str) -> Result<EthernetAddress> {
-    let b: Vec<u8> = s.split(':').map(|x| u8::from_str_radix(x, 16)).collect::<Result<_, _>>().context("bad MAC")?;
-    let b: [u8; 6] = b.try_into().map_err(|_| anyhow::anyhow!("a MAC has six bytes: {s}"))?;
-    Ok(EthernetAddress(b))
-}
-
-fn read_mac(iface: &str) -> Result<EthernetAddress> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .with_context(|| format!("reading the MAC of {iface}"))?;
-    parse_mac(text.trim())
-}
-
 fn run(args: Args) -> Result<()> {
     datapath::caps::require_datapath()?;
     if !(28 + 18..=65_000).contains(&args.size) {
@@ -119,7 +107,10 @@ fn run(args: Args) -> Result<()> {
     if frames_per_packet > 1 && !sock.multi_buffer() {
         bail!("{}-byte packets need multi-buffer, which this socket lacks", args.size);
     }
-    let (src_mac, dst_mac) = (read_mac(&args.iface)?, parse_mac(&args.dst_mac)?);
+    let dst_mac = datapath::parse_mac(&args.dst_mac)
+        .map(EthernetAddress)
+        .with_context(|| format!("--dst-mac {:?} is not a MAC (aa:bb:cc:dd:ee:ff)", args.dst_mac))?;
+    let src_mac = EthernetAddress(iface.mac()?);
     // A few distinct packets (different source ports), each cut into frame-sized pieces.
     let mut packets: Vec<Vec<BufSlice>> = Vec::new();
     for id in 0..16u16 {

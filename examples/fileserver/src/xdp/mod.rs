@@ -138,7 +138,7 @@ pub fn run(
     datapath::caps::require_datapath()?;
     opts.addrs.check_own().map_err(anyhow::Error::msg)?;
     let iface = Interface::by_name(&opts.iface)?;
-    let mac = read_mac(&iface.name)?;
+    let mac = iface.mac()?;
     let queues = opts.queues.resolve(opts.queue, iface.rx_queues).map_err(anyhow::Error::msg)?;
     let cpus = assign_cpus(opts.cpus.as_deref(), queues.len())?;
     let secret = secret()?;
@@ -498,20 +498,6 @@ fn secret() -> Result<u64> {
         bail!("getrandom returned {n} of 8 bytes");
     }
     Ok(u64::from_ne_bytes(b))
-}
-
-fn read_mac(iface: &str) -> Result<[u8; 6]> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .with_context(|| format!("reading the MAC of {iface}"))?;
-    let mut mac = [0u8; 6];
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    if parts.len() != 6 {
-        bail!("unexpected MAC {text:?} for {iface}");
-    }
-    for (m, p) in mac.iter_mut().zip(parts) {
-        *m = u8::from_str_radix(p, 16)?;
-    }
-    Ok(mac)
 }
 
 #[cfg(test)]
