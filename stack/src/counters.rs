@@ -10,7 +10,7 @@ pub struct Counters {
     /// Frames handed to [`crate::Stack::handle_frame`].
     pub rx_frames: u64,
     /// Frames addressed to another MAC or IP.
-    pub rx_not_for_us: u64,
+    pub rx_other_host: u64,
     /// Truncated Ethernet header.
     pub rx_bad_ethernet: u64,
     /// Ethertype other than ARP, IPv4, IPv6.
@@ -274,7 +274,7 @@ impl Counters {
     /// rather than a count of events.
     pub fn each(&self, mut f: impl FnMut(&'static str, &'static str, u64, bool)) {
         f("rx_frames", "Frames handed to `Stack::handle_frame`.", self.rx_frames, false);
-        f("rx_not_for_us", "Frames addressed to another MAC or IP.", self.rx_not_for_us, false);
+        f("rx_other_host", "Frames addressed to another MAC or IP.", self.rx_other_host, false);
         f("rx_bad_ethernet", "Truncated Ethernet header.", self.rx_bad_ethernet, false);
         f("rx_unknown_ethertype", "Ethertype other than ARP, IPv4, IPv6.", self.rx_unknown_ethertype, false);
         f("rx_bad_arp", "Malformed ARP.", self.rx_bad_arp, false);

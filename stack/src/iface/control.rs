@@ -36,11 +36,11 @@ impl Stack {
             return;
         };
         let Some(ours) = self.cfg.ipv4.map(|c| c.address()) else {
-            self.counters.rx_not_for_us += 1;
+            self.counters.rx_other_host += 1;
             return;
         };
         if target_protocol_addr != ours {
-            self.counters.rx_not_for_us += 1;
+            self.counters.rx_other_host += 1;
             return;
         }
         if !super::neighbor::is_peer_mac(&source_hardware_addr) {
@@ -125,11 +125,11 @@ impl Stack {
     pub(crate) fn handle_icmpv6(&mut self, now: Instant, parsed: &Parsed, ip: IpInfo, mut frame: BufSlice) {
         let (IpAddress::Ipv6(src), IpAddress::Ipv6(dst)) = (ip.src, ip.dst) else { return };
         let Some(ours) = self.cfg.ipv6.map(|c| c.address()) else {
-            self.counters.rx_not_for_us += 1;
+            self.counters.rx_other_host += 1;
             return;
         };
         if dst != ours && dst != solicited_node(ours) && dst != ALL_NODES {
-            self.counters.rx_not_for_us += 1;
+            self.counters.rx_other_host += 1;
             return;
         }
         let bytes = frame.as_bytes();

@@ -399,7 +399,7 @@ impl Stack {
         };
         let for_us = parsed.dst_mac == self.cfg.mac || parsed.dst_mac.is_broadcast() || parsed.dst_mac.is_multicast();
         if !for_us {
-            self.counters.rx_not_for_us += 1;
+            self.counters.rx_other_host += 1;
             return;
         }
         if !neighbor::is_peer_mac(&parsed.src_mac) {
@@ -414,7 +414,7 @@ impl Stack {
                     return self.handle_icmpv6(now, &parsed, ip.clone(), frame);
                 }
                 if !self.is_our_ip(&ip.dst) {
-                    self.counters.rx_not_for_us += 1;
+                    self.counters.rx_other_host += 1;
                     return;
                 }
                 match ip.protocol {

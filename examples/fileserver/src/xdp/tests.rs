@@ -614,6 +614,13 @@ fn every_stack_counter_is_exported_once() {
     for want in ["tcp_paws_rejected_total", "tcp_challenge_acks_total", "tcp_reordering_max", "tcp_rx_segments_total"] {
         assert!(names.contains(&want), "{want} is not exported: {names:?}");
     }
+    // promtool refuses names with an abbreviated unit as a word (`_us_`, `_ms`, `_kb_`...).
+    for name in &names {
+        let words: Vec<&str> = name.split(['_', '{']).collect();
+        for unit in ["s", "ms", "us", "ns", "sec", "min", "hr", "b", "kb", "mb", "gb", "tb", "pb"] {
+            assert!(!words.contains(&unit), "{name} holds the abbreviated unit {unit:?}");
+        }
+    }
     let rx = m.extra.iter().find(|(k, _)| k == "tcp_rx_segments_total").map(|(_, v)| *v);
     assert!(rx > Some(0), "the segments received are counted: {rx:?}");
 }
