@@ -286,7 +286,10 @@ pub fn tests(suite: &mut Suite, bins: &Bins) {
             ensure!(sent > 0, "worker {q} sent no payload");
         }
         let joined = text.lines().find(|l| l.trim_start().starts_with("threads")).context("no threads line")?;
-        ensure!(joined.contains("4 worker(s) and the control thread joined, 1 left"), "{joined}");
+        ensure!(
+            joined.contains("4 worker(s) and the control thread and the capture writer joined, 1 left"),
+            "{joined}"
+        );
         ensure!(!ns.server_link().contains("prog/xdp"), "XDP program left attached");
         println!("  {}", joined.trim());
         Ok(())
