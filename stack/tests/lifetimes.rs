@@ -15,14 +15,7 @@ use umem::BufSlice;
 
 /// One connection, accepted: `(client handle, server handle)`.
 fn connect_one(p: &mut Pair) -> (ConnHandle, ConnHandle) {
-    let l = p.server.listen(PORT).expect("listen");
-    let c = p.client.connect(p.now, IpEndpoint::new(IpAddress::Ipv4(ip(2)), PORT)).expect("connect");
-    p.run_until(Duration::from_secs(5), &mut |_| {}, &mut |p| {
-        p.client.readiness(c).connected && p.server.acceptable(l)
-    });
-    let s = p.server.accept(l).expect("accepted");
-    p.run_for(Duration::from_millis(100), &mut |_| {});
-    (c, s)
+    p.connect_accept(IpAddress::Ipv4(ip(2)), Duration::from_millis(100))
 }
 
 /// Writes `n` bytes from the server's pool (4 KiB frames).

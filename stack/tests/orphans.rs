@@ -16,14 +16,7 @@ use stack::{ConnHandle, Duration};
 use umem::BufSlice;
 
 fn connect(p: &mut Pair) -> (ConnHandle, ConnHandle) {
-    let l = p.server.listen(PORT).expect("listen");
-    let c = p.client.connect(p.now, IpEndpoint::new(IpAddress::Ipv4(ip(2)), PORT)).expect("connect");
-    p.run_until(Duration::from_secs(5), &mut |_| {}, &mut |p| {
-        p.client.readiness(c).connected && p.server.acceptable(l)
-    });
-    let s = p.server.accept(l).expect("accepted");
-    p.run_for(Duration::from_millis(50), &mut |_| {});
-    (c, s)
+    p.connect_accept(IpAddress::Ipv4(ip(2)), Duration::from_millis(50))
 }
 
 fn client_writes(p: &mut Pair, c: ConnHandle, n: usize) {

@@ -12,8 +12,8 @@ use common::pair::{config, Pair, Side};
 use common::*;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv6Packet, IpAddress, IpEndpoint, IpProtocol, Ipv4Packet,
-    Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr,
+    EthernetFrame, EthernetProtocol, EthernetRepr, Icmpv6Packet, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
+    Ipv6Address, Ipv6Packet, Ipv6Repr,
 };
 use stack::wire::{parse_frame, parse_tcp, Checksum, Route, Seq, TcpFlags, TcpHeader, L3};
 use stack::{ConnHandle, Duration};
@@ -21,14 +21,7 @@ use umem::BufSlice;
 
 /// A connection from the client (host 1) to the server (host 2), accepted.
 fn connect(p: &mut Pair, to: IpAddress) -> (ConnHandle, ConnHandle) {
-    let l = p.server.listen(PORT).expect("listen");
-    let c = p.client.connect(p.now, IpEndpoint::new(to, PORT)).expect("connect");
-    p.run_until(Duration::from_secs(5), &mut |_| {}, &mut |p| {
-        p.client.readiness(c).connected && p.server.acceptable(l)
-    });
-    let s = p.server.accept(l).expect("accepted");
-    p.run_for(Duration::from_millis(100), &mut |_| {});
-    (c, s)
+    p.connect_accept(to, Duration::from_millis(100))
 }
 
 fn write(p: &mut Pair, h: ConnHandle, n: usize) {

@@ -8,19 +8,12 @@ mod common;
 
 use common::pair::{config, Pair, Side};
 use common::*;
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::IpAddress;
 use stack::wire::{parse_frame, parse_tcp, Route, TcpFlags, TcpHeader, TcpOptions, L3};
 use stack::{ConnHandle, Duration};
 
 fn connect(p: &mut Pair) -> (ConnHandle, ConnHandle) {
-    let l = p.server.listen(PORT).expect("listen");
-    let c = p.client.connect(p.now, IpEndpoint::new(IpAddress::Ipv4(ip(2)), PORT)).expect("connect");
-    p.run_until(Duration::from_secs(5), &mut |_| {}, &mut |p| {
-        p.client.readiness(c).connected && p.server.acceptable(l)
-    });
-    let s = p.server.accept(l).expect("accepted");
-    p.run_for(Duration::from_millis(100), &mut |_| {});
-    (c, s)
+    p.connect_accept(IpAddress::Ipv4(ip(2)), Duration::from_millis(100))
 }
 
 fn route() -> Route {

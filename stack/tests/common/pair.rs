@@ -4,9 +4,10 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use smoltcp::wire::{IpAddress, IpEndpoint};
 use smoltcp::wire::{Ipv4Cidr, Ipv6Cidr};
 use stack::sim::SimLink;
-use stack::{Counters, Duration, Instant, Stack, StackConfig};
+use stack::{ConnHandle, Counters, Duration, Instant, Stack, StackConfig};
 
 use super::{ip, ip6, mac, pool};
 
@@ -69,6 +70,19 @@ impl Pair {
             recorded: Vec::new(),
             blackhole: None,
         }
+    }
+
+    /// The client connects to `to` (the server's address) on [`super::PORT`], the server
+    /// accepts, and the pair settles for `settle`: `(client handle, server handle)`.
+    pub fn connect_accept(&mut self, to: IpAddress, settle: Duration) -> (ConnHandle, ConnHandle) {
+        let l = self.server.listen(super::PORT).expect("listen");
+        let c = self.client.connect(self.now, IpEndpoint::new(to, super::PORT)).expect("connect");
+        self.run_until(Duration::from_secs(5), &mut |_| {}, &mut |p| {
+            p.client.readiness(c).connected && p.server.acceptable(l)
+        });
+        let s = self.server.accept(l).expect("accepted");
+        self.run_for(settle, &mut |_| {});
+        (c, s)
     }
 
     pub fn stack(&mut self, side: Side) -> &mut Stack {
