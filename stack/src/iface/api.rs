@@ -209,6 +209,14 @@ impl Stack {
         Ok(())
     }
 
+    /// Shuts the sending side ([`Conn::shutdown`]): a FIN follows the queued data; the
+    /// handle stays the application's, which still reads and later calls [`Stack::close`].
+    pub fn shutdown(&mut self, h: ConnHandle) -> Result<(), SocketError> {
+        self.entry_mut(h)?.conn.shutdown();
+        self.after_event(h.idx);
+        Ok(())
+    }
+
     /// Resets the connection and releases the handle.
     pub fn abort(&mut self, h: ConnHandle) -> Result<(), SocketError> {
         let e = self.entry_mut(h)?;

@@ -602,8 +602,22 @@ impl Conn {
     pub fn close(&mut self) -> usize {
         self.orphaned = true;
         let dropped = self.recvq.clear();
+        if self.state == State::SynSent {
+            self.state = State::Closed;
+        }
+        self.shutdown();
+        dropped
+    }
+
+    /// Shuts our sending side (`shutdown(SHUT_WR)`): a FIN follows the queued data, and
+    /// nothing more can be queued. The application still owns the connection, so it goes
+    /// on receiving and nothing is dropped; [`Conn::close`] later makes it an orphan.
+    /// A server that answered `Connection: close` sends its FIN with the answer this way
+    /// while it waits for the acknowledgement, so the peer need not wait for it (and the
+    /// server, the side that closed first, holds the TIME-WAIT, as Linux servers do).
+    /// Does nothing where our FIN is queued or sent already, or before we are synchronized.
+    pub fn shutdown(&mut self) {
         match self.state {
-            State::SynSent => self.state = State::Closed,
             State::SynReceived | State::Established => {
                 self.fin_queued = true;
                 self.state = State::FinWait1;
@@ -614,7 +628,6 @@ impl Conn {
             }
             _ => {}
         }
-        dropped
     }
 
     /// Aborts: a RST goes out (if synchronized) and the connection is closed.

@@ -300,10 +300,16 @@ impl Core {
                     conns.retry_later(id);
                 }
             }
-            // Everything is answered, but not all of it acknowledged: the connection stays
-            // (under the write timer) until it is, then closes. Closing now would leave
-            // the stack holding the blocks with no timer of ours over them.
-            Served::Done if session.unacked() => conns.arm(id, deadline),
+            // Everything is answered, but not all of it acknowledged: our FIN goes out
+            // behind the answer now (the peer, seeing it with the last bytes, need not
+            // wait for it, and TIME-WAIT falls to us as the side that closed first),
+            // and the connection stays ours (under the write timer) until the peer has
+            // acknowledged it all, then closes. Releasing it now would leave the stack
+            // holding the blocks with no timer of ours over them.
+            Served::Done if session.unacked() => {
+                let _ = stack.shutdown(*h);
+                conns.arm(id, deadline)
+            }
             Served::Done | Served::ReadFailed => self.drop_conn(id, true),
             Served::SendFailed => self.drop_conn(id, false),
         }

@@ -438,8 +438,33 @@ fn a_closing_connection_whose_bytes_are_acknowledged_closes_gracefully() {
     assert!(r[0].body == content(300_000));
     assert!(net.run_until(Duration::from_secs(5), |n| n.conns[0].ended));
     assert!(!net.conns[0].reset, "a completed response was reset");
-    assert_eq!(net.core.open_connections(), 0);
+    // The FIN came with the last bytes; the server lets go once their ACK is in.
+    assert!(net.run_until(Duration::from_millis(100), |n| n.core.open_connections() == 0), "{}", net.describe());
     assert_eq!(net.core.metrics().timeouts_write, 0);
+}
+
+#[test]
+fn connection_close_sends_the_fin_with_the_answer_and_the_server_holds_the_time_wait() {
+    let (_dir, www) = www();
+    let mut net = net(&www);
+    let c = net.connect();
+    assert!(net.send(c, b"GET /s4095 HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"));
+    assert!(net.run_until(Duration::from_secs(5), |n| complete_responses(&n.conns[c].got, &[]) >= 1));
+    // The FIN came with the answer, not a round trip later (after the answer's ACK): a
+    // client that reads the answer and closes at once never waits for it ...
+    let r = net.client.readiness(net.conns[c].h);
+    assert!(r.read_closed, "the answer came without the server's FIN: {}", net.describe());
+    // ... and closes second, so TIME-WAIT is the server's, not the client's (a client
+    // that holds thousands of them spends its time in connect(2) looking for a port).
+    net.close(c);
+    let done = net.run_until(Duration::from_millis(500), |n| {
+        n.core.stack().time_wait_count() == 1 && n.client.connection_count() == 0
+    });
+    assert!(done, "{}", net.describe());
+    assert_eq!(net.client.time_wait_count(), 0, "the client holds a TIME-WAIT");
+    assert!(!net.conns[c].reset);
+    assert!(responses(&net.conns[c].got, &[]).unwrap()[0].body == content(4095));
+    assert_eq!(net.core.open_connections(), 0);
 }
 
 #[test]
