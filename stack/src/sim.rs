@@ -14,6 +14,7 @@ use umem::{Buf, BufSlice, Pool};
 
 use crate::iface::{Full, Link, TxOffload};
 use crate::wire::{finish_partial, PartialChecksum};
+use smoltcp::wire::ETHERNET_HEADER_LEN;
 
 /// SplitMix64: small, seedable, identical on every platform.
 #[derive(Debug, Clone)]
@@ -248,6 +249,9 @@ pub struct SimLink {
     pub frag_violations: u64,
     /// Bytes of the largest packet sent.
     pub largest_packet: usize,
+    /// Packets longer than the MTU plus the Ethernet header: a real link drops them (veth
+    /// counts them as TX drops), so each is a stack bug.
+    pub oversize: u64,
     /// What the link claims to finish (none by default). With `checksum`, it finishes
     /// partial checksums in software as a NIC would, before the packet reaches `tx`.
     pub tx_offload: TxOffload,
@@ -267,6 +271,7 @@ impl SimLink {
             multi_frag_packets: 0,
             frag_violations: 0,
             largest_packet: 0,
+            oversize: 0,
             tx_offload: TxOffload::default(),
             partial_packets: 0,
         }
@@ -331,6 +336,9 @@ impl Link for SimLink {
         }
         let len = frags.iter().map(BufSlice::len).sum();
         self.largest_packet = self.largest_packet.max(len);
+        if len > self.mtu + ETHERNET_HEADER_LEN {
+            self.oversize += 1;
+        }
         let mut v = Vec::with_capacity(len);
         for f in frags {
             v.extend_from_slice(f.as_bytes());

@@ -96,6 +96,22 @@ impl Conn {
         field
     }
 
+    /// Bytes of the SACK option [`Conn::fill_header`] puts in the next header (its NOPs
+    /// included), 0 if it puts none.
+    fn sack_option_len(&self) -> usize {
+        if !(self.sack_ok && (self.recvq.has_ooo() || self.dsack.is_some())) {
+            return 0;
+        }
+        let max = if self.ts_ok { 3 } else { 4 };
+        let dsack = usize::from(self.dsack.is_some());
+        let n = (dsack + self.recvq.sack_blocks(max - dsack).as_slice().len()).min(max);
+        if n == 0 {
+            0
+        } else {
+            4 + 8 * n
+        }
+    }
+
     /// Fills `out.hdr` for a segment at `seq` with `flags` plus ACK, window, timestamps
     /// and SACK blocks, and records that an ACK went out.
     fn fill_header(&mut self, now: Instant, out: &mut OutSegment, seq: Seq, flags: TcpFlags) {
@@ -166,6 +182,9 @@ impl Conn {
 
     /// Emits `[seq, seq + len)` of the send queue (plus FIN when it ends there, if `fin`).
     fn emit_range(&mut self, now: Instant, out: &mut OutSegment, seq: Seq, len: usize, fin: bool) -> usize {
+        // `mss` has room for the timestamps only: SACK blocks in this header take payload
+        // room (as Linux's tcp_current_mss), or the frame outgrows the link's MTU.
+        let len = len.min(self.mss.saturating_sub(self.sack_option_len()).max(1));
         let off = self.data_off(seq);
         let got = if len > 0 { self.sendq.gather(off, len, self.cfg.max_payload_frags, &mut out.payload) } else { 0 };
         let end = seq.add_len(got);

@@ -497,5 +497,6 @@ pub fn lossy_mix(loss: f64) -> Faults {
 
 pub fn check_link(l: &SimLink) {
     assert_eq!(l.frag_violations, 0, "packets with more fragments than the link allows");
+    assert_eq!(l.oversize, 0, "packets longer than the MTU (largest {} B)", l.largest_packet);
     let _ = l.mtu();
 }
