@@ -70,6 +70,14 @@ struct Args {
     /// (each --queues worker has a pool of its own).
     #[arg(long, default_value_t = options::DEFAULT_FRAMES)]
     frames: u32,
+    /// Descriptors of the AF_XDP RX ring and of the fill ring, per worker (a power of two,
+    /// at most half of --frames: the fill ring keeps that many frames posted to the
+    /// kernel). A packet that finds the RX ring full is dropped by the kernel and counted
+    /// as fileserver_xsk_rx_ring_full_total; a larger ring absorbs larger bursts, such as
+    /// thousands of clients connecting at once. Default: 8192, or half of --frames if
+    /// that is less.
+    #[arg(long)]
+    rx_ring: Option<u32>,
     /// Size of a payload block (a file read lands in one), KiB.
     #[arg(long, default_value_t = options::DEFAULT_BLOCK_KIB)]
     block_kib: u32,
@@ -313,6 +321,7 @@ fn serve(
                 queues: args.queues,
                 cpus: args.cpus.clone().map(|c| c.0),
                 frames: args.frames,
+                rx_ring: options::rx_ring(args.rx_ring, args.frames).map_err(anyhow::Error::msg)?,
                 pool: args.pool_opts(),
                 force_copy: args.force_copy,
                 congestion,

@@ -103,6 +103,8 @@ pub struct XdpOpts {
     pub cpus: Option<Vec<usize>>,
     /// Packet frames in each worker's pool (RX, TX headers, control packets).
     pub frames: u32,
+    /// Descriptors of each AF_XDP socket's RX ring and of its fill ring (`--rx-ring`).
+    pub rx_ring: u32,
     /// Each worker's pool of blocks and its cache.
     pub pool: PoolOpts,
     pub force_copy: bool,

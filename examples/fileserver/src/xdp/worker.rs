@@ -39,6 +39,12 @@ use crate::pcap::{unix_ns, Direction, Tap};
 use crate::root::Root;
 use crate::session::Clock;
 
+/// Descriptors taken from the RX ring per turn. The turn that answers them takes time in
+/// which the kernel keeps filling the ring; what does not fit is dropped there (counted
+/// as `xsk_rx_ring_full`), so a burst (thousands of clients at once) must be drained in
+/// large batches.
+const RX_BATCH: u32 = 256;
+
 /// What one worker is given.
 #[derive(Debug)]
 pub struct Spec {
@@ -190,6 +196,8 @@ fn set_up(spec: Spec) -> Result<(Core, XskSocket, u32, Ready)> {
         queue,
         bind: BindPolicy::PreferZeroCopy,
         tx_checksum_offload: opts.tx_offload,
+        rx_size: opts.rx_ring,
+        fill_size: opts.rx_ring,
         ..XskConfig::default()
     };
     let sock = XskSocket::open(&pool, &iface, &xcfg)?;
@@ -260,7 +268,7 @@ impl Loop {
         let mtu = sock.interface().mtu as usize;
         // The slot's time base, so the control port can tell how long ago a turn was.
         let clock = Clock::since(slot.epoch());
-        let mut rx = Vec::with_capacity(64);
+        let mut rx = Vec::with_capacity(RX_BATCH as usize);
         let mut idle = 0u32;
         // The last RX fragment said more follow (a multi-buffer packet is in progress).
         let mut continuing = false;
@@ -282,7 +290,7 @@ impl Loop {
                 t.begin_turn(unix_ns(now.wall));
             }
             rx.clear();
-            let n = sock.recv(&mut rx, 64);
+            let n = sock.recv(&mut rx, RX_BATCH);
             for f in rx.drain(..) {
                 // The capture records packets that came in one frame (requests and ACKs);
                 // the pieces of a multi-buffer packet are joined or dropped by the core.
