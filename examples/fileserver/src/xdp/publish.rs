@@ -1,9 +1,14 @@
 //! How a worker's counters reach the control thread without the worker ever waiting: each
-//! worker owns a [`Slot`] and, at most every [`PERIOD`] while busy (and once before it goes
-//! to sleep, if anything changed), writes a fresh snapshot into it with `try_lock`. If the
-//! control thread happens to hold the lock, the worker skips and tries on a later turn;
-//! the control thread holds it only to clone one snapshot. Readers therefore see counters
-//! at most [`PERIOD`] old while a worker is busy, and current ones while it sleeps.
+//! worker owns a [`Slot`] and, at most every [`PERIOD`] while busy (and before it goes to
+//! sleep, if anything changed, but at most every [`SLEEP_GAP`]), writes a fresh snapshot
+//! into it with `try_lock`. If the control thread happens to hold the lock, the worker
+//! skips and tries on a later turn; the control thread holds it only to clone one
+//! snapshot. Readers therefore see counters at most [`PERIOD`] old while a worker is busy,
+//! and at most [`SLEEP_GAP`] old while it sleeps: a worker that skipped its snapshot
+//! before sleeping sleeps no longer than until it may take one ([`Publisher::wake_by`]).
+//! A snapshot costs a few hundred formatted names and a census of the connection table,
+//! so a worker that sleeps between bursts thousands of times a second (a connection per
+//! request) must not take one each time.
 //!
 //! ```text
 //!   worker turn ── Publisher::due ──► Slot::offer (try_lock, fill) ──► Slot::read (lock, clone) ◄── control thread
@@ -48,6 +53,9 @@ impl Default for Connections {
 
 /// The longest a busy worker's published counters lag behind.
 pub const PERIOD: Duration = Duration::from_millis(100);
+
+/// The least time between two snapshots taken before sleeping.
+pub const SLEEP_GAP: Duration = Duration::from_millis(10);
 
 /// One worker's latest counters, heartbeat and (when asked) connections.
 #[derive(Debug)]
@@ -171,9 +179,15 @@ impl Publisher {
     }
 
     /// Whether to publish now: something changed, and either [`PERIOD`] passed since the
-    /// last snapshot or the worker is about to sleep.
+    /// last snapshot or the worker is about to sleep and [`SLEEP_GAP`] passed.
     pub fn due(&self, now: Instant, sleeping: bool) -> bool {
-        self.dirty && (sleeping || self.last.is_none_or(|t| now >= t + PERIOD))
+        let gap = if sleeping { SLEEP_GAP } else { PERIOD };
+        self.dirty && self.last.is_none_or(|t| now >= t + gap)
+    }
+
+    /// When a worker that goes to sleep with a change unpublished must wake to publish it.
+    pub fn wake_by(&self) -> Option<Instant> {
+        self.last.filter(|_| self.dirty).map(|t| t + SLEEP_GAP)
     }
 
     /// Records that a snapshot went out at `now`.
@@ -195,11 +209,14 @@ mod tests {
         p.published(t0);
         p.turn(true);
         assert!(!p.due(t0 + Duration::from_millis(50), false), "within the period");
+        assert!(!p.due(t0 + Duration::from_millis(1), true), "before sleeping, within the gap");
+        assert_eq!(p.wake_by(), Some(t0 + SLEEP_GAP), "so the sleep ends when the gap does");
         assert!(p.due(t0 + Duration::from_millis(50), true), "before sleeping");
         assert!(p.due(t0 + PERIOD, false), "after the period");
         p.published(t0 + PERIOD);
         p.turn(false);
         assert!(!p.due(t0 + PERIOD * 5, true), "nothing changed: nothing to publish");
+        assert_eq!(p.wake_by(), None, "and no reason to wake");
     }
 
     #[test]

@@ -307,7 +307,7 @@ impl Loop {
             let worked = n > 0 || turn.sent > 0 || turn.completed > 0 || reaped > 0;
             idle = if worked { 0 } else { idle.saturating_add(1) };
             publisher.turn(worked || timers_due);
-            let sleep = match self.busy || idle < SPIN_TURNS {
+            let mut sleep = match self.busy || idle < SPIN_TURNS {
                 true => None,
                 false => idle::sleep_for(&Idle {
                     now: now.mono,
@@ -322,6 +322,13 @@ impl Loop {
             }
             if publisher.due(now.mono, sleep.is_some()) && slot.offer(|| metrics(core, sock, self)) {
                 publisher.published(now.mono);
+            }
+            // A change left unpublished (the last snapshot was too recent) goes out once the
+            // gap has passed: the sleep ends by then.
+            if let (Some(timeout), Some(by)) = (&mut sleep, publisher.wake_by()) {
+                let left = if by > now.mono { (by - now.mono).total_micros() } else { 0 };
+                let left = StdDuration::from_micros(left);
+                *timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
             if let Some(timeout) = sleep {
                 self.sleeps += 1;
