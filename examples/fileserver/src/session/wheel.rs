@@ -15,6 +15,8 @@
 //!
 //! Timers fire at their deadline or up to one tick later, never earlier.
 
+use std::cell::Cell;
+
 use stack::{Duration, Instant};
 
 const NIL: u32 = u32::MAX;
@@ -46,6 +48,9 @@ pub struct Wheel {
     /// The first tick not yet expired.
     cursor: i64,
     armed: usize,
+    /// [`Wheel::next_at`]'s last answer, until a timer or the cursor moves: a worker asks
+    /// every loop turn, and most turns change no timer.
+    next: Cell<Option<Option<Instant>>>,
 }
 
 impl Wheel {
@@ -60,6 +65,7 @@ impl Wheel {
             nodes: Vec::new(),
             cursor: 0,
             armed: 0,
+            next: Cell::new(None),
         }
     }
 
@@ -104,6 +110,7 @@ impl Wheel {
         self.nodes[idx] = Node { at: tick, prev: NIL, next: head, bucket };
         self.heads[bucket as usize] = idx as u32;
         self.armed += 1;
+        self.next.set(None);
     }
 
     /// Cancels slot `idx`'s timer, if armed.
@@ -121,6 +128,7 @@ impl Wheel {
         }
         self.nodes[idx] = UNARMED;
         self.armed -= 1;
+        self.next.set(None);
     }
 
     /// Unlinks every timer due at `now` and appends its slot to `out`; returns how many
@@ -138,7 +146,10 @@ impl Wheel {
                 visited += self.expire_bucket(b, now_tick, out);
             }
         }
-        self.cursor = now_tick + 1;
+        if self.cursor != now_tick + 1 {
+            self.cursor = now_tick + 1;
+            self.next.set(None);
+        }
         visited
     }
 
@@ -160,6 +171,15 @@ impl Wheel {
     /// A time by which the next timer is due: exact when one is due within a few dozen
     /// ticks, else that horizon (early is harmless: the caller finds nothing and asks again).
     pub fn next_at(&self) -> Option<Instant> {
+        if let Some(known) = self.next.get() {
+            return known;
+        }
+        let at = self.find_next();
+        self.next.set(Some(at));
+        at
+    }
+
+    fn find_next(&self) -> Option<Instant> {
         if self.armed == 0 {
             return None;
         }
@@ -302,6 +322,8 @@ mod tests {
                 }
             }
             assert_eq!(w.len(), model.iter().flatten().count());
+            // The remembered answer is the one a fresh look would give.
+            assert_eq!(w.next_at(), w.find_next());
         }
     }
 }
