@@ -21,7 +21,7 @@ use anyhow::{ensure, Context, Result};
 
 pub use bench::{bench, BenchOpts};
 pub(crate) use bench::{lua, target_dir};
-pub use scale::bench as scale_bench;
+pub use scale::{bench as scale_bench, capture_bench};
 
 use crate::fstest::DataSet;
 use crate::fstest::{fetch_range, sha256_download, sha256_file};

@@ -189,14 +189,20 @@ enum BenchCmd {
         /// client's CPU use (target/bench/files-queues.md).
         #[arg(long, value_delimiter = ',')]
         queues: Option<Vec<u32>>,
-        /// wrk connections of the --queues runs.
-        #[arg(long, default_value_t = 16, requires = "queues")]
+        /// Instead of the nginx comparison: the AF_XDP server without a capture, with a
+        /// control port (a capture could start: armed, off) and with `--pcap FILE` (on),
+        /// the same two sets as --queues (target/bench/files-capture.md). The first two
+        /// rows differing would mean the capture costs something while off.
+        #[arg(long, conflicts_with = "queues")]
+        capture: bool,
+        /// wrk connections of the --queues and --capture runs.
+        #[arg(long, default_value_t = 16)]
         connections: u32,
         /// wrk connections of the nginx comparison: both sets run at each.
-        #[arg(long, value_delimiter = ',', default_value = "4,16,64", conflicts_with = "queues")]
+        #[arg(long, value_delimiter = ',', default_value = "4,16,64", conflicts_with_all = ["queues", "capture"])]
         wrk_connections: Vec<u32>,
         /// MTUs of the nginx comparison (a report each).
-        #[arg(long, value_delimiter = ',', default_value = "1500,9000", conflicts_with = "queues")]
+        #[arg(long, value_delimiter = ',', default_value = "1500,9000", conflicts_with_all = ["queues", "capture"])]
         mtu: Vec<u32>,
         /// Leave the client's receive processing on the server's core (veth's default)
         /// instead of steering it to the client's CPU with RPS as on two hosts.
@@ -482,6 +488,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Bench { what: BenchCmd::Echo { seconds } } => {
             let bins = prepare()?;
             bench::echo(&bins, seconds)
+        }
+        Cmd::Bench { what: BenchCmd::Files { seconds, quick, capture: true, connections, .. } } => {
+            let bins = prepare()?;
+            ladder::capture_bench(&bins, if quick { seconds.min(2) } else { seconds }, connections)
         }
         Cmd::Bench { what: BenchCmd::Files { seconds, quick, queues: Some(queues), connections, .. } } => {
             let bins = prepare()?;

@@ -10,7 +10,14 @@
 //! second worker, and these columns show which side ran out. The client's veth has RPS to
 //! CPU 0, so its receive processing runs on its side, as on two hosts.
 //!
-//! Nothing is asserted about speed; the table goes to `target/bench/files-queues.md`.
+//! `cargo xtask bench files --capture` runs the same table over one worker started three
+//! ways: without `--pcap` or a control port (nothing of the capture exists), with a
+//! control port (a capture could start at any time: the tap is there, off), and with
+//! `--pcap FILE` (every frame recorded). The first two rows should not differ: the
+//! capture costs nothing while off; the third row is its cost when on.
+//!
+//! Nothing is asserted about speed; the tables go to `target/bench/files-queues.md` and
+//! `target/bench/files-capture.md`.
 
 use std::fmt::Write as _;
 use std::process::Command;
@@ -48,9 +55,9 @@ impl Run {
     }
 }
 
-/// One worker count's results: workers, their CPUs, one cell per set.
+/// One server's results: its label, its CPUs, one cell per set.
 struct Row {
-    workers: u32,
+    label: String,
     cpus: String,
     cells: Vec<Result<Run, String>>,
 }
@@ -58,30 +65,99 @@ struct Row {
 /// The two workloads.
 const SETS: [(&str, bool); 2] = [("16 KiB keep-alive", false), ("16 KiB, connection per request", true)];
 
+/// How one row's server is started.
+struct Variant {
+    label: String,
+    queues: u32,
+    /// Arguments beside the common ones.
+    args: Vec<String>,
+}
+
 /// Runs the table for each worker count in `queues`, `secs` seconds per wrk run.
 pub fn bench(bins: &Bins, queues: &[u32], secs: u64, conns: u32) -> Result<()> {
-    ensure!(which("wrk").is_some(), "wrk is not installed: run `cargo xtask setup` (Debian package wrk)");
     ensure!(!queues.is_empty() && queues.iter().all(|&q| q >= 1), "--queues needs worker counts of 1 or more");
+    let variants = queues.iter().map(|&q| Variant { label: format!("{q} worker(s)"), queues: q, args: Vec::new() });
+    let table = Table {
+        title: "File server scaling with AF_XDP workers (`--queues`)",
+        first: "workers",
+        report: "files-queues.md",
+        setup: "veth with one queue per worker",
+    };
+    run(bins, &table, variants.collect(), secs, conns)
+}
+
+/// Runs the table for the capture's three states (see the module text).
+pub fn capture_bench(bins: &Bins, secs: u64, conns: u32) -> Result<()> {
+    let file = std::env::temp_dir().join(format!("zc-bench-capture-{}.pcapng", std::process::id()));
+    let files = 2;
+    let variants = vec![
+        Variant { label: "no capture, no control port".into(), queues: 1, args: Vec::new() },
+        Variant {
+            label: "control port, capture off".into(),
+            queues: 1,
+            args: vec!["--metrics-port".into(), METRICS_PORT.to_string()],
+        },
+        Variant {
+            label: "`--pcap FILE`, capture on".into(),
+            queues: 1,
+            // Rotation keeps the files small; what the writer cannot take is dropped and
+            // counted, never waited for.
+            args: vec![
+                "--pcap".into(),
+                file.display().to_string(),
+                "--pcap-max-bytes".into(),
+                (256u64 << 20).to_string(),
+                "--pcap-files".into(),
+                files.to_string(),
+            ],
+        },
+    ];
+    let table = Table {
+        title: "The packet capture's cost: off, armed, on (`--pcap`)",
+        first: "server",
+        report: "files-capture.md",
+        setup: "veth with one queue, one worker",
+    };
+    let r = run(bins, &table, variants, secs, conns);
+    let _ = std::fs::remove_file(&file);
+    for i in 1..=files {
+        let _ = std::fs::remove_file(format!("{}.{i}", file.display()));
+    }
+    r
+}
+
+const METRICS_PORT: u16 = 9464;
+
+/// What distinguishes the two tables.
+struct Table {
+    title: &'static str,
+    /// The first column's heading.
+    first: &'static str,
+    report: &'static str,
+    setup: &'static str,
+}
+
+fn run(bins: &Bins, table: &Table, variants: Vec<Variant>, secs: u64, conns: u32) -> Result<()> {
+    ensure!(which("wrk").is_some(), "wrk is not installed: run `cargo xtask setup` (Debian package wrk)");
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let started = Instant::now();
     let data = Data::create(1)?;
     let clk = clk_tck();
-    println!(
-        "bench files --queues: veth with a queue per worker, MTU 1500, client RPS to CPU 0, wrk -t2 -c{conns}, {secs} s per run"
-    );
+    println!("bench files: {}, MTU 1500, client RPS to CPU 0, wrk -t2 -c{conns}, {secs} s per run", table.setup);
     let mut rows: Vec<Row> = Vec::new();
-    for &q in queues {
-        let ns = Netns::up_with_queues(&format!("S{q}"), 1500, q)?;
+    for (i, v) in variants.iter().enumerate() {
+        let q = v.queues;
+        let ns = Netns::up_with_queues(&format!("S{i}{q}"), 1500, q)?;
         ns.client_rps(0)?;
         let pins: Vec<String> = (0..q as usize).map(|i| ((1 + i) % cpus).to_string()).collect();
         let pins = pins.join(",");
-        println!("bench files --queues: {q} worker(s) on CPU {pins} ...");
-        let mut server = match start(bins, &ns, &data, q, &pins) {
+        println!("bench files: {} on CPU {pins} ...", v.label);
+        let mut server = match start(bins, &ns, &data, q, &pins, &v.args) {
             Ok(s) => s,
             Err(e) => {
                 let msg = format!("could not start: {e:#}");
                 println!("  {msg}");
-                rows.push(Row { workers: q, cpus: pins, cells: vec![Err(msg.clone()), Err(msg)] });
+                rows.push(Row { label: v.label.clone(), cpus: pins, cells: vec![Err(msg.clone()), Err(msg)] });
                 continue;
             }
         };
@@ -104,13 +180,13 @@ pub fn bench(bins: &Bins, queues: &[u32], secs: u64, conns: u32) -> Result<()> {
             cells.push(r.map_err(|e| format!("{e:#}")));
         }
         let _ = server.terminate(Duration::from_secs(20));
-        rows.push(Row { workers: q, cpus: pins, cells });
+        rows.push(Row { label: v.label.clone(), cpus: pins, cells });
     }
     drop(data);
-    let md = report(&rows, secs, conns, started.elapsed().as_secs_f64());
+    let md = report(table, &rows, secs, conns, started.elapsed().as_secs_f64());
     let out = target_dir().join("bench");
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let path = out.join("files-queues.md");
+    let path = out.join(table.report);
     std::fs::write(&path, &md)?;
     println!();
     print!("{md}");
@@ -118,11 +194,11 @@ pub fn bench(bins: &Bins, queues: &[u32], secs: u64, conns: u32) -> Result<()> {
     Ok(())
 }
 
-fn start(bins: &Bins, ns: &Netns, data: &Data, queues: u32, cpus: &str) -> Result<Daemon> {
+fn start(bins: &Bins, ns: &Netns, data: &Data, queues: u32, cpus: &str, args: &[String]) -> Result<Daemon> {
     let mut cmd = ns.in_server(&bins.fileserver);
     cmd.arg("--root").arg(&data.www);
     cmd.args(["--addr", SRV_ADDR, "--port", &PORT.to_string(), "--iface", &ns.srv_if]);
-    cmd.args(["--queues", &queues.to_string(), "--cpus", cpus]).env("RUST_LOG", "warn");
+    cmd.args(["--queues", &queues.to_string(), "--cpus", cpus]).args(args).env("RUST_LOG", "warn");
     let mut d = Daemon::spawn("fileserver", &mut cmd)?;
     d.wait_line("ready", Duration::from_secs(60))?;
     Ok(d)
@@ -199,26 +275,28 @@ fn children_times(text: &str) -> Option<f64> {
     Some(secs(f.next()?)? + secs(f.next()?)?)
 }
 
-/// The table, with the scaling of each set relative to the first worker count.
-fn report(rows: &[Row], secs: u64, conns: u32, elapsed: f64) -> String {
+/// The table, with each set relative to the first row.
+fn report(table: &Table, rows: &[Row], secs: u64, conns: u32, elapsed: f64) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "# File server scaling with AF_XDP workers (`--queues`)\n");
+    let _ = writeln!(o, "# {}\n", table.title);
     let _ = writeln!(
         o,
-        "{} ({}), veth with one queue per worker, MTU 1500, client RPS to CPU 0; wrk -t2 -c{conns}, {secs} s per run, best of {TRIES}; {elapsed:.0} s in all. Server CPU in cores: utime + stime of every process in the server namespace; client CPU: wrk's own (softirq work charged to neither is not counted).\n",
+        "{} ({}), {}, MTU 1500, client RPS to CPU 0; wrk -t2 -c{conns}, {secs} s per run, best of {TRIES}; {elapsed:.0} s in all. Server CPU in cores: utime + stime of every process in the server namespace; client CPU: wrk's own (softirq work charged to neither is not counted).\n",
         cmd_ok(Command::new("uname").arg("-r")).unwrap_or_default().trim(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        table.setup,
     );
-    let _ = writeln!(o, "| workers (CPUs) | set | req/s | vs first | server CPU | client CPU | others | errors |");
+    let _ =
+        writeln!(o, "| {} (CPUs) | set | req/s | vs first | server CPU | client CPU | others | errors |", table.first);
     let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|");
     for (i, (name, _)) in SETS.iter().enumerate() {
         let base = rows.first().and_then(|r| r.cells.get(i)).and_then(|c| c.as_ref().ok()).map(Run::req_s);
-        for Row { workers: q, cpus: pins, cells } in rows {
+        for Row { label, cpus: pins, cells } in rows {
             match cells.get(i) {
                 Some(Ok(r)) => {
                     let _ = writeln!(
                         o,
-                        "| {q} ({pins}) | {name} | {:.0} | {} | {:.2} | {:.2} | {:.0}% | {} |",
+                        "| {label} ({pins}) | {name} | {:.0} | {} | {:.2} | {:.2} | {:.0}% | {} |",
                         r.req_s(),
                         base.map_or("-".into(), |b| format!("{:.2}x", r.req_s() / b.max(1e-9))),
                         r.server_cpu,
@@ -228,7 +306,7 @@ fn report(rows: &[Row], secs: u64, conns: u32, elapsed: f64) -> String {
                     );
                 }
                 Some(Err(e)) => {
-                    let _ = writeln!(o, "| {q} ({pins}) | {name} | failed: {e} | | | | | |");
+                    let _ = writeln!(o, "| {label} ({pins}) | {name} | failed: {e} | | | | | |");
                 }
                 None => {}
             }
