@@ -226,10 +226,7 @@ impl AccessLog {
         let stats = Arc::new(LogStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let mut w = Writer { target, out, rx, stats: stats.clone(), reopen, stop: stop.clone(), line: String::new() };
-        let thread = std::thread::Builder::new()
-            .name("access-log".into())
-            .spawn(move || w.run())
-            .context("spawning the access log thread")?;
+        let thread = crate::privdrop::spawn("access-log", move || w.run()).context("spawning the access log thread")?;
         Ok(AccessLog { sender: LogSender { tx, stats }, stop, thread })
     }
 

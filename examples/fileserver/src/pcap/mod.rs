@@ -224,10 +224,7 @@ impl Capturer {
             counters: Counters::default(),
         });
         let mut w = Writer { rx, shared: shared.clone(), file };
-        let thread = std::thread::Builder::new()
-            .name("pcap".into())
-            .spawn(move || w.run())
-            .context("spawning the capture writer thread")?;
+        let thread = crate::privdrop::spawn("pcap", move || w.run()).context("spawning the capture writer thread")?;
         Ok(Capturer { shared, thread: Some(thread) })
     }
 

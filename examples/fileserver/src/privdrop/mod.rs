@@ -16,12 +16,33 @@
 //!    run loop makes ([`seccomp`]) goes on every thread at once
 //!    (`SECCOMP_FILTER_FLAG_TSYNC`); a call outside it ends the process with a line naming
 //!    it (`--no-seccomp` for debugging). Threads spawned later would inherit the filter,
-//!    but it refuses `clone`: install it when every thread exists.
+//!    but it refuses `clone`: install it when every thread exists, and *has started*: a
+//!    thread just created still runs its start-up calls (the C library's `set_robust_list`
+//!    and `rseq`, Rust's `prctl(PR_SET_NAME)` and `sigaltstack`) with every signal blocked,
+//!    so the filter reaching it first kills the process without a word ("Bad system call").
+//!    Threads are spawned with [`spawn`], which returns once the thread runs its body.
 
 pub mod seccomp;
 
 use anyhow::{bail, Context, Result};
 use rustix::thread::CapabilitySet;
+
+/// Spawns a thread named `name` running `f`, and returns once the thread is running
+/// `f`, past its start-up system calls (see the module docs: [`confine`] may follow at
+/// once).
+pub fn spawn<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let handle = std::thread::Builder::new().name(name.into()).spawn(move || {
+        let _ = tx.send(());
+        f()
+    })?;
+    // The sender goes with the thread: an error here means the thread ended before it sent.
+    let _ = rx.recv();
+    Ok(handle)
+}
 
 /// What to give up, from the command line.
 #[derive(Debug, Clone, Default)]
@@ -167,6 +188,28 @@ pub fn forbidden_syscall_hook() {
         log::warn!("FILESERVER_TEST_FORBIDDEN_SYSCALL=1: calling fork once");
         if let Err(e) = fileserver_sys::sigsys::fork_once() {
             log::warn!("fork: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The name is set by the thread itself (`prctl(PR_SET_NAME)`, one of its start-up
+    /// calls): once `spawn` returns it is there, so the start-up is over.
+    #[test]
+    fn spawn_returns_once_the_thread_is_past_its_start_up() {
+        for i in 0..20 {
+            let name = format!("zc-spawn-{i}");
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            let t = super::spawn(&name, move || rx.recv()).expect("spawn");
+            let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .expect("/proc/self/task")
+                .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                .map(|c| c.trim().to_owned())
+                .collect();
+            assert!(names.contains(&name), "{name} not among {names:?}");
+            drop(tx);
+            let _ = t.join();
         }
     }
 }

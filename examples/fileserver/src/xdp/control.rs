@@ -144,15 +144,13 @@ impl Control {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut server =
             Server { poll, listener, conns: Vec::new(), stats: ControlStats::default(), render, timeout, capture };
-        let thread = std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || {
-                if let Err(e) = server.run() {
-                    log::error!("control port: {e}; it stops (the workers go on)");
-                }
-                server.stats
-            })
-            .context("spawning the control thread")?;
+        let thread = crate::privdrop::spawn("control", move || {
+            if let Err(e) = server.run() {
+                log::error!("control port: {e}; it stops (the workers go on)");
+            }
+            server.stats
+        })
+        .context("spawning the control thread")?;
         Ok(Control { addr, waker, thread })
     }
 
