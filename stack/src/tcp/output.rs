@@ -10,7 +10,7 @@ use super::conn::{CaState, Conn, OutSegment, Probe, State};
 use super::rtx_queue::{Seg, BY_RTO};
 use super::timer::TimerKind;
 use crate::counters::Counters;
-use crate::wire::{Seq, TcpFlags, TcpHeader, TcpOptions};
+use crate::wire::{SackBlocks, Seq, TcpFlags, TcpHeader, TcpOptions};
 
 impl Conn {
     /// Produces the next segment to send, if any. Call until it returns false.
@@ -96,19 +96,24 @@ impl Conn {
         field
     }
 
-    /// Bytes of the SACK option [`Conn::fill_header`] puts in the next header (its NOPs
-    /// included), 0 if it puts none.
-    fn sack_option_len(&self) -> usize {
+    /// The SACK blocks the next header carries (a D-SACK block first when one is owed,
+    /// then the receive queue's), and whether the first is that D-SACK; none unless SACK
+    /// was agreed and there is something to report.
+    fn sack_to_send(&self) -> (SackBlocks, bool) {
+        let mut blocks = SackBlocks::default();
         if !(self.sack_ok && (self.recvq.has_ooo() || self.dsack.is_some())) {
-            return 0;
+            return (blocks, false);
         }
         let max = if self.ts_ok { 3 } else { 4 };
-        let dsack = usize::from(self.dsack.is_some());
-        let n = (dsack + self.recvq.sack_blocks(max - dsack).as_slice().len()).min(max);
-        if n == 0 {
-            0
-        } else {
-            4 + 8 * n
+        match self.dsack {
+            Some((l, r)) => {
+                blocks.push(l, r);
+                for &(a, b) in self.recvq.sack_blocks(max - 1).as_slice() {
+                    blocks.push(a, b);
+                }
+                (blocks, true)
+            }
+            None => (self.recvq.sack_blocks(max), false),
         }
     }
 
@@ -121,18 +126,11 @@ impl Conn {
         if self.ts_ok {
             h.options.timestamp = Some((self.now_ms(now), self.ts_recent));
         }
-        if self.sack_ok && (self.recvq.has_ooo() || self.dsack.is_some()) {
-            let max = if self.ts_ok { 3 } else { 4 };
-            match self.dsack.take() {
-                Some((l, r)) => {
-                    h.options.sack.push(l, r);
-                    for &(a, b) in self.recvq.sack_blocks(max - 1).as_slice() {
-                        h.options.sack.push(a, b);
-                    }
-                    out.dsack = true;
-                }
-                None => h.options.sack = self.recvq.sack_blocks(max),
-            }
+        let (sack, dsack) = self.sack_to_send();
+        h.options.sack = sack;
+        if dsack {
+            self.dsack = None;
+            out.dsack = true;
         }
         out.hdr = h;
         self.ack_now = false;
@@ -184,7 +182,8 @@ impl Conn {
     fn emit_range(&mut self, now: Instant, out: &mut OutSegment, seq: Seq, len: usize, fin: bool) -> usize {
         // `mss` has room for the timestamps only: SACK blocks in this header take payload
         // room (as Linux's tcp_current_mss), or the frame outgrows the link's MTU.
-        let len = len.min(self.mss.saturating_sub(self.sack_option_len()).max(1));
+        let sack = self.sack_to_send().0.option_len();
+        let len = len.min(self.mss.saturating_sub(sack).max(1));
         let off = self.data_off(seq);
         let got = if len > 0 { self.sendq.gather(off, len, self.cfg.max_payload_frags, &mut out.payload) } else { 0 };
         let end = seq.add_len(got);

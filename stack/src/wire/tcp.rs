@@ -46,6 +46,9 @@ impl core::ops::BitOrAssign for TcpFlags {
     }
 }
 
+/// Bytes of a SACK option beside its blocks: two NOPs, the kind and the length.
+const SACK_OPTION_OVERHEAD: usize = 4;
+
 /// Selective acknowledgment blocks (RFC 2018), `[left, right)` each.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 pub struct SackBlocks {
@@ -72,6 +75,15 @@ impl SackBlocks {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Bytes these blocks take in a header: the option (kind, length, 8 per block) and
+    /// the two NOPs that align it, as [`TcpHeader::emit`] writes it; 0 for none.
+    pub fn option_len(&self) -> usize {
+        match self.len {
+            0 => 0,
+            n => SACK_OPTION_OVERHEAD + 8 * usize::from(n),
+        }
     }
 
     /// Keeps at most `n` blocks.
@@ -205,10 +217,10 @@ impl TcpHeader {
             (true, false) => len += 4,
             (false, false) => {}
         }
-        let room = (40 - len).saturating_sub(4) / 8;
+        let room = (40 - len).saturating_sub(SACK_OPTION_OVERHEAD) / 8;
         let n = o.sack.as_slice().len().min(room);
         if n > 0 {
-            len += 4 + 8 * n;
+            len += SACK_OPTION_OVERHEAD + 8 * n;
         }
         (len, n)
     }
