@@ -15,7 +15,7 @@ struct PpRow {
     label: &'static str,
     prov: &'static str,
     ep: &'static str,
-    /// Keep libfabric's rxd layer available (rows that use it).
+    /// Let libfabric's rxd layer over our DGRAM (`FI_AFXDP_LAYERING=1`; rows that use it).
     rxd: bool,
 }
 
@@ -46,7 +46,7 @@ fn pp_measure(e: &Ends, dir: &Path, row: &PpRow, size: usize, iters: u32, runs: 
             let mut c = e.cmd(side, dir, "taskset");
             c.args(["-c", if side == Side::Server { "0" } else { "1" }, "fi_pingpong"]).args(args);
             if row.rxd {
-                c.env_remove("FI_PROVIDER");
+                c.env("FI_AFXDP_LAYERING", "1");
             }
             c
         };

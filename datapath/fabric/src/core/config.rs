@@ -11,6 +11,7 @@
 //! | `FI_AFXDP_MAX_MSG` | largest RDM message (`ep_attr->max_msg_size`) | 1 GiB |
 //! | `FI_AFXDP_UNEXPECTED_MAX` | bytes of unexpected RDM messages buffered before receive pauses | 64 MiB |
 //! | `FI_AFXDP_LINGER_MS` | how long closing an endpoint waits for its sends to be acknowledged | 5000 |
+//! | `FI_AFXDP_LAYERING` | `1`: let libfabric's utility providers (`ofi_rxd`) layer over our DGRAM | `0`: only our own RDM is offered |
 //! | `FI_AFXDP_LOG` | `error`, `warn`, `info`, `debug` or `trace` | `warn` |
 
 use std::fmt;
@@ -47,6 +48,8 @@ pub struct Config {
     pub mtu: u32,
     /// How long `fi_close` of an endpoint drives it until its sends are acknowledged.
     pub linger: std::time::Duration,
+    /// Offer our DGRAM endpoints to utility providers that ask to layer over them.
+    pub layering: bool,
 }
 
 /// Why the provider cannot offer an endpoint; each names what to set.
@@ -77,6 +80,15 @@ impl fmt::Display for ConfigError {
                 write!(f, "interface {i} has no IPv4 address: add one (`ip addr add`) or set FI_AFXDP_ADDR")
             }
         }
+    }
+}
+
+fn parse_bool(name: &'static str) -> Result<Option<bool>, ConfigError> {
+    match var(name).as_deref() {
+        None => Ok(None),
+        Some("1" | "yes" | "true" | "on") => Ok(Some(true)),
+        Some("0" | "no" | "false" | "off") => Ok(Some(false)),
+        Some(v) => Err(ConfigError::Bad { var: name, value: v.to_string(), want: "0 or 1" }),
     }
 }
 
@@ -119,6 +131,7 @@ impl Config {
         let max_msg = parse_size("FI_AFXDP_MAX_MSG")?.unwrap_or(1 << 30).max(1);
         let unexpected_max = parse_size("FI_AFXDP_UNEXPECTED_MAX")?.unwrap_or(64 << 20);
         let linger = parse::<u64>("FI_AFXDP_LINGER_MS", "milliseconds")?.unwrap_or(5000);
+        let layering = parse_bool("FI_AFXDP_LAYERING")?.unwrap_or(false);
         Ok(Config {
             iface,
             queue,
@@ -130,6 +143,7 @@ impl Config {
             unexpected_max,
             mtu: info.mtu,
             linger: std::time::Duration::from_millis(linger),
+            layering,
         })
     }
 
@@ -157,6 +171,7 @@ mod tests {
             unexpected_max: 1,
             mtu: 1500,
             linger: std::time::Duration::ZERO,
+            layering: false,
         };
         assert_eq!(c.fabric_name(), "10.77.0.0/24");
         assert_eq!(Config { prefix: 32, ..c.clone() }.fabric_name(), "10.77.0.2/32");

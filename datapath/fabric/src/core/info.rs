@@ -381,6 +381,7 @@ mod tests {
             unexpected_max: 1 << 26,
             mtu: 1500,
             linger: std::time::Duration::ZERO,
+            layering: false,
         }
     }
 

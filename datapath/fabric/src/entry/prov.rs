@@ -82,6 +82,14 @@ unsafe extern "C" fn getinfo(
                 return -FI_ENODATA;
             }
         };
+        if flags & OFI_CORE_PROV_ONLY != 0 && !cfg.layering {
+            // A utility provider (ofi_rxd) asks for our DGRAM to build RDM on. Our own RDM
+            // is faster (see the crate docs), and libfabric would list the layered one
+            // first, where Open MPI and fi_pingpong take it: decline, as libfabric itself
+            // does for providers with their own RDM (sockets, shm, efa, psm3).
+            log::debug!("not offering DGRAM to a utility provider (FI_AFXDP_LAYERING=1 allows it)");
+            return -FI_ENODATA;
+        }
         // SAFETY: NUL-terminated strings or null.
         let (node, service) = unsafe { (cstr(node), cstr(service)) };
         if node.is_some() || service.is_some() {

@@ -46,6 +46,11 @@ pub const FI_CLAIM: u64 = 1 << 59;
 pub const FI_DISCARD: u64 = 1 << 58;
 /// Bind flag: completions only for operations that ask (FI_COMPLETION).
 pub const FI_SELECTIVE_COMPLETION: u64 = 1 << 59;
+/// `fi_getinfo` flag that libfabric's utility providers (`ofi_rxd`, `ofi_rxm`) add when
+/// they look for a core provider to layer over (`OFI_CORE_PROV_ONLY` in libfabric's
+/// internal `include/ofi.h`; the same bit in 1.17 and today). Not in the installed headers,
+/// so `layout_check` cannot compare it.
+pub const OFI_CORE_PROV_ONLY: u64 = 1 << 59;
 
 // Mode bits.
 pub const FI_CONTEXT: u64 = 1 << 59;
