@@ -5,8 +5,9 @@
 //!
 //! The provider is built in release mode and linked as `libafxdp-fi.so` into
 //! `target/release/libfabric/`, which `FI_PROVIDER_PATH` names; each process is bound to
-//! its namespace's veth end by `FI_AFXDP_IFACE`. `FI_PROVIDER=^ofi_rxd` keeps libfabric's
-//! rxd layer off our DGRAM endpoints, so `-p afxdp -e rdm` is this provider's own RDM.
+//! its namespace's veth end by `FI_AFXDP_IFACE`. Nothing else is set: the provider keeps
+//! libfabric's rxd layer off its DGRAM endpoints by itself (unless `FI_AFXDP_LAYERING=1`),
+//! so `-p afxdp -e rdm` is this provider's own RDM, as a user gets it.
 //!
 //! Loss runs use a `netns::Impaired` line (1% of frames dropped each way in the middle
 //! namespace, see `msg.rs` for why there).
@@ -94,7 +95,8 @@ impl Ends {
         c.args(["netns", "exec", ns, prog])
             .env("FI_PROVIDER_PATH", dir)
             .env("FI_AFXDP_IFACE", iface)
-            .env("FI_PROVIDER", "^ofi_rxd")
+            .env_remove("FI_PROVIDER")
+            .env_remove("FI_AFXDP_LAYERING")
             .env("FI_AFXDP_STATS", "1");
         c
     }
@@ -208,7 +210,7 @@ pub fn mpirun(e: &Ends, dir: &Path, path: MpiPath, prog: &Path, args: &[&str], l
     std::fs::create_dir_all(&tmp)?;
     let agent = tmp.join("agent.sh");
     let envs = format!(
-        "FI_PROVIDER_PATH={} FI_PROVIDER=^ofi_rxd FI_AFXDP_STATS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+        "FI_PROVIDER_PATH={} FI_AFXDP_STATS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
         dir.display()
     );
     std::fs::write(
@@ -276,6 +278,10 @@ fn mpi_case(prov: &Provider, lossy: bool) -> Result<()> {
             "no checked allreduce of {count}:\n{text}"
         );
     }
+    ensure!(
+        text.lines().any(|l| l.trim() == "RESULT mprobe messages=6 ok"),
+        "no checked matched probe (MPI_Mprobe/MPI_Improbe/MPI_Mrecv):\n{text}"
+    );
     // Both ranks' provider endpoints carried the traffic (their counters print at close).
     let eps: Vec<&str> = text.lines().filter(|l| l.contains("afxdp: endpoint") && l.contains("counters")).collect();
     ensure!(eps.len() == 2, "expected the counters of 2 afxdp endpoints (one per rank):\n{text}");
@@ -288,6 +294,14 @@ fn mpi_case(prov: &Provider, lossy: bool) -> Result<()> {
             "not the native RDM endpoint: {l}"
         );
     }
+    // The probes went through the provider's FI_PEEK | FI_CLAIM: 5 reserved on rank 0 (the
+    // sixth message is taken by the plain MPI_Recv).
+    let claimed: u64 = eps.iter().map(|l| stat(l, "claimed").unwrap_or(0)).sum();
+    ensure!(
+        claimed == 5,
+        "the provider reserved {claimed} messages for MPI_Mprobe/MPI_Improbe, want 5:\n{}",
+        eps.join("\n")
+    );
     let mut note = String::new();
     if let Some(n) = &net {
         let (a, b) = n.drops()?;
@@ -300,7 +314,7 @@ fn mpi_case(prov: &Provider, lossy: bool) -> Result<()> {
         note = format!("; link dropped {a}/{b} frames, {retx} datagrams retransmitted");
     }
     println!(
-        "  mpirun (pml cm, mtl ofi, afxdp) 2 ranks: ping-pong 1 B..4 MiB checked (64 B p50 {:.1} us), allreduce of 1/1000/100000 int64 checked{note}",
+        "  mpirun (pml cm, mtl ofi, afxdp) 2 ranks: ping-pong 1 B..4 MiB checked (64 B p50 {:.1} us), allreduce of 1/1000/100000 int64 checked, 6 matched probes checked{note}",
         mpi_result(&text, "pingpong", "64", "p50_us").unwrap_or(0.0)
     );
     Ok(())
@@ -316,6 +330,20 @@ fn fi_info(prov: &Provider) -> Result<()> {
     ensure!(ok, "fi_info -p afxdp -v failed:\n{text}");
     let ours: Vec<&str> = text.split("---").filter(|b| b.contains("prov_name: afxdp\n")).collect();
     ensure!(ours.len() == 2, "expected a DGRAM and an RDM entry of afxdp, got {}:\n{text}", ours.len());
+    // Without FI_PROVIDER set, the RDM a program gets first is ours, not ofi_rxd's over our
+    // DGRAM; the layering is there when asked for.
+    ensure!(!text.contains("prov_name: afxdp;ofi_rxd"), "ofi_rxd layered over afxdp by default:\n{text}");
+    let (ok, rdm) = output(e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp", "-t", "FI_EP_RDM"]))?;
+    ensure!(
+        ok && rdm.lines().filter(|l| l.trim_start().starts_with("provider:")).all(|l| l.trim() == "provider: afxdp"),
+        "fi_info -p afxdp -t FI_EP_RDM lists another provider:\n{rdm}"
+    );
+    let (ok, layered) =
+        output(e.cmd(Side::Server, &dir, "fi_info").args(["-p", "afxdp", "-v"]).env("FI_AFXDP_LAYERING", "1"))?;
+    ensure!(
+        ok && layered.contains("prov_name: afxdp;ofi_rxd"),
+        "FI_AFXDP_LAYERING=1 did not let ofi_rxd layer over afxdp:\n{layered}"
+    );
     let (dgram, rdm) = (ours[0], ours[1]);
     let fabric = "name: 10.77.0.0/24";
     let domain = format!("name: {}", ns.srv_if);

@@ -20,7 +20,8 @@
 //! **What it offers.** `FI_EP_DGRAM` with `FI_MSG` (messages up to 64 KiB, unreliable:
 //! the endpoint's datagrams, reassembled) and `FI_EP_RDM` with `FI_MSG | FI_TAGGED`
 //! (reliable, in order per peer, messages up to `FI_AFXDP_MAX_MSG`), `FI_SOURCE`,
-//! `FI_DIRECTED_RECV`, `FI_REMOTE_CQ_DATA`, `FI_PEEK`; address vectors of both kinds over
+//! `FI_DIRECTED_RECV`, `FI_REMOTE_CQ_DATA`, `FI_PEEK` (with `FI_CLAIM` and `FI_DISCARD`,
+//! which `MPI_Improbe`/`MPI_Mrecv` use); address vectors of both kinds over
 //! `sockaddr_in`; completion queues in all four formats with manual progress and blocking
 //! reads (`fi_cq_sread` waits in `ppoll` on the AF_XDP socket); memory registration that
 //! is accepted but not required. Everything else answers `-FI_ENOSYS`. Reliable sends must
@@ -38,8 +39,11 @@
 //! pair in the same run (`cargo xtask bench fabric` prints both rows): at 64 B, native 27
 //! and 34 us/xfer against rxd's 48 and 54 (pinned, machine busy with other builds), and
 //! 3.97 against 241 in a quiet smoke run (`--runs 1 --iters 200`), where 64 KiB moved at
-//! 754 MB/s native against 43.5 through rxd. Select the native one with
-//! `FI_PROVIDER=^ofi_rxd`.
+//! 754 MB/s native against 43.5 through rxd. So when a utility provider asks to layer
+//! over us (`fi_getinfo` with libfabric's `OFI_CORE_PROV_ONLY`), the provider declines,
+//! as libfabric itself does for the core providers that have their own RDM; otherwise
+//! libfabric lists `afxdp;ofi_rxd` first and Open MPI and `fi_pingpong` take it.
+//! `FI_AFXDP_LAYERING=1` allows the layering (for comparison).
 //!
 //! **Copies.** AF_XDP's UMEM is registered once when the socket binds, and an
 //! application's buffer cannot join it afterwards; so each send copies the bytes once

@@ -11,6 +11,13 @@
  * 2. MPI_Allreduce (MPI_SUM over int64) of 1, 1000 and 100000 elements, each rank
  *    contributing rank-dependent values; every element checked against the closed form.
  *    Prints: RESULT allreduce count=N ok
+ * 3. Matched probes (MPI_Mprobe, MPI_Improbe, MPI_Mrecv; over mtl ofi these are
+ *    FI_PEEK | FI_CLAIM and FI_CLAIM): rank 1 sends two messages with one tag and several
+ *    with others, of sizes from 1 B to 1 MiB; rank 0 probes the first of the shared tag,
+ *    receives the second with a plain MPI_Recv (the probed one is reserved and must not
+ *    be taken), then receives the probed one from its handle, then probes and receives
+ *    the rest with MPI_ANY_TAG, each sized from its probe. Contents and counts checked.
+ *    Prints: RESULT mprobe messages=N ok
  * Any mismatch prints "MISMATCH ..." and aborts with a non-zero exit.
  */
 #include <mpi.h>
@@ -120,6 +127,64 @@ int main(int argc, char **argv)
 		free(in);
 		free(out);
 	}
+	/* Matched probes. */
+	const struct { int tag; int size; } probed[] = {
+		{ 400, 3000 }, { 400, 17 }, { 401, 1 }, { 402, 65536 }, { 403, 1 << 20 }, { 404, 70001 },
+	};
+	const int nprobed = sizeof(probed) / sizeof(probed[0]);
+	MPI_Barrier(MPI_COMM_WORLD);
+	if (rank == 1) {
+		for (int m = 0; m < nprobed; m++) {
+			fill(sbuf, rank, probed[m].size, 1000 + m);
+			MPI_Send(sbuf, probed[m].size, MPI_BYTE, 0, probed[m].tag, MPI_COMM_WORLD);
+		}
+	} else {
+		MPI_Message first;
+		MPI_Status st;
+		int count;
+		MPI_Mprobe(1, 400, MPI_COMM_WORLD, &first, &st);
+		MPI_Get_count(&st, MPI_BYTE, &count);
+		if (count != probed[0].size) {
+			fprintf(stderr, "MISMATCH mprobe first count=%d want=%d\n", count, probed[0].size);
+			MPI_Abort(MPI_COMM_WORLD, 2);
+		}
+		/* The probed message is reserved: a plain receive of that tag takes the next one. */
+		MPI_Recv(rbuf, 4 << 20, MPI_BYTE, 1, 400, MPI_COMM_WORLD, &st);
+		MPI_Get_count(&st, MPI_BYTE, &count);
+		if (count != probed[1].size) {
+			fprintf(stderr, "MISMATCH mprobe: MPI_Recv took %d B, want the second message's %d\n", count,
+				probed[1].size);
+			MPI_Abort(MPI_COMM_WORLD, 2);
+		}
+		check(rbuf, 1, probed[1].size, 1001);
+		MPI_Mrecv(rbuf, probed[0].size, MPI_BYTE, &first, &st);
+		check(rbuf, 1, probed[0].size, 1000);
+		int got = 2;
+		while (got < nprobed) {
+			int flag = 0;
+			MPI_Message msg;
+			MPI_Improbe(1, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &msg, &st);
+			if (!flag)
+				continue;
+			MPI_Get_count(&st, MPI_BYTE, &count);
+			int m = got;
+			if (st.MPI_TAG != probed[m].tag || count != probed[m].size) {
+				fprintf(stderr, "MISMATCH improbe tag=%d count=%d want tag=%d count=%d\n", st.MPI_TAG, count,
+					probed[m].tag, probed[m].size);
+				MPI_Abort(MPI_COMM_WORLD, 2);
+			}
+			unsigned char *b = malloc(count > 0 ? count : 1);
+			if (!b)
+				MPI_Abort(MPI_COMM_WORLD, 3);
+			MPI_Mrecv(b, count, MPI_BYTE, &msg, MPI_STATUS_IGNORE);
+			check(b, 1, count, 1000 + m);
+			free(b);
+			got++;
+		}
+		printf("RESULT mprobe messages=%d ok\n", nprobed);
+		fflush(stdout);
+	}
+
 	free(sbuf);
 	free(rbuf);
 	free(rtt);

@@ -24,7 +24,7 @@ use datapath_msg::{AllocError, Endpoint, EndpointConfig, Event, Msg, MsgBuf, Msg
 use super::av::AvTable;
 use super::config::Config;
 use super::cq::{prov_errno, CompErr, Completion, CqCore};
-use super::matching::{MatchStats, Matcher, PostedRecv};
+use super::matching::{MatchStats, Matcher, PeekMode, PostedRecv};
 use super::proto::{Hdr, Kind, CHUNK, HDR};
 use super::send::Io;
 use crate::ffi::consts::*;
@@ -401,15 +401,15 @@ impl EpCore {
     }
 
     /// FI_PEEK: a completion describing the first unexpected message `r` would take, or
-    /// an FI_ENOMSG error completion.
-    pub fn peek(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>, r: PostedRecv) {
+    /// an FI_ENOMSG error completion; `mode` reserves or drops the message found.
+    pub fn peek(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>, r: PostedRecv, mode: PeekMode) {
         self.progress(cqs, avs);
         let (ctx, tag) = (r.ctx, r.tag);
         let mut out = std::mem::take(&mut self.scratch);
-        if !self.matcher.peek(&r, &mut out) {
+        if !self.matcher.peek(&r, mode, &mut out) {
             out.push(Completion {
                 op_context: ctx,
-                flags: FI_RECV | FI_TAGGED,
+                flags: FI_RECV | if r.tagged { FI_TAGGED } else { FI_MSG },
                 len: 0,
                 buf: 0,
                 data: 0,
@@ -420,6 +420,19 @@ impl EpCore {
         }
         push_all(cqs, self.rx_cq, &mut out);
         self.scratch = out;
+    }
+
+    /// FI_CLAIM: receives (or with `discard` drops) the message an earlier
+    /// `FI_PEEK | FI_CLAIM` with the same context reserved. `-FI_EINVAL` if none is.
+    pub fn claim(&mut self, cqs: &mut HashMap<u64, CqCore>, r: PostedRecv, discard: bool) -> OpResult {
+        let mut out = std::mem::take(&mut self.scratch);
+        let res = self.matcher.claim(r, discard, &mut out).map_err(|r| {
+            log::warn!("FI_CLAIM with context {:#x}: no message was claimed by a peek with that context", r.ctx);
+            -FI_EINVAL
+        });
+        push_all(cqs, self.rx_cq, &mut out);
+        self.scratch = out;
+        res
     }
 
     /// Receives that can still be posted.
@@ -551,7 +564,7 @@ impl EpCore {
         let k = self.io.ep.socket().stats();
         // One write, so the lines of two ranks forwarded by mpirun never interleave.
         let line = format!(
-            "afxdp: endpoint {} counters: sends {} injects {} eagain {} recvs {} bytes copied in {} out {} | matched {} unexpected {} no-receive {} stray {} aborted {} bad-header {} rx-paused {} local {} peers-lost {} | datagrams sent {} received {} retransmitted {} (fast {}, timeouts {}) acks sent {} received {} dup {} | kernel rx_dropped {} rx_ring_full {} fill_empty {} tx_wakeups {}\n",
+            "afxdp: endpoint {} counters: sends {} injects {} eagain {} recvs {} bytes copied in {} out {} | matched {} unexpected {} claimed {} discarded {} no-receive {} stray {} aborted {} bad-header {} rx-paused {} local {} peers-lost {} | datagrams sent {} received {} retransmitted {} (fast {}, timeouts {}) acks sent {} received {} dup {} | kernel rx_dropped {} rx_ring_full {} fill_empty {} tx_wakeups {}\n",
             self.local,
             s.sends,
             s.injects,
@@ -561,6 +574,8 @@ impl EpCore {
             m.bytes_out,
             m.matched,
             m.unexpected,
+            m.claimed,
+            m.discarded,
             m.no_receive,
             m.stray,
             m.aborted,

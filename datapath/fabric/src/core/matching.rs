@@ -11,6 +11,11 @@
 //!   takes the oldest unexpected message it accepts. One not yet complete is *claimed*:
 //!   it completes into that receive when its last chunk arrives. A DGRAM message with no
 //!   receive posted is dropped and counted, as datagram semantics allow.
+//! * `FI_PEEK` reports the oldest unexpected message a receive would take and leaves it;
+//!   with `FI_CLAIM` it also reserves that message for the peek's context, so no other
+//!   receive takes it, until a receive posted with `FI_CLAIM` and the same context does
+//!   (`MPI_Improbe` and `MPI_Mrecv`). `FI_DISCARD` drops the message instead, on the peek
+//!   or on the claim.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -50,6 +55,26 @@ struct Unexpected {
     buf: Vec<u8>,
     complete: bool,
     claimed: Option<PostedRecv>,
+    /// Reserved by an `FI_PEEK | FI_CLAIM` with this context.
+    peeked_by: Option<usize>,
+}
+
+impl Unexpected {
+    /// Not yet taken by a receive nor reserved by a peek.
+    fn free(&self) -> bool {
+        self.claimed.is_none() && self.peeked_by.is_none()
+    }
+}
+
+/// What a peek does with the message it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeekMode {
+    /// `FI_PEEK`: report it, leave it for any receive.
+    Look,
+    /// `FI_PEEK | FI_CLAIM`: report it and reserve it for the peek's context.
+    Claim,
+    /// `FI_PEEK | FI_DISCARD`: report it and drop it.
+    Discard,
 }
 
 #[derive(Debug)]
@@ -81,6 +106,10 @@ pub struct MatchStats {
     pub aborted: u64,
     /// Bytes copied into application buffers.
     pub bytes_out: u64,
+    /// Messages reserved by `FI_PEEK | FI_CLAIM`.
+    pub claimed: u64,
+    /// Messages dropped by `FI_DISCARD`.
+    pub discarded: u64,
 }
 
 /// Posted receives and unexpected messages of one endpoint; `K` names a peer.
@@ -169,7 +198,7 @@ impl<K: Hash + Eq + Copy> Matcher<K> {
         let found = self
             .unexpected
             .iter()
-            .position(|u| u.claimed.is_none() && r.accepts(u.hdr.kind == Kind::Tagged, u.hdr.tag, u.src, directed));
+            .position(|u| u.free() && r.accepts(u.hdr.kind == Kind::Tagged, u.hdr.tag, u.src, directed));
         let Some(i) = found else {
             if r.tagged {
                 self.posted_tagged.push_back(r);
@@ -195,16 +224,18 @@ impl<K: Hash + Eq + Copy> Matcher<K> {
     }
 
     /// Whether an unexpected message would match a receive like `r` (FI_PEEK): its
-    /// completion (length, tag, data, source; no bytes) goes to `out`, the message stays.
-    pub fn peek(&mut self, r: &PostedRecv, out: &mut Vec<Completion>) -> bool {
+    /// completion (length, tag, data, source; no bytes) goes to `out`, and `mode` says
+    /// what becomes of the message.
+    pub fn peek(&mut self, r: &PostedRecv, mode: PeekMode, out: &mut Vec<Completion>) -> bool {
         let directed = self.directed;
-        let Some(u) = self
+        let Some(i) = self
             .unexpected
             .iter()
-            .find(|u| u.claimed.is_none() && r.accepts(u.hdr.kind == Kind::Tagged, u.hdr.tag, u.src, directed))
+            .position(|u| u.free() && r.accepts(u.hdr.kind == Kind::Tagged, u.hdr.tag, u.src, directed))
         else {
             return false;
         };
+        let u = &mut self.unexpected[i];
         out.push(Completion {
             op_context: r.ctx,
             flags: recv_flags(&u.hdr),
@@ -215,7 +246,55 @@ impl<K: Hash + Eq + Copy> Matcher<K> {
             src: u.src,
             err: None,
         });
+        match mode {
+            PeekMode::Look => {}
+            PeekMode::Claim => {
+                u.peeked_by = Some(r.ctx);
+                self.stats.claimed += 1;
+            }
+            PeekMode::Discard => self.discard_at(i),
+        }
         true
+    }
+
+    /// A receive posted with `FI_CLAIM`: takes the message an earlier `FI_PEEK | FI_CLAIM`
+    /// reserved for the same context (into `r`'s buffer, or dropped with `discard`). Its
+    /// completion goes to `out`, now or, for a message still arriving, with its last chunk.
+    /// Gives `r` back when no message is reserved for its context.
+    pub fn claim(&mut self, r: PostedRecv, discard: bool, out: &mut Vec<Completion>) -> Result<(), PostedRecv> {
+        let Some(i) = self.unexpected.iter().position(|u| u.peeked_by == Some(r.ctx)) else { return Err(r) };
+        if discard {
+            let hdr = self.unexpected[i].hdr;
+            let src = self.unexpected[i].src;
+            self.discard_at(i);
+            if r.want_comp {
+                out.push(Completion {
+                    op_context: r.ctx,
+                    flags: recv_flags(&hdr),
+                    len: 0,
+                    buf: r.iov.base(),
+                    data: if hdr.has_data() { hdr.data } else { 0 },
+                    tag: hdr.tag,
+                    src,
+                    err: None,
+                });
+            }
+        } else if self.unexpected[i].complete {
+            if let Some(u) = self.unexpected.remove(i) {
+                self.deliver_unexpected(u, r, out);
+            }
+        } else {
+            self.unexpected[i].claimed = Some(r);
+        }
+        Ok(())
+    }
+
+    /// Drops unexpected message `i`; chunks of it still arriving find no sink and vanish.
+    fn discard_at(&mut self, i: usize) {
+        if let Some(u) = self.unexpected.remove(i) {
+            self.unexp_bytes -= u.buf.len();
+            self.stats.discarded += 1;
+        }
     }
 
     /// Removes the posted receive with context `ctx`; its cancellation completion goes to `out`.
@@ -282,6 +361,7 @@ impl<K: Hash + Eq + Copy> Matcher<K> {
                     buf: Vec::with_capacity(cap),
                     complete: false,
                     claimed: None,
+                    peeked_by: None,
                 });
                 Sink::Unexp(id)
             }
@@ -497,11 +577,75 @@ mod tests {
         let mut out = Vec::new();
         m.chunk(1, 2, first(Kind::Tagged, 5, 2), &[b"hi"], &mut out);
         let mut b = [0u8; 4];
-        assert!(!m.peek(&recv(&mut b, 1, true, 6, 0, FI_ADDR_UNSPEC), &mut out));
-        assert!(m.peek(&recv(&mut b, 1, true, 5, 0, FI_ADDR_UNSPEC), &mut out));
+        assert!(!m.peek(&recv(&mut b, 1, true, 6, 0, FI_ADDR_UNSPEC), PeekMode::Look, &mut out));
+        assert!(m.peek(&recv(&mut b, 1, true, 5, 0, FI_ADDR_UNSPEC), PeekMode::Look, &mut out));
         assert_eq!((out.len(), out[0].len, out[0].tag, m.unexpected_count()), (1, 2, 5, 1));
         m.post(recv(&mut b, 2, true, 5, 0, FI_ADDR_UNSPEC), &mut out);
         assert_eq!((out.len(), out[1].op_context, m.unexpected_count()), (2, 2, 0));
         assert_eq!(&b[..2], b"hi");
+    }
+
+    #[test]
+    fn a_claimed_message_goes_only_to_the_claiming_context() {
+        let mut m: Matcher<u32> = Matcher::new(true, false);
+        let mut out = Vec::new();
+        m.chunk(1, 2, first(Kind::Tagged, 5, 2), &[b"hi"], &mut out);
+        m.chunk(3, 4, first(Kind::Tagged, 5, 3), &[b"you"], &mut out);
+        let (mut b, mut c, mut d) = ([0u8; 4], [0u8; 4], [0u8; 4]);
+        // Peek-and-claim the first; a plain receive of the same tag now takes the second.
+        assert!(m.peek(&recv(&mut b, 70, true, 5, 0, FI_ADDR_UNSPEC), PeekMode::Claim, &mut out));
+        assert_eq!((out.len(), out[0].op_context, out[0].len, out[0].src), (1, 70, 2, 2));
+        m.post(recv(&mut c, 71, true, 5, 0, FI_ADDR_UNSPEC), &mut out);
+        assert_eq!((out.len(), out[1].op_context, out[1].len), (2, 71, 3));
+        assert_eq!(&c[..3], b"you");
+        // Another peek finds nothing free; a claim with a different context is refused.
+        assert!(!m.peek(&recv(&mut d, 72, true, 5, 0, FI_ADDR_UNSPEC), PeekMode::Look, &mut out));
+        assert!(m.claim(recv(&mut d, 99, true, 0, 0, FI_ADDR_UNSPEC), false, &mut out).is_err());
+        // The claim with the peek's context receives it (tag and ignore do not matter).
+        assert!(m.claim(recv(&mut b, 70, true, 0, 0, FI_ADDR_UNSPEC), false, &mut out).is_ok());
+        assert_eq!((out.len(), out[2].op_context, out[2].len, out[2].tag), (3, 70, 2, 5));
+        assert_eq!(&b[..2], b"hi");
+        assert_eq!((m.unexpected_count(), m.unexpected_bytes(), m.stats.claimed), (0, 0, 1));
+        // Claimed once: a second claim finds nothing.
+        assert!(m.claim(recv(&mut b, 70, true, 0, 0, FI_ADDR_UNSPEC), false, &mut out).is_err());
+    }
+
+    #[test]
+    fn a_message_claimed_while_arriving_completes_with_its_last_chunk() {
+        let mut m: Matcher<u32> = Matcher::new(true, false);
+        let mut out = Vec::new();
+        m.chunk(1, 2, first(Kind::Tagged, 9, 6), &[b"abc"], &mut out);
+        let mut b = [0u8; 8];
+        assert!(m.peek(&recv(&mut b, 5, true, 9, 0, FI_ADDR_UNSPEC), PeekMode::Claim, &mut out));
+        assert_eq!(out[0].len, 6, "the peek reports the whole length");
+        assert!(m.claim(recv(&mut b, 5, true, 9, 0, FI_ADDR_UNSPEC), false, &mut out).is_ok());
+        assert_eq!(out.len(), 1, "completed before its last chunk");
+        m.chunk(1, 2, CONT, &[b"def"], &mut out);
+        assert_eq!((out.len(), out[1].op_context, out[1].len), (2, 5, 6));
+        assert_eq!(&b[..6], b"abcdef");
+    }
+
+    #[test]
+    fn discard_drops_on_the_peek_or_on_the_claim() {
+        let mut m: Matcher<u32> = Matcher::new(true, false);
+        let mut out = Vec::new();
+        m.chunk(1, 2, first(Kind::Tagged, 1, 4), &[b"ab"], &mut out);
+        m.chunk(3, 4, first(Kind::Tagged, 2, 2), &[b"xy"], &mut out);
+        let mut b = [0u8; 4];
+        // Peek + discard of a message still arriving: reported, gone, its rest swallowed.
+        assert!(m.peek(&recv(&mut b, 1, true, 1, 0, FI_ADDR_UNSPEC), PeekMode::Discard, &mut out));
+        assert_eq!((out.len(), out[0].len), (1, 4));
+        m.chunk(1, 2, CONT, &[b"cd"], &mut out);
+        assert_eq!((out.len(), m.unexpected_count(), m.stats.discarded), (1, 1, 1));
+        // Claim + discard.
+        assert!(m.peek(&recv(&mut b, 2, true, 2, 0, FI_ADDR_UNSPEC), PeekMode::Claim, &mut out));
+        assert!(m.claim(recv(&mut b, 2, true, 2, 0, FI_ADDR_UNSPEC), true, &mut out).is_ok());
+        assert_eq!((out.len(), out[2].op_context, out[2].len), (3, 2, 0));
+        assert_eq!((m.unexpected_count(), m.unexpected_bytes(), m.stats.discarded), (0, 0, 2));
+        assert_eq!(b, [0u8; 4], "a discarded message wrote no bytes");
+        // The next message from the first peer is matched as usual.
+        m.post(recv(&mut b, 3, true, 1, 0, FI_ADDR_UNSPEC), &mut out);
+        m.chunk(1, 2, first(Kind::Tagged, 1, 1), &[b"z"], &mut out);
+        assert_eq!((out.len(), out[3].op_context, b[0]), (4, 3, b'z'));
     }
 }

@@ -12,7 +12,7 @@ use crate::core::cq::CqCore;
 use crate::core::domain::DomainShared;
 use crate::core::ep::{EpCore, EpKind, EpParams};
 use crate::core::info::{INJECT_SIZE, IOV_LIMIT, RX_SIZE, TX_SIZE};
-use crate::core::matching::PostedRecv;
+use crate::core::matching::{PeekMode, PostedRecv};
 use crate::core::proto::CHUNK;
 use crate::ffi::consts::*;
 use crate::ffi::iov::UserIov;
@@ -380,12 +380,24 @@ fn post_recv(
             ignore,
             want_comp: want_comp || flags & FI_PEEK != 0,
         };
-        if flags & (FI_CLAIM | FI_DISCARD) != 0 && tagged {
-            return -(FI_ENOSYS as isize); // claiming a peeked message is not implemented
-        }
         if flags & FI_PEEK != 0 {
-            ep.peek(cqs, avs, r);
+            let mode = match (flags & FI_CLAIM != 0, flags & FI_DISCARD != 0) {
+                (true, true) => return -(FI_EINVAL as isize), // reserve it, or drop it: not both
+                (true, false) => PeekMode::Claim,
+                (false, true) => PeekMode::Discard,
+                (false, false) => PeekMode::Look,
+            };
+            ep.peek(cqs, avs, r, mode);
             return 0;
+        }
+        if flags & FI_CLAIM != 0 {
+            return match ep.claim(cqs, r, flags & FI_DISCARD != 0) {
+                Ok(()) => 0,
+                Err(e) => e as isize,
+            };
+        }
+        if flags & FI_DISCARD != 0 {
+            return -(FI_EINVAL as isize); // FI_DISCARD goes with FI_PEEK or FI_CLAIM
         }
         match ep.recv(cqs, r) {
             Ok(()) => 0,
