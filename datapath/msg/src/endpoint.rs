@@ -334,6 +334,18 @@ impl Endpoint {
         self.engine.unacked()
     }
 
+    /// Whether an acknowledgement is owed and waits (a little) for more datagrams to cover:
+    /// the next `recv` or `flush` after [`Endpoint::next_timer`] sends it.
+    pub fn owes_acks(&self) -> bool {
+        self.engine.owes_acks()
+    }
+
+    /// When the endpoint next wants driving for its timers (retransmissions, a delayed
+    /// acknowledgement); `None` when nothing is timed.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.engine.poll_timeout()
+    }
+
     /// The next event (a peer lost after the retry limit, a learned peer evicted); poll it
     /// with `recv`, it is never an error of `send`.
     pub fn poll_event(&mut self) -> Option<Event> {
@@ -405,12 +417,18 @@ impl Endpoint {
         if self.engine.poll_timeout().is_some_and(|t| now >= t) {
             self.engine.handle_timeout(now);
         }
-        self.push_tx();
         let before = out.len();
         while let Some(m) = self.engine.poll_recv() {
             out.push(m);
         }
-        out.len() - before
+        let n = out.len() - before;
+        if n == 0 || self.engine.queued() > 0 {
+            self.push_tx();
+        }
+        // Otherwise only acknowledgements wait, and the caller is about to act on the
+        // messages: a reply it sends goes onto the ring ahead of them (see
+        // `Engine::poll_transmit`), and its next `recv` or `flush` hands them over anyway.
+        n
     }
 
     /// Like [`Endpoint::recv`], waiting up to `timeout` for at least one message the way

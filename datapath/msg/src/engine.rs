@@ -39,6 +39,9 @@ pub use config::{random_seed, EngineConfig};
 /// Events waiting for the application at most; older ones are dropped and counted.
 pub const MAX_EVENTS: usize = 1024;
 
+/// Datagrams queued at most for a reply that goes before the acknowledgements.
+const SHORT_QUEUE: usize = 4;
+
 /// The sans-I/O message protocol: see the [module docs](self).
 #[derive(Debug)]
 pub struct Engine {
@@ -48,8 +51,11 @@ pub struct Engine {
     reasm: Reassembler,
     ready: VecDeque<Msg>,
     events: VecDeque<Event>,
-    /// Peers that owe an acknowledgement.
+    /// Peers that owe an urgent acknowledgement.
     acks: Vec<PeerId>,
+    /// Peers that owe one that may wait until `ack_at`.
+    acks_later: Vec<PeerId>,
+    ack_at: Option<Instant>,
     /// Datagrams (their segments, with their peer) accepted by `send` or due for
     /// retransmission and not yet handed out by `poll_transmit`.
     txq: VecDeque<(PeerId, Vec<BufSlice>)>,
@@ -105,6 +111,8 @@ impl Engine {
             ready: VecDeque::new(),
             events: VecDeque::new(),
             acks: Vec::new(),
+            acks_later: Vec::new(),
+            ack_at: None,
             txq: VecDeque::new(),
             timed: Vec::new(),
             scratch_seqs: Vec::new(),
@@ -307,28 +315,34 @@ impl Engine {
         Ok(())
     }
 
-    /// The next datagram to transmit if it has at most `room` buffers: acknowledgements
-    /// first, then data and retransmissions in order. `None` when nothing waits or the
-    /// next datagram does not fit (it stays first in line).
+    /// The next datagram to transmit if it has at most `room` buffers: data and
+    /// retransmissions in order, and acknowledgements: before the data when much is queued
+    /// (the peer's window keeps moving), after it when little is (a short reply goes first:
+    /// its peer waits on it, and in copy mode every packet ahead of it in the same system
+    /// call costs a trip through the kernel). `None` when nothing waits or the next datagram
+    /// does not fit (it stays first in line).
     pub fn poll_transmit(&mut self, room: u32) -> Option<Vec<BufSlice>> {
         if room == 0 {
             return None;
         }
-        if let Some(ack) = self.next_ack() {
-            return Some(ack);
+        if self.txq.len() > SHORT_QUEUE {
+            if let Some(ack) = self.next_ack() {
+                return Some(ack);
+            }
         }
         loop {
-            let (peer, d) = self.txq.front()?;
+            let Some((peer, d)) = self.txq.front() else { break };
             if self.peers.get(*peer).is_none() {
                 // Its peer left (lost or evicted): nobody is there to take it.
                 self.txq.pop_front();
                 continue;
             }
             if d.len() as u32 > room {
-                return None;
+                break;
             }
             return self.txq.pop_front().map(|(_, d)| d);
         }
+        self.next_ack()
     }
 
     /// The next complete message received.
@@ -343,12 +357,30 @@ impl Engine {
 
     /// When [`Engine::handle_timeout`] wants to run next (`None`: nothing is timed).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_timers
+        match (self.next_timers, self.ack_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether an acknowledgement is owed and not yet sent (driving the engine sends it).
+    pub fn owes_acks(&self) -> bool {
+        !self.acks.is_empty() || !self.acks_later.is_empty()
     }
 
     /// Runs the timers due at `now`: retransmissions (and giving up after the retry
     /// limit), expiry of partial messages and of datagrams held for silent peers.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ack_at.is_some_and(|t| now >= t) {
+            self.ack_at = None;
+            for id in std::mem::take(&mut self.acks_later) {
+                if let Some(rx) = self.peers.get_mut(id).and_then(|p| p.rx.as_mut()).filter(|r| r.ack_due && !r.urgent)
+                {
+                    rx.urgent = true;
+                    self.acks.push(id);
+                }
+            }
+        }
         if self.next_timers.is_none_or(|t| now < t) {
             return;
         }

@@ -278,6 +278,16 @@ pub enum Accept {
 }
 
 /// The receiving half for one peer: a reorder buffer of `window` datagrams.
+///
+/// **When to acknowledge.** Not every datagram: an acknowledgement is a packet of its own
+/// (a TX descriptor, a system call in copy mode, an RX at the sender), and acknowledging
+/// each receive batch of a busy receiver cost one per 1.6 datagrams. An acknowledgement is
+/// *owed* (`ack_due`) once anything arrived, and *urgent* (`urgent`) when the sender must
+/// hear at once: a datagram out of order or filling a hole (fast retransmit needs it), a
+/// duplicate or one beyond the window (an acknowledgement was lost), every
+/// [`RxWindow::ack_every`] new datagrams (the sender's window keeps moving), and, set by
+/// the engine, when a message completes. Otherwise the engine delays it a little (delayed
+/// ACK, as TCP's RFC 1122 4.2.3.2, but in microseconds).
 #[derive(Debug)]
 pub struct RxWindow<T> {
     slots: Vec<Option<T>>,
@@ -286,13 +296,30 @@ pub struct RxWindow<T> {
     held: usize,
     /// An acknowledgement should go out.
     pub ack_due: bool,
+    /// ... at once (see the type's docs).
+    pub urgent: bool,
+    /// New datagrams since the last acknowledgement.
+    pending: u32,
 }
 
 impl<T> RxWindow<T> {
     /// A reorder buffer of `size` datagrams (a power of two, at most `SACK_BITS`) expecting
     /// `start` first: the `base` of the sender's first datagram seen.
     pub fn new(size: u32, start: u32) -> Self {
-        RxWindow { slots: (0..size).map(|_| None).collect(), cum: start, held: 0, ack_due: false }
+        RxWindow {
+            slots: (0..size).map(|_| None).collect(),
+            cum: start,
+            held: 0,
+            ack_due: false,
+            urgent: false,
+            pending: 0,
+        }
+    }
+
+    /// New in-order datagrams after which an acknowledgement is urgent: a quarter of the
+    /// window, at most 32 (a 64 KiB message at MTU 1500 is 46 datagrams).
+    pub fn ack_every(&self) -> u32 {
+        (self.slots.len() as u32 / 4).clamp(1, 32)
     }
 
     /// Whether a datagram `seq` that says its sender waits for acknowledgement of `base`
@@ -311,17 +338,25 @@ impl<T> RxWindow<T> {
         self.ack_due = true;
         let d = diff(seq, self.cum);
         if d < 0 {
+            self.urgent = true;
             return Accept::Duplicate;
         }
         if d as usize >= self.slots.len() {
+            self.urgent = true;
             return Accept::OutOfWindow;
         }
         let i = self.slot(seq);
         if self.slots[i].is_some() {
+            self.urgent = true;
             return Accept::Duplicate;
         }
         self.slots[i] = Some(dgram);
         self.held += 1;
+        self.pending += 1;
+        // Past a hole, or filling one (others wait behind it), or many since the last.
+        if d != 0 || self.held > 1 || self.pending >= self.ack_every() {
+            self.urgent = true;
+        }
         Accept::New
     }
 
@@ -338,6 +373,8 @@ impl<T> RxWindow<T> {
     /// `sack` (cleared first); returns the bitmap bytes in use.
     pub fn ack(&mut self, sack: &mut [u8]) -> (u32, usize) {
         self.ack_due = false;
+        self.urgent = false;
+        self.pending = 0;
         sack.fill(0);
         let mut used = 0;
         if self.held > 0 {
@@ -565,5 +602,39 @@ mod tests {
         assert_eq!((rx.deliver(), rx.deliver(), rx.deliver()), (Some(0), Some(1), None));
         rx.accept(105, 5);
         assert_eq!((rx.held(), rx.clear(), rx.held()), (1, 1, 0));
+    }
+
+    #[test]
+    fn acknowledgements_are_urgent_only_when_the_sender_needs_them() {
+        let mut rx: RxWindow<u32> = RxWindow::new(512, 0);
+        let mut sack = [0u8; 8];
+        assert_eq!(rx.ack_every(), 32);
+        // In order: owed, not urgent, until the 32nd.
+        for s in 0..31 {
+            assert_eq!(rx.accept(s, s), Accept::New);
+            assert!(rx.deliver().is_some());
+            assert!(rx.ack_due && !rx.urgent, "urgent after {} in order", s + 1);
+        }
+        rx.accept(31, 31);
+        assert!(rx.urgent, "32 new datagrams make it urgent");
+        rx.deliver();
+        rx.ack(&mut sack);
+        assert!(!rx.ack_due && !rx.urgent);
+        // A hole: the datagram past it is urgent, and so is the one that fills it.
+        rx.accept(33, 33);
+        assert!(rx.urgent);
+        rx.ack(&mut sack);
+        rx.accept(32, 32);
+        assert!(rx.urgent, "filling a hole");
+        while rx.deliver().is_some() {}
+        rx.ack(&mut sack);
+        // Duplicates and datagrams beyond the window: the sender lost an acknowledgement.
+        rx.accept(10, 10);
+        assert!(rx.urgent);
+        rx.ack(&mut sack);
+        rx.accept(34 + 512, 0);
+        assert!(rx.urgent);
+        // A small window acknowledges more often.
+        assert_eq!(RxWindow::<u32>::new(8, 0).ack_every(), 2);
     }
 }

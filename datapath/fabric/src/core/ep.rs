@@ -192,9 +192,10 @@ impl EpCore {
         self.wait_fd.as_raw_fd()
     }
 
-    /// Whether time alone (retransmission timers, queued sends) needs a progress call soon.
+    /// Whether time alone (retransmission timers, queued sends, an acknowledgement owed)
+    /// needs a progress call soon.
     pub fn needs_timer(&self) -> bool {
-        self.io.ep.unacked() > 0 || !self.io.sendq.is_empty()
+        self.io.ep.unacked() > 0 || !self.io.sendq.is_empty() || self.io.ep.owes_acks()
     }
 
     /// Whether the application left this endpoint undriven for `idle` while timers are due:
@@ -203,9 +204,12 @@ impl EpCore {
         self.enabled && self.needs_timer() && self.last_progress.elapsed() >= idle
     }
 
-    /// The minimum retransmission timeout: how often a waiter must wake while `needs_timer`.
+    /// How long a waiter may sleep while `needs_timer`: until the endpoint's next timer
+    /// (a delayed acknowledgement is due within microseconds), at most the minimum
+    /// retransmission timeout.
     pub fn timer_slice(&self) -> Duration {
-        Duration::from_micros(500)
+        const MAX: Duration = Duration::from_micros(500);
+        self.io.ep.next_timer().map_or(MAX, |t| t.saturating_duration_since(std::time::Instant::now()).min(MAX))
     }
 
     fn resolve(&mut self, fi_addr: u64, avs: &HashMap<u64, AvTable>) -> Result<Dest, i32> {

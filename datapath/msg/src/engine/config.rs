@@ -58,12 +58,21 @@ impl EngineConfig {
         crate::EndpointConfig::new("", local).engine(mac, datagram_payload)
     }
 
+    /// How long an acknowledgement that is not urgent may wait (see `RxWindow`): well
+    /// below the sender's smallest retransmission timeout.
+    pub fn ack_delay(&self) -> Duration {
+        ACK_DELAY.min(self.rto_min / 4)
+    }
+
     /// How long a reliable partial message or out-of-order datagram waits without
     /// progress: past it, its sender has given up retransmitting.
     pub fn reliable_timeout(&self) -> Duration {
         RTO_MAX.saturating_mul(self.max_retries.saturating_add(2)).max(self.partial_timeout)
     }
 }
+
+/// The longest an acknowledgement waits for more datagrams to cover.
+const ACK_DELAY: Duration = Duration::from_micros(50);
 
 /// A random seed from the process's hash keys (which std draws from the OS).
 pub fn random_seed() -> u64 {

@@ -133,16 +133,24 @@ impl Engine {
             p.rx = Some(RxWindow::new(w, d.hdr.base));
         }
         let Some(rxw) = p.rx.as_mut() else { return };
-        if !rxw.ack_due {
-            self.acks.push(peer);
-        }
+        let (was_due, was_urgent) = (rxw.ack_due, rxw.urgent);
         match rxw.accept(d.hdr.seq, d) {
             Accept::New => {}
             Accept::Duplicate => self.stats.dup_dgrams += 1,
             Accept::OutOfWindow => self.stats.out_of_window += 1,
         }
         while let Some(d) = rxw.deliver() {
-            feed(&mut self.reasm, &mut self.ready, &mut self.stats, now, peer, d);
+            if feed(&mut self.reasm, &mut self.ready, &mut self.stats, now, peer, d) {
+                // A whole message: its sender can free it now, and may wait on it.
+                rxw.urgent = true;
+            }
+        }
+        if rxw.urgent && !was_urgent {
+            self.acks.push(peer);
+        } else if !was_due {
+            self.acks_later.push(peer);
+            let at = now + self.cfg.ack_delay();
+            self.ack_at = Some(self.ack_at.map_or(at, |t| t.min(at)));
         }
         if rxw.held() > 0 && !p.timed {
             p.timed = true;
@@ -165,7 +173,8 @@ impl Engine {
     }
 }
 
-/// Gives a datagram to the reassembler and queues what it completes.
+/// Gives a datagram to the reassembler and queues what it completes; true if it
+/// completed a message.
 fn feed(
     reasm: &mut Reassembler,
     ready: &mut VecDeque<Msg>,
@@ -173,15 +182,17 @@ fn feed(
     now: Instant,
     peer: PeerId,
     d: Dgram,
-) {
+) -> bool {
     match reasm.add(now, peer, d) {
         Ok(Some(m)) => {
             stats.msgs_recv += 1;
             stats.bytes_recv += m.len() as u64;
             ready.push_back(m);
+            return true;
         }
         Ok(None) => {}
         Err(Reject::Malformed) => stats.bad_header += 1,
         Err(Reject::Duplicate) => stats.dup_dgrams += 1,
     }
+    false
 }

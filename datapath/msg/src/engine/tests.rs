@@ -131,3 +131,61 @@ fn full_window_and_full_queue_give_the_message_back() {
     let m = p.a.alloc(65_536).unwrap();
     p.a.send(p.now, to, m).expect("room again once acknowledged");
 }
+
+#[test]
+fn a_receiver_taking_one_datagram_per_turn_acknowledges_a_few_times_per_message() {
+    let mut p = Pair::new(&template(true, 1448), 4096, Impairment::none(Duration::from_micros(10)), 7);
+    let to = peer_b(&p);
+    let (mut now, mut acks) = (p.now, 0);
+    let m = p.a.alloc(65_536).unwrap();
+    p.a.send(now, to, m).unwrap();
+    let mut wire = Vec::new();
+    while let Some(d) = p.a.poll_transmit(u32::MAX) {
+        wire.push(d);
+    }
+    assert_eq!(wire.len(), 46, "64 KiB is 46 datagrams of 1448 B");
+    // A busy receiver: one datagram per turn, transmitting after each, as `recv` does.
+    for d in &wire {
+        now += Duration::from_micros(1);
+        assert!(crate::sim::carry(&mut p.b, now, d));
+        while let Some(ack) = p.b.poll_transmit(u32::MAX) {
+            acks += 1;
+            assert!(crate::sim::carry(&mut p.a, now, &ack));
+        }
+        if p.b.poll_timeout().is_some_and(|t| now >= t) {
+            p.b.handle_timeout(now);
+        }
+    }
+    assert_eq!(p.b.poll_recv().map(|m| m.len()), Some(65_536));
+    // One after 32 new datagrams, one when the message completed; it used to be 46.
+    assert_eq!(acks, 2, "acknowledgements for one 46-datagram message");
+    assert_eq!(p.a.unacked(), 0, "and they acknowledged all of it");
+}
+
+#[test]
+fn a_partial_message_is_acknowledged_after_the_ack_delay() {
+    let mut p = Pair::new(&template(true, 1448), 4096, Impairment::none(Duration::from_micros(10)), 8);
+    let to = peer_b(&p);
+    let now = p.now;
+    let m = p.a.alloc(10 * 1448).unwrap();
+    p.a.send(now, to, m).unwrap();
+    let mut wire = Vec::new();
+    while let Some(d) = p.a.poll_transmit(u32::MAX) {
+        wire.push(d);
+    }
+    for d in &wire[..5] {
+        assert!(crate::sim::carry(&mut p.b, now, d));
+    }
+    assert!(p.b.poll_transmit(u32::MAX).is_none(), "in order and few: the acknowledgement waits");
+    assert!(p.b.owes_acks());
+    let due = p.b.poll_timeout().expect("the delayed acknowledgement is timed");
+    assert!(due <= now + Duration::from_micros(50) && due > now);
+    p.b.handle_timeout(due);
+    let ack = p.b.poll_transmit(u32::MAX).expect("sent once its delay ran out");
+    assert!(crate::sim::carry(&mut p.a, due, &ack));
+    assert_eq!(p.a.unacked(), 5, "it covered the five that arrived");
+    assert!(!p.b.owes_acks());
+    // A datagram past a hole is acknowledged at once (the sender's fast retransmit needs it).
+    assert!(crate::sim::carry(&mut p.b, due, &wire[7]));
+    assert!(p.b.poll_transmit(u32::MAX).is_some(), "out of order: at once");
+}
