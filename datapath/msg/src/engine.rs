@@ -330,8 +330,7 @@ impl Engine {
                 return Some(ack);
             }
         }
-        loop {
-            let Some((peer, d)) = self.txq.front() else { break };
+        while let Some((peer, d)) = self.txq.front() {
             if self.peers.get(*peer).is_none() {
                 // Its peer left (lost or evicted): nobody is there to take it.
                 self.txq.pop_front();
