@@ -243,6 +243,9 @@ enum BenchCmd {
         /// fi_pingpong iterations at 64 B (a tenth of them at 64 KiB and for MPI).
         #[arg(long, default_value_t = 20000)]
         iters: u32,
+        /// MTUs of the veth pair (every row runs at each; HPC Ethernet runs 9000).
+        #[arg(long, value_delimiter = ',', default_value = "1500,9000")]
+        mtu: Vec<u32>,
     },
     /// One TCP connection: our stack over AF_XDP vs the kernel's sendfile, the same file
     /// to curl on the same veth pair, MTU 1500 and 9000; throughput and server CPU s/GiB,
@@ -536,11 +539,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let bins = prepare()?;
             wan::bench(&bins, &opts)
         }
-        Cmd::Bench { what: BenchCmd::Fabric { runs, iters } } => {
+        Cmd::Bench { what: BenchCmd::Fabric { runs, iters, mtu } } => {
             setup::require_root("bench fabric (it creates namespaces and attaches XDP)")?;
             setup::ensure(setup::Profile::Full)?;
             netns::install_cleanup();
-            fabric_bench::bench(&fabric::Provider::default(), runs, iters)
+            fabric_bench::bench(&fabric::Provider::default(), runs, iters, &mtu)
         }
         Cmd::Bench { what: BenchCmd::Tcp { size_mib, runs } } => {
             let bins = prepare()?;
