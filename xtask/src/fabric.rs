@@ -311,7 +311,13 @@ fn mpi_case(prov: &Provider, lossy: bool) -> Result<()> {
             "loss not exercised: dropped {a}/{b}, retransmitted {retx}:\n{}",
             eps.join("\n")
         );
-        note = format!("; link dropped {a}/{b} frames, {retx} datagrams retransmitted");
+        let sum = |k: &str| eps.iter().map(|l| stat(l, k).unwrap_or(0)).sum::<u64>();
+        note = format!(
+            "; link dropped {a}/{b} frames, {retx} datagrams retransmitted ({} by timeout), {} duplicates received, {} kernel RX ring overflows",
+            sum("timeouts"),
+            sum("dup"),
+            sum("rx_ring_full")
+        );
     }
     println!(
         "  mpirun (pml cm, mtl ofi, afxdp) 2 ranks: ping-pong 1 B..4 MiB checked (64 B p50 {:.1} us), allreduce of 1/1000/100000 int64 checked, 6 matched probes checked{note}",
@@ -560,7 +566,7 @@ pub fn stat(text: &str, key: &str) -> Option<u64> {
     let mut it = line.split_whitespace();
     while let Some(w) = it.next() {
         if w == key {
-            return it.next()?.trim_end_matches(',').parse().ok();
+            return it.next()?.trim_end_matches([',', ')']).parse().ok();
         }
     }
     None
