@@ -59,9 +59,11 @@
 //!
 //! **Reliability** ([`EndpointConfig::reliable`]) is selective acknowledgement and
 //! retransmission over UDP, as eRPC does ([`reliable`]): per-peer datagram sequence
-//! numbers, one acknowledgement (cumulative + 1024-bit SACK bitmap) per receive batch,
-//! retransmission on timeout (RTT-estimated, backed off) or after three later datagrams
-//! were acknowledged, a window that bounds datagrams in flight, and in-order delivery per
+//! numbers, acknowledgements (cumulative + 1024-bit SACK bitmap) at once for a hole, a
+//! duplicate, a completed message or every 32 datagrams and otherwise delayed at most
+//! 50 us, retransmission on timeout (RTT-estimated, backed off, restarted by every
+//! acknowledgement of new data) or after three datagrams transmitted later were
+//! acknowledged, a window that bounds datagrams in flight, and in-order delivery per
 //! peer. Unacknowledged datagrams are held as references to their frames and released on
 //! acknowledgement: a retransmission re-posts the same descriptors, it copies nothing.
 //! Sequence numbers start at a random number per peer, which every data datagram carries
