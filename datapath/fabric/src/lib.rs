@@ -28,7 +28,8 @@
 //! arrive even if the application stops driving the endpoint (it may block on its own
 //! sockets after its last send, as `fi_pingpong` does), so a domain with an RDM endpoint
 //! runs a timer thread that drives an endpoint left undriven for 1 ms while it has
-//! datagrams unacknowledged, and `fi_close` lingers until they are acknowledged.
+//! datagrams unacknowledged or an acknowledgement owed, and `fi_close` lingers until its
+//! datagrams are acknowledged.
 //!
 //! **RDM natively, not through `ofi_rxd`.** libfabric's `ofi_rxd` builds RDM over this
 //! provider's DGRAM endpoints by itself (`fi_info -p afxdp` lists `afxdp;ofi_rxd`); this
@@ -36,10 +37,9 @@
 //! acknowledgement, retransmission by frame reference): one header and one acknowledgement
 //! path instead of two, 64 KiB per endpoint message instead of rxd's packets, no rxd
 //! handshake per peer. Chosen by measurement, `fi_pingpong -e rdm` on this project's veth
-//! pair in the same run (`cargo xtask bench fabric` prints both rows): at 64 B, native 27
-//! and 34 us/xfer against rxd's 48 and 54 (pinned, machine busy with other builds), and
-//! 3.97 against 241 in a quiet smoke run (`--runs 1 --iters 200`), where 64 KiB moved at
-//! 754 MB/s native against 43.5 through rxd. So when a utility provider asks to layer
+//! pair in the same run (`cargo xtask bench fabric` prints both rows): at 64 B, native
+//! 4.90 and 6.29 us/xfer against rxd's 9.20 and 10.29 (MTU 1500 and 9000), and at 64 KiB
+//! 463 and 1,219 MB/s against 397 and 617. So when a utility provider asks to layer
 //! over us (`fi_getinfo` with libfabric's `OFI_CORE_PROV_ONLY`), the provider declines,
 //! as libfabric itself does for the core providers that have their own RDM; otherwise
 //! libfabric lists `afxdp;ofi_rxd` first and Open MPI and `fi_pingpong` take it.
