@@ -24,6 +24,7 @@ use datapath_msg::{AllocError, Endpoint, EndpointConfig, Event, Msg, MsgBuf, Msg
 use super::av::AvTable;
 use super::config::Config;
 use super::cq::{prov_errno, CompErr, Completion, CqCore};
+use super::domain::IdMap;
 use super::matching::{MatchStats, Matcher, PeekMode, PostedRecv};
 use super::proto::{Hdr, Kind, CHUNK, HDR};
 use super::send::Io;
@@ -212,7 +213,7 @@ impl EpCore {
         self.io.ep.next_timer().map_or(MAX, |t| t.saturating_duration_since(std::time::Instant::now()).min(MAX))
     }
 
-    fn resolve(&mut self, fi_addr: u64, avs: &HashMap<u64, AvTable>) -> Result<Dest, i32> {
+    fn resolve(&mut self, fi_addr: u64, avs: &IdMap<AvTable>) -> Result<Dest, i32> {
         let av = self.av.and_then(|a| avs.get(&a)).ok_or(-FI_ENOAV)?;
         let addr = av.lookup(fi_addr).ok_or(-FI_EINVAL)?;
         if addr == self.local {
@@ -238,8 +239,8 @@ impl EpCore {
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         &mut self,
-        cqs: &mut HashMap<u64, CqCore>,
-        avs: &HashMap<u64, AvTable>,
+        cqs: &mut IdMap<CqCore>,
+        avs: &IdMap<AvTable>,
         dest: u64,
         iov: UserIov,
         tagged: Option<u64>,
@@ -313,8 +314,8 @@ impl EpCore {
     /// A send to ourselves: matched like an arriving message, at once.
     fn send_local(
         &mut self,
-        cqs: &mut HashMap<u64, CqCore>,
-        avs: &HashMap<u64, AvTable>,
+        cqs: &mut IdMap<CqCore>,
+        avs: &IdMap<AvTable>,
         hdr: Hdr,
         iov: &UserIov,
         ctx: usize,
@@ -338,12 +339,12 @@ impl EpCore {
         Ok(())
     }
 
-    fn src_of_local(&self, avs: &HashMap<u64, AvTable>) -> u64 {
+    fn src_of_local(&self, avs: &IdMap<AvTable>) -> u64 {
         self.av.and_then(|a| avs.get(&a)).and_then(|av| av.reverse(self.local)).unwrap_or(FI_ADDR_NOTAVAIL)
     }
 
     /// Hands chunks to the endpoint in order while it takes them; completes finished sends.
-    fn drive_sends(&mut self, cqs: &mut HashMap<u64, CqCore>) {
+    fn drive_sends(&mut self, cqs: &mut IdMap<CqCore>) {
         while let Some(op) = self.io.sendq.front_mut() {
             if let Some(m) = op.built.take() {
                 let Dest::Net(peer) = op.dest else { break };
@@ -392,7 +393,7 @@ impl EpCore {
     }
 
     /// Posts a receive.
-    pub fn recv(&mut self, cqs: &mut HashMap<u64, CqCore>, r: PostedRecv) -> OpResult {
+    pub fn recv(&mut self, cqs: &mut IdMap<CqCore>, r: PostedRecv) -> OpResult {
         if self.matcher.posted() >= self.params.rx_size {
             return Err(-FI_EAGAIN);
         }
@@ -406,7 +407,7 @@ impl EpCore {
 
     /// FI_PEEK: a completion describing the first unexpected message `r` would take, or
     /// an FI_ENOMSG error completion; `mode` reserves or drops the message found.
-    pub fn peek(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>, r: PostedRecv, mode: PeekMode) {
+    pub fn peek(&mut self, cqs: &mut IdMap<CqCore>, avs: &IdMap<AvTable>, r: PostedRecv, mode: PeekMode) {
         self.progress(cqs, avs);
         let (ctx, tag) = (r.ctx, r.tag);
         let mut out = std::mem::take(&mut self.scratch);
@@ -428,7 +429,7 @@ impl EpCore {
 
     /// FI_CLAIM: receives (or with `discard` drops) the message an earlier
     /// `FI_PEEK | FI_CLAIM` with the same context reserved. `-FI_EINVAL` if none is.
-    pub fn claim(&mut self, cqs: &mut HashMap<u64, CqCore>, r: PostedRecv, discard: bool) -> OpResult {
+    pub fn claim(&mut self, cqs: &mut IdMap<CqCore>, r: PostedRecv, discard: bool) -> OpResult {
         let mut out = std::mem::take(&mut self.scratch);
         let res = self.matcher.claim(r, discard, &mut out).map_err(|r| {
             log::warn!("FI_CLAIM with context {:#x}: no message was claimed by a peek with that context", r.ctx);
@@ -450,7 +451,7 @@ impl EpCore {
     }
 
     /// Cancels a posted receive.
-    pub fn cancel(&mut self, cqs: &mut HashMap<u64, CqCore>, ctx: usize) -> bool {
+    pub fn cancel(&mut self, cqs: &mut IdMap<CqCore>, ctx: usize) -> bool {
         let mut out = std::mem::take(&mut self.scratch);
         let hit = self.matcher.cancel(ctx, &mut out);
         push_all(cqs, self.rx_cq, &mut out);
@@ -459,7 +460,7 @@ impl EpCore {
     }
 
     /// Drives the endpoint once: transmit, receive, match, acknowledge, retransmit.
-    pub fn progress(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>) {
+    pub fn progress(&mut self, cqs: &mut IdMap<CqCore>, avs: &IdMap<AvTable>) {
         self.last_progress = std::time::Instant::now();
         let mut msgs: Vec<Msg> = std::mem::take(&mut self.io.msgs);
         if self.matcher.unexpected_bytes() > self.unexpected_max {
@@ -520,7 +521,7 @@ impl EpCore {
     /// in frames) must still arrive, so first it lingers, driving the endpoint until every
     /// queued send is handed over and every reliable datagram acknowledged, for at most
     /// `linger`; then operations still queued or posted complete with an error.
-    pub fn close(&mut self, cqs: &mut HashMap<u64, CqCore>, avs: &HashMap<u64, AvTable>, linger: Duration) {
+    pub fn close(&mut self, cqs: &mut IdMap<CqCore>, avs: &IdMap<AvTable>, linger: Duration) {
         let end = std::time::Instant::now() + linger;
         self.io.ep.flush();
         while self.needs_timer() && std::time::Instant::now() < end {
@@ -617,7 +618,7 @@ fn send_completion(ctx: usize, hdr: &Hdr, len: usize) -> Completion {
     }
 }
 
-fn push_all(cqs: &mut HashMap<u64, CqCore>, cq: Option<u64>, out: &mut Vec<Completion>) {
+fn push_all(cqs: &mut IdMap<CqCore>, cq: Option<u64>, out: &mut Vec<Completion>) {
     match cq.and_then(|q| cqs.get_mut(&q)) {
         Some(q) => out.drain(..).for_each(|c| q.push(c)),
         None => out.clear(),

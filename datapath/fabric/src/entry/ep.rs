@@ -1,7 +1,6 @@
 //! Endpoints: `fi_endpoint`, bind/enable, `fi_getname`, and the message and tagged
 //! operations (send, sendv, sendmsg, inject, senddata, injectdata; recv, recvv, recvmsg).
 
-use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use super::info::{read_sin, write_sin};
 use super::{boxed, guard, obj, stubs, take, EOTHER, EOTHER_SZ};
 use crate::core::av::AvTable;
 use crate::core::cq::CqCore;
-use crate::core::domain::DomainShared;
+use crate::core::domain::{DomainShared, IdMap};
 use crate::core::ep::{EpCore, EpKind, EpParams};
 use crate::core::info::{INJECT_SIZE, IOV_LIMIT, RX_SIZE, TX_SIZE};
 use crate::core::matching::{PeekMode, PostedRecv};
@@ -162,10 +161,7 @@ unsafe fn ep_obj<'a>(f: *const c_void) -> Option<&'a EpObj> {
 }
 
 /// Runs `f` on the endpoint with the domain's queues and address vectors, locked.
-fn with_ep(
-    e: *const c_void,
-    f: impl FnOnce(&mut EpCore, &mut HashMap<u64, CqCore>, &HashMap<u64, AvTable>) -> isize,
-) -> isize {
+fn with_ep(e: *const c_void, f: impl FnOnce(&mut EpCore, &mut IdMap<CqCore>, &IdMap<AvTable>) -> isize) -> isize {
     // SAFETY: libfabric passes a live endpoint fid.
     let Some(o) = (unsafe { ep_obj(e) }) else { return -(FI_EINVAL as isize) };
     let mut st = o.shared.lock();
