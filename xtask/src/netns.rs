@@ -388,6 +388,29 @@ impl Impaired {
         Ok(())
     }
 
+    /// Frames the forwarder's packet sockets in the middle could not take (their receive
+    /// buffer was full: the kernel's `sk_drops`, which `ss -f link -m` prints as `d<N>`),
+    /// towards the client (arriving from the server) and towards the server. These are
+    /// losses of the path as much as the loss model's, but the forwarder never sees them.
+    pub fn socket_drops(&self) -> Result<(u64, u64)> {
+        let (ok, text) = output(self.in_middle("ss").args(["-f", "link", "-m", "-a", "-n"]))?;
+        ensure!(ok, "ss -f link -m in {}: {text}", self.middle);
+        let (mut to_cli, mut to_srv) = (0, 0);
+        for line in text.lines() {
+            let Some(d) =
+                line.split([',', ')', '(']).find_map(|w| w.strip_prefix('d').and_then(|n| n.parse::<u64>().ok()))
+            else {
+                continue;
+            };
+            if line.contains(&format!(":{} ", self.mid_srv_if)) {
+                to_cli += d;
+            } else if line.contains(&format!(":{} ", self.mid_cli_if)) {
+                to_srv += d;
+            }
+        }
+        Ok((to_cli, to_srv))
+    }
+
     /// Frames [`Impaired::lose`] dropped towards the server and towards the client.
     pub fn drops(&self) -> Result<(u64, u64)> {
         let number_after = |text: &str, key: &str| -> Option<u64> {

@@ -70,11 +70,23 @@ struct Run {
     dropped: u64,
     dropped_bytes: u64,
     send_errors: u64,
+    /// Frames towards the client that the forwarder's packet socket could not take
+    /// (`Impaired::socket_drops`): lost on the path as well, though not by the loss model.
+    overflow: u64,
 }
+
+/// The IP bytes an overflowed frame is counted as: a full segment at the bench's MTU (the
+/// kernel counts those drops in packets only, and nearly all of them are full data frames).
+const OVERFLOW_FRAME_BYTES: u64 = 1500;
 
 impl Run {
     fn rate(&self) -> f64 {
         self.bytes as f64 / self.secs.max(1e-9) / 1e6
+    }
+
+    /// Bytes the path lost towards the client: the loss model's and the overflows.
+    fn lost_bytes(&self) -> u64 {
+        self.dropped_bytes + self.overflow * OVERFLOW_FRAME_BYTES
     }
 }
 
@@ -120,14 +132,16 @@ pub fn bench(bins: &Bins, opts: &WanOpts) -> Result<()> {
                 };
                 match &o {
                     Some(o) => println!(
-                        "  {cc}: kernel {:.1} MB/s, ours {:.1} MB/s ({:.2}x); forwarder dropped {} / {} frames towards the client; retransmitted/dropped bytes: kernel {}, ours {}",
+                        "  {cc}: kernel {:.1} MB/s, ours {:.1} MB/s ({:.2}x); forwarder dropped {} / {} frames towards the client (+ {} / {} its socket overflowed); retransmitted/lost bytes: kernel {}, ours {}",
                         k.rate(),
                         o.rate(),
                         o.rate() / k.rate().max(1e-9),
                         k.dropped,
                         o.dropped,
-                        ratio(k.retx_bytes, k.dropped_bytes),
-                        ratio(o.retx_bytes, o.dropped_bytes)
+                        k.overflow,
+                        o.overflow,
+                        ratio(k.retx_bytes, k.lost_bytes()),
+                        ratio(o.retx_bytes, o.lost_bytes())
                     ),
                     None => println!("  {cc}: kernel {:.1} MB/s (ours has no {cc})", k.rate()),
                 }
@@ -345,15 +359,19 @@ fn download(net: &Impaired, bins: &Bins, opts: &WanOpts, rtt: f64, loss: f64, si
             sent.saturating_sub(written)
         }
     };
+    // Read while the forwarder's sockets are still open.
+    let (overflow, overflow_to_srv) = net.socket_drops()?;
     let (_, itext) = imp.terminate(Duration::from_secs(10))?;
     let r = |k: &str| result(&itext, k).unwrap_or(0);
     println!(
-        "  forwarder: to the client {} frames ({} dropped, {} reordered), to the server {} frames ({} dropped, {} reordered)",
+        "  forwarder: to the client {} frames ({} dropped, {} overflowed its socket, {} reordered), to the server {} frames ({} dropped, {} overflowed, {} reordered)",
         r("to_client_frames"),
         r("to_client_dropped"),
+        overflow,
         r("to_client_reordered"),
         r("to_server_frames"),
         r("to_server_dropped"),
+        overflow_to_srv,
         r("to_server_reordered")
     );
     // The kernel releases the AF_XDP socket of the exited server asynchronously.
@@ -368,6 +386,7 @@ fn download(net: &Impaired, bins: &Bins, opts: &WanOpts, rtt: f64, loss: f64, si
         dropped: r("to_client_dropped"),
         dropped_bytes: r("to_client_dropped_bytes"),
         send_errors: r("to_client_send_errors"),
+        overflow,
     })
 }
 
@@ -386,7 +405,7 @@ fn print_table(opts: &WanOpts, size: u64, rows: &[Row]) {
         "kernel CC = fileserver --backend kernel --method sendfile with CC; ours CC = fileserver --backend xdp --congestion CC (our TCP over AF_XDP); ours/CC compares the same controller"
     );
     println!(
-        "retx/dropped: payload bytes the server resent over frame bytes the forwarder dropped towards the client (kernel: TcpRetransSegs x 1448; ours: payload sent beyond one copy of the response)"
+        "retx/lost: payload bytes the server resent over IP bytes lost towards the client: those the forwarder dropped, plus {OVERFLOW_FRAME_BYTES} B for each frame its packet socket could not take (socket overflow; sk_drops) (kernel: TcpRetransSegs x 1448; ours: payload sent beyond one copy of the response)"
     );
     println!();
     let ccs = &opts.cc;
@@ -397,11 +416,11 @@ fn print_table(opts: &WanOpts, size: u64, rows: &[Row]) {
         rule += "---:|---:|---:|";
     }
     for cc in ccs {
-        head += &format!(" retx/dropped kernel {cc} | retx/dropped ours {cc} |");
+        head += &format!(" retx/lost kernel {cc} | retx/lost ours {cc} |");
         rule += "---:|---:|";
     }
-    head += " bytes per frame (kernel, ours) |";
-    rule += "---|";
+    head += " socket overflow (kernel, ours) | bytes per frame (kernel, ours) |";
+    rule += "---|---|";
     println!("{head}");
     println!("{rule}");
     let per_frame = |r: &Run| (r.bytes / r.frames.max(1)).to_string();
@@ -416,9 +435,12 @@ fn print_table(opts: &WanOpts, size: u64, rows: &[Row]) {
             }
         }
         for (k, o) in ks.iter().zip(os) {
-            let ours = o.as_ref().map_or("-".into(), |o| ratio(o.retx_bytes, o.dropped_bytes));
-            line += &format!(" {} | {ours} |", ratio(k.retx_bytes, k.dropped_bytes));
+            let ours = o.as_ref().map_or("-".into(), |o| ratio(o.retx_bytes, o.lost_bytes()));
+            line += &format!(" {} | {ours} |", ratio(k.retx_bytes, k.lost_bytes()));
         }
+        let ko: Vec<String> = ks.iter().map(|k| k.overflow.to_string()).collect();
+        let oo: Vec<String> = os.iter().flatten().map(|o| o.overflow.to_string()).collect();
+        line += &format!(" {} / {} |", ko.join(", "), oo.join(", "));
         let kf: Vec<String> = ks.iter().map(per_frame).collect();
         let of: Vec<String> = os.iter().flatten().map(per_frame).collect();
         line += &format!(" {} / {} |", kf.join(", "), of.join(", "));
