@@ -8,13 +8,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use crate::client::Prng;
 use crate::fstest::{sha256_download, sha256_file};
 use crate::netns::{Netns, SRV_ADDR, SRV_ADDR6};
 use crate::nstest::{Bins, Suite};
-use crate::util::{output, Daemon};
+use crate::util::{output, root, Daemon};
 
 /// The file downloaded under capture.
 const SIZE: u64 = 32 << 20;
@@ -50,8 +50,28 @@ fn server_bytes(file: &Path, ip: &str, src: &str) -> Result<(u64, usize)> {
 /// No packet tshark calls malformed.
 fn no_malformed(file: &Path) -> Result<()> {
     let bad = tshark(file, &["-Y", "_ws.malformed"])?;
-    ensure!(bad.trim().is_empty(), "tshark found malformed packets in {}:\n{bad}", file.display());
-    Ok(())
+    if bad.trim().is_empty() {
+        return Ok(());
+    }
+    // Say what tshark objected to: the first such packet dissected in full (its TCP
+    // analysis and the dissector's exception), and keep the capture for a closer look.
+    let detail = tshark(file, &["-Y", "_ws.malformed", "-c", "1", "-V", "-o", "tcp.analyze_sequence_numbers:TRUE"])
+        .unwrap_or_else(|e| e.to_string());
+    let detail: Vec<&str> = detail.lines().filter(|l| !l.trim().is_empty()).take(120).collect();
+    let kept = root().join("target").join(format!(
+        "malformed-{}-{}",
+        std::process::id(),
+        file.file_name().and_then(|n| n.to_str()).unwrap_or("capture.pcapng")
+    ));
+    let kept = match std::fs::copy(file, &kept) {
+        Ok(_) => format!("kept as {}", kept.display()),
+        Err(e) => format!("not kept ({e})"),
+    };
+    bail!(
+        "tshark found malformed packets in {} ({kept}):\n{bad}\nthe first, in full:\n{}",
+        file.display(),
+        detail.join("\n")
+    )
 }
 
 /// The response head of `url` as curl got it (bytes), and the body's sha256.
