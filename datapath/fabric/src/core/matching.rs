@@ -138,6 +138,21 @@ fn recv_flags(hdr: &Hdr) -> u64 {
     f
 }
 
+/// A successful receive completion for context `ctx` describing message `hdr` from `src`:
+/// `len` bytes at `buf` (a peek reports the message's length and no buffer).
+fn recv_completion(ctx: usize, hdr: &Hdr, src: u64, len: usize, buf: usize) -> Completion {
+    Completion {
+        op_context: ctx,
+        flags: recv_flags(hdr),
+        len,
+        buf,
+        data: if hdr.has_data() { hdr.data } else { 0 },
+        tag: if hdr.kind == Kind::Tagged { hdr.tag } else { 0 },
+        src,
+        err: None,
+    }
+}
+
 /// The completion of `r` for a message `hdr` of which `delivered` bytes landed.
 fn complete(r: &PostedRecv, hdr: &Hdr, src: u64, delivered: usize, out: &mut Vec<Completion>) {
     let total = hdr.total as usize;
@@ -149,16 +164,7 @@ fn complete(r: &PostedRecv, hdr: &Hdr, src: u64, delivered: usize, out: &mut Vec
     if err.is_none() && !r.want_comp {
         return;
     }
-    out.push(Completion {
-        op_context: r.ctx,
-        flags: recv_flags(hdr),
-        len: delivered,
-        buf: r.iov.base(),
-        data: if hdr.has_data() { hdr.data } else { 0 },
-        tag: if hdr.kind == Kind::Tagged { hdr.tag } else { 0 },
-        src,
-        err,
-    });
+    out.push(Completion { err, ..recv_completion(r.ctx, hdr, src, delivered, r.iov.base()) });
 }
 
 impl<K: Hash + Eq + Copy> Matcher<K> {
@@ -236,16 +242,7 @@ impl<K: Hash + Eq + Copy> Matcher<K> {
             return false;
         };
         let u = &mut self.unexpected[i];
-        out.push(Completion {
-            op_context: r.ctx,
-            flags: recv_flags(&u.hdr),
-            len: u.hdr.total as usize,
-            buf: 0,
-            data: if u.hdr.has_data() { u.hdr.data } else { 0 },
-            tag: u.hdr.tag,
-            src: u.src,
-            err: None,
-        });
+        out.push(recv_completion(r.ctx, &u.hdr, u.src, u.hdr.total as usize, 0));
         match mode {
             PeekMode::Look => {}
             PeekMode::Claim => {
@@ -268,16 +265,7 @@ impl<K: Hash + Eq + Copy> Matcher<K> {
             let src = self.unexpected[i].src;
             self.discard_at(i);
             if r.want_comp {
-                out.push(Completion {
-                    op_context: r.ctx,
-                    flags: recv_flags(&hdr),
-                    len: 0,
-                    buf: r.iov.base(),
-                    data: if hdr.has_data() { hdr.data } else { 0 },
-                    tag: hdr.tag,
-                    src,
-                    err: None,
-                });
+                out.push(recv_completion(r.ctx, &hdr, src, 0, r.iov.base()));
             }
         } else if self.unexpected[i].complete {
             if let Some(u) = self.unexpected.remove(i) {
