@@ -43,7 +43,7 @@ impl Provider {
             "-p",
             "afxdp-fabric",
         ]))?;
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+        let target = crate::util::target_dir();
         let lib = target.join("release").join("libafxdp_fi.so");
         ensure!(lib.is_file(), "{} was not built", lib.display());
         let dir = target.join("release").join("libfabric");
@@ -185,7 +185,7 @@ pub fn tests(suite: &mut crate::nstest::Suite, prov: &Provider) {
 /// Builds `datapath/fabric/tests/mpi_check.c` with `mpicc` into the target directory.
 pub fn mpi_check() -> Result<PathBuf> {
     let src = root().join("datapath/fabric/tests/mpi_check.c");
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = crate::util::target_dir();
     let exe = target.join("release").join("mpi_check");
     run(Command::new("mpicc").args(["-O2", "-Wall", "-o"]).arg(&exe).arg(&src))
         .context("mpicc (Open MPI's compiler wrapper; `cargo xtask setup` installs libopenmpi-dev)")?;

@@ -14,7 +14,7 @@ use crate::client::Prng;
 use crate::fstest::{sha256_download, sha256_file};
 use crate::netns::{Netns, SRV_ADDR, SRV_ADDR6};
 use crate::nstest::{Bins, Suite};
-use crate::util::{output, root, Daemon};
+use crate::util::{output, Daemon};
 
 /// The file downloaded under capture.
 const SIZE: u64 = 32 << 20;
@@ -58,7 +58,7 @@ fn no_malformed(file: &Path) -> Result<()> {
     let detail = tshark(file, &["-Y", "_ws.malformed", "-c", "1", "-V", "-o", "tcp.analyze_sequence_numbers:TRUE"])
         .unwrap_or_else(|e| e.to_string());
     let detail: Vec<&str> = detail.lines().filter(|l| !l.trim().is_empty()).take(120).collect();
-    let kept = root().join("target").join(format!(
+    let kept = crate::util::target_dir().join(format!(
         "malformed-{}-{}",
         std::process::id(),
         file.file_name().and_then(|n| n.to_str()).unwrap_or("capture.pcapng")

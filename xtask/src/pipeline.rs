@@ -151,7 +151,7 @@ pub fn bench(opts: &Opts) -> Result<()> {
         opts.connections, opts.ack_every
     );
     println!("\nthe file server's user-space path ({note})\n\n{md}");
-    let out = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let out = crate::util::target_dir();
     let out = out.join("bench");
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("pipeline.md"), format!("The file server's user-space path ({note})\n\n{md}"))?;
