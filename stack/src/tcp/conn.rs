@@ -87,6 +87,9 @@ pub struct RecoveryInfo {
     pub lost: usize,
     /// RACK's reordering-window multiplier.
     pub reo_wnd_mult: u32,
+    /// The largest reordering degree seen, segments, at least 3 (Linux `reordering` in
+    /// `ss -i`).
+    pub reordering: u32,
     /// Send MSS.
     pub mss: usize,
     /// The pacing rate, bytes/s (0: not paced yet).
@@ -454,6 +457,7 @@ impl Conn {
             sacked: self.ls().rtx.sacked(),
             lost: self.ls().rtx.lost(),
             reo_wnd_mult: self.ls().rack.reo_wnd_mult(),
+            reordering: self.ls().rack.reordering(),
             mss: self.mss,
             pacing_rate: self.pacing_rate(),
             delivery_rate: self.ls().rate.last_rate(),

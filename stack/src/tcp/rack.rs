@@ -20,8 +20,11 @@ use crate::wire::Seq;
 const REO_WND_PERSIST: u32 = 16;
 /// Largest multiplier (Linux keeps it in a byte).
 const MAX_REO_WND_MULT: u32 = 255;
-/// Duplicate-ACK threshold, in SACKed segments, before reordering is seen.
+/// Duplicate-ACK threshold, in SACKed segments, before reordering is seen (Linux
+/// `tcp_reordering`).
 const DUP_THRESH: usize = 3;
+/// Largest reordering degree remembered, segments (Linux `tcp_max_reordering`).
+const MAX_REORDERING: u32 = 300;
 
 /// Per-connection RACK state.
 #[derive(Debug, Clone)]
@@ -39,6 +42,9 @@ pub struct Rack {
     dsack_round: Option<Seq>,
     /// A segment was delivered out of order (never retransmitted, below the highest SACK).
     reordering_seen: bool,
+    /// The largest reordering degree seen, segments, at least [`DUP_THRESH`] (Linux
+    /// `tp->reordering`).
+    reordering: u32,
 }
 
 impl Default for Rack {
@@ -58,6 +64,7 @@ impl Rack {
             reo_wnd_persist: 0,
             dsack_round: None,
             reordering_seen: false,
+            reordering: DUP_THRESH as u32,
         }
     }
 }
@@ -83,9 +90,29 @@ impl Rack {
         }
     }
 
-    /// A segment arrived out of order: from now on the reordering window is not zero.
-    pub fn note_reordering(&mut self) {
+    /// A segment arrived `degree` segments out of order: from now on the reordering
+    /// window is not zero.
+    pub fn note_reordering(&mut self, degree: u64) {
         self.reordering_seen = true;
+        self.reordering = self.reordering.max(degree.min(u64::from(MAX_REORDERING)) as u32);
+    }
+
+    /// The largest reordering degree seen, segments (at least 3).
+    pub fn reordering(&self) -> u32 {
+        self.reordering
+    }
+
+    /// Reordering deeper than the duplicate-ACK threshold has been seen: the window then
+    /// grows on every delivery, SACKed or cumulative, since on such a path a hole below
+    /// the SACKs is more likely late than lost (Linux `tcp_may_raise_cwnd`).
+    pub fn deep_reordering(&self) -> bool {
+        self.reordering > DUP_THRESH as u32
+    }
+
+    /// A retransmission timeout while SACKs covered at least three segments and no
+    /// recovery ran: the reordering degree was overestimated (Linux `tcp_enter_loss`).
+    pub fn on_timeout_in_disorder(&mut self) {
+        self.reordering = self.reordering.min(DUP_THRESH as u32);
     }
 
     /// Takes the "moved since the last check" flag.
@@ -202,8 +229,15 @@ mod tests {
         assert_eq!(r.reo_wnd(srtt, min, false, 0, 1000), Duration::from_millis(2));
         assert_eq!(r.reo_wnd(srtt, min, true, 0, 1000), Duration::ZERO);
         assert_eq!(r.reo_wnd(srtt, min, false, 3000, 1000), Duration::ZERO);
-        r.note_reordering();
+        r.note_reordering(2);
+        assert!(!r.deep_reordering(), "2 segments is within the duplicate-ACK threshold");
         assert_eq!(r.reo_wnd(srtt, min, true, 3000, 1000), Duration::from_millis(2));
+        r.note_reordering(7);
+        r.note_reordering(5);
+        assert_eq!(r.reordering(), 7);
+        assert!(r.deep_reordering());
+        r.on_timeout_in_disorder();
+        assert!(!r.deep_reordering());
         r.update_reo_wnd(Seq(0), Seq(5000), true);
         r.update_reo_wnd(Seq(1000), Seq(6000), true);
         assert_eq!(r.reo_wnd_mult(), 2, "one step per round trip");

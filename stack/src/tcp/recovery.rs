@@ -263,7 +263,7 @@ impl Conn {
         let degree = (fack.since(low) as usize).div_ceil(self.mss.max(1)) as u64;
         ctr.tcp_reordering_seen += 1;
         ctr.tcp_reordering_max = ctr.tcp_reordering_max.max(degree);
-        self.lm().rack.note_reordering();
+        self.lm().rack.note_reordering(degree);
     }
 
     /// The ACK's RTT samples (Linux `tcp_ack_update_rtt`): SRTT from the oldest
@@ -389,7 +389,7 @@ impl Conn {
             let safe = una_advanced && newly_lost == 0;
             let sndcnt = l.prr.on_ack(ev.delivered, pipe, ssthresh, mss, safe);
             l.prr_cwnd = pipe + sndcnt;
-        } else if una_advanced {
+        } else if una_advanced || (ev.delivered > 0 && self.ls().rack.deep_reordering()) {
             self.grow(now, hdr.ack, ev.delivered, rtt, ctr);
         }
     }
@@ -514,6 +514,9 @@ impl Conn {
         if reduce {
             let una = self.snd_una;
             self.lm().undo.start(una, 0);
+        }
+        if self.ca == CaState::Open && self.ls().rtx.sacked() >= 3 * self.mss {
+            self.lm().rack.on_timeout_in_disorder();
         }
         let flight = self.snd_max.since(self.snd_una) as usize;
         self.cc.on_rto(now, flight, self.mss, reduce);
